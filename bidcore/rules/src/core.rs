@@ -1,0 +1,345 @@
+//! The core: auctions spread over shards, bidders with their exposure.
+
+use rustc_hash::FxHashMap;
+
+use crate::auction::{Auction, AuctionSpec, AuctionState, Lead, Restore, Status};
+use crate::decide::{decide, release};
+use crate::error::{invalid, CoreError};
+use crate::money::{
+    deposit, is_valid_amount, Kobo, Millis, MAX_BALANCE, MAX_SHARDS, MAX_TIME_MS,
+    RESERVE_PROTECTION_HORIZON_MS,
+};
+use crate::outcome::{BidRequest, Closed, Outcome};
+use crate::user::{User, UserState};
+
+#[derive(Debug, Default)]
+pub(crate) struct Shard {
+    /// Indexed by `handle / shard_count`; `None` once removed.
+    pub auctions: Vec<Option<Auction>>,
+}
+
+#[derive(Debug)]
+pub struct Core {
+    pub(crate) shards: Vec<Shard>,
+    pub(crate) users: Vec<User>,
+    pub(crate) parallel_min_batch: usize,
+    next_auction: u32,
+    auction_ids: FxHashMap<u128, u32>,
+    user_ids: FxHashMap<u128, u32>,
+}
+
+impl Core {
+    pub fn new(shards: usize, parallel_min_batch: usize) -> Result<Self, CoreError> {
+        if !(1..=MAX_SHARDS).contains(&shards) {
+            return Err(invalid(format!("shards must be 1..={MAX_SHARDS} (got {shards})")));
+        }
+        Ok(Core {
+            shards: (0..shards).map(|_| Shard::default()).collect(),
+            users: Vec::new(),
+            parallel_min_batch,
+            next_auction: 0,
+            auction_ids: FxHashMap::default(),
+            user_ids: FxHashMap::default(),
+        })
+    }
+
+    pub fn shard_count(&self) -> usize {
+        self.shards.len()
+    }
+
+    pub fn auction_count(&self) -> usize {
+        self.auction_ids.len()
+    }
+
+    pub fn user_count(&self) -> usize {
+        self.users.len()
+    }
+
+    // ---- users -------------------------------------------------------------
+
+    pub fn upsert_user(&mut self, id: u128, balance: Kobo, eligible: bool) -> Result<u32, CoreError> {
+        check_balance(balance)?;
+        if let Some(&handle) = self.user_ids.get(&id) {
+            let user = &mut self.users[handle as usize];
+            user.balance = balance;
+            user.eligible = eligible;
+            return Ok(handle);
+        }
+        // u32::MAX stays free: batches use it for "no such user".
+        let handle = u32::try_from(self.users.len())
+            .ok()
+            .filter(|&h| h < u32::MAX)
+            .ok_or_else(|| invalid("too many users for one core"))?;
+        self.users.push(User::new(id, balance, eligible));
+        self.user_ids.insert(id, handle);
+        Ok(handle)
+    }
+
+    pub fn user_handle(&self, id: u128) -> Option<u32> {
+        self.user_ids.get(&id).copied()
+    }
+
+    pub fn set_balance(&mut self, user: u32, balance: Kobo) -> Result<(), CoreError> {
+        check_balance(balance)?;
+        self.user_mut(user)?.balance = balance;
+        Ok(())
+    }
+
+    pub fn set_eligible(&mut self, user: u32, eligible: bool) -> Result<(), CoreError> {
+        self.user_mut(user)?.eligible = eligible;
+        Ok(())
+    }
+
+    pub fn user(&self, user: u32) -> Result<UserState, CoreError> {
+        self.users.get(user as usize).map(|u| u.state(user)).ok_or(CoreError::UnknownUser(user))
+    }
+
+    fn user_mut(&mut self, user: u32) -> Result<&mut User, CoreError> {
+        self.users.get_mut(user as usize).ok_or(CoreError::UnknownUser(user))
+    }
+
+    // ---- auctions ----------------------------------------------------------
+
+    pub fn add_auction(&mut self, spec: AuctionSpec, live: bool) -> Result<u32, CoreError> {
+        spec.validate()?;
+        self.insert(Auction::new(spec, live))
+    }
+
+    /// Loads an auction with the state the ledger holds for it (recovery).
+    pub fn restore_auction(&mut self, spec: AuctionSpec, restore: Restore) -> Result<u32, CoreError> {
+        spec.validate()?;
+        self.check_restore(&spec, &restore)?;
+        let mut auction = Auction::new(spec, restore.live);
+        auction.end_time = restore.end_time;
+        auction.original_end = restore.original_end;
+        auction.bid_count = restore.bid_count;
+        auction.platform_bid_count = restore.platform_bid_count;
+        auction.seq = restore.seq;
+        for &user in &restore.bidders {
+            auction.number_bidder(user);
+        }
+        if let Some((user, amount, platform)) = restore.leader {
+            let exposed = if platform { 0 } else { deposit(amount, auction.spec.deposit_bp) };
+            auction.lead = Some(Lead { user, amount, platform, exposed });
+            self.users[user as usize].add_exposure(exposed);
+        }
+        self.insert(auction)
+    }
+
+    fn check_restore(&self, spec: &AuctionSpec, restore: &Restore) -> Result<(), CoreError> {
+        if !(spec.start_time < restore.original_end && restore.original_end <= restore.end_time)
+            || restore.end_time > MAX_TIME_MS
+        {
+            return Err(invalid(format!(
+                "restore needs start_time_ms < original_end_ms <= end_time_ms <= {MAX_TIME_MS}"
+            )));
+        }
+        for &user in &restore.bidders {
+            self.user(user)?;
+        }
+        let mut seen = restore.bidders.clone();
+        seen.sort_unstable();
+        seen.dedup();
+        if seen.len() != restore.bidders.len() {
+            return Err(invalid("restore: bidders must be distinct"));
+        }
+        let least_bids = restore.bidders.len() as u64 + u64::from(restore.platform_bid_count);
+        if u64::from(restore.bid_count) < least_bids {
+            return Err(invalid("restore: bid_count is below bidders + platform bids"));
+        }
+        match restore.leader {
+            None if restore.bid_count > 0 => Err(invalid("restore: bids without a leader")),
+            None => Ok(()),
+            Some(_) if !restore.live => Err(invalid("restore: only a live auction has a leader")),
+            Some((user, amount, platform)) => {
+                self.user(user)?;
+                if !is_valid_amount(amount) || amount < spec.start_price {
+                    return Err(invalid("restore: leading amount must be valid and >= start price"));
+                }
+                if !platform && !restore.bidders.contains(&user) {
+                    return Err(invalid("restore: a real leader must be among the bidders"));
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn insert(&mut self, auction: Auction) -> Result<u32, CoreError> {
+        let id = auction.spec.id;
+        if self.auction_ids.contains_key(&id) {
+            return Err(CoreError::DuplicateAuction(id));
+        }
+        let handle = self.next_auction;
+        if handle == u32::MAX {
+            return Err(invalid("too many auctions for one core"));
+        }
+        let (shard, slot) = self.locate(handle);
+        let auctions = &mut self.shards[shard].auctions;
+        debug_assert_eq!(auctions.len(), slot);
+        auctions.push(Some(auction));
+        self.next_auction += 1;
+        self.auction_ids.insert(id, handle);
+        Ok(handle)
+    }
+
+    pub fn auction_handle(&self, id: u128) -> Option<u32> {
+        self.auction_ids.get(&id).copied()
+    }
+
+    pub fn auction_handles(&self) -> Vec<u32> {
+        let mut handles: Vec<u32> = self.auction_ids.values().copied().collect();
+        handles.sort_unstable();
+        handles
+    }
+
+    pub fn auction(&self, handle: u32) -> Result<AuctionState, CoreError> {
+        self.get(handle).map(|a| a.state(handle)).ok_or(CoreError::UnknownAuction(handle))
+    }
+
+    #[inline]
+    pub(crate) fn locate(&self, handle: u32) -> (usize, usize) {
+        let n = self.shards.len();
+        (handle as usize % n, handle as usize / n)
+    }
+
+    #[inline]
+    pub(crate) fn get(&self, handle: u32) -> Option<&Auction> {
+        let (shard, slot) = self.locate(handle);
+        self.shards[shard].auctions.get(slot)?.as_ref()
+    }
+
+    fn get_mut(&mut self, handle: u32) -> Result<&mut Auction, CoreError> {
+        let (shard, slot) = self.locate(handle);
+        self.shards[shard]
+            .auctions
+            .get_mut(slot)
+            .and_then(Option::as_mut)
+            .ok_or(CoreError::UnknownAuction(handle))
+    }
+
+    pub fn open_auction(&mut self, handle: u32) -> Result<u64, CoreError> {
+        let auction = self.get_mut(handle)?;
+        if auction.status != Status::Scheduled {
+            return Err(CoreError::InvalidTransition {
+                auction: handle,
+                status: auction.status.as_str(),
+                operation: "open",
+            });
+        }
+        auction.status = Status::Live;
+        auction.seq += 1;
+        Ok(auction.seq)
+    }
+
+    /// Ends an auction and releases its leader's exposure.
+    pub fn close_auction(&mut self, handle: u32) -> Result<Closed, CoreError> {
+        let lead = self.finish(handle, Status::Ended, "close")?;
+        let auction = self.get_mut(handle)?;
+        Ok(Closed {
+            auction: handle,
+            seq: auction.seq,
+            lead,
+            bid_count: auction.bid_count,
+            bidder_count: auction.bidders.len() as u32,
+            platform_bid_count: auction.platform_bid_count,
+            end_time: auction.end_time,
+        })
+    }
+
+    pub fn cancel_auction(&mut self, handle: u32) -> Result<u64, CoreError> {
+        self.finish(handle, Status::Cancelled, "cancel")?;
+        Ok(self.get_mut(handle)?.seq)
+    }
+
+    /// Moves an open auction to `status`; its lead stays for the record but
+    /// no longer counts as exposure.
+    fn finish(&mut self, handle: u32, status: Status, operation: &'static str) -> Result<Option<Lead>, CoreError> {
+        let auction = self.get_mut(handle)?;
+        auction.require_open(handle, operation)?;
+        auction.status = status;
+        auction.seq += 1;
+        let lead = auction.lead;
+        if let Some(lead) = lead {
+            release(&self.users, &lead);
+        }
+        Ok(lead)
+    }
+
+    pub fn extend_auction(&mut self, handle: u32, end_time: Millis) -> Result<u64, CoreError> {
+        let auction = self.get_mut(handle)?;
+        auction.require_open(handle, "extend")?;
+        if end_time <= auction.end_time || end_time > MAX_TIME_MS {
+            return Err(invalid(format!(
+                "a new end must be later than the current end {} and <= {MAX_TIME_MS} (got {end_time})",
+                auction.end_time
+            )));
+        }
+        auction.end_time = end_time;
+        auction.seq += 1;
+        Ok(auction.seq)
+    }
+
+    pub fn remove_auction(&mut self, handle: u32) -> Result<(), CoreError> {
+        let auction = self.get_mut(handle)?;
+        if !matches!(auction.status, Status::Ended | Status::Cancelled) {
+            return Err(CoreError::InvalidTransition {
+                auction: handle,
+                status: auction.status.as_str(),
+                operation: "remove",
+            });
+        }
+        let id = auction.spec.id;
+        let (shard, slot) = self.locate(handle);
+        self.shards[shard].auctions[slot] = None;
+        self.auction_ids.remove(&id);
+        Ok(())
+    }
+
+    // ---- bids --------------------------------------------------------------
+
+    pub fn place_bid(&mut self, bid: &BidRequest) -> Outcome {
+        let (shard, slot) = self.locate(bid.auction);
+        let auction = self.shards[shard].auctions.get_mut(slot).and_then(Option::as_mut);
+        decide(auction, &self.users, bid)
+    }
+
+    /// The platform bids due at `now`: `(auction handle, amount)` in handle order.
+    pub fn reserve_protection(&self, now: Millis) -> Vec<(u32, Kobo)> {
+        let mut due: Vec<(u32, Kobo)> = self
+            .auction_ids
+            .values()
+            .filter_map(|&handle| {
+                let auction = self.get(handle)?;
+                reserve_bid(auction, now).map(|amount| (handle, amount))
+            })
+            .collect();
+        due.sort_unstable();
+        due
+    }
+}
+
+fn reserve_bid(auction: &Auction, now: Millis) -> Option<Kobo> {
+    let reserve = i128::from(auction.spec.reserve?);
+    if auction.status != Status::Live || now < auction.spec.start_time || now >= auction.end_time {
+        return None;
+    }
+    if auction.end_time.saturating_sub(now) >= RESERVE_PROTECTION_HORIZON_MS {
+        return None;
+    }
+    if auction.lead.is_some_and(|lead| lead.platform) {
+        return None; // the platform never bids against itself
+    }
+    let current = i128::from(auction.lead.map_or(0, |lead| lead.amount));
+    let amount = auction.min_next_bid();
+    let below_trigger = current * 10 < reserve * 9;
+    let within_hard_stop = i128::from(amount) * 100 <= reserve * 95;
+    (below_trigger && within_hard_stop).then_some(amount)
+}
+
+fn check_balance(balance: Kobo) -> Result<(), CoreError> {
+    if (0..MAX_BALANCE).contains(&balance) {
+        Ok(())
+    } else {
+        Err(invalid(format!("balance_kobo must be 0 <= balance < {MAX_BALANCE} (got {balance})")))
+    }
+}

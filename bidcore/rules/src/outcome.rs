@@ -1,0 +1,112 @@
+//! What a bid asks and what the core answers.
+
+use crate::money::{Kobo, Millis};
+
+/// One bid as the core sees it: handles and machine integers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BidRequest {
+    pub auction: u32,
+    pub user: u32,
+    /// Any value; amounts outside `0 < a < 10^15` are refused as `invalid_amount`.
+    pub amount: Kobo,
+    pub at: Millis,
+    pub platform: bool,
+}
+
+/// Why a bid was refused, in the order the rules are checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum Reason {
+    InvalidAmount = 1,
+    UnknownAuction = 2,
+    AuctionNotLive = 3,
+    AuctionEnded = 4,
+    OwnAuction = 5,
+    NotEligible = 6,
+    AlreadyLeading = 7,
+    BelowMinimum = 8,
+    InsufficientBuyingPower = 9,
+}
+
+impl Reason {
+    pub const ALL: [Reason; 9] = [
+        Reason::InvalidAmount,
+        Reason::UnknownAuction,
+        Reason::AuctionNotLive,
+        Reason::AuctionEnded,
+        Reason::OwnAuction,
+        Reason::NotEligible,
+        Reason::AlreadyLeading,
+        Reason::BelowMinimum,
+        Reason::InsufficientBuyingPower,
+    ];
+
+    pub fn code(self) -> &'static str {
+        match self {
+            Reason::InvalidAmount => "invalid_amount",
+            Reason::UnknownAuction => "unknown_auction",
+            Reason::AuctionNotLive => "auction_not_live",
+            Reason::AuctionEnded => "auction_ended",
+            Reason::OwnAuction => "own_auction",
+            Reason::NotEligible => "not_eligible",
+            Reason::AlreadyLeading => "already_leading",
+            Reason::BelowMinimum => "below_minimum",
+            Reason::InsufficientBuyingPower => "insufficient_buying_power",
+        }
+    }
+}
+
+/// An accepted bid and the auction's state right after it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Accepted {
+    pub bid: BidRequest,
+    pub seq: u64,
+    pub end_time: Millis,
+    pub extended: bool,
+    pub min_next_bid: Kobo,
+    pub bid_count: u32,
+    pub bidder_count: u32,
+    /// 1-based number of a real bidder in this auction; 0 for platform bids.
+    pub bidder_number: u32,
+    pub deposit: Kobo,
+    pub previous: Option<crate::auction::Lead>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rejected {
+    pub bid: BidRequest,
+    pub reason: Reason,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Accepted(Accepted),
+    Rejected(Rejected),
+}
+
+impl Outcome {
+    /// 0 for accepted, else the reason's number.
+    #[inline]
+    pub fn code_byte(&self) -> u8 {
+        match self {
+            Outcome::Accepted(_) => 0,
+            Outcome::Rejected(r) => r.reason as u8,
+        }
+    }
+
+    pub fn is_accepted(&self) -> bool {
+        matches!(self, Outcome::Accepted(_))
+    }
+}
+
+/// What closing an auction leaves, for end processing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Closed {
+    pub auction: u32,
+    pub seq: u64,
+    pub lead: Option<crate::auction::Lead>,
+    pub bid_count: u32,
+    pub bidder_count: u32,
+    pub platform_bid_count: u32,
+    pub end_time: Millis,
+}
