@@ -12,6 +12,28 @@ batch crosses the language boundary as plain machine integers.
 from collections.abc import Sequence
 from typing import Final, Literal, final
 
+__all__ = [
+    "MAX_AMOUNT_KOBO",
+    "MAX_SHARDS",
+    "MAX_TIME_MS",
+    "REASON_CODES",
+    "Accepted",
+    "AuctionState",
+    "BatchResult",
+    "BidBatch",
+    "Closed",
+    "Core",
+    "CoreError",
+    "DuplicateAuction",
+    "InvalidArgument",
+    "InvalidTransition",
+    "Rejected",
+    "UnknownAuction",
+    "UnknownUser",
+    "UserState",
+    "deposit",
+]
+
 __version__: Final[str]
 
 #: Reason codes, indexed by the byte ``BatchResult.codes()`` gives (0 = accepted).
@@ -216,7 +238,7 @@ class UserState:
 class BidBatch:
     """Bids in arrival order, held as machine integers for ``Core.place_batch``."""
 
-    def __init__(self) -> None: ...
+    def __new__(cls) -> BidBatch: ...
     @staticmethod
     def from_columns(
         auctions: Sequence[int],
@@ -242,13 +264,13 @@ class BatchResult:
         """One byte per bid: 0 accepted, else the index of its reason in REASON_CODES."""
     def accepted(self) -> list[Accepted]: ...
     def __len__(self) -> int: ...
-    def __getitem__(self, index: int) -> Outcome: ...
+    def __getitem__(self, index: int, /) -> Outcome: ...
 
 @final
 class Core:
     """Every loaded auction (spread over shards) and every bidder's exposure."""
 
-    def __init__(self, shards: int = 8, parallel_min_batch: int = 4096) -> None:
+    def __new__(cls, shards: int = 8, parallel_min_batch: int = 4096) -> Core:
         """``shards`` (1..MAX_SHARDS) spread auctions; a batch of at least
         ``parallel_min_batch`` bids is worked by several threads where that
         cannot change any outcome."""
@@ -280,7 +302,7 @@ class Core:
         deposit_pct_bp: int = 2000,
         anti_snipe_window_ms: int = 120_000,
         anti_snipe_extension_ms: int = 120_000,
-        sellers: Sequence[int] = (),
+        sellers: Sequence[int] | None = None,
         live: bool = False,
     ) -> int:
         """Load a new auction (scheduled, or live); returns its handle."""

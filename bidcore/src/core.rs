@@ -92,7 +92,7 @@ impl Core {
     #[pyo3(signature = (
         auction_id, *, start_time_ms, end_time_ms, start_price_kobo, bid_increment_kobo,
         reserve_price_kobo=None, deposit_pct_bp=2000, anti_snipe_window_ms=120_000,
-        anti_snipe_extension_ms=120_000, sellers=Vec::new(), live=false
+        anti_snipe_extension_ms=120_000, sellers=None, live=false
     ))]
     #[allow(clippy::too_many_arguments)]
     fn add_auction(
@@ -106,7 +106,7 @@ impl Core {
         deposit_pct_bp: u32,
         anti_snipe_window_ms: i64,
         anti_snipe_extension_ms: i64,
-        sellers: Vec<u128>,
+        sellers: Option<Vec<u128>>,
         live: bool,
     ) -> CoreResult<u32> {
         let spec = spec(
@@ -119,7 +119,7 @@ impl Core {
             deposit_pct_bp,
             anti_snipe_window_ms,
             anti_snipe_extension_ms,
-            sellers,
+            sellers.unwrap_or_default(),
         );
         Ok(self.0.add_auction(spec, live)?)
     }

@@ -43,5 +43,12 @@ fn bidcore(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<state::Closed>()?;
     m.add_class::<state::AuctionState>()?;
     m.add_class::<state::UserState>()?;
+    let public: Vec<&str> = vec![
+        "MAX_AMOUNT_KOBO", "MAX_SHARDS", "MAX_TIME_MS", "REASON_CODES", "Accepted",
+        "AuctionState", "BatchResult", "BidBatch", "Closed", "Core", "CoreError",
+        "DuplicateAuction", "InvalidArgument", "InvalidTransition", "Rejected",
+        "UnknownAuction", "UnknownUser", "UserState", "deposit",
+    ];
+    m.add("__all__", public)?;
     Ok(())
 }
