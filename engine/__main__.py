@@ -1,0 +1,96 @@
+"""`python -m engine <command>`: the engine's command line.
+
+Commands: `migrate` (apply the SQL migrations), `demo` (run the local demo).
+Each command is one `_add_<name>` function registering its parser and handler,
+so `serve` and `token` slot in the same way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import logging
+import sys
+from collections.abc import Callable, Sequence
+
+from engine.config import ConfigError, Settings
+from engine.database import DatabaseStartError, database_dsn
+from engine.migrations import MigrationError, migrate
+
+Handler = Callable[[argparse.Namespace, Settings], int]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; return the process exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    # Configured before the settings are read, so their own warnings are formatted too.
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        settings = Settings.from_env()
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    logging.getLogger().setLevel(settings.log_level)
+    handler: Handler = args.handler
+    return handler(args, settings)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m engine",
+        description="Dealer360's real-time auction engine. Settings come from the environment "
+        "(DATABASE_URL, ENGINE_DATA_DIR, REDIS_URL, JWT_SECRET, INTERNAL_API_TOKEN, ...).",
+    )
+    commands = parser.add_subparsers(title="commands", dest="command", required=True)
+    _add_migrate(commands)
+    _add_demo(commands)
+    return parser
+
+
+def _add_migrate(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = commands.add_parser(
+        "migrate",
+        help="apply pending SQL migrations",
+        description="Apply the pending migrations in sql/ to DATABASE_URL, or to the embedded "
+        "PostgreSQL in ENGINE_DATA_DIR when DATABASE_URL is unset.",
+    )
+    parser.set_defaults(handler=_run_migrate)
+
+
+def _run_migrate(args: argparse.Namespace, settings: Settings) -> int:
+    try:
+        applied = asyncio.run(_migrate(settings))
+    except (MigrationError, DatabaseStartError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    if applied:
+        for name in applied:
+            print(f"applied {name}")
+    else:
+        print("nothing to apply: the database is up to date")
+    return 0
+
+
+async def _migrate(settings: Settings) -> list[str]:
+    async with database_dsn(settings) as dsn:
+        return await migrate(dsn)
+
+
+def _add_demo(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = commands.add_parser(
+        "demo", help="run the local demo", description="Run the engine's local demo."
+    )
+    parser.set_defaults(handler=_run_demo)
+
+
+def _run_demo(args: argparse.Namespace, settings: Settings) -> int:
+    # Imported here so the other commands do not load the whole application.
+    demo = importlib.import_module("engine.demo")
+    status = demo.main()
+    return status if isinstance(status, int) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

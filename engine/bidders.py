@@ -1,0 +1,16 @@
+"""Who may bid, and the platform's own bidder."""
+
+from __future__ import annotations
+
+import uuid
+
+#: The system user that places reserve-protection bids (sql/0003_system_user.sql).
+PLATFORM_USER_ID = uuid.UUID("00000000-0000-0000-0000-000000000001")
+
+#: RULES.md rule 5: roles that may bid (with KYC approved).
+BIDDING_ROLES = frozenset({"user", "verified_seller", "dealer", "admin"})
+
+
+def may_bid(role: str, kyc_status: str, is_active: bool) -> bool:
+    """Rule 5, from the engine's `users` row (never from a token's claims)."""
+    return is_active and role in BIDDING_ROLES and kyc_status == "approved"

@@ -1,0 +1,100 @@
+"""A bid's life outside the core: the durable record and the outcome a bidder sees."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+import msgspec
+
+from engine.money import format_naira
+
+
+@dataclass(slots=True, frozen=True)
+class DurableBid:
+    """An accepted bid with everything the ledger writes and the room shows."""
+
+    id: uuid.UUID
+    auction_id: uuid.UUID
+    user_id: uuid.UUID
+    amount_kobo: int
+    at_ms: int
+    is_platform: bool
+    client_bid_id: str | None
+    seq: int
+    end_time_ms: int
+    extended: bool
+    min_next_bid_kobo: int
+    bid_count: int
+    bidder_count: int
+    bidder_number: int  # "Bidder 3" in this auction; 0 for platform bids
+    previous_leader: uuid.UUID | None
+    previous_amount_kobo: int | None
+
+    def body(self) -> BidBody:
+        return BidBody(
+            id=str(self.id),
+            auction_id=str(self.auction_id),
+            amount_kobo=self.amount_kobo,
+            at_ms=self.at_ms,
+            end_time_ms=self.end_time_ms,
+            extended=self.extended,
+            client_bid_id=self.client_bid_id,
+        )
+
+
+class BidBody(msgspec.Struct, frozen=True):
+    """The accepted bid as API.md gives it (`POST /api/bids`, `bid_result.bid`)."""
+
+    id: str
+    auction_id: str
+    amount_kobo: int
+    at_ms: int
+    end_time_ms: int
+    extended: bool
+    client_bid_id: str | None
+
+
+@dataclass(slots=True, frozen=True)
+class BidAccepted:
+    bid: DurableBid
+    accepted: bool = True
+
+
+@dataclass(slots=True, frozen=True)
+class BidRejected:
+    code: str
+    message: str
+    accepted: bool = False
+
+
+BidOutcome = BidAccepted | BidRejected
+
+UNAVAILABLE = BidRejected(
+    "unavailable",
+    "Bidding is paused for a moment while the ledger catches up. Your bid was not "
+    "placed; please try again shortly.",
+)
+
+
+def rejection(code: str, min_next_bid_kobo: int | None = None) -> BidRejected:
+    """A rejected bid with a sentence the bidder can act on."""
+    if code == "below_minimum" and min_next_bid_kobo is not None:
+        return BidRejected(code, f"Your bid must be at least {format_naira(min_next_bid_kobo)}.")
+    return BidRejected(code, _MESSAGES.get(code, "Your bid was not accepted."))
+
+
+_MESSAGES = {
+    "invalid_amount": "Enter a whole amount in kobo above zero and below ₦10 trillion.",
+    "unknown_auction": "This auction does not exist or is no longer open for bidding.",
+    "auction_not_live": "This auction is not open for bidding right now.",
+    "auction_ended": "This auction has ended; no more bids are taken.",
+    "own_auction": "You cannot bid on your own auction.",
+    "not_eligible": "Complete your KYC verification to bid; only verified accounts can bid.",
+    "already_leading": "You already have the highest bid.",
+    "below_minimum": "Your bid is below the minimum next bid.",
+    "insufficient_buying_power": (
+        "Your wallet does not cover the deposit for this bid alongside your other "
+        "leading bids. Fund your wallet or wait to be outbid elsewhere."
+    ),
+}

@@ -1,0 +1,141 @@
+"""The engine's settings, read once from the environment.
+
+Every setting has a default that runs the engine on one machine with nothing
+installed (embedded PostgreSQL, no Redis); production sets the secrets.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, cast
+
+import platformdirs
+
+logger = logging.getLogger(__name__)
+
+# Labelled so nobody mistakes them for real secrets in a log or a config dump.
+DEV_JWT_SECRET = "dev-only-insecure-jwt-secret-do-not-use-in-production"  # noqa: S105
+DEV_INTERNAL_API_TOKEN = "dev-only-insecure-internal-token-do-not-use-in-production"  # noqa: S105
+
+LedgerMode = Literal["writebehind", "baseline"]
+LEDGER_MODES: tuple[LedgerMode, ...] = ("writebehind", "baseline")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+class ConfigError(ValueError):
+    """A setting in the environment has a value the engine cannot use."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    database_url: str | None = None  # None: embedded PostgreSQL in engine_data_dir/pg
+    engine_data_dir: Path = Path(platformdirs.user_data_dir("dealer360-engine"))
+    redis_url: str | None = None  # None: single node, in-process fan-out and limits
+    jwt_secret: str = DEV_JWT_SECRET
+    internal_api_token: str = DEV_INTERNAL_API_TOKEN
+    cors_origins: tuple[str, ...] = ()
+    log_level: str = "INFO"
+    ledger_batch_max: int = 500
+    ledger_batch_window_ms: int = 2
+    ledger_mode: LedgerMode = "writebehind"
+    rate_limit_ip_per_min: int = 100
+    rate_limit_user_per_min: int = 1000
+    ws_bids_per_s: int = 10
+    max_body_bytes: int = 65536
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read the settings from `environ` (default: the process environment).
+
+        An empty variable counts as unset, as `FOO=` in a compose file means.
+        Raises ConfigError naming the variable when a value is unusable.
+        """
+        env = _Environment(os.environ if environ is None else environ)
+        defaults = cls()
+        return cls(
+            database_url=env.text("DATABASE_URL"),
+            engine_data_dir=env.path("ENGINE_DATA_DIR", defaults.engine_data_dir),
+            redis_url=env.text("REDIS_URL"),
+            jwt_secret=env.secret("JWT_SECRET", DEV_JWT_SECRET),
+            internal_api_token=env.secret("INTERNAL_API_TOKEN", DEV_INTERNAL_API_TOKEN),
+            cors_origins=env.comma_list("CORS_ORIGINS"),
+            log_level=env.choice("LOG_LEVEL", LOG_LEVELS, defaults.log_level, upper=True),
+            ledger_batch_max=env.integer("LEDGER_BATCH_MAX", defaults.ledger_batch_max, 1),
+            ledger_batch_window_ms=env.integer(
+                "LEDGER_BATCH_WINDOW_MS", defaults.ledger_batch_window_ms, 0
+            ),
+            ledger_mode=cast(
+                LedgerMode, env.choice("LEDGER_MODE", LEDGER_MODES, defaults.ledger_mode)
+            ),
+            rate_limit_ip_per_min=env.integer(
+                "RATE_LIMIT_IP_PER_MIN", defaults.rate_limit_ip_per_min, 1
+            ),
+            rate_limit_user_per_min=env.integer(
+                "RATE_LIMIT_USER_PER_MIN", defaults.rate_limit_user_per_min, 1
+            ),
+            ws_bids_per_s=env.integer("WS_BIDS_PER_S", defaults.ws_bids_per_s, 1),
+            max_body_bytes=env.integer("MAX_BODY_BYTES", defaults.max_body_bytes, 1),
+        )
+
+    @property
+    def uses_dev_secrets(self) -> bool:
+        """True while either secret is the built-in development value."""
+        return (
+            self.jwt_secret == DEV_JWT_SECRET or self.internal_api_token == DEV_INTERNAL_API_TOKEN
+        )
+
+
+class _Environment:
+    """Typed reads of environment variables, each error naming its variable."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self._environ = environ
+
+    def text(self, name: str) -> str | None:
+        value = self._environ.get(name, "").strip()
+        return value or None
+
+    def path(self, name: str, default: Path) -> Path:
+        value = self.text(name)
+        return Path(value).expanduser() if value else default
+
+    def secret(self, name: str, dev_default: str) -> str:
+        value = self.text(name)
+        if value is None:
+            logger.warning(
+                "%s is not set: using the built-in development value, which anyone can "
+                "read in the source; set %s before exposing the engine to a network",
+                name,
+                name,
+            )
+            return dev_default
+        return value
+
+    def comma_list(self, name: str) -> tuple[str, ...]:
+        value = self.text(name) or ""
+        return tuple(item.strip() for item in value.split(",") if item.strip())
+
+    def choice(self, name: str, allowed: tuple[str, ...], default: str, upper: bool = False) -> str:
+        value = self.text(name)
+        if value is None:
+            return default
+        value = value.upper() if upper else value.lower()
+        if value not in allowed:
+            raise ConfigError(f"{name}={value!r} is not one of: {', '.join(allowed)}")
+        return value
+
+    def integer(self, name: str, default: int, minimum: int) -> int:
+        value = self.text(name)
+        if value is None:
+            return default
+        try:
+            number = int(value, 10)
+        except ValueError:
+            raise ConfigError(f"{name}={value!r} is not a whole number") from None
+        if number < minimum:
+            raise ConfigError(f"{name}={number} is too small: it must be at least {minimum}")
+        return number

@@ -1,0 +1,346 @@
+"""The write-behind ledger: accepted bids, committed in batches under row locks.
+
+Bids are decided in memory by the core; this writer makes them durable. It
+drains its queue in batches (bounded by size and a short window) and writes
+each batch in one transaction: lock the touched `auctions` rows in id order
+with SELECT … FOR UPDATE (checking the fencing epoch), COPY the bids in,
+update each auction once, commit. Only then are the bids' awaitables
+completed and `on_commit` called, in order: nothing is acknowledged before
+it is durable.
+
+A batch that fails for a passing reason (connection lost, database
+restarting) is retried with backoff. If the ledger stays unreachable past a
+bound, or a batch is refused for good (a newer owner's epoch), the writer
+gives up: every waiting bid fails with `LedgerUnavailable` (its outcome is
+unknown to the bidder, who retries with the same client_bid_id), the writer
+refuses new bids, and once the database answers again it calls `on_recovered`
+(which rebuilds the core from the ledger) before taking bids again. A batch
+fenced off by a newer owner's epoch stops the writer for good: two owners
+must never take turns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import asyncpg
+
+from engine import metrics
+from engine.bids import DurableBid
+from engine.clock import to_datetime
+from engine.money import kobo_to_naira
+
+logger = logging.getLogger(__name__)
+
+BID_COLUMNS = (
+    "id",
+    "auction_id",
+    "user_id",
+    "amount",
+    "is_platform_bid",
+    "is_winning",
+    "client_bid_id",
+    "seq",
+    "extended",
+    "end_time_after",
+    "created_at",
+)
+
+_LOCK_AUCTIONS = """
+SELECT id, epoch, status FROM auctions WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE
+"""
+_ALREADY_WRITTEN = "SELECT count(*) FROM bids WHERE id = ANY($1::uuid[])"
+_CLEAR_OUTBID = """
+UPDATE bids SET is_winning = false
+WHERE auction_id = ANY($1::uuid[]) AND is_winning AND NOT (id = ANY($2::uuid[]))
+"""
+_UPDATE_AUCTIONS = """
+UPDATE auctions AS a
+SET current_price = v.price,
+    bid_count = v.bid_count,
+    bidder_count = v.bidder_count,
+    ai_bids_placed = a.ai_bids_placed + v.platform_bids,
+    end_time = v.end_time,
+    last_seq = GREATEST(a.last_seq, v.seq),
+    updated_at = now()
+FROM unnest($1::uuid[], $2::numeric[], $3::int[], $4::int[], $5::int[], $6::timestamptz[],
+            $7::bigint[])
+     AS v(id, price, bid_count, bidder_count, platform_bids, end_time, seq)
+WHERE a.id = v.id
+"""
+
+# Failures worth another try: the connection or the server went away, or the
+# transaction lost a race it can win next time.
+_TRANSIENT: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.InterfaceError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    asyncpg.SerializationError,
+    asyncpg.DeadlockDetectedError,
+    asyncpg.TooManyConnectionsError,
+)
+
+
+class LedgerUnavailable(Exception):
+    """The ledger cannot take writes; the bid was not acknowledged."""
+
+
+class Fenced(Exception):
+    """A newer owner (a higher epoch) holds an auction this batch touches: this
+    node must stop writing; it does not take the auctions back."""
+
+
+class LedgerConflict(Exception):
+    """The ledger no longer holds what the core assumed (an auction not live,
+    half a batch already written): the core is rebuilt from the ledger."""
+
+
+Entry = tuple[DurableBid, "asyncio.Future[None]"]
+
+
+class LedgerWriter:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        *,
+        epoch: int,
+        batch_max: int = 500,
+        window_ms: float = 2,
+        unavailable_after_ms: int = 3000,
+        attempt_timeout_s: float = 5.0,
+        on_commit: Callable[[Sequence[DurableBid]], None] | None = None,
+        on_unavailable: Callable[[], None] | None = None,
+        on_recovered: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        self._pool = pool
+        self.epoch = epoch
+        self._batch_max = batch_max
+        self._window_s = window_ms / 1000
+        self._unavailable_after_s = unavailable_after_ms / 1000
+        self._attempt_timeout_s = attempt_timeout_s
+        self._on_commit = on_commit
+        self._on_unavailable = on_unavailable
+        self._on_recovered = on_recovered
+        self._queue: collections.deque[Entry] = collections.deque()
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._available = True
+        self.fenced = False
+        self._task: asyncio.Task[None] | None = None
+        metrics.LEDGER_AVAILABLE.set(1)
+
+    @property
+    def available(self) -> bool:
+        return self._available
+
+    @property
+    def queue_depth(self) -> int:
+        return len(self._queue)
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="ledger-writer")
+
+    async def stop(self) -> None:
+        """Write what is queued (while the ledger takes it), then stop."""
+        with contextlib.suppress(LedgerUnavailable):
+            await self.flush()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        self._fail_queued()
+
+    async def flush(self) -> None:
+        """Wait until every bid submitted so far is durable (or has failed)."""
+        if not self._available and self._queue:
+            raise LedgerUnavailable("the ledger is unavailable")
+        await self._idle.wait()
+
+    def submit(self, bid: DurableBid) -> asyncio.Future[None]:
+        """Queue an accepted bid; the future completes once it is committed."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if not self._available:
+            future.set_exception(LedgerUnavailable("the ledger is unavailable"))
+            return future
+        self._queue.append((bid, future))
+        self._idle.clear()
+        self._wake.set()
+        metrics.LEDGER_QUEUE.set(len(self._queue))
+        return future
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            if self._window_s and len(self._queue) < self._batch_max:
+                await asyncio.sleep(self._window_s)  # let a batch gather
+            batch = [self._queue.popleft() for _ in range(min(self._batch_max, len(self._queue)))]
+            metrics.LEDGER_QUEUE.set(len(self._queue))
+            if batch:
+                await self._write_with_retry(batch)
+            if not self._queue:
+                self._wake.clear()
+                self._idle.set()
+
+    async def _write_with_retry(self, batch: list[Entry]) -> None:
+        started = time.monotonic()
+        attempt = 0
+        while True:
+            try:
+                async with asyncio.timeout(self._attempt_timeout_s):
+                    await self._write([bid for bid, _ in batch], retry=attempt > 0)
+                break
+            except _TRANSIENT as exc:
+                attempt += 1
+                metrics.LEDGER_RETRIES.inc()
+                if time.monotonic() - started >= self._unavailable_after_s:
+                    waited = time.monotonic() - started
+                    logger.error("ledger unreachable for %.1fs (%s): refusing bids", waited, exc)
+                    await self._give_up(batch)
+                    return
+                logger.warning("ledger batch failed (%s); retry %d", exc, attempt)
+                await asyncio.sleep(min(0.01 * 2**attempt, 0.5))
+            except LedgerConflict as exc:
+                logger.error("ledger batch refused: %s", exc)
+                await self._give_up(batch)
+                return
+            except Fenced as exc:
+                logger.critical("this node lost its auctions to a newer owner: %s", exc)
+                self._stop_for_good(batch)
+                return
+        metrics.LEDGER_FLUSH.observe(time.monotonic() - started)
+        metrics.LEDGER_BATCH_SIZE.observe(len(batch))
+        bids = [bid for bid, _ in batch]
+        if self._on_commit is not None:
+            self._on_commit(bids)
+        for _, future in batch:
+            if not future.done():
+                future.set_result(None)
+
+    async def _write(self, bids: Sequence[DurableBid], *, retry: bool) -> None:
+        auction_ids = sorted({bid.auction_id for bid in bids})
+        async with self._pool.acquire() as conn, conn.transaction():
+            await self._lock(conn, auction_ids)
+            if retry and await self._written_before(conn, bids):
+                return
+            await conn.copy_records_to_table("bids", records=_records(bids), columns=BID_COLUMNS)
+            winners = list(_last_per_auction(bids).values())
+            await conn.execute(_CLEAR_OUTBID, auction_ids, [bid.id for bid in winners])
+            await conn.execute(_UPDATE_AUCTIONS, *_auction_columns(bids, winners))
+
+    async def _lock(self, conn: asyncpg.Connection, auction_ids: list[uuid.UUID]) -> None:
+        rows = await conn.fetch(_LOCK_AUCTIONS, auction_ids)
+        if len(rows) != len(auction_ids):
+            raise LedgerConflict("a bid names an auction the ledger does not hold")
+        for row in rows:
+            if row["epoch"] != self.epoch:
+                raise Fenced(
+                    f"auction {row['id']} belongs to epoch {row['epoch']}, not {self.epoch}"
+                )
+            if row["status"] != "live":
+                raise LedgerConflict(f"auction {row['id']} is {row['status']} in the ledger")
+
+    @staticmethod
+    async def _written_before(conn: asyncpg.Connection, bids: Sequence[DurableBid]) -> bool:
+        """After a lost connection the last COMMIT may have landed: never write twice."""
+        written = await conn.fetchval(_ALREADY_WRITTEN, [bid.id for bid in bids])
+        if written == len(bids):
+            return True
+        if written:
+            raise LedgerConflict(f"{written} of {len(bids)} bids of one batch are already written")
+        return False
+
+    async def _give_up(self, batch: list[Entry]) -> None:
+        self._refuse(batch)
+        await self._await_database()
+        if self._on_recovered is not None:
+            await self._on_recovered()
+        self._available = True
+        metrics.LEDGER_AVAILABLE.set(1)
+        logger.info("ledger available again")
+
+    def _stop_for_good(self, batch: list[Entry]) -> None:
+        """Fenced: refuse every bid from now on; a restart takes ownership again."""
+        self.fenced = True
+        self._refuse(batch)
+
+    def _refuse(self, batch: list[Entry]) -> None:
+        self._available = False
+        metrics.LEDGER_AVAILABLE.set(0)
+        for _, future in batch:
+            if not future.done():
+                future.set_exception(LedgerUnavailable("the ledger did not take this bid"))
+        self._fail_queued()
+        if self._on_unavailable is not None:
+            self._on_unavailable()
+
+    def _fail_queued(self) -> None:
+        while self._queue:
+            _, future = self._queue.popleft()
+            if not future.done():
+                future.set_exception(LedgerUnavailable("the ledger did not take this bid"))
+        metrics.LEDGER_QUEUE.set(0)
+
+    async def _await_database(self) -> None:
+        delay = 0.1
+        while True:
+            try:
+                async with asyncio.timeout(self._attempt_timeout_s), self._pool.acquire() as conn:
+                    await conn.fetchval("SELECT 1")
+                return
+            except _TRANSIENT:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
+
+
+def _records(bids: Sequence[DurableBid]) -> list[tuple[Any, ...]]:
+    winners = {bid.id for bid in _last_per_auction(bids).values()}
+    return [
+        (
+            bid.id,
+            bid.auction_id,
+            bid.user_id,
+            kobo_to_naira(bid.amount_kobo),
+            bid.is_platform,
+            bid.id in winners,
+            bid.client_bid_id,
+            bid.seq,
+            bid.extended,
+            to_datetime(bid.end_time_ms),
+            to_datetime(bid.at_ms),
+        )
+        for bid in bids
+    ]
+
+
+def _last_per_auction(bids: Sequence[DurableBid]) -> dict[uuid.UUID, DurableBid]:
+    """Each auction's leading bid after the batch: its last (highest) one."""
+    return {bid.auction_id: bid for bid in bids}
+
+
+def _auction_columns(
+    bids: Sequence[DurableBid], winners: Sequence[DurableBid]
+) -> tuple[list[Any], ...]:
+    platform_bids = collections.Counter(bid.auction_id for bid in bids if bid.is_platform)
+    return (
+        [w.auction_id for w in winners],
+        [kobo_to_naira(w.amount_kobo) for w in winners],
+        [w.bid_count for w in winners],
+        [w.bidder_count for w in winners],
+        [platform_bids[w.auction_id] for w in winners],
+        [to_datetime(w.end_time_ms) for w in winners],
+        [w.seq for w in winners],
+    )

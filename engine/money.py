@@ -1,0 +1,48 @@
+"""Exact conversion between the ledger's naira and the engine's kobo.
+
+PostgreSQL keeps the seed's DECIMAL(15,2) naira columns; the core and the wire
+use integer kobo (₦1 = 100 kobo). These two functions are the only crossing,
+and they never round: a value that is not a whole number of kobo is an error.
+"""
+
+from __future__ import annotations
+
+from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, Context, Decimal
+
+KOBO_PER_NAIRA = 100
+
+# Precision large enough that scaling by 100 can never round, whatever the
+# caller's decimal context is.
+_EXACT = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN)
+
+
+def naira_to_kobo(naira: Decimal) -> int:
+    """Whole kobo in `naira` (a Decimal, as asyncpg returns NUMERIC).
+
+    Raises TypeError for anything but a Decimal (floats are inexact, and an int
+    here is more likely kobo passed by mistake), ValueError for NaN, infinity or
+    a fraction of a kobo.
+    """
+    if not isinstance(naira, Decimal):
+        raise TypeError(f"naira must be a Decimal, not {type(naira).__name__}: {naira!r}")
+    if not naira.is_finite():
+        raise ValueError(f"{naira} is not an amount of naira")
+    kobo = naira.scaleb(2, _EXACT)
+    if kobo != kobo.to_integral_value(context=_EXACT):
+        raise ValueError(f"₦{naira} is not a whole number of kobo")
+    return int(kobo)
+
+
+def kobo_to_naira(kobo: int) -> Decimal:
+    """`kobo` as a Decimal of naira with exactly two places (₦12.50 for 1250)."""
+    if isinstance(kobo, bool) or not isinstance(kobo, int):
+        raise TypeError(f"kobo must be an int, not {type(kobo).__name__}: {kobo!r}")
+    # An int's Decimal has exponent 0, so scaling by -2 gives exactly two places.
+    return Decimal(kobo).scaleb(-2, _EXACT)
+
+
+def format_naira(kobo: int) -> str:
+    """₦1,550,000.00 for 155000000: how a bidder reads an amount."""
+    sign = "-" if kobo < 0 else ""
+    naira, rest = divmod(abs(kobo), KOBO_PER_NAIRA)
+    return f"{sign}₦{naira:,}.{rest:02d}"

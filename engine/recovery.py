@@ -1,0 +1,324 @@
+"""Rebuild the core from the ledger, and prove the rebuild equals the ledger.
+
+On every start (and after an outage) the engine takes a new fencing epoch,
+stamps it on the auctions it will own, then loads every user and every
+scheduled or live auction with its bids into a fresh `bidcore.Core`. It then
+compares the core with what the ledger says (price, leader, counts, seq,
+every bidder's exposure) and refuses to serve if anything differs.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+
+import bidcore
+from engine.bidders import PLATFORM_USER_ID, may_bid
+from engine.bids import DurableBid
+from engine.clock import to_ms
+from engine.money import naira_to_kobo
+from engine.registry import Registry
+
+IdempotencyKey = tuple[uuid.UUID, uuid.UUID, str]
+
+# A restart takes every open auction; a rebuild after an outage ($2 = the
+# node's epoch so far) takes back only what no newer owner has taken.
+_CLAIM = """
+UPDATE auctions SET epoch = $1
+WHERE status IN ('scheduled', 'live') AND ($2::bigint IS NULL OR epoch <= $2)
+"""
+_USERS = "SELECT id, wallet_balance, role, kyc_status, is_active FROM users"
+_AUCTION_COLUMNS = """
+SELECT a.id, a.status, a.auction_type, a.created_by, v.listed_by, v.owner_id,
+       a.start_time, a.end_time, a.original_end, a.start_price, a.reserve_price,
+       a.current_price, a.bid_increment, a.deposit_pct, a.anti_snipe_window_ms,
+       a.anti_snipe_extension_ms, a.bid_count, a.bidder_count, a.ai_bids_placed, a.last_seq
+FROM auctions a JOIN vehicles v ON v.id = a.vehicle_id
+"""
+_AUCTIONS = (
+    _AUCTION_COLUMNS
+    + "WHERE a.status IN ('scheduled', 'live') AND a.epoch = $1 ORDER BY a.start_time, a.id"
+)
+_ONE_AUCTION = _AUCTION_COLUMNS + "WHERE a.id = $1 AND a.status IN ('scheduled', 'live')"
+_CLAIM_ONE = "UPDATE auctions SET epoch = $1 WHERE id = $2 AND status IN ('scheduled', 'live')"
+_BIDS = """
+SELECT id, auction_id, user_id, amount, is_platform_bid, client_bid_id, seq, extended,
+       end_time_after, created_at
+FROM bids WHERE auction_id = ANY($1::uuid[])
+ORDER BY auction_id, seq
+"""
+_ONE_BID = """
+SELECT b.id, b.auction_id, b.user_id, b.amount, b.is_platform_bid, b.client_bid_id, b.seq,
+       b.extended, b.end_time_after, b.created_at, a.bid_increment
+FROM bids b JOIN auctions a ON a.id = b.auction_id
+WHERE b.auction_id = $1 AND b.user_id = $2 AND b.client_bid_id = $3
+"""
+
+
+class RecoveryMismatch(RuntimeError):
+    """The rebuilt core does not equal the ledger: the engine must not serve."""
+
+
+@dataclass
+class Recovered:
+    registry: Registry
+    epoch: int
+    #: (auction, user, client_bid_id) → the durable bid, for idempotent retries.
+    accepted: dict[IdempotencyKey, DurableBid] = field(default_factory=dict)
+
+
+@dataclass
+class _Ledger:
+    """What the ledger says of one auction, read from its bids."""
+
+    row: asyncpg.Record
+    bids: list[DurableBid] = field(default_factory=list)
+    bidders: list[uuid.UUID] = field(default_factory=list)
+
+    @property
+    def lead(self) -> DurableBid | None:
+        return self.bids[-1] if self.bids else None
+
+
+def deposit_bp(deposit_pct: Decimal) -> int:
+    """20.00 % → 2000 basis points, exactly."""
+    bp = deposit_pct * 100
+    if bp != bp.to_integral_value():
+        raise ValueError(f"deposit_pct {deposit_pct} is not a whole number of basis points")
+    return int(bp)
+
+
+def sellers_of(row: asyncpg.Record) -> list[int]:
+    ids = {row["created_by"], row["listed_by"], row["owner_id"]}
+    return sorted(seller.int for seller in ids if seller is not None)
+
+
+def effective_reserve_kobo(auction_type: str, reserve_price: Decimal | None) -> int | None:
+    """RULES.md: a reserve binds unless the auction is `no_reserve`."""
+    if reserve_price is None or auction_type == "no_reserve":
+        return None
+    return naira_to_kobo(reserve_price)
+
+
+async def recover(
+    pool: asyncpg.Pool, *, shards: int = 8, previous_epoch: int | None = None
+) -> Recovered:
+    """A fresh core holding the ledger's users and the open auctions it owns, verified.
+
+    `previous_epoch` None (a start) claims every open auction; after an outage
+    the node's epoch so far, so auctions a newer owner took stay with it.
+    """
+    async with pool.acquire() as conn:
+        epoch = await claim_epoch(conn, previous_epoch)
+        async with conn.transaction(isolation="repeatable_read", readonly=True):
+            users = await conn.fetch(_USERS)
+            auctions = await conn.fetch(_AUCTIONS, epoch)
+            bids = await conn.fetch(_BIDS, [row["id"] for row in auctions])
+    registry = Registry(bidcore.Core(shards=shards))
+    for row in users:
+        registry.upsert_user(
+            row["id"],
+            balance_kobo=naira_to_kobo(row["wallet_balance"]),
+            eligible=row["id"] == PLATFORM_USER_ID
+            or may_bid(row["role"], row["kyc_status"], row["is_active"]),
+        )
+    ledgers = _read_ledgers(auctions, bids)
+    recovered = Recovered(registry=registry, epoch=epoch)
+    for ledger in ledgers.values():
+        _restore(registry, ledger)
+        for bid in ledger.bids:
+            if bid.client_bid_id is not None:
+                recovered.accepted[(bid.auction_id, bid.user_id, bid.client_bid_id)] = bid
+    verify(registry, ledgers.values())
+    return recovered
+
+
+async def load_auction(
+    conn: asyncpg.Connection, recovered: Recovered, auction_id: uuid.UUID
+) -> bool:
+    """Take one open auction (say, just created) into the core under this epoch.
+
+    False when the ledger holds no scheduled or live auction with that id.
+    """
+    async with conn.transaction():
+        await conn.execute(_CLAIM_ONE, recovered.epoch, auction_id)
+        row = await conn.fetchrow(_ONE_AUCTION, auction_id)
+        if row is None:
+            return False
+        bids = await conn.fetch(_BIDS, [auction_id])
+    ledgers = _read_ledgers([row], bids)
+    _restore(recovered.registry, ledgers[auction_id])
+    verify_auctions(recovered.registry, ledgers.values())
+    for bid in ledgers[auction_id].bids:
+        if bid.client_bid_id is not None:
+            recovered.accepted[(bid.auction_id, bid.user_id, bid.client_bid_id)] = bid
+    return True
+
+
+async def claim_epoch(conn: asyncpg.Connection, previous_epoch: int | None = None) -> int:
+    """Take a new fencing epoch and stamp it on the open auctions this node owns."""
+    async with conn.transaction():
+        epoch: int = await conn.fetchval("SELECT nextval('engine_epoch_seq')")
+        await conn.execute(_CLAIM, epoch, previous_epoch)
+    return epoch
+
+
+async def find_bid(
+    conn: asyncpg.Connection, auction_id: uuid.UUID, user_id: uuid.UUID, client_bid_id: str
+) -> DurableBid | None:
+    """A bid already in the ledger under this idempotency key, if any."""
+    row = await conn.fetchrow(_ONE_BID, auction_id, user_id, client_bid_id)
+    if row is None:
+        return None
+    amount = naira_to_kobo(row["amount"])
+    return _bid(row, min_next=amount + naira_to_kobo(row["bid_increment"]))
+
+
+def _read_ledgers(
+    auctions: Sequence[asyncpg.Record], bids: Iterable[asyncpg.Record]
+) -> dict[uuid.UUID, _Ledger]:
+    ledgers = {row["id"]: _Ledger(row) for row in auctions}
+    for row in bids:
+        ledger = ledgers[row["auction_id"]]
+        if not row["is_platform_bid"] and row["user_id"] not in ledger.bidders:
+            ledger.bidders.append(row["user_id"])
+        previous = ledger.lead
+        increment = naira_to_kobo(ledger.row["bid_increment"])
+        ledger.bids.append(
+            _bid(
+                row,
+                min_next=naira_to_kobo(row["amount"]) + increment,
+                bid_count=len(ledger.bids) + 1,
+                bidder_count=len(ledger.bidders),
+                bidder_number=0
+                if row["is_platform_bid"]
+                else ledger.bidders.index(row["user_id"]) + 1,
+                previous=previous,
+            )
+        )
+    return ledgers
+
+
+def _bid(
+    row: asyncpg.Record,
+    *,
+    min_next: int,
+    bid_count: int = 0,
+    bidder_count: int = 0,
+    bidder_number: int = 0,
+    previous: DurableBid | None = None,
+) -> DurableBid:
+    return DurableBid(
+        id=row["id"],
+        auction_id=row["auction_id"],
+        user_id=row["user_id"],
+        amount_kobo=naira_to_kobo(row["amount"]),
+        at_ms=to_ms(row["created_at"]),
+        is_platform=row["is_platform_bid"],
+        client_bid_id=row["client_bid_id"],
+        seq=row["seq"],
+        end_time_ms=to_ms(row["end_time_after"]),
+        extended=row["extended"],
+        min_next_bid_kobo=min_next,
+        bid_count=bid_count,
+        bidder_count=bidder_count,
+        bidder_number=bidder_number,
+        previous_leader=previous.user_id if previous else None,
+        previous_amount_kobo=previous.amount_kobo if previous else None,
+    )
+
+
+def _restore(registry: Registry, ledger: _Ledger) -> None:
+    row, lead = ledger.row, ledger.lead
+    end_ms = to_ms(row["end_time"])
+    original_end_ms = to_ms(row["original_end"]) if row["original_end"] else end_ms
+    handle = registry.core.restore_auction(
+        row["id"].int,
+        start_time_ms=to_ms(row["start_time"]),
+        end_time_ms=end_ms,
+        original_end_ms=min(original_end_ms, end_ms),
+        start_price_kobo=naira_to_kobo(row["start_price"]),
+        bid_increment_kobo=naira_to_kobo(row["bid_increment"]),
+        reserve_price_kobo=effective_reserve_kobo(row["auction_type"], row["reserve_price"]),
+        deposit_pct_bp=deposit_bp(row["deposit_pct"]),
+        anti_snipe_window_ms=row["anti_snipe_window_ms"],
+        anti_snipe_extension_ms=row["anti_snipe_extension_ms"],
+        sellers=sellers_of(row),
+        live=row["status"] == "live",
+        leader=registry.user_handle(lead.user_id) if lead else None,
+        leading_amount_kobo=lead.amount_kobo if lead else None,
+        leader_is_platform=lead.is_platform if lead else False,
+        bidders=[registry.user_handle(user) for user in ledger.bidders],
+        bid_count=len(ledger.bids),
+        platform_bid_count=sum(bid.is_platform for bid in ledger.bids),
+        seq=row["last_seq"],
+    )
+    registry.track_auction(row["id"], handle)
+
+
+def verify(registry: Registry, ledgers: Iterable[_Ledger]) -> None:
+    """Refuse to serve unless the core equals the ledger: every auction, every exposure."""
+    ledgers = list(ledgers)
+    problems = _auction_problems(registry, ledgers)
+    exposure: dict[uuid.UUID, int] = {}
+    for ledger in ledgers:
+        lead = ledger.lead
+        if lead and not lead.is_platform and ledger.row["status"] == "live":
+            deposit = bidcore.deposit(lead.amount_kobo, deposit_bp(ledger.row["deposit_pct"]))
+            exposure[lead.user_id] = exposure.get(lead.user_id, 0) + deposit
+    for user_id in registry.user_ids():
+        held = registry.core.user(registry.user_handle(user_id)).exposure_kobo
+        owed = exposure.get(user_id, 0)
+        if held != owed:
+            problems.append(f"user {user_id}: exposure {held} in the core, {owed} in the ledger")
+    _refuse_if(problems)
+
+
+def verify_auctions(registry: Registry, ledgers: Iterable[_Ledger]) -> None:
+    """The auction half of `verify`, for auctions loaded one at a time."""
+    _refuse_if(_auction_problems(registry, list(ledgers)))
+
+
+def _refuse_if(problems: list[str]) -> None:
+    if problems:
+        detail = "\n".join(problems[:20])
+        raise RecoveryMismatch(f"the rebuilt core differs from the ledger:\n{detail}")
+
+
+def _auction_problems(registry: Registry, ledgers: list[_Ledger]) -> list[str]:
+    core = registry.core
+    problems: list[str] = []
+    for ledger in ledgers:
+        row, lead = ledger.row, ledger.lead
+        state = core.auction(registry.auction_handle(row["id"]))
+        expected: dict[str, Any] = {
+            "current_price_kobo": lead.amount_kobo if lead else None,
+            "bid_count": len(ledger.bids),
+            "bidder_count": len(ledger.bidders),
+            "platform_bid_count": sum(bid.is_platform for bid in ledger.bids),
+            "seq": row["last_seq"],
+        }
+        from_row = {
+            "current_price_kobo": naira_to_kobo(row["current_price"])
+            if row["current_price"] is not None
+            else None,
+            "bid_count": row["bid_count"],
+            "bidder_count": row["bidder_count"],
+            "platform_bid_count": row["ai_bids_placed"],
+            "seq": max(row["last_seq"], lead.seq if lead else 0),
+        }
+        for name, value in expected.items():
+            if getattr(state, name) != value or from_row[name] != value:
+                problems.append(
+                    f"auction {row['id']}: {name} is {getattr(state, name)} in the core, "
+                    f"{from_row[name]} on the auction row, {value} from its bids"
+                )
+        leader = registry.user_id(state.leader) if state.leader is not None else None
+        if leader != (lead.user_id if lead else None):
+            problems.append(f"auction {row['id']}: leader {leader} is not the top bidder")
+    return problems

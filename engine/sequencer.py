@@ -1,0 +1,276 @@
+"""The sequencer: every bid goes through here, to the core and on to the ledger.
+
+It asks `bidcore` for a decision (microseconds, nothing written), hands an
+accepted bid to the ledger writer and answers only once that bid is durable.
+It keeps `client_bid_id` idempotent — the same id from the same bidder on the
+same auction gets the first outcome, never a second bid — and refuses bids
+with `unavailable` while the ledger cannot take them, rebuilding the core
+from the ledger before it takes bids again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import time
+import uuid
+from collections.abc import Callable, Sequence
+
+import asyncpg
+
+import bidcore
+from engine import metrics
+from engine.bids import UNAVAILABLE, BidAccepted, BidOutcome, BidRejected, DurableBid, rejection
+from engine.clock import Clock, SystemClock
+from engine.ledger import LedgerUnavailable, LedgerWriter
+from engine.recovery import IdempotencyKey, Recovered, find_bid, load_auction, recover
+from engine.registry import Registry
+
+logger = logging.getLogger(__name__)
+
+#: Rejections that may hide a bid the ledger already holds for an auction the
+#: core has let go of (ended, removed): worth one look at the ledger.
+_LOOK_IN_LEDGER = frozenset({"unknown_auction", "auction_not_live", "auction_ended"})
+
+#: Rejected outcomes are remembered for idempotent retries, up to this many.
+REJECTIONS_REMEMBERED = 100_000
+
+DurableListener = Callable[[Sequence[DurableBid]], None]
+
+
+class Sequencer:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        recovered: Recovered,
+        *,
+        clock: Clock | None = None,
+        shards: int = 8,
+        batch_max: int = 500,
+        window_ms: float = 2,
+        unavailable_after_ms: int = 3000,
+    ) -> None:
+        self._pool = pool
+        self._clock = clock or SystemClock()
+        self._shards = shards
+        self._adopt(recovered)
+        self._listeners: list[DurableListener] = []
+        self._rebuilding = False
+        self.writer = LedgerWriter(
+            pool,
+            epoch=recovered.epoch,
+            batch_max=batch_max,
+            window_ms=window_ms,
+            unavailable_after_ms=unavailable_after_ms,
+            on_commit=self._committed,
+            on_unavailable=self._lost_ledger,
+            on_recovered=self.rebuild,
+        )
+
+    @classmethod
+    async def open(
+        cls,
+        pool: asyncpg.Pool,
+        *,
+        clock: Clock | None = None,
+        shards: int = 8,
+        batch_max: int = 500,
+        window_ms: float = 2,
+        unavailable_after_ms: int = 3000,
+    ) -> Sequencer:
+        """Recover the core from the ledger and start writing."""
+        sequencer = cls(
+            pool,
+            await recover(pool, shards=shards),
+            clock=clock,
+            shards=shards,
+            batch_max=batch_max,
+            window_ms=window_ms,
+            unavailable_after_ms=unavailable_after_ms,
+        )
+        sequencer.writer.start()
+        return sequencer
+
+    async def close(self) -> None:
+        """Stop taking bids, write what was accepted, stop the writer."""
+        self._rebuilding = True
+        await self.writer.stop()
+
+    @property
+    def available(self) -> bool:
+        return self.writer.available and not self._rebuilding
+
+    @property
+    def core(self) -> bidcore.Core:
+        return self._recovered.registry.core
+
+    @property
+    def registry(self) -> Registry:
+        return self._recovered.registry
+
+    def subscribe(self, listener: DurableListener) -> None:
+        """Call `listener` with every committed batch, in commit order."""
+        self._listeners.append(listener)
+
+    # ---- bids ---------------------------------------------------------------
+
+    async def place_bid(
+        self,
+        auction_id: uuid.UUID,
+        user_id: uuid.UUID,
+        amount_kobo: int,
+        client_bid_id: str | None = None,
+        *,
+        platform: bool = False,
+    ) -> BidOutcome:
+        received = time.perf_counter()
+        key = (auction_id, user_id, client_bid_id) if client_bid_id is not None else None
+        if key is not None and (prior := self._prior(key)) is not None:
+            return await prior
+        if not self.available:
+            return UNAVAILABLE
+        outcome = self._decide(auction_id, user_id, amount_kobo, platform)
+        if isinstance(outcome, bidcore.Rejected):
+            result = await self._rejected(outcome, key)
+            if isinstance(result, BidRejected):
+                metrics.BIDS.labels("rejected", result.code).inc()
+            return result
+        bid = self._durable(outcome, auction_id, user_id, client_bid_id)
+        pending: asyncio.Future[BidOutcome] = asyncio.get_running_loop().create_future()
+        if key is not None:
+            self._accepted[key] = pending
+        try:
+            await self.writer.submit(bid)
+        except LedgerUnavailable:
+            if key is not None:
+                del self._accepted[key]  # unknown outcome: a retry looks again
+            pending.set_result(UNAVAILABLE)
+            metrics.BIDS.labels("rejected", "unavailable").inc()
+            return UNAVAILABLE
+        accepted = BidAccepted(bid)
+        pending.set_result(accepted)
+        metrics.BIDS.labels("accepted", "none").inc()
+        metrics.BID_LATENCY.observe(time.perf_counter() - received)
+        return accepted
+
+    def _prior(self, key: IdempotencyKey) -> asyncio.Future[BidOutcome] | None:
+        known = self._accepted.get(key) or self._rejections.get(key)
+        if known is None:
+            return None
+        if isinstance(known, asyncio.Future):
+            return known
+        future: asyncio.Future[BidOutcome] = asyncio.get_running_loop().create_future()
+        future.set_result(known if isinstance(known, BidRejected) else BidAccepted(known))
+        return future
+
+    def _decide(
+        self, auction_id: uuid.UUID, user_id: uuid.UUID, amount_kobo: int, platform: bool
+    ) -> bidcore.Outcome:
+        registry = self._recovered.registry
+        return registry.core.place_bid(
+            registry.auction_handle(auction_id),
+            registry.user_handle(user_id),
+            amount_kobo,
+            self._clock.now_ms(),
+            platform,
+        )
+
+    async def _rejected(
+        self, outcome: bidcore.Rejected, key: IdempotencyKey | None
+    ) -> BidRejected | BidAccepted:
+        if key is not None and outcome.code in _LOOK_IN_LEDGER:
+            async with self._pool.acquire() as conn:
+                earlier = await find_bid(conn, *key)
+            if earlier is not None:
+                return BidAccepted(earlier)
+        min_next = None
+        if outcome.code == "below_minimum":
+            min_next = self.core.auction(outcome.auction).min_next_bid_kobo
+        result = rejection(outcome.code, min_next)
+        if key is not None:
+            self._rejections[key] = result
+            if len(self._rejections) > REJECTIONS_REMEMBERED:
+                self._rejections.popitem(last=False)
+        return result
+
+    def _durable(
+        self,
+        outcome: bidcore.Accepted,
+        auction_id: uuid.UUID,
+        user_id: uuid.UUID,
+        client_bid_id: str | None,
+    ) -> DurableBid:
+        registry = self._recovered.registry
+        previous = outcome.previous_leader
+        return DurableBid(
+            id=uuid.uuid4(),
+            auction_id=auction_id,
+            user_id=user_id,
+            amount_kobo=outcome.amount_kobo,
+            at_ms=outcome.at_ms,
+            is_platform=outcome.is_platform,
+            client_bid_id=client_bid_id,
+            seq=outcome.seq,
+            end_time_ms=outcome.end_time_ms,
+            extended=outcome.extended,
+            min_next_bid_kobo=outcome.min_next_bid_kobo,
+            bid_count=outcome.bid_count,
+            bidder_count=outcome.bidder_count,
+            bidder_number=outcome.bidder_number,
+            previous_leader=registry.user_id(previous) if previous is not None else None,
+            previous_amount_kobo=outcome.previous_amount_kobo,
+        )
+
+    def _committed(self, bids: Sequence[DurableBid]) -> None:
+        for listener in self._listeners:
+            try:
+                listener(bids)
+            except Exception:
+                # A listener's failure must not stop acknowledgements: log it loudly.
+                logger.exception("a listener failed on a committed batch")
+
+    # ---- what the core holds ------------------------------------------------
+
+    def upsert_user(self, user_id: uuid.UUID, *, balance_kobo: int, eligible: bool) -> None:
+        """Take a committed balance or eligibility into the core."""
+        self._recovered.registry.upsert_user(user_id, balance_kobo=balance_kobo, eligible=eligible)
+
+    async def load_auction(self, auction_id: uuid.UUID) -> bool:
+        """Take a scheduled or live auction from the ledger into the core."""
+        async with self._pool.acquire() as conn:
+            return await load_auction(conn, self._recovered, auction_id)
+
+    # ---- outages -----------------------------------------------------------
+
+    def _lost_ledger(self) -> None:
+        self._rebuilding = True
+        logger.error("ledger unavailable: bids are refused until it is back and the core rebuilt")
+
+    async def rebuild(self) -> None:
+        """Replace the core with one rebuilt from the ledger (after an outage)."""
+        self._rebuilding = True
+        try:
+            while True:
+                try:
+                    recovered = await recover(
+                        self._pool, shards=self._shards, previous_epoch=self.writer.epoch
+                    )
+                    break
+                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                    logger.warning("rebuild failed (%s); trying again", exc)
+                    await asyncio.sleep(0.5)
+            self._adopt(recovered)
+            self.writer.epoch = recovered.epoch
+            logger.info("core rebuilt from the ledger under epoch %d", recovered.epoch)
+        finally:
+            self._rebuilding = False
+
+    def _adopt(self, recovered: Recovered) -> None:
+        self._recovered = recovered
+        self._accepted: dict[IdempotencyKey, asyncio.Future[BidOutcome] | DurableBid] = dict(
+            recovered.accepted
+        )
+        self._rejections: collections.OrderedDict[IdempotencyKey, BidRejected] = (
+            collections.OrderedDict()
+        )

@@ -1,0 +1,308 @@
+"""The write-behind ledger against a real PostgreSQL: durable before acknowledged,
+exactly the accepted bids, idempotent, recoverable, fenced, and safe in an outage."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from prometheus_client import REGISTRY
+
+from engine.bids import BidAccepted, BidOutcome
+from engine.database import create_pool
+from engine.money import naira_to_kobo
+from engine.recovery import RecoveryMismatch, recover
+from engine.sequencer import Sequencer
+from tests.factories import create_auction, create_user
+from tests.tcp_proxy import TcpProxy
+
+HOUR_MS = 3_600_000
+PRICE = 100_000_000
+STEP = 5_000_000
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass
+class World:
+    pool: Any
+    seller: uuid.UUID
+    bidders: list[uuid.UUID]
+    auctions: list[uuid.UUID]
+
+
+async def make_world(
+    pool: Any, *, auctions: int = 1, bidders: int = 5, balance_kobo: int = 10**12
+) -> World:
+    seller = await create_user(pool, role="dealer")
+    start = now_ms() - 1000
+    return World(
+        pool=pool,
+        seller=seller,
+        bidders=[await create_user(pool, balance_kobo=balance_kobo) for _ in range(bidders)],
+        auctions=[
+            await create_auction(pool, seller=seller, start_ms=start, end_ms=start + HOUR_MS)
+            for _ in range(auctions)
+        ],
+    )
+
+
+@contextlib.asynccontextmanager
+async def running(pool: Any, **options: Any) -> AsyncIterator[Sequencer]:
+    """An engine recovered from the ledger as it is now (users and auctions made first)."""
+    engine = await Sequencer.open(pool, **options)
+    try:
+        yield engine
+    finally:
+        await engine.close()
+
+
+async def ledger_bids(pool: Any, auction_id: uuid.UUID) -> list[Any]:
+    return await pool.fetch(
+        "SELECT id, user_id, amount, seq, client_bid_id, is_winning FROM bids"
+        " WHERE auction_id = $1 ORDER BY seq",
+        auction_id,
+    )
+
+
+async def assert_ledger_matches(
+    pool: Any, sequencer: Sequencer, auction_id: uuid.UUID, outcomes: list[BidOutcome]
+) -> None:
+    accepted = sorted(
+        (o.bid for o in outcomes if isinstance(o, BidAccepted) and o.bid.auction_id == auction_id),
+        key=lambda bid: bid.seq,
+    )
+    rows = await ledger_bids(pool, auction_id)
+    assert [row["id"] for row in rows] == [bid.id for bid in accepted]
+    assert [naira_to_kobo(row["amount"]) for row in rows] == [bid.amount_kobo for bid in accepted]
+    row = await pool.fetchrow("SELECT * FROM auctions WHERE id = $1", auction_id)
+    state = sequencer.core.auction(sequencer.registry.auction_handle(auction_id))
+    top = max((naira_to_kobo(r["amount"]) for r in rows), default=None)
+    assert state.current_price_kobo == top
+    assert (naira_to_kobo(row["current_price"]) if row["current_price"] else None) == top
+    assert (row["bid_count"], row["bidder_count"], row["last_seq"]) == (
+        state.bid_count,
+        state.bidder_count,
+        state.seq,
+    )
+    assert int(row["end_time"].timestamp() * 1000) == state.end_time_ms
+    assert [r["is_winning"] for r in rows].count(True) == (1 if rows else 0)
+
+
+async def test_acknowledged_bid_is_already_in_the_ledger(pool: Any) -> None:
+    world = await make_world(pool)
+    async with running(pool) as sequencer:
+        outcome = await sequencer.place_bid(world.auctions[0], world.bidders[0], PRICE, "b-1")
+        assert isinstance(outcome, BidAccepted)
+        rows = await ledger_bids(pool, world.auctions[0])
+        assert [(r["id"], r["seq"], r["client_bid_id"]) for r in rows] == [
+            (outcome.bid.id, 1, "b-1")
+        ]
+
+
+async def test_rejected_bid_writes_nothing(pool: Any) -> None:
+    world = await make_world(pool)
+    async with running(pool) as sequencer:
+        outcome = await sequencer.place_bid(world.auctions[0], world.bidders[0], PRICE - 1, "low")
+        assert outcome.accepted is False
+        assert outcome.code == "below_minimum"  # type: ignore[union-attr]
+        assert outcome.message == "Your bid must be at least ₦1,000,000.00."  # type: ignore[union-attr]
+        assert await ledger_bids(pool, world.auctions[0]) == []
+
+
+async def bid_storm(
+    sequencer: Sequencer, world: World, count: int, rng: random.Random
+) -> list[BidOutcome]:
+    """Concurrent bidders, amounts around each auction's current minimum."""
+
+    async def one(i: int) -> BidOutcome:
+        auction = rng.choice(world.auctions)
+        await asyncio.sleep(rng.random() / 5)
+        state = sequencer.core.auction(sequencer.registry.auction_handle(auction))
+        amount = state.min_next_bid_kobo + rng.choice([-1, 0, 0, STEP, 3 * STEP])
+        return await sequencer.place_bid(auction, rng.choice(world.bidders), amount, f"s-{i}")
+
+    return list(await asyncio.gather(*(one(i) for i in range(count))))
+
+
+async def test_hot_auction_ledger_holds_exactly_the_accepted_bids(pool: Any) -> None:
+    world = await make_world(pool, bidders=30)
+    async with running(pool) as sequencer:
+        outcomes = await bid_storm(sequencer, world, 400, random.Random(1))
+        assert sum(o.accepted for o in outcomes) > 50
+        await assert_ledger_matches(pool, sequencer, world.auctions[0], outcomes)
+
+
+async def test_many_auctions_ledger_holds_exactly_the_accepted_bids(pool: Any) -> None:
+    # Tight balances, so buying power refuses some bids across auctions.
+    world = await make_world(pool, auctions=20, bidders=40, balance_kobo=60_000_000)
+    async with running(pool) as sequencer:
+        outcomes = await bid_storm(sequencer, world, 600, random.Random(2))
+        codes = {getattr(o, "code", "accepted") for o in outcomes}
+        assert {"accepted", "insufficient_buying_power"} <= codes
+        for auction in world.auctions:
+            await assert_ledger_matches(pool, sequencer, auction, outcomes)
+
+
+async def test_concurrent_bids_share_ledger_transactions(pool: Any) -> None:
+    world = await make_world(pool, auctions=50, bidders=50)
+    async with running(pool) as sequencer:
+        batches_before = REGISTRY.get_sample_value("auction_ledger_batch_size_count") or 0
+        outcomes = await asyncio.gather(
+            *(
+                sequencer.place_bid(auction, world.bidders[i], PRICE, f"g-{i}")
+                for i, auction in enumerate(world.auctions)
+            )
+        )
+        batches = (
+            REGISTRY.get_sample_value("auction_ledger_batch_size_count") or 0
+        ) - batches_before
+        assert all(o.accepted for o in outcomes)
+        assert batches < len(outcomes) / 5
+
+
+async def test_same_client_bid_id_returns_the_first_outcome(pool: Any) -> None:
+    world = await make_world(pool)
+    auction, bidder = world.auctions[0], world.bidders[0]
+    async with running(pool) as sequencer:
+        first, second = await asyncio.gather(
+            sequencer.place_bid(auction, bidder, PRICE, "same"),
+            sequencer.place_bid(auction, bidder, PRICE + STEP, "same"),
+        )
+        third = await sequencer.place_bid(auction, bidder, PRICE * 3, "same")
+        assert isinstance(first, BidAccepted)
+        assert second == first and third == first
+        assert len(await ledger_bids(pool, auction)) == 1
+
+
+async def test_same_client_bid_id_repeats_a_rejection(pool: Any) -> None:
+    world = await make_world(pool)
+    auction, bidder = world.auctions[0], world.bidders[0]
+    async with running(pool) as sequencer:
+        first = await sequencer.place_bid(auction, bidder, PRICE - 1, "r")
+        again = await sequencer.place_bid(auction, bidder, PRICE, "r")
+        assert first.accepted is False and again == first
+        assert await ledger_bids(pool, auction) == []
+
+
+async def test_client_bid_id_holds_across_a_restart(pool: Any) -> None:
+    world = await make_world(pool)
+    auction, bidder = world.auctions[0], world.bidders[0]
+    first_engine = await Sequencer.open(pool)
+    first = await first_engine.place_bid(auction, bidder, PRICE, "restart")
+    await first_engine.close()
+    second_engine = await Sequencer.open(pool)
+    try:
+        again = await second_engine.place_bid(auction, bidder, PRICE + STEP, "restart")
+    finally:
+        await second_engine.close()
+    assert isinstance(first, BidAccepted) and isinstance(again, BidAccepted)
+    assert again.bid.id == first.bid.id and again.bid.amount_kobo == PRICE
+    assert len(await ledger_bids(pool, auction)) == 1
+
+
+async def test_client_bid_id_is_found_in_the_ledger_after_the_auction_ended(pool: Any) -> None:
+    world = await make_world(pool)
+    auction, bidder = world.auctions[0], world.bidders[0]
+    engine = await Sequencer.open(pool)
+    first = await engine.place_bid(auction, bidder, PRICE, "late")
+    await engine.close()
+    await pool.execute("UPDATE auctions SET status = 'ended' WHERE id = $1", auction)
+    engine = await Sequencer.open(pool)
+    try:
+        again = await engine.place_bid(auction, bidder, PRICE, "late")
+    finally:
+        await engine.close()
+    assert isinstance(again, BidAccepted) and isinstance(first, BidAccepted)
+    assert again.bid.id == first.bid.id
+
+
+async def test_recovery_rebuilds_the_core_the_ledger_describes(pool: Any) -> None:
+    world = await make_world(pool, auctions=10, bidders=20, balance_kobo=80_000_000)
+    engine = await Sequencer.open(pool)
+    await bid_storm(engine, world, 300, random.Random(3))
+    await engine.close()
+    rebuilt = await recover(pool)
+    for auction in world.auctions:
+        before = engine.core.auction(engine.registry.auction_handle(auction))
+        after = rebuilt.registry.core.auction(rebuilt.registry.auction_handle(auction))
+        for name in ("current_price_kobo", "bid_count", "bidder_count", "seq", "end_time_ms"):
+            assert getattr(after, name) == getattr(before, name), name
+        leader_before = (
+            engine.registry.user_id(before.leader) if before.leader is not None else None
+        )
+        leader_after = rebuilt.registry.user_id(after.leader) if after.leader is not None else None
+        assert leader_after == leader_before
+    for bidder in world.bidders:
+        exposure = engine.core.user(engine.registry.user_handle(bidder)).exposure_kobo
+        assert rebuilt.registry.core.user(rebuilt.registry.user_handle(bidder)).exposure_kobo == (
+            exposure
+        )
+
+
+async def test_recovery_refuses_a_ledger_that_contradicts_itself(pool: Any) -> None:
+    world = await make_world(pool)
+    engine = await Sequencer.open(pool)
+    await engine.place_bid(world.auctions[0], world.bidders[0], PRICE)
+    await engine.close()
+    await pool.execute("UPDATE auctions SET bid_count = bid_count + 1")
+    with pytest.raises(RecoveryMismatch, match="bid_count"):
+        await recover(pool)
+
+
+async def test_a_newer_owner_fences_off_the_older_writer(pool: Any) -> None:
+    world = await make_world(pool)
+    auction = world.auctions[0]
+    old = await Sequencer.open(pool, unavailable_after_ms=200)
+    new = await Sequencer.open(pool)
+    try:
+        refused = await old.place_bid(auction, world.bidders[0], PRICE, "old")
+        accepted = await new.place_bid(auction, world.bidders[1], PRICE, "new")
+    finally:
+        await old.close()
+        await new.close()
+    assert refused.accepted is False and refused.code == "unavailable"  # type: ignore[union-attr]
+    assert isinstance(accepted, BidAccepted)
+    assert [r["client_bid_id"] for r in await ledger_bids(pool, auction)] == ["new"]
+
+
+async def test_outage_refuses_bids_then_serves_again_without_a_restart(
+    pool: Any, database_url: str
+) -> None:
+    world = await make_world(pool)
+    auction = world.auctions[0]
+    proxy, proxied_dsn = await TcpProxy.in_front_of(database_url)
+    engine_pool = await create_pool(proxied_dsn, min_size=1, max_size=4)
+    engine = await Sequencer.open(engine_pool, unavailable_after_ms=300)
+    try:
+        before = await engine.place_bid(auction, world.bidders[0], PRICE, "before")
+        proxy.cut()
+        during = await engine.place_bid(auction, world.bidders[1], PRICE + STEP, "during")
+        refused_at_once = await engine.place_bid(auction, world.bidders[2], PRICE * 2, "during-2")
+        assert not engine.available
+        proxy.restore()
+        for _ in range(100):
+            if engine.available:
+                break
+            await asyncio.sleep(0.05)
+        assert engine.available
+        after = await engine.place_bid(auction, world.bidders[1], PRICE + STEP, "after")
+    finally:
+        await engine.close()
+        await engine_pool.close()
+        await proxy.close()
+    assert isinstance(before, BidAccepted) and isinstance(after, BidAccepted)
+    assert during.accepted is False and during.code == "unavailable"  # type: ignore[union-attr]
+    assert refused_at_once.code == "unavailable"  # type: ignore[union-attr]
+    rows = await ledger_bids(pool, auction)
+    assert [r["client_bid_id"] for r in rows] == ["before", "after"]
+    await recover(pool)  # the ledger and a rebuilt core agree
