@@ -1,0 +1,86 @@
+"""Errors as API.md promises them: `{"error": {"code", "message"}}` with the
+status that fits, a sentence a person can act on, never a stack trace."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import msgspec
+from aiohttp import web
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class ErrorBody(msgspec.Struct, frozen=True):
+    code: str
+    message: str
+
+
+class ErrorEnvelope(msgspec.Struct, frozen=True):
+    error: ErrorBody
+
+
+class ApiError(Exception):
+    """An error a client caused or can act on; it becomes the response as is."""
+
+    def __init__(
+        self, status: int, code: str, message: str, *, headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = headers or {}
+
+
+def error_response(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None
+) -> web.Response:
+    body = msgspec.json.encode(ErrorEnvelope(ErrorBody(code, message)))
+    return web.Response(status=status, body=body, content_type="application/json", headers=headers)
+
+
+# aiohttp's own HTTP errors (no route, wrong method, body too large) in our shape.
+_HTTP_CODES = {
+    400: ("malformed", "The request could not be read."),
+    401: ("unauthenticated", "Sign in again: the token is missing, invalid or expired."),
+    403: ("forbidden", "Your account may not do this."),
+    404: ("not_found", "Nothing exists at this address."),
+    405: ("method_not_allowed", "This address does not accept that method."),
+    413: ("body_too_large", "The request body is larger than the engine accepts."),
+    415: ("unsupported_media_type", "Send the body as JSON."),
+}
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ApiError as err:
+        return error_response(err.status, err.code, err.message, err.headers)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code, message = _HTTP_CODES.get(exc.status, ("http_error", exc.reason))
+        return error_response(exc.status, code, message)
+    except Exception:
+        logger.exception("unhandled error on %s %s", request.method, request.path)
+        return error_response(
+            500, "internal", "Something went wrong on our side; please try again."
+        )
+
+
+def decode_json(body: bytes, kind: type[T]) -> T:
+    """Strictly decode a JSON body into `kind`; a clear 400/422 otherwise."""
+    try:
+        return msgspec.json.decode(body, type=kind, strict=True)
+    except msgspec.ValidationError as err:
+        raise ApiError(422, "invalid", f"The request is not valid: {err}.") from err
+    except msgspec.DecodeError as err:
+        raise ApiError(400, "malformed", "The body is not valid JSON.") from err
