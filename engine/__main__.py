@@ -45,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(title="commands", dest="command", required=True)
     _add_migrate(commands)
+    _add_serve(commands)
     _add_demo(commands)
     return parser
 
@@ -76,6 +77,25 @@ def _run_migrate(args: argparse.Namespace, settings: Settings) -> int:
 async def _migrate(settings: Settings) -> list[str]:
     async with database_dsn(settings) as dsn:
         return await migrate(dsn)
+
+
+def _add_serve(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = commands.add_parser(
+        "serve",
+        help="run the engine's server",
+        description="Run the HTTP and WebSocket server (aiohttp on uvloop). Start-up applies "
+        "migrations and rebuilds the core from the ledger; SIGTERM stops taking bids, flushes "
+        "the ledger and closes the sockets.",
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8080)
+    parser.set_defaults(handler=_run_serve)
+
+
+def _run_serve(args: argparse.Namespace, settings: Settings) -> int:
+    serve = importlib.import_module("web.serve")
+    status = serve.serve(settings, host=args.host, port=args.port)
+    return status if isinstance(status, int) else 0
 
 
 def _add_demo(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
