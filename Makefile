@@ -24,6 +24,7 @@ run: $(STAMP)
 	$(PY) -m engine demo
 
 rust-test:
+	cargo fmt --all --check
 	cargo test --workspace --release --quiet
 	cargo clippy --workspace --all-targets --release -- -D warnings
 

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import Final, Literal, final
 
 __all__ = [
+    "__version__",
     "MAX_AMOUNT_KOBO",
     "MAX_SHARDS",
     "MAX_TIME_MS",

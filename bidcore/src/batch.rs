@@ -32,12 +32,17 @@ impl BidBatch {
         let lengths = [users.len()?, amounts_kobo.len()?, at_ms.len()?];
         let platform_len = platform.map(|p| p.len()).transpose()?;
         if lengths.iter().chain(platform_len.iter()).any(|&l| l != len) {
-            return Err(PyValueError::new_err("BidBatch.from_columns: columns differ in length"));
+            return Err(PyValueError::new_err(
+                "BidBatch.from_columns: columns differ in length",
+            ));
         }
         let mut bids = Vec::with_capacity(len);
         let mut flags = platform.map(|p| p.try_iter()).transpose()?;
-        for (((auction, user), amount), at) in
-            auctions.try_iter()?.zip(users.try_iter()?).zip(amounts_kobo.try_iter()?).zip(at_ms.try_iter()?)
+        for (((auction, user), amount), at) in auctions
+            .try_iter()?
+            .zip(users.try_iter()?)
+            .zip(amounts_kobo.try_iter()?)
+            .zip(at_ms.try_iter()?)
         {
             let platform = match flags.as_mut().and_then(Iterator::next) {
                 Some(flag) => flag?.extract::<bool>()?,

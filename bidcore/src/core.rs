@@ -76,15 +76,25 @@ impl Core {
     }
 
     fn set_balance(&mut self, user: &Bound<'_, PyAny>, balance_kobo: i64) -> PyResult<()> {
-        Ok(self.0.set_balance(args::handle(user)?, balance_kobo).map_err(PyCoreError::from)?)
+        Ok(self
+            .0
+            .set_balance(args::handle(user)?, balance_kobo)
+            .map_err(PyCoreError::from)?)
     }
 
     fn set_eligible(&mut self, user: &Bound<'_, PyAny>, eligible: bool) -> PyResult<()> {
-        Ok(self.0.set_eligible(args::handle(user)?, eligible).map_err(PyCoreError::from)?)
+        Ok(self
+            .0
+            .set_eligible(args::handle(user)?, eligible)
+            .map_err(PyCoreError::from)?)
     }
 
     fn user(&self, user: &Bound<'_, PyAny>) -> PyResult<UserState> {
-        Ok(UserState(self.0.user(args::handle(user)?).map_err(PyCoreError::from)?))
+        Ok(UserState(
+            self.0
+                .user(args::handle(user)?)
+                .map_err(PyCoreError::from)?,
+        ))
     }
 
     // ---- auctions ----------------------------------------------------------
@@ -184,7 +194,10 @@ impl Core {
             platform_bid_count,
             seq,
         };
-        Ok(self.0.restore_auction(spec, restore).map_err(PyCoreError::from)?)
+        Ok(self
+            .0
+            .restore_auction(spec, restore)
+            .map_err(PyCoreError::from)?)
     }
 
     fn auction_handle(&self, auction_id: u128) -> Option<u32> {
@@ -192,7 +205,11 @@ impl Core {
     }
 
     fn auction(&self, auction: &Bound<'_, PyAny>) -> PyResult<AuctionState> {
-        Ok(AuctionState(self.0.auction(args::handle(auction)?).map_err(PyCoreError::from)?))
+        Ok(AuctionState(
+            self.0
+                .auction(args::handle(auction)?)
+                .map_err(PyCoreError::from)?,
+        ))
     }
 
     fn auction_handles(&self) -> Vec<u32> {
@@ -200,23 +217,39 @@ impl Core {
     }
 
     fn open_auction(&mut self, auction: &Bound<'_, PyAny>) -> PyResult<u64> {
-        Ok(self.0.open_auction(args::handle(auction)?).map_err(PyCoreError::from)?)
+        Ok(self
+            .0
+            .open_auction(args::handle(auction)?)
+            .map_err(PyCoreError::from)?)
     }
 
     fn close_auction(&mut self, auction: &Bound<'_, PyAny>) -> PyResult<Closed> {
-        Ok(Closed(self.0.close_auction(args::handle(auction)?).map_err(PyCoreError::from)?))
+        Ok(Closed(
+            self.0
+                .close_auction(args::handle(auction)?)
+                .map_err(PyCoreError::from)?,
+        ))
     }
 
     fn cancel_auction(&mut self, auction: &Bound<'_, PyAny>) -> PyResult<u64> {
-        Ok(self.0.cancel_auction(args::handle(auction)?).map_err(PyCoreError::from)?)
+        Ok(self
+            .0
+            .cancel_auction(args::handle(auction)?)
+            .map_err(PyCoreError::from)?)
     }
 
     fn extend_auction(&mut self, auction: &Bound<'_, PyAny>, end_time_ms: i64) -> PyResult<u64> {
-        Ok(self.0.extend_auction(args::handle(auction)?, end_time_ms).map_err(PyCoreError::from)?)
+        Ok(self
+            .0
+            .extend_auction(args::handle(auction)?, end_time_ms)
+            .map_err(PyCoreError::from)?)
     }
 
     fn remove_auction(&mut self, auction: &Bound<'_, PyAny>) -> PyResult<()> {
-        Ok(self.0.remove_auction(args::handle(auction)?).map_err(PyCoreError::from)?)
+        Ok(self
+            .0
+            .remove_auction(args::handle(auction)?)
+            .map_err(PyCoreError::from)?)
     }
 
     // ---- bids --------------------------------------------------------------

@@ -5,12 +5,42 @@ use pyo3::create_exception;
 use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
 
-create_exception!(bidcore, CoreError, PyException, "Misuse of the core, never a rejected bid.");
-create_exception!(bidcore, InvalidArgument, CoreError, "A value out of its documented range.");
-create_exception!(bidcore, UnknownAuction, CoreError, "No auction with that handle is loaded.");
-create_exception!(bidcore, UnknownUser, CoreError, "No user with that handle is loaded.");
-create_exception!(bidcore, DuplicateAuction, CoreError, "An auction with that id is already loaded.");
-create_exception!(bidcore, InvalidTransition, CoreError, "The auction's status does not allow that.");
+create_exception!(
+    bidcore,
+    CoreError,
+    PyException,
+    "Misuse of the core, never a rejected bid."
+);
+create_exception!(
+    bidcore,
+    InvalidArgument,
+    CoreError,
+    "A value out of its documented range."
+);
+create_exception!(
+    bidcore,
+    UnknownAuction,
+    CoreError,
+    "No auction with that handle is loaded."
+);
+create_exception!(
+    bidcore,
+    UnknownUser,
+    CoreError,
+    "No user with that handle is loaded."
+);
+create_exception!(
+    bidcore,
+    DuplicateAuction,
+    CoreError,
+    "An auction with that id is already loaded."
+);
+create_exception!(
+    bidcore,
+    InvalidTransition,
+    CoreError,
+    "The auction's status does not allow that."
+);
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();

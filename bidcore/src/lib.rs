@@ -15,7 +15,9 @@ use bidcore_rules::{Reason, MAX_AMOUNT, MAX_SHARDS, MAX_TIME_MS};
 #[pyfunction]
 #[pyo3(signature = (amount_kobo, deposit_pct_bp))]
 fn deposit(amount_kobo: i64, deposit_pct_bp: u32) -> PyResult<i64> {
-    if !bidcore_rules::is_valid_amount(amount_kobo) || deposit_pct_bp > bidcore_rules::MAX_BASIS_POINTS {
+    if !bidcore_rules::is_valid_amount(amount_kobo)
+        || deposit_pct_bp > bidcore_rules::MAX_BASIS_POINTS
+    {
         return Err(errors::InvalidArgument::new_err(format!(
             "deposit needs 0 < amount_kobo < {MAX_AMOUNT} and 0 <= deposit_pct_bp <= 10000"
         )));
@@ -44,10 +46,26 @@ fn bidcore(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<state::AuctionState>()?;
     m.add_class::<state::UserState>()?;
     let public: Vec<&str> = vec![
-        "MAX_AMOUNT_KOBO", "MAX_SHARDS", "MAX_TIME_MS", "REASON_CODES", "Accepted",
-        "AuctionState", "BatchResult", "BidBatch", "Closed", "Core", "CoreError",
-        "DuplicateAuction", "InvalidArgument", "InvalidTransition", "Rejected",
-        "UnknownAuction", "UnknownUser", "UserState", "deposit",
+        "__version__",
+        "MAX_AMOUNT_KOBO",
+        "MAX_SHARDS",
+        "MAX_TIME_MS",
+        "REASON_CODES",
+        "Accepted",
+        "AuctionState",
+        "BatchResult",
+        "BidBatch",
+        "Closed",
+        "Core",
+        "CoreError",
+        "DuplicateAuction",
+        "InvalidArgument",
+        "InvalidTransition",
+        "Rejected",
+        "UnknownAuction",
+        "UnknownUser",
+        "UserState",
+        "deposit",
     ];
     m.add("__all__", public)?;
     Ok(())

@@ -100,7 +100,9 @@ impl AuctionState {
             "AuctionState(handle={}, status='{}', current_price_kobo={}, bid_count={}, seq={})",
             self.0.handle,
             self.0.status.as_str(),
-            self.0.lead.map_or_else(|| "None".to_string(), |l| l.amount.to_string()),
+            self.0
+                .lead
+                .map_or_else(|| "None".to_string(), |l| l.amount.to_string()),
             self.0.bid_count,
             self.0.seq
         )

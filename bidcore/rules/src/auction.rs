@@ -70,7 +70,9 @@ impl AuctionSpec {
         check_snipe("anti_snipe_window_ms", self.snipe_window)?;
         check_snipe("anti_snipe_extension_ms", self.snipe_extension)?;
         if self.sellers.len() > MAX_SELLERS {
-            return Err(invalid(format!("an auction has at most {MAX_SELLERS} seller ids")));
+            return Err(invalid(format!(
+                "an auction has at most {MAX_SELLERS} seller ids"
+            )));
         }
         Ok(())
     }
@@ -80,7 +82,9 @@ fn check_price(name: &str, value: Kobo) -> Result<(), CoreError> {
     if is_valid_amount(value) {
         Ok(())
     } else {
-        Err(invalid(format!("{name} must be 0 < value < {MAX_AMOUNT} kobo (got {value})")))
+        Err(invalid(format!(
+            "{name} must be 0 < value < {MAX_AMOUNT} kobo (got {value})"
+        )))
     }
 }
 
@@ -88,7 +92,9 @@ fn check_snipe(name: &str, value: Millis) -> Result<(), CoreError> {
     if (0..=MAX_SNIPE_MS).contains(&value) {
         Ok(())
     } else {
-        Err(invalid(format!("{name} must be 0..={MAX_SNIPE_MS} (got {value})")))
+        Err(invalid(format!(
+            "{name} must be 0..={MAX_SNIPE_MS} (got {value})"
+        )))
     }
 }
 
@@ -152,7 +158,11 @@ impl Auction {
         let end = spec.end_time;
         Auction {
             spec,
-            status: if live { Status::Live } else { Status::Scheduled },
+            status: if live {
+                Status::Live
+            } else {
+                Status::Scheduled
+            },
             end_time: end,
             original_end: end,
             lead: None,
@@ -186,7 +196,11 @@ impl Auction {
         if self.status.is_open() {
             Ok(())
         } else {
-            Err(CoreError::InvalidTransition { auction: handle, status: self.status.as_str(), operation })
+            Err(CoreError::InvalidTransition {
+                auction: handle,
+                status: self.status.as_str(),
+                operation,
+            })
         }
     }
 

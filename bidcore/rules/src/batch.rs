@@ -43,7 +43,9 @@ impl Core {
         let mut touched: u64 = 0;
         for bid in bids {
             let (shard, _) = self.locate(bid.auction);
-            let Some(auction) = self.get(bid.auction) else { continue };
+            let Some(auction) = self.get(bid.auction) else {
+                continue;
+            };
             let bit = 1u64 << shard;
             touched |= bit;
             if let Some(lead) = auction.lead {
@@ -57,7 +59,10 @@ impl Core {
                 }
             }
         }
-        let mut groups: Vec<u64> = (0..n).map(|s| 1u64 << s).filter(|bit| touched & bit != 0).collect();
+        let mut groups: Vec<u64> = (0..n)
+            .map(|s| 1u64 << s)
+            .filter(|bit| touched & bit != 0)
+            .collect();
         for (&user, entry) in &involved {
             if entry.shards.count_ones() > 1 && !self.cannot_be_refused(user, entry.asked) {
                 merge(&mut groups, entry.shards);
@@ -90,8 +95,9 @@ impl Core {
             let group = group_of_shard[shard];
             work[if group == usize::MAX { 0 } else { group }].push(i as u32);
         }
-        let mut shard_sets: Vec<Vec<Option<&mut Shard>>> =
-            (0..groups.len()).map(|_| (0..n).map(|_| None).collect()).collect();
+        let mut shard_sets: Vec<Vec<Option<&mut Shard>>> = (0..groups.len())
+            .map(|_| (0..n).map(|_| None).collect())
+            .collect();
         for (s, shard) in self.shards.iter_mut().enumerate() {
             if let Some(set) = shard_sets.get_mut(group_of_shard[s]) {
                 set[s] = Some(shard);
@@ -120,7 +126,12 @@ impl Core {
         for (i, outcome) in decided.into_iter().flatten() {
             outcomes[i as usize] = Some(outcome);
         }
-        outcomes.into_iter().flatten().collect()
+        // Every bid went to exactly one group: a gap would be a bug in the
+        // grouping above, and must be loud rather than a shorter result.
+        outcomes
+            .into_iter()
+            .map(|outcome| outcome.expect("every bid of a batch is decided by one group"))
+            .collect()
     }
 }
 

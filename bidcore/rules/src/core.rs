@@ -31,7 +31,9 @@ pub struct Core {
 impl Core {
     pub fn new(shards: usize, parallel_min_batch: usize) -> Result<Self, CoreError> {
         if !(1..=MAX_SHARDS).contains(&shards) {
-            return Err(invalid(format!("shards must be 1..={MAX_SHARDS} (got {shards})")));
+            return Err(invalid(format!(
+                "shards must be 1..={MAX_SHARDS} (got {shards})"
+            )));
         }
         Ok(Core {
             shards: (0..shards).map(|_| Shard::default()).collect(),
@@ -57,7 +59,12 @@ impl Core {
 
     // ---- users -------------------------------------------------------------
 
-    pub fn upsert_user(&mut self, id: u128, balance: Kobo, eligible: bool) -> Result<u32, CoreError> {
+    pub fn upsert_user(
+        &mut self,
+        id: u128,
+        balance: Kobo,
+        eligible: bool,
+    ) -> Result<u32, CoreError> {
         check_balance(balance)?;
         if let Some(&handle) = self.user_ids.get(&id) {
             let user = &mut self.users[handle as usize];
@@ -91,11 +98,16 @@ impl Core {
     }
 
     pub fn user(&self, user: u32) -> Result<UserState, CoreError> {
-        self.users.get(user as usize).map(|u| u.state(user)).ok_or(CoreError::UnknownUser(user))
+        self.users
+            .get(user as usize)
+            .map(|u| u.state(user))
+            .ok_or(CoreError::UnknownUser(user))
     }
 
     fn user_mut(&mut self, user: u32) -> Result<&mut User, CoreError> {
-        self.users.get_mut(user as usize).ok_or(CoreError::UnknownUser(user))
+        self.users
+            .get_mut(user as usize)
+            .ok_or(CoreError::UnknownUser(user))
     }
 
     // ---- auctions ----------------------------------------------------------
@@ -106,7 +118,11 @@ impl Core {
     }
 
     /// Loads an auction with the state the ledger holds for it (recovery).
-    pub fn restore_auction(&mut self, spec: AuctionSpec, restore: Restore) -> Result<u32, CoreError> {
+    pub fn restore_auction(
+        &mut self,
+        spec: AuctionSpec,
+        restore: Restore,
+    ) -> Result<u32, CoreError> {
         spec.validate()?;
         self.check_restore(&spec, &restore)?;
         let mut auction = Auction::new(spec, restore.live);
@@ -119,8 +135,17 @@ impl Core {
             auction.number_bidder(user);
         }
         if let Some((user, amount, platform)) = restore.leader {
-            let exposed = if platform { 0 } else { deposit(amount, auction.spec.deposit_bp) };
-            auction.lead = Some(Lead { user, amount, platform, exposed });
+            let exposed = if platform {
+                0
+            } else {
+                deposit(amount, auction.spec.deposit_bp)
+            };
+            auction.lead = Some(Lead {
+                user,
+                amount,
+                platform,
+                exposed,
+            });
             self.users[user as usize].add_exposure(exposed);
         }
         self.insert(auction)
@@ -145,7 +170,9 @@ impl Core {
         }
         let least_bids = restore.bidders.len() as u64 + u64::from(restore.platform_bid_count);
         if u64::from(restore.bid_count) < least_bids {
-            return Err(invalid("restore: bid_count is below bidders + platform bids"));
+            return Err(invalid(
+                "restore: bid_count is below bidders + platform bids",
+            ));
         }
         match restore.leader {
             None if restore.bid_count > 0 => Err(invalid("restore: bids without a leader")),
@@ -154,7 +181,9 @@ impl Core {
             Some((user, amount, platform)) => {
                 self.user(user)?;
                 if !is_valid_amount(amount) || amount < spec.start_price {
-                    return Err(invalid("restore: leading amount must be valid and >= start price"));
+                    return Err(invalid(
+                        "restore: leading amount must be valid and >= start price",
+                    ));
                 }
                 if !platform && !restore.bidders.contains(&user) {
                     return Err(invalid("restore: a real leader must be among the bidders"));
@@ -193,7 +222,9 @@ impl Core {
     }
 
     pub fn auction(&self, handle: u32) -> Result<AuctionState, CoreError> {
-        self.get(handle).map(|a| a.state(handle)).ok_or(CoreError::UnknownAuction(handle))
+        self.get(handle)
+            .map(|a| a.state(handle))
+            .ok_or(CoreError::UnknownAuction(handle))
     }
 
     #[inline]
@@ -253,7 +284,12 @@ impl Core {
 
     /// Moves an open auction to `status`; its lead stays for the record but
     /// no longer counts as exposure.
-    fn finish(&mut self, handle: u32, status: Status, operation: &'static str) -> Result<Option<Lead>, CoreError> {
+    fn finish(
+        &mut self,
+        handle: u32,
+        status: Status,
+        operation: &'static str,
+    ) -> Result<Option<Lead>, CoreError> {
         let auction = self.get_mut(handle)?;
         auction.require_open(handle, operation)?;
         auction.status = status;
@@ -299,7 +335,10 @@ impl Core {
 
     pub fn place_bid(&mut self, bid: &BidRequest) -> Outcome {
         let (shard, slot) = self.locate(bid.auction);
-        let auction = self.shards[shard].auctions.get_mut(slot).and_then(Option::as_mut);
+        let auction = self.shards[shard]
+            .auctions
+            .get_mut(slot)
+            .and_then(Option::as_mut);
         decide(auction, &self.users, bid)
     }
 
@@ -340,6 +379,8 @@ fn check_balance(balance: Kobo) -> Result<(), CoreError> {
     if (0..MAX_BALANCE).contains(&balance) {
         Ok(())
     } else {
-        Err(invalid(format!("balance_kobo must be 0 <= balance < {MAX_BALANCE} (got {balance})")))
+        Err(invalid(format!(
+            "balance_kobo must be 0 <= balance < {MAX_BALANCE} (got {balance})"
+        )))
     }
 }

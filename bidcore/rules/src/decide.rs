@@ -47,7 +47,8 @@ fn check<'a, 'u>(
     }
     if !bid.platform {
         // The bidder leads nothing here (rule 6), so all of its exposure is elsewhere.
-        let needed = i128::from(bidder.exposure()) + i128::from(deposit(bid.amount, auction.spec.deposit_bp));
+        let needed = i128::from(bidder.exposure())
+            + i128::from(deposit(bid.amount, auction.spec.deposit_bp));
         if i128::from(bidder.balance) < needed {
             return Err(Reason::InsufficientBuyingPower);
         }
@@ -56,7 +57,11 @@ fn check<'a, 'u>(
 }
 
 fn accept(auction: &mut Auction, users: &[User], bidder: &User, bid: &BidRequest) -> Accepted {
-    let exposed = if bid.platform { 0 } else { deposit(bid.amount, auction.spec.deposit_bp) };
+    let exposed = if bid.platform {
+        0
+    } else {
+        deposit(bid.amount, auction.spec.deposit_bp)
+    };
     let previous = auction.lead.replace(Lead {
         user: bid.user,
         amount: bid.amount,
@@ -77,7 +82,10 @@ fn accept(auction: &mut Auction, users: &[User], bidder: &User, bid: &BidRequest
     };
     let extended = auction.end_time.saturating_sub(bid.at) < auction.spec.snipe_window;
     if extended {
-        auction.end_time = auction.end_time.saturating_add(auction.spec.snipe_extension).min(MAX_TIME_MS);
+        auction.end_time = auction
+            .end_time
+            .saturating_add(auction.spec.snipe_extension)
+            .min(MAX_TIME_MS);
     }
     auction.seq += 1;
     Accepted {

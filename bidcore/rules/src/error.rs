@@ -10,19 +10,29 @@ pub enum CoreError {
     UnknownUser(u32),
     DuplicateAuction(u128),
     /// The auction's status does not allow the operation.
-    InvalidTransition { auction: u32, status: &'static str, operation: &'static str },
+    InvalidTransition {
+        auction: u32,
+        status: &'static str,
+        operation: &'static str,
+    },
 }
 
 impl fmt::Display for CoreError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             CoreError::InvalidArgument(message) => f.write_str(message),
-            CoreError::UnknownAuction(handle) => write!(f, "no auction is loaded with handle {handle}"),
+            CoreError::UnknownAuction(handle) => {
+                write!(f, "no auction is loaded with handle {handle}")
+            }
             CoreError::UnknownUser(handle) => write!(f, "no user is loaded with handle {handle}"),
             CoreError::DuplicateAuction(id) => {
                 write!(f, "auction {id:032x} is already loaded")
             }
-            CoreError::InvalidTransition { auction, status, operation } => {
+            CoreError::InvalidTransition {
+                auction,
+                status,
+                operation,
+            } => {
                 write!(f, "cannot {operation} auction {auction}: it is {status}")
             }
         }

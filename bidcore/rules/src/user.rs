@@ -19,7 +19,12 @@ pub(crate) struct User {
 
 impl User {
     pub fn new(id: u128, balance: Kobo, eligible: bool) -> Self {
-        User { id, balance, eligible, exposure: AtomicI64::new(0) }
+        User {
+            id,
+            balance,
+            eligible,
+            exposure: AtomicI64::new(0),
+        }
     }
 
     #[inline]

@@ -1,8 +1,8 @@
 //! One test per rule of RULES.md, through the crate's public API.
 
 use bidcore_rules::{
-    deposit, AuctionSpec, BidRequest, Core, CoreError, Outcome, Reason, Restore, Status, MAX_AMOUNT, MAX_BALANCE,
-    MAX_TIME_MS,
+    deposit, AuctionSpec, BidRequest, Core, CoreError, Outcome, Reason, Restore, Status,
+    MAX_AMOUNT, MAX_BALANCE, MAX_TIME_MS,
 };
 
 const SELLER: u128 = 0xAAAA;
@@ -38,11 +38,22 @@ fn world() -> World {
     let alice = core.upsert_user(1, 1_000_000_000, true).unwrap();
     let bob = core.upsert_user(2, 1_000_000_000, true).unwrap();
     let auction = core.add_auction(spec(100), true).unwrap();
-    World { core, auction, alice, bob }
+    World {
+        core,
+        auction,
+        alice,
+        bob,
+    }
 }
 
 fn bid(auction: u32, user: u32, amount: i64, at: i64) -> BidRequest {
-    BidRequest { auction, user, amount, at, platform: false }
+    BidRequest {
+        auction,
+        user,
+        amount,
+        at,
+        platform: false,
+    }
 }
 
 fn reason(outcome: Outcome) -> Option<Reason> {
@@ -64,65 +75,106 @@ fn invalid_amount_is_checked_before_anything_else() {
     let mut w = world();
     for amount in [0, -1, MAX_AMOUNT, i64::MAX, i64::MIN] {
         let outcome = w.core.place_bid(&bid(999, 999, amount, 0));
-        assert_eq!(reason(outcome), Some(Reason::InvalidAmount), "amount {amount}");
+        assert_eq!(
+            reason(outcome),
+            Some(Reason::InvalidAmount),
+            "amount {amount}"
+        );
     }
 }
 
 #[test]
 fn largest_valid_amount_passes_the_amount_rule() {
     let mut w = world();
-    w.core.set_balance(w.alice, deposit(MAX_AMOUNT - 1, 2000)).unwrap();
-    let outcome = w.core.place_bid(&bid(w.auction, w.alice, MAX_AMOUNT - 1, START));
+    w.core
+        .set_balance(w.alice, deposit(MAX_AMOUNT - 1, 2000))
+        .unwrap();
+    let outcome = w
+        .core
+        .place_bid(&bid(w.auction, w.alice, MAX_AMOUNT - 1, START));
     assert!(outcome.is_accepted());
 }
 
 #[test]
 fn unknown_auction_is_refused() {
     let mut w = world();
-    assert_eq!(reason(w.core.place_bid(&bid(7, w.alice, PRICE, START))), Some(Reason::UnknownAuction));
-    assert_eq!(reason(w.core.place_bid(&bid(u32::MAX, w.alice, PRICE, START))), Some(Reason::UnknownAuction));
+    assert_eq!(
+        reason(w.core.place_bid(&bid(7, w.alice, PRICE, START))),
+        Some(Reason::UnknownAuction)
+    );
+    assert_eq!(
+        reason(w.core.place_bid(&bid(u32::MAX, w.alice, PRICE, START))),
+        Some(Reason::UnknownAuction)
+    );
 }
 
 #[test]
 fn scheduled_auction_is_not_live() {
     let mut w = world();
     let scheduled = w.core.add_auction(spec(101), false).unwrap();
-    assert_eq!(reason(w.core.place_bid(&bid(scheduled, w.alice, PRICE, START))), Some(Reason::AuctionNotLive));
+    assert_eq!(
+        reason(w.core.place_bid(&bid(scheduled, w.alice, PRICE, START))),
+        Some(Reason::AuctionNotLive)
+    );
 }
 
 #[test]
 fn bid_before_start_time_is_not_live() {
     let mut w = world();
-    assert_eq!(reason(w.core.place_bid(&bid(w.auction, w.alice, PRICE, START - 1))), Some(Reason::AuctionNotLive));
-    assert!(w.core.place_bid(&bid(w.auction, w.alice, PRICE, START)).is_accepted());
+    assert_eq!(
+        reason(w.core.place_bid(&bid(w.auction, w.alice, PRICE, START - 1))),
+        Some(Reason::AuctionNotLive)
+    );
+    assert!(w
+        .core
+        .place_bid(&bid(w.auction, w.alice, PRICE, START))
+        .is_accepted());
 }
 
 #[test]
 fn bid_at_end_time_is_too_late() {
     let mut w = world();
-    assert_eq!(reason(w.core.place_bid(&bid(w.auction, w.alice, PRICE, END))), Some(Reason::AuctionEnded));
-    assert!(w.core.place_bid(&bid(w.auction, w.alice, PRICE, END - 1)).is_accepted());
+    assert_eq!(
+        reason(w.core.place_bid(&bid(w.auction, w.alice, PRICE, END))),
+        Some(Reason::AuctionEnded)
+    );
+    assert!(w
+        .core
+        .place_bid(&bid(w.auction, w.alice, PRICE, END - 1))
+        .is_accepted());
 }
 
 #[test]
 fn seller_cannot_bid_on_own_auction() {
     let mut w = world();
     let seller = w.core.upsert_user(SELLER, 1_000_000_000, true).unwrap();
-    assert_eq!(reason(w.core.place_bid(&bid(w.auction, seller, PRICE, START))), Some(Reason::OwnAuction));
+    assert_eq!(
+        reason(w.core.place_bid(&bid(w.auction, seller, PRICE, START))),
+        Some(Reason::OwnAuction)
+    );
 }
 
 #[test]
 fn ineligible_or_unknown_user_is_refused() {
     let mut w = world();
     w.core.set_eligible(w.alice, false).unwrap();
-    assert_eq!(reason(w.core.place_bid(&bid(w.auction, w.alice, PRICE, START))), Some(Reason::NotEligible));
-    assert_eq!(reason(w.core.place_bid(&bid(w.auction, 77, PRICE, START))), Some(Reason::NotEligible));
+    assert_eq!(
+        reason(w.core.place_bid(&bid(w.auction, w.alice, PRICE, START))),
+        Some(Reason::NotEligible)
+    );
+    assert_eq!(
+        reason(w.core.place_bid(&bid(w.auction, 77, PRICE, START))),
+        Some(Reason::NotEligible)
+    );
 }
 
 #[test]
 fn leader_cannot_outbid_itself() {
     let mut w = world();
-    assert!(w.core.place_bid(&bid(w.auction, w.alice, PRICE, START)).is_accepted());
+    assert!(w
+        .core
+        .place_bid(&bid(w.auction, w.alice, PRICE, START))
+        .is_accepted());
     let again = w.core.place_bid(&bid(w.auction, w.alice, PRICE * 2, START));
     assert_eq!(reason(again), Some(Reason::AlreadyLeading));
 }
@@ -130,24 +182,38 @@ fn leader_cannot_outbid_itself() {
 #[test]
 fn first_bid_must_reach_the_start_price() {
     let mut w = world();
-    assert_eq!(reason(w.core.place_bid(&bid(w.auction, w.alice, PRICE - 1, START))), Some(Reason::BelowMinimum));
+    assert_eq!(
+        reason(w.core.place_bid(&bid(w.auction, w.alice, PRICE - 1, START))),
+        Some(Reason::BelowMinimum)
+    );
 }
 
 #[test]
 fn exactly_one_increment_is_enough() {
     let mut w = world();
     w.core.place_bid(&bid(w.auction, w.alice, PRICE, START));
-    let short = w.core.place_bid(&bid(w.auction, w.bob, PRICE + STEP - 1, START));
+    let short = w
+        .core
+        .place_bid(&bid(w.auction, w.bob, PRICE + STEP - 1, START));
     assert_eq!(reason(short), Some(Reason::BelowMinimum));
-    assert!(w.core.place_bid(&bid(w.auction, w.bob, PRICE + STEP, START)).is_accepted());
+    assert!(w
+        .core
+        .place_bid(&bid(w.auction, w.bob, PRICE + STEP, START))
+        .is_accepted());
 }
 
 #[test]
 fn equal_amount_later_loses_to_the_earlier_bid() {
     let mut w = world();
     w.core.place_bid(&bid(w.auction, w.alice, PRICE, START));
-    assert_eq!(reason(w.core.place_bid(&bid(w.auction, w.bob, PRICE, START))), Some(Reason::BelowMinimum));
-    assert_eq!(w.core.auction(w.auction).unwrap().lead.unwrap().user, w.alice);
+    assert_eq!(
+        reason(w.core.place_bid(&bid(w.auction, w.bob, PRICE, START))),
+        Some(Reason::BelowMinimum)
+    );
+    assert_eq!(
+        w.core.auction(w.auction).unwrap().lead.unwrap().user,
+        w.alice
+    );
 }
 
 #[test]
@@ -156,7 +222,10 @@ fn buying_power_counts_exposure_elsewhere() {
     let other = w.core.add_auction(spec(102), true).unwrap();
     let needed = deposit(PRICE, 2000);
     w.core.set_balance(w.alice, needed * 2 - 1).unwrap();
-    assert!(w.core.place_bid(&bid(w.auction, w.alice, PRICE, START)).is_accepted());
+    assert!(w
+        .core
+        .place_bid(&bid(w.auction, w.alice, PRICE, START))
+        .is_accepted());
     assert_eq!(w.core.user(w.alice).unwrap().exposure, needed);
     let refused = w.core.place_bid(&bid(other, w.alice, PRICE, START));
     assert_eq!(reason(refused), Some(Reason::InsufficientBuyingPower));
@@ -166,12 +235,20 @@ fn buying_power_counts_exposure_elsewhere() {
 fn outbid_bidder_is_released_at_once() {
     let mut w = world();
     let other = w.core.add_auction(spec(102), true).unwrap();
-    w.core.set_balance(w.alice, deposit(PRICE + STEP, 2000)).unwrap();
+    w.core
+        .set_balance(w.alice, deposit(PRICE + STEP, 2000))
+        .unwrap();
     w.core.place_bid(&bid(w.auction, w.alice, PRICE, START));
-    let outbid = accepted(w.core.place_bid(&bid(w.auction, w.bob, PRICE + STEP, START)));
+    let outbid = accepted(
+        w.core
+            .place_bid(&bid(w.auction, w.bob, PRICE + STEP, START)),
+    );
     assert_eq!(outbid.previous.map(|l| l.user), Some(w.alice));
     assert_eq!(w.core.user(w.alice).unwrap().exposure, 0);
-    assert!(w.core.place_bid(&bid(other, w.alice, PRICE + STEP, START)).is_accepted());
+    assert!(w
+        .core
+        .place_bid(&bid(other, w.alice, PRICE + STEP, START))
+        .is_accepted());
 }
 
 #[test]
@@ -188,7 +265,10 @@ fn bid_inside_the_window_extends_the_end() {
 #[test]
 fn bid_exactly_a_window_before_the_end_does_not_extend() {
     let mut w = world();
-    let a = accepted(w.core.place_bid(&bid(w.auction, w.alice, PRICE, END - 120_000)));
+    let a = accepted(
+        w.core
+            .place_bid(&bid(w.auction, w.alice, PRICE, END - 120_000)),
+    );
     assert!(!a.extended);
     assert_eq!(a.end_time, END);
 }
@@ -208,7 +288,13 @@ fn extension_never_passes_the_largest_time() {
 fn platform_bid_skips_buying_power_and_adds_no_exposure() {
     let mut w = world();
     let p = w.core.upsert_user(9, 0, true).unwrap();
-    let bid = BidRequest { auction: w.auction, user: p, amount: PRICE, at: START, platform: true };
+    let bid = BidRequest {
+        auction: w.auction,
+        user: p,
+        amount: PRICE,
+        at: START,
+        platform: true,
+    };
     let a = accepted(w.core.place_bid(&bid));
     assert_eq!(a.deposit, 0);
     assert_eq!(a.bidder_number, 0);
@@ -221,18 +307,35 @@ fn platform_bid_skips_buying_power_and_adds_no_exposure() {
 fn platform_does_not_bid_against_itself() {
     let mut w = world();
     let p = w.core.upsert_user(9, 0, true).unwrap();
-    let platform_bid = |amount| BidRequest { auction: w.auction, user: p, amount, at: START, platform: true };
+    let platform_bid = |amount| BidRequest {
+        auction: w.auction,
+        user: p,
+        amount,
+        at: START,
+        platform: true,
+    };
     assert!(w.core.place_bid(&platform_bid(PRICE)).is_accepted());
-    assert_eq!(reason(w.core.place_bid(&platform_bid(PRICE + STEP))), Some(Reason::AlreadyLeading));
+    assert_eq!(
+        reason(w.core.place_bid(&platform_bid(PRICE + STEP))),
+        Some(Reason::AlreadyLeading)
+    );
 }
 
 #[test]
 fn rejected_bid_changes_nothing() {
     let mut w = world();
     w.core.place_bid(&bid(w.auction, w.alice, PRICE, START));
-    let before = (w.core.auction(w.auction).unwrap(), w.core.user(w.alice).unwrap(), w.core.user(w.bob).unwrap());
+    let before = (
+        w.core.auction(w.auction).unwrap(),
+        w.core.user(w.alice).unwrap(),
+        w.core.user(w.bob).unwrap(),
+    );
     w.core.place_bid(&bid(w.auction, w.bob, PRICE, END - 1));
-    let after = (w.core.auction(w.auction).unwrap(), w.core.user(w.alice).unwrap(), w.core.user(w.bob).unwrap());
+    let after = (
+        w.core.auction(w.auction).unwrap(),
+        w.core.user(w.alice).unwrap(),
+        w.core.user(w.bob).unwrap(),
+    );
     assert_eq!(before, after);
 }
 
@@ -240,9 +343,18 @@ fn rejected_bid_changes_nothing() {
 fn bidder_numbers_are_stable_and_counted_once() {
     let mut w = world();
     let a1 = accepted(w.core.place_bid(&bid(w.auction, w.alice, PRICE, START)));
-    let b1 = accepted(w.core.place_bid(&bid(w.auction, w.bob, PRICE + STEP, START)));
-    let a2 = accepted(w.core.place_bid(&bid(w.auction, w.alice, PRICE + 2 * STEP, START)));
-    assert_eq!((a1.bidder_number, b1.bidder_number, a2.bidder_number), (1, 2, 1));
+    let b1 = accepted(
+        w.core
+            .place_bid(&bid(w.auction, w.bob, PRICE + STEP, START)),
+    );
+    let a2 = accepted(
+        w.core
+            .place_bid(&bid(w.auction, w.alice, PRICE + 2 * STEP, START)),
+    );
+    assert_eq!(
+        (a1.bidder_number, b1.bidder_number, a2.bidder_number),
+        (1, 2, 1)
+    );
     assert_eq!((a2.bid_count, a2.bidder_count, a2.seq), (3, 2, 3));
 }
 
@@ -251,10 +363,16 @@ fn close_releases_exposure_and_reports_the_leader() {
     let mut w = world();
     w.core.place_bid(&bid(w.auction, w.alice, PRICE, START));
     let closed = w.core.close_auction(w.auction).unwrap();
-    assert_eq!(closed.lead.map(|l| (l.user, l.amount)), Some((w.alice, PRICE)));
+    assert_eq!(
+        closed.lead.map(|l| (l.user, l.amount)),
+        Some((w.alice, PRICE))
+    );
     assert_eq!(w.core.user(w.alice).unwrap().exposure, 0);
     assert_eq!(w.core.auction(w.auction).unwrap().status, Status::Ended);
-    assert_eq!(reason(w.core.place_bid(&bid(w.auction, w.bob, PRICE * 2, START))), Some(Reason::AuctionNotLive));
+    assert_eq!(
+        reason(w.core.place_bid(&bid(w.auction, w.bob, PRICE * 2, START))),
+        Some(Reason::AuctionNotLive)
+    );
 }
 
 #[test]
@@ -263,13 +381,19 @@ fn cancel_releases_exposure_and_cannot_repeat() {
     w.core.place_bid(&bid(w.auction, w.alice, PRICE, START));
     w.core.cancel_auction(w.auction).unwrap();
     assert_eq!(w.core.user(w.alice).unwrap().exposure, 0);
-    assert!(matches!(w.core.cancel_auction(w.auction), Err(CoreError::InvalidTransition { .. })));
+    assert!(matches!(
+        w.core.cancel_auction(w.auction),
+        Err(CoreError::InvalidTransition { .. })
+    ));
 }
 
 #[test]
 fn extend_moves_the_end_later_only() {
     let mut w = world();
-    assert!(matches!(w.core.extend_auction(w.auction, END), Err(CoreError::InvalidArgument(_))));
+    assert!(matches!(
+        w.core.extend_auction(w.auction, END),
+        Err(CoreError::InvalidArgument(_))
+    ));
     w.core.extend_auction(w.auction, END + 5).unwrap();
     assert_eq!(w.core.auction(w.auction).unwrap().end_time, END + 5);
 }
@@ -280,7 +404,10 @@ fn removed_auction_is_unknown_and_its_id_reusable() {
     assert!(w.core.remove_auction(w.auction).is_err());
     w.core.close_auction(w.auction).unwrap();
     w.core.remove_auction(w.auction).unwrap();
-    assert_eq!(reason(w.core.place_bid(&bid(w.auction, w.alice, PRICE, START))), Some(Reason::UnknownAuction));
+    assert_eq!(
+        reason(w.core.place_bid(&bid(w.auction, w.alice, PRICE, START))),
+        Some(Reason::UnknownAuction)
+    );
     let again = w.core.add_auction(spec(100), true).unwrap();
     assert_ne!(again, w.auction);
 }
@@ -299,9 +426,15 @@ fn restore_rebuilds_the_leaders_exposure() {
         seq: 2,
     };
     let h = w.core.restore_auction(spec(300), restore).unwrap();
-    assert_eq!(w.core.user(w.bob).unwrap().exposure, deposit(PRICE + STEP, 2000));
+    assert_eq!(
+        w.core.user(w.bob).unwrap().exposure,
+        deposit(PRICE + STEP, 2000)
+    );
     let state = w.core.auction(h).unwrap();
-    assert_eq!((state.seq, state.min_next_bid, state.end_time), (2, PRICE + 2 * STEP, END + 120_000));
+    assert_eq!(
+        (state.seq, state.min_next_bid, state.end_time),
+        (2, PRICE + 2 * STEP, END + 120_000)
+    );
 }
 
 #[test]
@@ -327,7 +460,10 @@ fn reserve_protection_bids_the_minimum_below_ninety_percent_in_the_last_hour() {
     let mut s = spec(1);
     s.reserve = Some(PRICE * 2);
     let a = core.add_auction(s, true).unwrap();
-    assert!(core.reserve_protection(END - 3_600_000).is_empty(), "an hour out is too early");
+    assert!(
+        core.reserve_protection(END - 3_600_000).is_empty(),
+        "an hour out is too early"
+    );
     assert_eq!(core.reserve_protection(END - 3_599_999), vec![(a, PRICE)]);
 }
 
@@ -349,7 +485,10 @@ fn reserve_protection_never_passes_ninety_five_percent_of_reserve() {
     s2.increment = 900_000;
     let b = core.add_auction(s2, true).unwrap();
     core.place_bid(&bid(b, user, 1_000_000, END - 100));
-    assert!(!core.reserve_protection(END - 50).iter().any(|&(h, _)| h == b));
+    assert!(!core
+        .reserve_protection(END - 50)
+        .iter()
+        .any(|&(h, _)| h == b));
 }
 
 #[test]
@@ -382,7 +521,13 @@ fn invalid_specs_are_refused() {
     for (i, mutate) in cases.iter().enumerate() {
         let mut s = spec(i as u128);
         mutate(&mut s);
-        assert!(matches!(core.add_auction(s, true), Err(CoreError::InvalidArgument(_))), "case {i}");
+        assert!(
+            matches!(
+                core.add_auction(s, true),
+                Err(CoreError::InvalidArgument(_))
+            ),
+            "case {i}"
+        );
     }
     assert_eq!(core.auction_count(), 0);
 }
@@ -390,7 +535,10 @@ fn invalid_specs_are_refused() {
 #[test]
 fn duplicate_auction_id_is_refused() {
     let mut w = world();
-    assert_eq!(w.core.add_auction(spec(100), true), Err(CoreError::DuplicateAuction(100)));
+    assert_eq!(
+        w.core.add_auction(spec(100), true),
+        Err(CoreError::DuplicateAuction(100))
+    );
 }
 
 #[test]
@@ -400,7 +548,11 @@ fn parallel_batch_equals_sequential_placement() {
     let build = |shards| {
         let mut core = Core::new(shards, 0).unwrap();
         for u in 0..40u128 {
-            let balance = if u % 3 == 0 { 30_000_000 } else { 10_000_000_000 };
+            let balance = if u % 3 == 0 {
+                30_000_000
+            } else {
+                10_000_000_000
+            };
             core.upsert_user(u + 10, balance, u % 7 != 0).unwrap();
         }
         for a in 0..32u128 {
@@ -411,11 +563,19 @@ fn parallel_batch_equals_sequential_placement() {
     let mut bids = Vec::new();
     let mut x: u64 = 42;
     for i in 0..20_000i64 {
-        x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         let auction = (x >> 33) as u32 % 33; // 32 = unknown
         let user = (x >> 13) as u32 % 41; // 40 = unknown
         let amount = PRICE + ((x >> 40) as i64 % 400) * STEP / 4;
-        bids.push(BidRequest { auction, user, amount, at: START + i * 400, platform: i % 97 == 0 });
+        bids.push(BidRequest {
+            auction,
+            user,
+            amount,
+            at: START + i * 400,
+            platform: i % 97 == 0,
+        });
     }
     let mut sequential = build(1);
     let expected: Vec<Outcome> = bids.iter().map(|b| sequential.place_bid(b)).collect();
