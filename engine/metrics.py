@@ -29,3 +29,4 @@ LEDGER_RETRIES = Counter("auction_ledger_retries_total", "Ledger batches tried a
 LEDGER_AVAILABLE = Gauge(
     "auction_ledger_available", "1 while the ledger takes writes, 0 while bids are refused."
 )
+LIVE_AUCTIONS = Gauge("auction_live_auctions", "Auctions live in this engine's core.")

@@ -56,6 +56,7 @@ class Sequencer:
         self._shards = shards
         self._adopt(recovered)
         self._listeners: list[DurableListener] = []
+        metrics.LIVE_AUCTIONS.set_function(lambda: self.core.status_counts().get("live", 0))
         self._rebuilding = False
         self.writer = LedgerWriter(
             pool,

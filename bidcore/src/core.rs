@@ -212,6 +212,14 @@ impl Core {
         ))
     }
 
+    fn status_counts(&self) -> std::collections::HashMap<&'static str, usize> {
+        self.0
+            .status_counts()
+            .iter()
+            .map(|(status, n)| (status.as_str(), *n))
+            .collect()
+    }
+
     fn auction_handles(&self) -> Vec<u32> {
         self.0.auction_handles()
     }

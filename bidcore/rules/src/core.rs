@@ -211,6 +211,25 @@ impl Core {
         Ok(handle)
     }
 
+    /// How many loaded auctions are in each status (scheduled, live, ended, cancelled).
+    pub fn status_counts(&self) -> [(Status, usize); 4] {
+        let mut counts = [
+            (Status::Scheduled, 0),
+            (Status::Live, 0),
+            (Status::Ended, 0),
+            (Status::Cancelled, 0),
+        ];
+        for auction in self.shards.iter().flat_map(|s| s.auctions.iter().flatten()) {
+            if let Some(entry) = counts
+                .iter_mut()
+                .find(|(status, _)| *status == auction.status)
+            {
+                entry.1 += 1;
+            }
+        }
+        counts
+    }
+
     pub fn auction_handle(&self, id: u128) -> Option<u32> {
         self.auction_ids.get(&id).copied()
     }
