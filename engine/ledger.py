@@ -8,6 +8,10 @@ update each auction once, commit. Only then are the bids' awaitables
 completed and `on_commit` called, in order: nothing is acknowledged before
 it is durable.
 
+State changes (an auction going live, extended, cancelled, ended) travel the
+same queue, so the ledger applies every event of an auction in the core's
+order: a bid accepted just before a cancel is written before it.
+
 A batch that fails for a passing reason (connection lost, database
 restarting) is retried with backoff. If the ledger stays unreachable past a
 bound, or a batch is refused for good (a newer owner's epoch), the writer
@@ -35,6 +39,7 @@ import asyncpg
 from engine import metrics
 from engine.bids import DurableBid
 from engine.clock import to_datetime
+from engine.events import StateChange
 from engine.money import kobo_to_naira
 
 logger = logging.getLogger(__name__)
@@ -56,23 +61,31 @@ BID_COLUMNS = (
 _LOCK_AUCTIONS = """
 SELECT id, epoch, status FROM auctions WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE
 """
+_OPEN_STATUSES = frozenset({"scheduled", "live"})
 _ALREADY_WRITTEN = "SELECT count(*) FROM bids WHERE id = ANY($1::uuid[])"
+_LAST_SEQ = "SELECT last_seq FROM auctions WHERE id = $1"
 _CLEAR_OUTBID = """
 UPDATE bids SET is_winning = false
 WHERE auction_id = ANY($1::uuid[]) AND is_winning AND NOT (id = ANY($2::uuid[]))
 """
+# One row per touched auction: NULL leaves a column as it is (no bid in the
+# batch leaves the price alone; no state change leaves the status alone).
 _UPDATE_AUCTIONS = """
 UPDATE auctions AS a
-SET current_price = v.price,
-    bid_count = v.bid_count,
-    bidder_count = v.bidder_count,
+SET current_price = COALESCE(v.price, a.current_price),
+    bid_count = COALESCE(v.bid_count, a.bid_count),
+    bidder_count = COALESCE(v.bidder_count, a.bidder_count),
     ai_bids_placed = a.ai_bids_placed + v.platform_bids,
     end_time = v.end_time,
+    status = COALESCE(v.status, a.status),
+    ended_at = CASE WHEN v.status = 'ended' THEN now() ELSE a.ended_at END,
+    cancel_reason = COALESCE(v.cancel_reason, a.cancel_reason),
     last_seq = GREATEST(a.last_seq, v.seq),
     updated_at = now()
 FROM unnest($1::uuid[], $2::numeric[], $3::int[], $4::int[], $5::int[], $6::timestamptz[],
-            $7::bigint[])
-     AS v(id, price, bid_count, bidder_count, platform_bids, end_time, seq)
+            $7::bigint[], $8::text[], $9::text[])
+     AS v(id, price, bid_count, bidder_count, platform_bids, end_time, seq, status,
+          cancel_reason)
 WHERE a.id = v.id
 """
 
@@ -106,7 +119,8 @@ class LedgerConflict(Exception):
     half a batch already written): the core is rebuilt from the ledger."""
 
 
-Entry = tuple[DurableBid, "asyncio.Future[None]"]
+Event = DurableBid | StateChange
+Entry = tuple[Event, "asyncio.Future[None]"]
 
 
 class LedgerWriter:
@@ -119,7 +133,7 @@ class LedgerWriter:
         window_ms: float = 2,
         unavailable_after_ms: int = 3000,
         attempt_timeout_s: float = 5.0,
-        on_commit: Callable[[Sequence[DurableBid]], None] | None = None,
+        on_commit: Callable[[Sequence[Event]], None] | None = None,
         on_unavailable: Callable[[], None] | None = None,
         on_recovered: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
@@ -170,8 +184,9 @@ class LedgerWriter:
             raise LedgerUnavailable("the ledger is unavailable")
         await self._idle.wait()
 
-    def submit(self, bid: DurableBid) -> asyncio.Future[None]:
-        """Queue an accepted bid; the future completes once it is committed."""
+    def submit(self, bid: Event) -> asyncio.Future[None]:
+        """Queue an accepted bid or a state change; the future completes once it
+        is committed."""
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         if not self._available:
             future.set_exception(LedgerUnavailable("the ledger is unavailable"))
@@ -223,23 +238,30 @@ class LedgerWriter:
                 return
         metrics.LEDGER_FLUSH.observe(time.monotonic() - started)
         metrics.LEDGER_BATCH_SIZE.observe(len(batch))
-        bids = [bid for bid, _ in batch]
         if self._on_commit is not None:
-            self._on_commit(bids)
+            self._on_commit([event for event, _ in batch])
         for _, future in batch:
             if not future.done():
                 future.set_result(None)
 
-    async def _write(self, bids: Sequence[DurableBid], *, retry: bool) -> None:
-        auction_ids = sorted({bid.auction_id for bid in bids})
+    async def _write(self, events: Sequence[Event], *, retry: bool) -> None:
+        auction_ids = sorted({event.auction_id for event in events})
+        bids = [event for event in events if isinstance(event, DurableBid)]
+        changes = [event for event in events if isinstance(event, StateChange)]
         async with self._pool.acquire() as conn, conn.transaction():
             await self._lock(conn, auction_ids)
-            if retry and await self._written_before(conn, bids):
+            if retry and await self._written_before(conn, bids, changes):
                 return
-            await conn.copy_records_to_table("bids", records=_records(bids), columns=BID_COLUMNS)
-            winners = list(_last_per_auction(bids).values())
-            await conn.execute(_CLEAR_OUTBID, auction_ids, [bid.id for bid in winners])
-            await conn.execute(_UPDATE_AUCTIONS, *_auction_columns(bids, winners))
+            if bids:
+                await conn.copy_records_to_table(
+                    "bids", records=_records(bids), columns=BID_COLUMNS
+                )
+                winners = [bid.id for bid in _last_per_auction(bids).values()]
+                await conn.execute(_CLEAR_OUTBID, auction_ids, winners)
+            await conn.execute(_UPDATE_AUCTIONS, *_auction_columns(events))
+            for change in changes:
+                if change.also is not None:
+                    await change.also(conn)
 
     async def _lock(self, conn: asyncpg.Connection, auction_ids: list[uuid.UUID]) -> None:
         rows = await conn.fetch(_LOCK_AUCTIONS, auction_ids)
@@ -250,12 +272,21 @@ class LedgerWriter:
                 raise Fenced(
                     f"auction {row['id']} belongs to epoch {row['epoch']}, not {self.epoch}"
                 )
-            if row["status"] != "live":
+            if row["status"] not in _OPEN_STATUSES:
                 raise LedgerConflict(f"auction {row['id']} is {row['status']} in the ledger")
 
     @staticmethod
-    async def _written_before(conn: asyncpg.Connection, bids: Sequence[DurableBid]) -> bool:
-        """After a lost connection the last COMMIT may have landed: never write twice."""
+    async def _written_before(
+        conn: asyncpg.Connection, bids: Sequence[DurableBid], changes: Sequence[StateChange]
+    ) -> bool:
+        """After a lost connection the last COMMIT may have landed: never write twice.
+
+        Bids are found by id; a batch of state changes alone by its last seq.
+        """
+        if not bids:
+            last = changes[-1]
+            seq = await conn.fetchval(_LAST_SEQ, last.auction_id)
+            return bool(seq is not None and seq >= last.seq)
         written = await conn.fetchval(_ALREADY_WRITTEN, [bid.id for bid in bids])
         if written == len(bids):
             return True
@@ -331,16 +362,30 @@ def _last_per_auction(bids: Sequence[DurableBid]) -> dict[uuid.UUID, DurableBid]
     return {bid.auction_id: bid for bid in bids}
 
 
-def _auction_columns(
-    bids: Sequence[DurableBid], winners: Sequence[DurableBid]
-) -> tuple[list[Any], ...]:
-    platform_bids = collections.Counter(bid.auction_id for bid in bids if bid.is_platform)
+def _auction_columns(events: Sequence[Event]) -> tuple[list[Any], ...]:
+    """Each touched auction's state after the batch, for one UPDATE."""
+    last_event: dict[uuid.UUID, Event] = {}
+    last_bid: dict[uuid.UUID, DurableBid] = {}
+    last_change: dict[uuid.UUID, StateChange] = {}
+    platform_bids: collections.Counter[uuid.UUID] = collections.Counter()
+    for event in events:
+        last_event[event.auction_id] = event
+        if isinstance(event, DurableBid):
+            last_bid[event.auction_id] = event
+            platform_bids[event.auction_id] += event.is_platform
+        else:
+            last_change[event.auction_id] = event
+    ids = list(last_event)
+    bids = [last_bid.get(auction) for auction in ids]
+    changes = [last_change.get(auction) for auction in ids]
     return (
-        [w.auction_id for w in winners],
-        [kobo_to_naira(w.amount_kobo) for w in winners],
-        [w.bid_count for w in winners],
-        [w.bidder_count for w in winners],
-        [platform_bids[w.auction_id] for w in winners],
-        [to_datetime(w.end_time_ms) for w in winners],
-        [w.seq for w in winners],
+        ids,
+        [kobo_to_naira(b.amount_kobo) if b else None for b in bids],
+        [b.bid_count if b else None for b in bids],
+        [b.bidder_count if b else None for b in bids],
+        [platform_bids[auction] for auction in ids],
+        [to_datetime(last_event[auction].end_time_ms) for auction in ids],
+        [last_event[auction].seq for auction in ids],
+        [c.status if c else None for c in changes],
+        [c.reason if c and c.kind == "cancelled" else None for c in changes],
     )

@@ -23,7 +23,8 @@ import bidcore
 from engine import metrics
 from engine.bids import UNAVAILABLE, BidAccepted, BidOutcome, BidRejected, DurableBid, rejection
 from engine.clock import Clock, SystemClock
-from engine.ledger import LedgerUnavailable, LedgerWriter
+from engine.events import InTransaction, StateChange
+from engine.ledger import Event, LedgerUnavailable, LedgerWriter
 from engine.recovery import IdempotencyKey, Recovered, find_bid, load_auction, recover
 from engine.registry import Registry
 
@@ -37,6 +38,7 @@ _LOOK_IN_LEDGER = frozenset({"unknown_auction", "auction_not_live", "auction_end
 REJECTIONS_REMEMBERED = 100_000
 
 DurableListener = Callable[[Sequence[DurableBid]], None]
+StateListener = Callable[[StateChange], None]
 
 
 class Sequencer:
@@ -56,6 +58,7 @@ class Sequencer:
         self._shards = shards
         self._adopt(recovered)
         self._listeners: list[DurableListener] = []
+        self._state_listeners: list[StateListener] = []
         metrics.LIVE_AUCTIONS.set_function(lambda: self.core.status_counts().get("live", 0))
         self._rebuilding = False
         self.writer = LedgerWriter(
@@ -111,8 +114,12 @@ class Sequencer:
         return self._recovered.registry
 
     def subscribe(self, listener: DurableListener) -> None:
-        """Call `listener` with every committed batch, in commit order."""
+        """Call `listener` with the bids of every committed batch, in commit order."""
         self._listeners.append(listener)
+
+    def subscribe_state(self, listener: StateListener) -> None:
+        """Call `listener` with every committed state change, in commit order."""
+        self._state_listeners.append(listener)
 
     # ---- bids ---------------------------------------------------------------
 
@@ -223,13 +230,22 @@ class Sequencer:
             previous_amount_kobo=outcome.previous_amount_kobo,
         )
 
-    def _committed(self, bids: Sequence[DurableBid]) -> None:
-        for listener in self._listeners:
-            try:
-                listener(bids)
-            except Exception:
-                # A listener's failure must not stop acknowledgements: log it loudly.
-                logger.exception("a listener failed on a committed batch")
+    def _committed(self, events: Sequence[Event]) -> None:
+        # A listener's failure must not stop acknowledgements: log it loudly.
+        bids = [event for event in events if isinstance(event, DurableBid)]
+        if bids:
+            for listener in self._listeners:
+                try:
+                    listener(bids)
+                except Exception:
+                    logger.exception("a listener failed on a committed batch")
+        for change in events:
+            if isinstance(change, StateChange):
+                for state_listener in self._state_listeners:
+                    try:
+                        state_listener(change)
+                    except Exception:
+                        logger.exception("a listener failed on a state change")
 
     # ---- what the core holds ------------------------------------------------
 
@@ -241,6 +257,71 @@ class Sequencer:
         """Take a scheduled or live auction from the ledger into the core."""
         async with self._pool.acquire() as conn:
             return await load_auction(conn, self._recovered, auction_id)
+
+    # ---- state changes --------------------------------------------------------
+    # Each is decided by the core first (so it is ordered with the bids around
+    # it), then travels the ledger's queue and returns once durable. Misuse
+    # raises the core's errors (bidcore.InvalidTransition, UnknownAuction, …).
+
+    async def open_auction(self, auction_id: uuid.UUID) -> StateChange:
+        """scheduled → live."""
+        return await self._change(auction_id, "live", self.core.open_auction)
+
+    async def extend_auction(
+        self, auction_id: uuid.UUID, end_time_ms: int, *, also: InTransaction | None = None
+    ) -> StateChange:
+        """Move the end later (an admin's extension)."""
+        return await self._change(
+            auction_id, "extended", lambda h: self.core.extend_auction(h, end_time_ms), also=also
+        )
+
+    async def cancel_auction(
+        self, auction_id: uuid.UUID, reason: str, *, also: InTransaction | None = None
+    ) -> StateChange:
+        """scheduled/live → cancelled; the leader's exposure is released."""
+        return await self._change(
+            auction_id, "cancelled", self.core.cancel_auction, reason=reason, also=also
+        )
+
+    async def close_auction(
+        self, auction_id: uuid.UUID, *, also: InTransaction | None = None
+    ) -> tuple[StateChange, bidcore.Closed]:
+        """live → ended, durable; end processing follows in its own transaction."""
+        closed: list[bidcore.Closed] = []
+
+        def close(handle: int) -> int:
+            closed.append(self.core.close_auction(handle))
+            return closed[0].seq
+
+        change = await self._change(auction_id, "ended", close, also=also)
+        return change, closed[0]
+
+    def forget_auction(self, auction_id: uuid.UUID) -> None:
+        """Let an ended or cancelled auction go from memory (retries of its bids
+        are then answered from the ledger)."""
+        registry = self._recovered.registry
+        self.core.remove_auction(registry.auction_handle(auction_id))
+        registry.forget_auction(auction_id)
+        for key in [key for key in self._accepted if key[0] == auction_id]:
+            del self._accepted[key]
+
+    async def _change(
+        self,
+        auction_id: uuid.UUID,
+        kind: str,
+        apply: Callable[[int], int],
+        *,
+        reason: str | None = None,
+        also: InTransaction | None = None,
+    ) -> StateChange:
+        if not self.available:
+            raise LedgerUnavailable("the ledger is unavailable")
+        handle = self._recovered.registry.auction_handle(auction_id)
+        seq = apply(handle)
+        state = self.core.auction(handle)
+        change = StateChange(auction_id, seq, kind, state.status, state.end_time_ms, reason, also)
+        await self.writer.submit(change)
+        return change
 
     # ---- outages -----------------------------------------------------------
 
