@@ -353,5 +353,8 @@ class Core:
     ) -> Outcome: ...
     def place_batch(self, batch: BidBatch) -> BatchResult:
         """Decide a batch with the interpreter detached; equal to placing its bids one by one."""
+    def due(self, now_ms: int) -> tuple[list[int], list[int]]:
+        """(to open, to close): scheduled auctions whose start has come and live
+        auctions whose end has, in handle order."""
     def reserve_protection(self, now_ms: int) -> list[tuple[int, int]]:
         """The platform bids due now: (auction handle, amount) pairs, not yet placed."""

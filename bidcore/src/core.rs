@@ -290,6 +290,11 @@ impl Core {
         BatchResult { outcomes }
     }
 
+    /// (to open, to close): scheduled auctions whose start has come, live ones whose end has.
+    fn due(&self, now_ms: i64) -> (Vec<u32>, Vec<u32>) {
+        self.0.due(now_ms)
+    }
+
     fn reserve_protection(&self, now_ms: i64) -> Vec<(u32, i64)> {
         self.0.reserve_protection(now_ms)
     }

@@ -361,6 +361,25 @@ impl Core {
         decide(auction, &self.users, bid)
     }
 
+    /// What the clock makes due at `now`, in handle order: scheduled auctions
+    /// whose start has come (to open) and live ones whose end has come (to close).
+    pub fn due(&self, now: Millis) -> (Vec<u32>, Vec<u32>) {
+        let mut to_open = Vec::new();
+        let mut to_close = Vec::new();
+        for (&_, &handle) in &self.auction_ids {
+            match self.get(handle) {
+                Some(a) if a.status == Status::Scheduled && a.spec.start_time <= now => {
+                    to_open.push(handle)
+                }
+                Some(a) if a.status == Status::Live && a.end_time <= now => to_close.push(handle),
+                _ => {}
+            }
+        }
+        to_open.sort_unstable();
+        to_close.sort_unstable();
+        (to_open, to_close)
+    }
+
     /// The platform bids due at `now`: `(auction handle, amount)` in handle order.
     pub fn reserve_protection(&self, now: Millis) -> Vec<(u32, Kobo)> {
         let mut due: Vec<(u32, Kobo)> = self

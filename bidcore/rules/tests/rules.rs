@@ -591,3 +591,15 @@ fn parallel_batch_equals_sequential_placement() {
         }
     }
 }
+
+#[test]
+fn due_lists_auctions_to_open_and_to_close() {
+    let mut core = Core::new(3, 0).unwrap();
+    let scheduled = core.add_auction(spec(1), false).unwrap();
+    let live = core.add_auction(spec(2), true).unwrap();
+    assert_eq!(core.due(START - 1), (vec![], vec![]));
+    assert_eq!(core.due(START), (vec![scheduled], vec![]));
+    assert_eq!(core.due(END), (vec![scheduled], vec![live]));
+    core.close_auction(live).unwrap();
+    assert_eq!(core.due(END), (vec![scheduled], vec![]));
+}
