@@ -26,7 +26,7 @@ from engine.clock import Clock, SystemClock
 from engine.events import InTransaction, StateChange
 from engine.ledger import Event, LedgerUnavailable, LedgerWriter
 from engine.recovery import IdempotencyKey, Recovered, find_bid, load_auction, recover
-from engine.registry import Registry
+from engine.registry import NO_HANDLE, Registry
 
 logger = logging.getLogger(__name__)
 
@@ -252,6 +252,13 @@ class Sequencer:
     def upsert_user(self, user_id: uuid.UUID, *, balance_kobo: int, eligible: bool) -> None:
         """Take a committed balance or eligibility into the core."""
         self._recovered.registry.upsert_user(user_id, balance_kobo=balance_kobo, eligible=eligible)
+
+    def set_balance(self, user_id: uuid.UUID, balance_kobo: int) -> None:
+        """Take a committed balance into the core (call under `engine.users.user_lock`)."""
+        registry = self._recovered.registry
+        handle = registry.user_handle(user_id)
+        if handle != NO_HANDLE:
+            registry.core.set_balance(handle, balance_kobo)
 
     async def load_auction(self, auction_id: uuid.UUID) -> bool:
         """Take a scheduled or live auction from the ledger into the core."""

@@ -1,0 +1,106 @@
+"""Auctions going live and ending, on the engine's clock.
+
+`tick` runs every 50 ms: the core says which scheduled auctions have reached
+their start and which live ones their end (which moves with anti-sniping and
+admin extensions — the core holds the current value, so there is nothing to
+reschedule). Opening and closing go through the sequencer, ordered with the
+bids and durable before anyone is told. End processing follows (engine/
+settlement.py), exactly once; `sweep_ended` finishes what a crash left
+between the close and its end processing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Protocol
+
+import asyncpg
+
+import bidcore
+from engine.clock import Clock
+from engine.ledger import LedgerUnavailable
+from engine.registry import NO_HANDLE
+from engine.sequencer import Sequencer
+from engine.settlement import EndResult, end_auction
+from engine.users import user_lock
+
+logger = logging.getLogger(__name__)
+
+_ENDED = "SELECT id FROM auctions WHERE status = 'ended' ORDER BY end_time"
+_LEADER = """
+SELECT user_id, is_platform_bid FROM bids WHERE auction_id = $1 ORDER BY seq DESC LIMIT 1
+"""
+
+
+class EndedPublisher(Protocol):
+    """Where the room hears the result (web/rooms.py)."""
+
+    def publish_ended(self, result: EndResult) -> None: ...
+
+
+@dataclass
+class Lifecycle:
+    pool: asyncpg.Pool
+    sequencer: Sequencer
+    clock: Clock
+    rooms: EndedPublisher | None = None
+
+    async def tick(self) -> None:
+        """Open what has started, close and end-process what has ended."""
+        if not self.sequencer.available:
+            return
+        now = self.clock.now_ms()
+        to_open, to_close = self.sequencer.core.due(now)
+        registry = self.sequencer.registry
+        for handle in to_open:
+            with _logged("open", handle):
+                await self.sequencer.open_auction(registry.auction_id(handle))
+        for handle in to_close:
+            auction_id = registry.auction_id(handle)
+            with _logged("close", handle):
+                _, closed = await self.sequencer.close_auction(auction_id)
+                leader = (
+                    None
+                    if closed.leader_is_platform or closed.leader is None
+                    else (registry.user_id(closed.leader))
+                )
+                await self.finish(auction_id, leader)
+
+    async def finish(self, auction_id: uuid.UUID, leader: uuid.UUID | None) -> EndResult | None:
+        """End processing, then the room and the core hear of it."""
+        lock = user_lock(leader) if leader is not None else contextlib.nullcontext()
+        async with lock:
+            result = await end_auction(self.pool, auction_id, self.clock.now_ms())
+            if result and result.winner_id and result.winner_balance_kobo is not None:
+                self.sequencer.set_balance(result.winner_id, result.winner_balance_kobo)
+        if result is not None and self.rooms is not None:
+            self.rooms.publish_ended(result)
+        if self.sequencer.registry.auction_handle(auction_id) != NO_HANDLE:
+            self.sequencer.forget_auction(auction_id)
+        return result
+
+    async def sweep_ended(self) -> list[EndResult]:
+        """Auctions closed but not end-processed (a crash in between): finish them."""
+        results = []
+        for row in await self.pool.fetch(_ENDED):
+            leader = await self.pool.fetchrow(_LEADER, row["id"])
+            winner = None if leader is None or leader["is_platform_bid"] else leader["user_id"]
+            result = await self.finish(row["id"], winner)
+            if result is not None:
+                results.append(result)
+        return results
+
+
+@contextlib.contextmanager
+def _logged(action: str, handle: int) -> Iterator[None]:
+    """A failed open or close is retried on the next tick; say why it failed."""
+    try:
+        yield
+    except LedgerUnavailable:
+        logger.warning("could not %s auction handle %d: the ledger is unavailable", action, handle)
+    except bidcore.CoreError as exc:
+        logger.warning("could not %s auction handle %d: %s", action, handle, exc)
