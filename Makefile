@@ -8,7 +8,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 RUST_SOURCES := $(shell find bidcore -name '*.rs' -o -name 'Cargo.toml') Cargo.toml Cargo.lock
 
-.PHONY: run test lint pytest rust-test clean
+.PHONY: run test lint pytest rust-test system-deps clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,7 +33,10 @@ lint: $(STAMP)
 	$(VENV)/bin/mypy
 	$(PY) -m mypy.stubtest bidcore --allowlist .stubtest-allowlist
 
-pytest: $(STAMP)
+system-deps:
+	tests/system-deps.sh
+
+pytest: $(STAMP) system-deps
 	$(PY) -m pytest
 
 # The whole suite: Rust unit tests and clippy, ruff, mypy (and the stub check),
