@@ -27,3 +27,32 @@ pub fn amount(value: &Bound<'_, PyAny>) -> PyResult<i64> {
         Err(error) => Err(error),
     }
 }
+
+/// An integer argument whose out-of-range values are `InvalidArgument` (a
+/// value outside its documented range), not Python's `OverflowError`.
+pub struct Ranged<T>(pub T);
+
+impl<'a, 'py, T> FromPyObject<'a, 'py> for Ranged<T>
+where
+    T: for<'b> FromPyObject<'b, 'py>,
+{
+    type Error = PyErr;
+
+    fn extract(obj: pyo3::Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
+        match obj.extract::<T>() {
+            Ok(value) => Ok(Ranged(value)),
+            Err(error) => {
+                let error: PyErr = error.into();
+                if error.is_instance_of::<PyOverflowError>(obj.py()) {
+                    Err(crate::errors::InvalidArgument::new_err(format!(
+                        "{} is outside the range this value may take",
+                        obj.repr()
+                            .map_or_else(|_| "the value".to_string(), |r| r.to_string())
+                    )))
+                } else {
+                    Err(error)
+                }
+            }
+        }
+    }
+}

@@ -3,7 +3,7 @@
 use bidcore_rules::{AuctionSpec, BidRequest, Restore};
 use pyo3::prelude::*;
 
-use crate::args;
+use crate::args::{self, Ranged};
 use crate::batch::BidBatch;
 use crate::errors::PyCoreError;
 use crate::outcomes::{outcome_to_py, BatchResult};
@@ -67,18 +67,24 @@ impl Core {
     // ---- users -------------------------------------------------------------
 
     #[pyo3(signature = (user_id, *, balance_kobo, eligible))]
-    fn upsert_user(&mut self, user_id: u128, balance_kobo: i64, eligible: bool) -> CoreResult<u32> {
-        Ok(self.0.upsert_user(user_id, balance_kobo, eligible)?)
+    fn upsert_user(
+        &mut self,
+        user_id: Ranged<u128>,
+        balance_kobo: Ranged<i64>,
+        eligible: bool,
+    ) -> CoreResult<u32> {
+        Ok(self.0.upsert_user(user_id.0, balance_kobo.0, eligible)?)
     }
 
     fn user_handle(&self, user_id: u128) -> Option<u32> {
         self.0.user_handle(user_id)
     }
 
-    fn set_balance(&mut self, user: &Bound<'_, PyAny>, balance_kobo: i64) -> PyResult<()> {
+    fn set_balance(&mut self, user: &Bound<'_, PyAny>, balance_kobo: Ranged<i64>) -> PyResult<()> {
+        let handle = args::handle(user)?;
         Ok(self
             .0
-            .set_balance(args::handle(user)?, balance_kobo)
+            .set_balance(handle, balance_kobo.0)
             .map_err(PyCoreError::from)?)
     }
 
@@ -101,35 +107,41 @@ impl Core {
 
     #[pyo3(signature = (
         auction_id, *, start_time_ms, end_time_ms, start_price_kobo, bid_increment_kobo,
-        reserve_price_kobo=None, deposit_pct_bp=2000, anti_snipe_window_ms=120_000,
-        anti_snipe_extension_ms=120_000, sellers=None, live=false
-    ))]
+        reserve_price_kobo=None, deposit_pct_bp=Ranged(2000), anti_snipe_window_ms=Ranged(120_000),
+        anti_snipe_extension_ms=Ranged(120_000), sellers=None, live=false
+    ), text_signature = "(self, /, auction_id, *, start_time_ms, end_time_ms, start_price_kobo, \
+        bid_increment_kobo, reserve_price_kobo=None, deposit_pct_bp=2000, \
+        anti_snipe_window_ms=120000, anti_snipe_extension_ms=120000, sellers=None, live=False)")]
     #[allow(clippy::too_many_arguments)]
     fn add_auction(
         &mut self,
-        auction_id: u128,
-        start_time_ms: i64,
-        end_time_ms: i64,
-        start_price_kobo: i64,
-        bid_increment_kobo: i64,
-        reserve_price_kobo: Option<i64>,
-        deposit_pct_bp: u32,
-        anti_snipe_window_ms: i64,
-        anti_snipe_extension_ms: i64,
-        sellers: Option<Vec<u128>>,
+        auction_id: Ranged<u128>,
+        start_time_ms: Ranged<i64>,
+        end_time_ms: Ranged<i64>,
+        start_price_kobo: Ranged<i64>,
+        bid_increment_kobo: Ranged<i64>,
+        reserve_price_kobo: Option<Ranged<i64>>,
+        deposit_pct_bp: Ranged<u32>,
+        anti_snipe_window_ms: Ranged<i64>,
+        anti_snipe_extension_ms: Ranged<i64>,
+        sellers: Option<Vec<Ranged<u128>>>,
         live: bool,
     ) -> CoreResult<u32> {
         let spec = spec(
-            auction_id,
-            start_time_ms,
-            end_time_ms,
-            start_price_kobo,
-            bid_increment_kobo,
-            reserve_price_kobo,
-            deposit_pct_bp,
-            anti_snipe_window_ms,
-            anti_snipe_extension_ms,
-            sellers.unwrap_or_default(),
+            auction_id.0,
+            start_time_ms.0,
+            end_time_ms.0,
+            start_price_kobo.0,
+            bid_increment_kobo.0,
+            reserve_price_kobo.map(|r| r.0),
+            deposit_pct_bp.0,
+            anti_snipe_window_ms.0,
+            anti_snipe_extension_ms.0,
+            sellers
+                .unwrap_or_default()
+                .into_iter()
+                .map(|s| s.0)
+                .collect(),
         );
         Ok(self.0.add_auction(spec, live)?)
     }
@@ -143,28 +155,28 @@ impl Core {
     #[allow(clippy::too_many_arguments)]
     fn restore_auction(
         &mut self,
-        auction_id: u128,
-        start_time_ms: i64,
-        end_time_ms: i64,
-        original_end_ms: i64,
-        start_price_kobo: i64,
-        bid_increment_kobo: i64,
-        reserve_price_kobo: Option<i64>,
-        deposit_pct_bp: u32,
-        anti_snipe_window_ms: i64,
-        anti_snipe_extension_ms: i64,
-        sellers: Vec<u128>,
+        auction_id: Ranged<u128>,
+        start_time_ms: Ranged<i64>,
+        end_time_ms: Ranged<i64>,
+        original_end_ms: Ranged<i64>,
+        start_price_kobo: Ranged<i64>,
+        bid_increment_kobo: Ranged<i64>,
+        reserve_price_kobo: Option<Ranged<i64>>,
+        deposit_pct_bp: Ranged<u32>,
+        anti_snipe_window_ms: Ranged<i64>,
+        anti_snipe_extension_ms: Ranged<i64>,
+        sellers: Vec<Ranged<u128>>,
         live: bool,
-        leader: Option<u32>,
-        leading_amount_kobo: Option<i64>,
+        leader: Option<Ranged<u32>>,
+        leading_amount_kobo: Option<Ranged<i64>>,
         leader_is_platform: bool,
-        bidders: Vec<u32>,
-        bid_count: u32,
-        platform_bid_count: u32,
-        seq: u64,
+        bidders: Vec<Ranged<u32>>,
+        bid_count: Ranged<u32>,
+        platform_bid_count: Ranged<u32>,
+        seq: Ranged<u64>,
     ) -> PyResult<u32> {
         let leader = match (leader, leading_amount_kobo) {
-            (Some(user), Some(amount)) => Some((user, amount, leader_is_platform)),
+            (Some(user), Some(amount)) => Some((user.0, amount.0, leader_is_platform)),
             (None, None) => None,
             _ => {
                 return Err(crate::errors::InvalidArgument::new_err(
@@ -173,26 +185,26 @@ impl Core {
             }
         };
         let spec = spec(
-            auction_id,
-            start_time_ms,
-            end_time_ms,
-            start_price_kobo,
-            bid_increment_kobo,
-            reserve_price_kobo,
-            deposit_pct_bp,
-            anti_snipe_window_ms,
-            anti_snipe_extension_ms,
-            sellers,
+            auction_id.0,
+            start_time_ms.0,
+            end_time_ms.0,
+            start_price_kobo.0,
+            bid_increment_kobo.0,
+            reserve_price_kobo.map(|r| r.0),
+            deposit_pct_bp.0,
+            anti_snipe_window_ms.0,
+            anti_snipe_extension_ms.0,
+            sellers.into_iter().map(|s| s.0).collect(),
         );
         let restore = Restore {
             live,
-            end_time: end_time_ms,
-            original_end: original_end_ms,
+            end_time: end_time_ms.0,
+            original_end: original_end_ms.0,
             leader,
-            bidders,
-            bid_count,
-            platform_bid_count,
-            seq,
+            bidders: bidders.into_iter().map(|b| b.0).collect(),
+            bid_count: bid_count.0,
+            platform_bid_count: platform_bid_count.0,
+            seq: seq.0,
         };
         Ok(self
             .0
@@ -246,10 +258,15 @@ impl Core {
             .map_err(PyCoreError::from)?)
     }
 
-    fn extend_auction(&mut self, auction: &Bound<'_, PyAny>, end_time_ms: i64) -> PyResult<u64> {
+    fn extend_auction(
+        &mut self,
+        auction: &Bound<'_, PyAny>,
+        end_time_ms: Ranged<i64>,
+    ) -> PyResult<u64> {
+        let handle = args::handle(auction)?;
         Ok(self
             .0
-            .extend_auction(args::handle(auction)?, end_time_ms)
+            .extend_auction(handle, end_time_ms.0)
             .map_err(PyCoreError::from)?)
     }
 

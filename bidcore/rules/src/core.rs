@@ -125,6 +125,10 @@ impl Core {
     ) -> Result<u32, CoreError> {
         spec.validate()?;
         self.check_restore(&spec, &restore)?;
+        // Refuse a duplicate before touching anyone's exposure.
+        if self.auction_ids.contains_key(&spec.id) {
+            return Err(CoreError::DuplicateAuction(spec.id));
+        }
         let mut auction = Auction::new(spec, restore.live);
         auction.end_time = restore.end_time;
         auction.original_end = restore.original_end;
