@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from bench import core
+from bench import core, ledger
 from bench.report import Result, emit, progress
 
 
@@ -26,6 +26,7 @@ class Scenario:
 
 SCENARIOS: dict[str, Scenario] = {
     "core": Scenario(core.HELP, core.add_arguments, core.run),
+    "ledger": Scenario(ledger.HELP, ledger.add_arguments, ledger.run),
 }
 
 

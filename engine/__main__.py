@@ -1,6 +1,7 @@
 """`python -m engine <command>`: the engine's command line.
 
-Commands: `migrate` (apply the SQL migrations), `demo` (run the local demo).
+Commands: `migrate` (apply the SQL migrations), `serve` (run the server),
+`token` (mint a JWT for local use), `demo` (run the local demo).
 Each command is one `_add_<name>` function registering its parser and handler,
 so `serve` and `token` slot in the same way.
 """
@@ -12,6 +13,7 @@ import asyncio
 import importlib
 import logging
 import sys
+import uuid
 from collections.abc import Callable, Sequence
 
 from engine.config import ConfigError, Settings
@@ -46,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(title="commands", dest="command", required=True)
     _add_migrate(commands)
     _add_serve(commands)
+    _add_token(commands)
     _add_demo(commands)
     return parser
 
@@ -96,6 +99,37 @@ def _run_serve(args: argparse.Namespace, settings: Settings) -> int:
     serve = importlib.import_module("web.serve")
     status = serve.serve(settings, host=args.host, port=args.port)
     return status if isinstance(status, int) else 0
+
+
+def _add_token(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = commands.add_parser(
+        "token",
+        help="print a JWT for local use",
+        description="Print a bearer token for user ID, signed with JWT_SECRET (HS256). The "
+        "engine judges the caller by its users row: the role claim is informative only.",
+    )
+    parser.add_argument("--user", required=True, type=uuid.UUID, metavar="ID", help="user id")
+    parser.add_argument("--role", default="user", help="the token's role claim (default: user)")
+    parser.add_argument(
+        "--ttl", type=_positive_seconds, default=3600, metavar="SECONDS", help="default 3600"
+    )
+    parser.set_defaults(handler=_run_token)
+
+
+def _positive_seconds(value: str) -> int:
+    try:
+        seconds = int(value, 10)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number of seconds") from None
+    if seconds < 1:
+        raise argparse.ArgumentTypeError("the token must live at least 1 second")
+    return seconds
+
+
+def _run_token(args: argparse.Namespace, settings: Settings) -> int:
+    auth = importlib.import_module("web.auth")
+    print(auth.mint_token(args.user, args.role, settings.jwt_secret, ttl_s=args.ttl))
+    return 0
 
 
 def _add_demo(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

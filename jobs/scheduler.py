@@ -10,8 +10,12 @@ from dataclasses import dataclass
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from jobs.lifecycle import Lifecycle
+from jobs.reconcile import INTERVAL_S as RECONCILE_INTERVAL_S
+from jobs.reconcile import Reconciliation
 from jobs.reserve import INTERVAL_S as RESERVE_INTERVAL_S
 from jobs.reserve import ReserveProtection
+from jobs.settlement import INTERVAL_S as SETTLEMENT_INTERVAL_S
+from jobs.settlement import SettlementDeadlines
 
 logger = logging.getLogger(__name__)
 
@@ -24,6 +28,8 @@ TICK_S = 0.05
 class Jobs:
     lifecycle: Lifecycle
     reserve: ReserveProtection
+    settlement: SettlementDeadlines
+    reconcile: Reconciliation
 
     def start(self) -> AsyncIOScheduler:
         scheduler = AsyncIOScheduler(
@@ -31,5 +37,11 @@ class Jobs:
         )
         scheduler.add_job(self.lifecycle.tick, "interval", seconds=TICK_S, id="lifecycle")
         scheduler.add_job(self.reserve.run, "interval", seconds=RESERVE_INTERVAL_S, id="reserve")
+        scheduler.add_job(
+            self.settlement.run, "interval", seconds=SETTLEMENT_INTERVAL_S, id="settlement"
+        )
+        scheduler.add_job(
+            self.reconcile.run, "interval", seconds=RECONCILE_INTERVAL_S, id="reconcile"
+        )
         scheduler.start()
         return scheduler

@@ -35,7 +35,16 @@ RouteInstaller = Callable[[web.Application], None]
 ContextInstaller = Callable[[web.Application], None]
 
 #: Route modules add themselves here (`install(app)`), in order.
-ROUTE_MODULES = ("web.health",)
+ROUTE_MODULES = (
+    "web.health",
+    "web.public_api",
+    "web.internal_api",
+    "web.ws",
+    "web.room_page",
+    "web.settlement_api",
+    "web.admin_api",
+    "web.vehicles_api",
+)
 
 
 def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Application:
@@ -48,6 +57,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_sequencer)
     app.cleanup_ctx.append(_rate_limiter)
+    app.cleanup_ctx.append(_rooms)
     for name in ROUTE_MODULES:
         module = __import__(name, fromlist=["install"])
         module.install(app)
@@ -85,6 +95,14 @@ async def _rate_limiter(app: web.Application) -> AsyncIterator[None]:
     app[LIMITER] = RedisRateLimiter(redis)
     yield
     await redis.aclose()
+
+
+async def _rooms(app: web.Application) -> AsyncIterator[None]:
+    # Imported here: web.ws builds on this module's app keys.
+    from web.ws import running_rooms
+
+    async with running_rooms(app):
+        yield
 
 
 @web.middleware

@@ -5,14 +5,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
 
 import msgspec
 from aiohttp import web
 
 logger = logging.getLogger(__name__)
-
-T = TypeVar("T")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -74,13 +71,3 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return error_response(
             500, "internal", "Something went wrong on our side; please try again."
         )
-
-
-def decode_json(body: bytes, kind: type[T]) -> T:
-    """Strictly decode a JSON body into `kind`; a clear 400/422 otherwise."""
-    try:
-        return msgspec.json.decode(body, type=kind, strict=True)
-    except msgspec.ValidationError as err:
-        raise ApiError(422, "invalid", f"The request is not valid: {err}.") from err
-    except msgspec.DecodeError as err:
-        raise ApiError(400, "malformed", "The body is not valid JSON.") from err

@@ -1,0 +1,467 @@
+"""Auctions: creating them, and reading them as the rooms and the REST API show them.
+
+`snapshot()` is the room's state for the WebSocket `snapshot` and its REST
+fallback. It shows only what is durable: the core is read for an auction it
+holds when the core and the ledger agree on the room's `seq` (nothing in
+flight), and the ledger's row otherwise, so a client never sees a bid or a
+state change that a crash could still take back.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import NoReturn
+
+import asyncpg
+
+import bidcore
+from engine.clock import to_datetime, to_ms
+from engine.money import kobo_to_naira, naira_to_kobo
+from engine.recovery import deposit_bp, effective_reserve_kobo
+from engine.registry import NO_HANDLE
+from engine.sequencer import Sequencer
+from web.messages import (
+    LEDGER_DOWN,
+    AuctionBody,
+    AuctionFields,
+    AuctionSummary,
+    HistoryBid,
+    RecentBid,
+    Refused,
+    Snapshot,
+    SnapshotAuction,
+    VehicleSummary,
+)
+
+logger = logging.getLogger(__name__)
+
+RECENT_BIDS = 50
+MAX_KOBO = bidcore.MAX_AMOUNT_KOBO - 1
+MAX_ANTI_SNIPE_MS = 7 * 24 * 3_600_000
+AUCTION_TYPES = ("timed", "reserve", "no_reserve", "flash")
+#: Who may create auctions (the seed's permission matrix), and who may schedule them
+#: directly; a dealer's auction is a draft until a manager or admin approves it.
+CREATOR_ROLES = frozenset({"dealer", "manager", "admin"})
+SCHEDULER_ROLES = frozenset({"manager", "admin"})
+#: Statuses anyone may list or watch (drafts are not public).
+PUBLIC_STATUSES = (
+    "scheduled",
+    "live",
+    "ended",
+    "pending_settlement",
+    "settled",
+    "unsold",
+    "cancelled",
+    "relisted",
+)
+#: A vehicle in one of these is sold or on its way to a buyer: not for auction.
+_VEHICLE_TAKEN = frozenset({"pending_settlement", "in_settlement", "sold", "archived"})
+PLATFORM_HANDLE = "Reserve protection"
+
+# The same columns in each query (written out: SQL is never built from strings).
+_INSERT = """
+INSERT INTO auctions AS a (vehicle_id, created_by, auction_type, status, start_price,
+    reserve_price, bid_increment, deposit_pct, start_time, end_time, original_end,
+    anti_snipe_window_ms, anti_snipe_extension_ms)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11, $12)
+RETURNING a.id, a.vehicle_id, a.created_by, a.winner_id, a.auction_type, a.status, a.start_price,
+a.reserve_price, a.current_price, a.bid_increment, a.deposit_pct, a.start_time, a.end_time,
+a.bid_count, a.bidder_count, a.anti_snipe_window_ms, a.anti_snipe_extension_ms, a.last_seq
+"""
+_ONE = """
+SELECT a.id, a.vehicle_id, a.created_by, a.winner_id, a.auction_type, a.status, a.start_price,
+a.reserve_price, a.current_price, a.bid_increment, a.deposit_pct, a.start_time, a.end_time,
+a.bid_count, a.bidder_count, a.anti_snipe_window_ms, a.anti_snipe_extension_ms, a.last_seq
+FROM auctions a WHERE a.id = $1
+"""
+_CREATOR = "SELECT role, kyc_status, is_active FROM users WHERE id = $1"
+_LOCK_VEHICLE = "SELECT status, listed_by, owner_id FROM vehicles WHERE id = $1 FOR UPDATE"
+_OPEN_AUCTION = """
+SELECT id FROM auctions
+WHERE vehicle_id = $1 AND status NOT IN ('settled', 'unsold', 'cancelled', 'relisted')
+"""
+_VEHICLE_IN_AUCTION = "UPDATE vehicles SET status = 'in_auction', updated_at = now() WHERE id = $1"
+_RECENT = """
+SELECT user_id, amount, is_platform_bid, created_at FROM bids
+WHERE auction_id = $1 ORDER BY seq DESC LIMIT $2
+"""
+# "Bidder N": N is the order of the bidder's first bid in the auction.
+_BIDDER_NUMBERS = """
+SELECT user_id, number FROM (
+  SELECT user_id, row_number() OVER (ORDER BY min(seq)) AS number
+  FROM bids WHERE auction_id = $1 AND NOT is_platform_bid GROUP BY user_id
+) numbered WHERE user_id = ANY($2::uuid[])
+"""
+_LIST = """
+SELECT a.id, a.vehicle_id, a.created_by, a.winner_id, a.auction_type, a.status, a.start_price,
+a.reserve_price, a.current_price, a.bid_increment, a.deposit_pct, a.start_time, a.end_time,
+a.bid_count, a.bidder_count, a.anti_snipe_window_ms, a.anti_snipe_extension_ms, a.last_seq,
+       v.make, v.model, v.year, v.body_type, v.mileage_km, v.color, v.location
+FROM auctions a JOIN vehicles v ON v.id = a.vehicle_id
+WHERE a.status = $1
+ORDER BY CASE WHEN $2 THEN a.end_time END ASC, a.end_time DESC, a.id
+LIMIT $3
+"""
+_EXISTS = "SELECT EXISTS (SELECT 1 FROM auctions WHERE id = $1)"
+_HISTORY = """
+SELECT id, user_id, amount, is_platform_bid, created_at, client_bid_id, seq
+FROM bids WHERE auction_id = $1 ORDER BY seq
+"""
+# The database's constraints, as refusals (a backstop: the checks below come first).
+_CONSTRAINTS = {
+    "auctions_one_open_per_vehicle": ("conflict", "vehicle_in_auction"),
+    "auctions_end_after_start": ("invalid", "invalid_times"),
+    "auctions_start_price_positive": ("invalid", "invalid_price"),
+    "auctions_bid_increment_positive": ("invalid", "invalid_increment"),
+    "auctions_deposit_pct_range": ("invalid", "invalid_deposit"),
+    "auctions_vehicle_id_fkey": ("invalid", "unknown_vehicle"),
+    "auctions_created_by_fkey": ("invalid", "unknown_user"),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class NewAuction:
+    fields: AuctionFields
+    created_by: uuid.UUID
+    status: str  # "draft" or "scheduled"
+    #: The creator must have listed or own the vehicle (a dealer on the public API).
+    own_vehicle_only: bool = False
+
+
+# ---- creating -------------------------------------------------------------------
+
+
+async def create_auction(
+    pool: asyncpg.Pool, sequencer: Sequencer, new: NewAuction, now_ms: int
+) -> AuctionBody:
+    """Check, insert, mark the vehicle, then give a scheduled auction to the core."""
+    _check_terms(new, now_ms)
+    spec = new.fields
+    async with pool.acquire() as conn:
+        try:
+            async with conn.transaction():
+                await _check_creator(conn, new)
+                await _check_vehicle(conn, new)
+                row = await conn.fetchrow(
+                    _INSERT,
+                    spec.vehicle_id,
+                    new.created_by,
+                    spec.auction_type,
+                    new.status,
+                    kobo_to_naira(spec.start_price_kobo),
+                    _naira_or_none(spec.reserve_price_kobo),
+                    kobo_to_naira(spec.bid_increment_kobo),
+                    Decimal(spec.deposit_pct_bp).scaleb(-2),
+                    to_datetime(spec.start_time_ms),
+                    to_datetime(spec.end_time_ms),
+                    spec.anti_snipe_window_ms,
+                    spec.anti_snipe_extension_ms,
+                )
+                if new.status == "scheduled":
+                    await conn.execute(_VEHICLE_IN_AUCTION, spec.vehicle_id)
+        except asyncpg.IntegrityConstraintViolationError as err:
+            refusal = _refusal_for(err)
+            if refusal is None:
+                raise
+            raise refusal from err
+    if new.status == "scheduled":
+        await _give_to_core(sequencer, row["id"])
+    return auction_body(row)
+
+
+async def _give_to_core(sequencer: Sequencer, auction_id: uuid.UUID) -> None:
+    """The auction is durable: if the core cannot take it now, recovery (or the
+    scheduler at its start time) will, so the creation still stands."""
+    try:
+        await sequencer.load_auction(auction_id)
+    except LEDGER_DOWN as err:
+        logger.error("auction %s is created but not yet in the core: %r", auction_id, err)
+
+
+def _check_terms(new: NewAuction, now_ms: int) -> None:
+    spec = new.fields
+    if spec.auction_type not in AUCTION_TYPES:
+        _invalid("invalid_auction_type", f"`auction_type` must be one of: {_list(AUCTION_TYPES)}.")
+    if new.status not in ("draft", "scheduled"):
+        _invalid("invalid_status", "`status` must be draft or scheduled.")
+    if not 0 <= spec.start_time_ms < spec.end_time_ms <= bidcore.MAX_TIME_MS:
+        _invalid("invalid_times", "`end_time_ms` must be after `start_time_ms` (both ≥ 0).")
+    if spec.end_time_ms <= now_ms:
+        _invalid("invalid_times", "`end_time_ms` is in the past; an auction must end later.")
+    for name, price in (
+        ("start_price_kobo", spec.start_price_kobo),
+        ("reserve_price_kobo", spec.reserve_price_kobo),
+    ):
+        if price is not None and not 0 < price <= MAX_KOBO:
+            _invalid("invalid_price", f"`{name}` must be above zero and below ₦10 trillion.")
+    if not 0 < spec.bid_increment_kobo <= MAX_KOBO:
+        _invalid("invalid_increment", "`bid_increment_kobo` must be above zero.")
+    if not 0 <= spec.deposit_pct_bp <= 10_000:
+        _invalid("invalid_deposit", "`deposit_pct_bp` must be from 0 to 10000 (0 % to 100 %).")
+    for name, ms in (
+        ("anti_snipe_window_ms", spec.anti_snipe_window_ms),
+        ("anti_snipe_extension_ms", spec.anti_snipe_extension_ms),
+    ):
+        if not 0 <= ms <= MAX_ANTI_SNIPE_MS:
+            _invalid(
+                "invalid_anti_snipe", f"`{name}` must be from 0 to {MAX_ANTI_SNIPE_MS} (7 days)."
+            )
+    if spec.auction_type == "reserve" and spec.reserve_price_kobo is None:
+        _invalid("reserve_required", "A `reserve` auction needs a `reserve_price_kobo`.")
+    if spec.auction_type == "no_reserve" and spec.reserve_price_kobo is not None:
+        _invalid("reserve_not_allowed", "A `no_reserve` auction cannot have a reserve price.")
+
+
+async def _check_creator(conn: asyncpg.Connection, new: NewAuction) -> None:
+    creator = await conn.fetchrow(_CREATOR, new.created_by)
+    if creator is None:
+        _invalid("unknown_user", "`created_by` must be a user the engine knows.")
+    if creator["role"] not in CREATOR_ROLES or not creator["is_active"]:
+        _invalid(
+            "creator_not_allowed",
+            "Only an active dealer, manager or admin may create an auction.",
+        )
+    if creator["role"] == "dealer" and creator["kyc_status"] != "approved":
+        raise Refused(
+            "conflict",
+            "kyc_required",
+            "The dealer's KYC verification must be approved before they can create auctions.",
+        )
+
+
+async def _check_vehicle(conn: asyncpg.Connection, new: NewAuction) -> None:
+    vehicle_id = new.fields.vehicle_id
+    vehicle = await conn.fetchrow(_LOCK_VEHICLE, vehicle_id)
+    if vehicle is None:
+        _invalid("unknown_vehicle", "`vehicle_id` must be a vehicle the engine knows.")
+    if new.own_vehicle_only and new.created_by not in (vehicle["listed_by"], vehicle["owner_id"]):
+        raise Refused(
+            "forbidden", "not_your_vehicle", "You can only auction a vehicle you listed or own."
+        )
+    if vehicle["status"] in _VEHICLE_TAKEN:
+        raise Refused(
+            "conflict",
+            "vehicle_unavailable",
+            f"This vehicle cannot be auctioned: it is {vehicle['status'].replace('_', ' ')}.",
+        )
+    if (open_auction := await conn.fetchval(_OPEN_AUCTION, vehicle_id)) is not None:
+        raise _in_auction(open_auction)
+
+
+def _refusal_for(err: asyncpg.IntegrityConstraintViolationError) -> Refused | None:
+    name: str | None = getattr(err, "constraint_name", None)
+    if name == "auctions_one_open_per_vehicle":
+        return _in_auction()
+    if name in _CONSTRAINTS:
+        kind, code = _CONSTRAINTS[name]
+        return Refused(kind, code, "The auction's terms are not valid; check them and resend.")
+    return None
+
+
+def _in_auction(auction_id: uuid.UUID | None = None) -> Refused:
+    which = f" ({auction_id})" if auction_id is not None else ""
+    return Refused(
+        "conflict",
+        "vehicle_in_auction",
+        f"This vehicle is already in an auction{which} that has not finished.",
+    )
+
+
+def _invalid(code: str, message: str) -> NoReturn:
+    raise Refused("invalid", code, message)
+
+
+def _list(values: tuple[str, ...]) -> str:
+    return ", ".join(values)
+
+
+def _naira_or_none(kobo: int | None) -> Decimal | None:
+    return kobo_to_naira(kobo) if kobo is not None else None
+
+
+# ---- reading ---------------------------------------------------------------------
+
+
+async def snapshot(
+    pool: asyncpg.Pool, sequencer: Sequencer, auction_id: uuid.UUID, now_ms: int
+) -> Snapshot | None:
+    """The room's durable state, with the 50 latest bids; None for no auction or a draft."""
+    async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+        row = await conn.fetchrow(_ONE, auction_id)
+        if row is None or row["status"] == "draft":
+            return None
+        recent = await conn.fetch(_RECENT, auction_id, RECENT_BIDS)
+        held = _held_by_core(sequencer, auction_id)  # read after the last ledger read
+        if held is not None:
+            numbers = held[1]
+        else:
+            bidders = list({bid["user_id"] for bid in recent if not bid["is_platform_bid"]})
+            rows = await conn.fetch(_BIDDER_NUMBERS, auction_id, bidders)
+            numbers = {number["user_id"]: number["number"] for number in rows}
+    state = held[0] if held is not None and held[0].seq == row["last_seq"] else None
+    return Snapshot(
+        seq=state.seq if state else row["last_seq"],
+        server_time_ms=now_ms,
+        auction=_snapshot_auction(row, state),
+        recent_bids=[_recent_bid(bid, numbers) for bid in recent],
+    )
+
+
+def _held_by_core(
+    sequencer: Sequencer, auction_id: uuid.UUID
+) -> tuple[bidcore.AuctionState, dict[uuid.UUID, int]] | None:
+    """The core's state of the auction and its bidders' numbers, if it holds it."""
+    registry = sequencer.registry
+    handle = registry.auction_handle(auction_id)
+    if handle == NO_HANDLE:
+        return None
+    try:
+        state = sequencer.core.auction(handle)
+    except bidcore.UnknownAuction:
+        return None
+    numbers = {registry.user_id(user): n for n, user in enumerate(state.bidders, start=1)}
+    return state, numbers
+
+
+def _snapshot_auction(row: asyncpg.Record, state: bidcore.AuctionState | None) -> SnapshotAuction:
+    reserve = effective_reserve_kobo(row["auction_type"], row["reserve_price"])
+    if state is not None:  # the core agrees with the ledger: its values, exactly
+        return SnapshotAuction(
+            id=row["id"],
+            status=state.status,
+            current_price_kobo=state.current_price_kobo,
+            min_next_bid_kobo=state.min_next_bid_kobo,
+            bid_increment_kobo=state.bid_increment_kobo,
+            start_time_ms=state.start_time_ms,
+            end_time_ms=state.end_time_ms,
+            bid_count=state.bid_count,
+            bidder_count=state.bidder_count,
+            reserve_met=_reserve_met(reserve, state.current_price_kobo),
+        )
+    price = _kobo_or_none(row["current_price"])
+    return SnapshotAuction(
+        id=row["id"],
+        status=row["status"],
+        current_price_kobo=price,
+        min_next_bid_kobo=_min_next(row, price),
+        bid_increment_kobo=naira_to_kobo(row["bid_increment"]),
+        start_time_ms=to_ms(row["start_time"]),
+        end_time_ms=to_ms(row["end_time"]),
+        bid_count=row["bid_count"],
+        bidder_count=row["bidder_count"],
+        reserve_met=_reserve_met(reserve, price),
+    )
+
+
+def _recent_bid(bid: asyncpg.Record, numbers: dict[uuid.UUID, int]) -> RecentBid:
+    platform = bid["is_platform_bid"]
+    handle = PLATFORM_HANDLE if platform else f"Bidder {numbers[bid['user_id']]}"
+    return RecentBid(
+        amount_kobo=naira_to_kobo(bid["amount"]),
+        bidder=handle,
+        is_platform_bid=bid["is_platform_bid"],
+        at_ms=to_ms(bid["created_at"]),
+    )
+
+
+async def list_auctions(pool: asyncpg.Pool, status: str, limit: int) -> list[AuctionSummary]:
+    """Auctions in `status`: open ones ending soonest first, finished ones latest first."""
+    rows = await pool.fetch(_LIST, status, status in ("scheduled", "live"), limit)
+    return [_summary(row) for row in rows]
+
+
+def _summary(row: asyncpg.Record) -> AuctionSummary:
+    price = _kobo_or_none(row["current_price"])
+    return AuctionSummary(
+        id=row["id"],
+        status=row["status"],
+        auction_type=row["auction_type"],
+        current_price_kobo=price,
+        min_next_bid_kobo=_min_next(row, price),
+        bid_increment_kobo=naira_to_kobo(row["bid_increment"]),
+        start_price_kobo=naira_to_kobo(row["start_price"]),
+        start_time_ms=to_ms(row["start_time"]),
+        end_time_ms=to_ms(row["end_time"]),
+        bid_count=row["bid_count"],
+        bidder_count=row["bidder_count"],
+        reserve_met=_reserve_met(
+            effective_reserve_kobo(row["auction_type"], row["reserve_price"]), price
+        ),
+        vehicle_id=row["vehicle_id"],
+        vehicle=VehicleSummary(
+            make=row["make"],
+            model=row["model"],
+            year=row["year"],
+            body_type=row["body_type"],
+            mileage_km=row["mileage_km"],
+            color=row["color"],
+            location=row["location"],
+        ),
+    )
+
+
+async def bid_history(pool: asyncpg.Pool, auction_id: uuid.UUID) -> list[HistoryBid] | None:
+    """Every bid of the auction with its real bidder, oldest first; None: no auction."""
+    async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read"):
+        if not await conn.fetchval(_EXISTS, auction_id):
+            return None
+        rows = await conn.fetch(_HISTORY, auction_id)
+    return [
+        HistoryBid(
+            id=row["id"],
+            user_id=row["user_id"],
+            amount_kobo=naira_to_kobo(row["amount"]),
+            is_platform_bid=row["is_platform_bid"],
+            at_ms=to_ms(row["created_at"]),
+            client_bid_id=row["client_bid_id"],
+            seq=row["seq"],
+        )
+        for row in rows
+    ]
+
+
+def auction_body(row: asyncpg.Record) -> AuctionBody:
+    price = _kobo_or_none(row["current_price"])
+    reserve = _kobo_or_none(row["reserve_price"])
+    return AuctionBody(
+        id=row["id"],
+        status=row["status"],
+        current_price_kobo=price,
+        min_next_bid_kobo=_min_next(row, price),
+        bid_increment_kobo=naira_to_kobo(row["bid_increment"]),
+        start_time_ms=to_ms(row["start_time"]),
+        end_time_ms=to_ms(row["end_time"]),
+        bid_count=row["bid_count"],
+        bidder_count=row["bidder_count"],
+        reserve_met=_reserve_met(
+            effective_reserve_kobo(row["auction_type"], row["reserve_price"]), price
+        ),
+        vehicle_id=row["vehicle_id"],
+        created_by=row["created_by"],
+        auction_type=row["auction_type"],
+        start_price_kobo=naira_to_kobo(row["start_price"]),
+        reserve_price_kobo=reserve,
+        deposit_pct_bp=deposit_bp(row["deposit_pct"]),
+        anti_snipe_window_ms=row["anti_snipe_window_ms"],
+        anti_snipe_extension_ms=row["anti_snipe_extension_ms"],
+        winner_id=row["winner_id"],
+    )
+
+
+def _min_next(row: asyncpg.Record, price: int | None) -> int:
+    if price is None:
+        return naira_to_kobo(row["start_price"])
+    return price + naira_to_kobo(row["bid_increment"])
+
+
+def _reserve_met(reserve: int | None, price: int | None) -> bool | None:
+    if reserve is None:
+        return None
+    return price is not None and price >= reserve
+
+
+def _kobo_or_none(naira: Decimal | None) -> int | None:
+    return naira_to_kobo(naira) if naira is not None else None

@@ -1,0 +1,248 @@
+"""The auction-room page in a real browser: Debian's headless Chromium, driven
+over the Chrome DevTools protocol on its own WebSocket (aiohttp's client; no
+browser-automation package). Two bidders on phone-sized pages: one bids, the
+other sees the new price, the first sees that it is winning.
+
+A screenshot of the first page is written to /tmp/dealer360-room-phone.png."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import itertools
+import json
+import shutil
+import tempfile
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from engine.bidders import PLATFORM_USER_ID
+from tests.ws_helpers import make_world, serving
+from web.app import SEQUENCER
+
+SCREENSHOT = Path("/tmp/dealer360-room-phone.png")
+PHONE = {"width": 390, "height": 844, "deviceScaleFactor": 2, "mobile": True}
+
+
+class Browser:
+    """One headless Chromium and the DevTools connection to it."""
+
+    def __init__(self, process: asyncio.subprocess.Process, ws: aiohttp.ClientWebSocketResponse):
+        self.process = process
+        self.ws = ws
+        self._ids = itertools.count(1)
+        self._waiting: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self._reader = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        async for message in self.ws:
+            data = json.loads(message.data)
+            future = self._waiting.pop(data.get("id", -1), None)
+            if future is not None and not future.done():
+                future.set_result(data)
+
+    async def call(self, method: str, session: str | None = None, **params: Any) -> dict[str, Any]:
+        call_id = next(self._ids)
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._waiting[call_id] = future
+        message: dict[str, Any] = {"id": call_id, "method": method, "params": params}
+        if session is not None:
+            message["sessionId"] = session
+        await self.ws.send_str(json.dumps(message))
+        reply = await asyncio.wait_for(future, timeout=15)
+        if "error" in reply:
+            raise AssertionError(f"{method}: {reply['error']}")
+        result: dict[str, Any] = reply["result"]
+        return result
+
+    async def page(self, url: str) -> Page:
+        target = await self.call("Target.createTarget", url="about:blank")
+        attached = await self.call(
+            "Target.attachToTarget", targetId=target["targetId"], flatten=True
+        )
+        page = Page(self, attached["sessionId"])
+        await page.call("Page.enable")
+        await page.call("Emulation.setDeviceMetricsOverride", **PHONE)
+        await page.call("Page.navigate", url=url)
+        return page
+
+
+class Page:
+    def __init__(self, browser: Browser, session: str) -> None:
+        self.browser = browser
+        self.session = session
+
+    async def call(self, method: str, **params: Any) -> dict[str, Any]:
+        return await self.browser.call(method, self.session, **params)
+
+    async def js(self, expression: str) -> Any:
+        reply = await self.call("Runtime.evaluate", expression=expression, returnByValue=True)
+        if "exceptionDetails" in reply:
+            raise AssertionError(f"{expression}: {reply['exceptionDetails']}")
+        return reply["result"].get("value")
+
+    async def text(self, element_id: str) -> str:
+        value = await self.js(f"document.getElementById({element_id!r}).textContent")
+        return str(value)
+
+    async def wait_for(self, expression: str, seconds: float = 10) -> None:
+        """Until `expression` is true in the page (checked there, every 20 ms)."""
+        waiting = (
+            "new Promise((done) => { const check = () => "
+            f"({expression}) ? done(true) : setTimeout(check, 20); check(); }})"
+        )
+        async with asyncio.timeout(seconds):
+            await self.call(
+                "Runtime.evaluate", expression=waiting, awaitPromise=True, returnByValue=True
+            )
+
+    async def wait_text(self, element_id: str, expected: str, seconds: float = 10) -> None:
+        try:
+            await self.wait_for(
+                f"document.getElementById({element_id!r}).textContent === {expected!r}", seconds
+            )
+        except TimeoutError:
+            raise AssertionError(
+                f"#{element_id} shows {await self.text(element_id)!r}, not {expected!r}"
+            ) from None
+
+    async def press_enter(self) -> None:
+        for kind in ("keyDown", "keyUp"):
+            await self.call(
+                "Input.dispatchKeyEvent",
+                type=kind,
+                key="Enter",
+                code="Enter",
+                windowsVirtualKeyCode=13,
+                **({"text": "\r"} if kind == "keyDown" else {}),
+            )
+
+
+@contextlib.asynccontextmanager
+async def chromium(session: aiohttp.ClientSession) -> AsyncIterator[Browser]:
+    binary = shutil.which("chromium")
+    if binary is None:
+        pytest.fail("chromium is not installed (apt-get install chromium)")
+    profile = tempfile.mkdtemp(prefix="d360-chromium-")
+    process = await asyncio.create_subprocess_exec(
+        binary,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--no-first-run",
+        "--remote-debugging-address=127.0.0.1",
+        "--remote-debugging-port=0",
+        f"--user-data-dir={profile}",
+        "about:blank",
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert process.stderr is not None
+        async with asyncio.timeout(30):
+            while True:
+                line = (await process.stderr.readline()).decode()
+                if not line:
+                    raise AssertionError("chromium exited before DevTools listened")
+                if line.startswith("DevTools listening on "):
+                    address = line.split(" on ", 1)[1].strip()
+                    break
+        ws = await session.ws_connect(address, max_msg_size=64 * 1024 * 1024)
+        browser = Browser(process, ws)
+        try:
+            yield browser
+        finally:
+            with contextlib.suppress(Exception):
+                await browser.call("Browser.close")
+            await ws.close()
+            browser._reader.cancel()
+    finally:
+        if process.returncode is None:
+            process.kill()
+        await process.wait()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+async def test_two_bidders_see_the_room_live_on_phone_sized_pages(
+    pool: Any, database_url: str
+) -> None:
+    world = await make_world(pool, bidders=2)
+    alice, bob = world.bidders
+    async with serving(database_url) as served, aiohttp.ClientSession() as session:
+        room = f"{served.base}/rooms/{world.auction_id}"
+        async with chromium(session) as browser:
+            first = await browser.page(f"{room}?token={world.token(alice)}")
+            second = await browser.page(f"{room}?token={world.token(bob)}")
+            for page in (first, second):
+                await page.wait_text("connection", "Live")
+                await page.wait_for("document.getElementById('sign-in').hidden")  # signed in
+                await page.wait_text("price", "No bids yet · starts at ₦1,000,000.00")
+                assert await page.js("document.getElementById('amount').value") == "1,000,000"
+                assert "token=" not in await page.js("location.href")  # out of the address bar
+
+            # Keyboard only: focus the prefilled amount and press Enter.
+            await first.js("document.getElementById('amount').focus()")
+            await first.press_enter()
+            await second.wait_text("price", "₦1,000,000.00")
+            await first.wait_text("you", "You are winning")
+            assert await first.js("document.getElementById('you').dataset.status") == "winning"
+            assert await second.text("bidder-count") == "1"
+            assert "Bidder 1" in await second.text("feed")
+
+            # The server's refusal, shown as it is.
+            await first.js("document.getElementById('amount').value = '1,200,000'")
+            await first.js("document.getElementById('bid-button').click()")
+            await first.wait_text("bid-message", "You already have the highest bid.")
+
+            # The second bidder takes the lead with the prefilled minimum.
+            await second.wait_for("document.getElementById('amount').value === '1,050,000'")
+            await second.js("document.getElementById('bid-button').click()")
+            await first.wait_text("you", "You have been outbid")
+            await second.wait_text("you", "You are winning")
+            await first.wait_text("price", "₦1,050,000.00")
+
+            # A reserve-protection bid is labelled as such.
+            sequencer = served.app[SEQUENCER]
+            await sequencer.place_bid(
+                world.auction_id, PLATFORM_USER_ID, 110_000_000, platform=True
+            )
+            await first.wait_for(
+                "document.getElementById('feed').textContent.includes('Reserve protection')"
+            )
+            await first.wait_text("price", "₦1,100,000.00")
+            await first.wait_for("document.getElementById('amount').value === '1,150,000'")
+
+            # Countdown runs from the server's clock: about an hour left.
+            countdown = await first.text("countdown")
+            assert countdown.startswith(("59:", "1:00:")), countdown
+
+            assert await first.text("who") == "You bid here as Bidder 1."
+            await first.js("document.getElementById('bid-message').textContent = ''")
+            await first.js("document.activeElement.blur()")
+            shot = await first.call("Page.captureScreenshot", format="png")
+            png = base64.b64decode(shot["data"])
+            assert png.startswith(b"\x89PNG") and len(png) > 10_000
+            await asyncio.to_thread(SCREENSHOT.write_bytes, png)
+
+
+async def test_the_page_is_served_with_its_assets_and_a_strict_policy(
+    pool: Any, database_url: str
+) -> None:
+    world = await make_world(pool, bidders=0)
+    async with serving(database_url) as served, aiohttp.ClientSession() as session:
+        page = await session.get(f"{served.base}/rooms/{world.auction_id}")
+        assert page.status == 200
+        assert page.content_type == "text/html"
+        html = await page.text()
+        assert 'src="/static/room.js"' in html and "http" not in html.replace("http-equiv", "")
+        policy = page.headers["Content-Security-Policy"]
+        assert "default-src 'none'" in policy and "connect-src 'self'" in policy
+        for asset, kind in (("room.js", "text/javascript"), ("room.css", "text/css")):
+            response = await session.get(f"{served.base}/static/{asset}")
+            assert (response.status, response.content_type) == (200, kind)

@@ -1,0 +1,106 @@
+"""Rooms across server processes over a real Redis: two processes on one
+database, a bid placed on one reaches the watchers of the other; when Redis
+goes away each keeps serving its own sockets, and both reconnect.
+
+Process B (a watch node) starts first, process A second: the newest start
+takes the fencing epoch and so owns the auctions' bids."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import pytest_asyncio
+
+from tests.redis_server import RedisServer, running_redis
+from tests.ws_helpers import RoomClient, ServerProcess, World, make_world, process_env
+
+START = 100_000_000
+STEP = 5_000_000
+
+
+@pytest_asyncio.fixture
+async def redis() -> AsyncIterator[RedisServer]:
+    async with running_redis() as server:
+        yield server
+
+
+@pytest_asyncio.fixture
+async def nodes(
+    pool: Any, database_url: str, redis: RedisServer
+) -> AsyncIterator[tuple[ServerProcess, ServerProcess, World]]:
+    world = await make_world(pool, bidders=2)
+    env = process_env(database_url, REDIS_URL=redis.url)
+    watch_node = await ServerProcess.start(env)
+    owner = await ServerProcess.start(env)
+    try:
+        yield owner, watch_node, world
+    finally:
+        await asyncio.gather(owner.stop(), watch_node.stop())
+
+
+async def test_a_bid_on_one_process_reaches_watchers_on_the_other(
+    nodes: tuple[ServerProcess, ServerProcess, World],
+) -> None:
+    a, b, world = nodes
+    alice, bob = world.bidders
+    async with aiohttp.ClientSession() as session:
+        guest_on_b = await RoomClient.connect(session, b.room_url(world.auction_id))
+        alice_on_a = await RoomClient.connect(
+            session, a.room_url(world.auction_id), token=world.token(alice)
+        )
+        alice_on_b = await RoomClient.connect(  # Alice's other tab, served by B
+            session, b.room_url(world.auction_id), token=world.token(alice)
+        )
+        bob_on_a = await RoomClient.connect(
+            session, a.room_url(world.auction_id), token=world.token(bob)
+        )
+        await alice_on_a.bid(START)
+        first = await guest_on_b.expect("bid")
+        assert first["seq"] == guest_on_b.snapshot["seq"] + 1
+        assert (first["amount_kobo"], first["bidder"]) == (START, "Bidder 1")
+        assert await alice_on_b.expect("you", status="winning")
+
+        await bob_on_a.bid(START + STEP)
+        second = await guest_on_b.expect("bid")
+        assert (second["seq"], second["bidder"]) == (first["seq"] + 1, "Bidder 2")
+        assert await alice_on_b.expect("you", status="outbid")  # the notice crossed nodes too
+
+
+async def test_without_redis_each_process_serves_its_own_rooms_and_reconnects(
+    nodes: tuple[ServerProcess, ServerProcess, World], redis: RedisServer
+) -> None:
+    a, b, world = nodes
+    alice, bob = world.bidders
+    async with aiohttp.ClientSession() as session:
+        url_a, url_b = a.room_url(world.auction_id), b.room_url(world.auction_id)
+        guest_on_a = await RoomClient.connect(session, url_a)
+        guest_on_b = await RoomClient.connect(session, url_b)
+        bidders = [
+            await RoomClient.connect(session, url_a, token=world.token(user))
+            for user in (alice, bob)
+        ]
+        await bidders[0].bid(START)
+        assert (await guest_on_b.expect("bid"))["amount_kobo"] == START
+
+        await redis.stop()
+        result = await bidders[1].bid(START + STEP)
+        assert result["status"] == "accepted"  # Redis is not on the bid path
+        assert await guest_on_a.expect("bid", amount_kobo=START + STEP)  # local fan-out
+        assert [m for m in await guest_on_b.silence(0.3) if m["type"] == "bid"] == []
+
+        await redis.start()  # same port: both processes find it again
+        amount, turn, reached = START + 2 * STEP, 0, None
+        async with asyncio.timeout(15):
+            while reached is None:
+                assert (await bidders[turn].bid(amount))["status"] == "accepted"
+                arrived = [m for m in await guest_on_b.silence(0.5) if m["type"] == "bid"]
+                reached = arrived[-1] if arrived else None
+                amount, turn = amount + STEP, 1 - turn
+        assert reached["amount_kobo"] == amount - STEP
+        # B's watcher missed what was sent while Redis was down: resume gives a snapshot.
+        await guest_on_b.send(type="resume", last_seq=guest_on_b.snapshot["seq"] + 1)
+        fresh = await guest_on_b.expect("snapshot")
+        assert fresh["auction"]["current_price_kobo"] == amount - STEP

@@ -1,0 +1,355 @@
+"""The auction room over a WebSocket, as API.md describes it: the whole app on a
+real socket, real clients, the real embedded PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+import aiohttp
+
+from tests.ws_helpers import RoomClient, make_world, now_ms, serving
+from web.app import SEQUENCER
+from web.rooms import RoomTuning
+from web.ws import ROOMS
+
+START = 100_000_000  # the factory's start price, kobo
+STEP = 5_000_000  # the factory's increment, kobo
+
+BID_EVENT_FIELDS = {
+    "type",
+    "seq",
+    "amount_kobo",
+    "bidder",
+    "is_platform_bid",
+    "at_ms",
+    "end_time_ms",
+    "extended",
+    "min_next_bid_kobo",
+    "bid_count",
+    "bidder_count",
+    "reserve_met",  # added to API.md's fields
+}
+
+
+async def test_the_first_message_is_the_snapshot(pool: Any, database_url: str) -> None:
+    world = await make_world(pool)
+    async with serving(database_url) as served, aiohttp.ClientSession() as session:
+        before = now_ms()
+        ws = await session.ws_connect(served.room_url(world.auction_id))
+        first = await ws.receive_json(timeout=5)
+        assert first["type"] == "snapshot"
+        assert first["you"] is None
+        assert first["recent_bids"] == []
+        assert before - 1000 <= first["server_time_ms"] <= now_ms() + 1000
+        auction = first["auction"]
+        assert auction["id"] == str(world.auction_id)
+        assert auction["status"] == "live"
+        assert auction["current_price_kobo"] is None
+        assert auction["min_next_bid_kobo"] == START
+        assert auction["bid_increment_kobo"] == STEP
+        assert {"start_time_ms", "end_time_ms", "bid_count", "bidder_count", "reserve_met"} <= set(
+            auction
+        )
+        await ws.close()
+
+
+async def test_a_guest_sees_each_bid_with_an_anonymous_handle(pool: Any, database_url: str) -> None:
+    world = await make_world(pool)
+    alice = world.bidders[0]
+    async with serving(database_url) as served, aiohttp.ClientSession() as session:
+        url = served.room_url(world.auction_id)
+        guest = await RoomClient.connect(session, url)
+        bidder = await RoomClient.connect(session, url, token=world.token(alice))
+        result = await bidder.bid(START)
+        assert result["status"] == "accepted"
+
+        event = await guest.expect("bid")
+        assert set(event) == BID_EVENT_FIELDS  # nothing else: no user id, no email
+        assert event["seq"] == guest.snapshot["seq"] + 1
+        assert event["amount_kobo"] == START
+        assert event["bidder"] == "Bidder 1"
+        assert event["is_platform_bid"] is False
+        assert event["extended"] is False
+        assert event["min_next_bid_kobo"] == START + STEP
+        assert (event["bid_count"], event["bidder_count"]) == (1, 1)
+        assert event["reserve_met"] is None  # no reserve
+        assert event["end_time_ms"] == guest.snapshot["auction"]["end_time_ms"]
+        assert str(alice) not in str(event)
+
+
+async def test_the_bid_result_comes_after_the_commit_and_the_room_event(
+    pool: Any, database_url: str
+) -> None:
+    world = await make_world(pool)
+    async with serving(database_url) as served, aiohttp.ClientSession() as session:
+        bidder = await RoomClient.connect(
+            session, served.room_url(world.auction_id), token=world.token(world.bidders[0])
+        )
+        result = await bidder.bid(START, "first-bid")
+        assert [m["type"] for m in bidder.seen] == ["bid", "you"]  # both came before it
+        body = result["bid"]
+        assert result["client_bid_id"] == "first-bid"
+        assert body["auction_id"] == str(world.auction_id)
+        assert body["amount_kobo"] == START
+        assert body["client_bid_id"] == "first-bid"
+        assert {"id", "at_ms", "end_time_ms", "extended"} <= set(body)
+        stored = await pool.fetchval(
+            "SELECT count(*) FROM bids WHERE id = $1", uuid.UUID(body["id"])
+        )
+        assert stored == 1
+
+
+async def test_auth_gives_the_bidder_a_snapshot_naming_them(pool: Any, database_url: str) -> None:
+    world = await make_world(pool)
+    alice, bob = world.bidders
+    async with serving(database_url) as served, aiohttp.ClientSession() as session:
+        url = served.room_url(world.auction_id)
+        a = await RoomClient.connect(session, url, token=world.token(alice))
+        assert a.snapshot["you"] == {"handle": None, "status": None}  # no bid yet
+        b = await RoomClient.connect(session, url, token=world.token(bob))
+        await a.bid(START)
+        await b.bid(START + STEP)
+
+        again = await RoomClient.connect(session, url, token=world.token(alice))
+        assert again.snapshot["you"] == {"handle": "Bidder 1", "status": "outbid"}
+        assert again.snapshot["auction"]["current_price_kobo"] == START + STEP
+        assert [bid["bidder"] for bid in again.snapshot["recent_bids"]] == ["Bidder 2", "Bidder 1"]
+        bob_again = await RoomClient.connect(session, url, token=world.token(bob))
+        assert bob_again.snapshot["you"] == {"handle": "Bidder 2", "status": "winning"}
+
+
+async def test_the_outbid_notice_goes_to_the_previous_leader_alone(
+    pool: Any, database_url: str
+) -> None:
+    world = await make_world(pool)
+    alice, bob = world.bidders
+    async with serving(database_url) as served, aiohttp.ClientSession() as session:
+        url = served.room_url(world.auction_id)
+        guest = await RoomClient.connect(session, url)
+        a = await RoomClient.connect(session, url, token=world.token(alice))
+        b = await RoomClient.connect(session, url, token=world.token(bob))
+        await a.bid(START)
+        assert await a.expect("you") == {"type": "you", "status": "winning"}
+
+        await b.bid(START + STEP)
+        assert await a.expect("you") == {"type": "you", "status": "outbid"}
+        assert await b.expect("you") == {"type": "you", "status": "winning"}
+        seen_by_guest = [m["type"] for m in await guest.silence(0.3)]
+        assert seen_by_guest == ["bid", "bid"]  # no `you` for a guest
+
+
+async def test_ping_gets_pong_with_the_server_clock(pool: Any, database_url: str) -> None:
+    world = await make_world(pool)
+    async with serving(database_url) as served, aiohttp.ClientSession() as session:
+        guest = await RoomClient.connect(session, served.room_url(world.auction_id))
+        sent = now_ms()
+        await guest.send(type="ping", client_time_ms=sent)
+        pong = await guest.expect("pong")
+        assert pong["client_time_ms"] == sent
+        assert sent - 1000 <= pong["server_time_ms"] <= now_ms() + 1000
+
+
+async def test_resume_replays_the_events_after_last_seq(pool: Any, database_url: str) -> None:
+    world = await make_world(pool)
+    alice, bob = world.bidders
+    async with serving(database_url) as served, aiohttp.ClientSession() as session:
+        url = served.room_url(world.auction_id)
+        guest = await RoomClient.connect(session, url)
+        a = await RoomClient.connect(session, url, token=world.token(alice))
+        b = await RoomClient.connect(session, url, token=world.token(bob))
+        for i, bidder in enumerate([a, b, a]):
+            await bidder.bid(START + i * STEP)
+        live = [await guest.expect("bid") for _ in range(3)]
+
+        await guest.send(type="resume", last_seq=live[0]["seq"])
+        replayed = [await guest.expect("bid") for _ in range(2)]
+        assert replayed == live[1:]
+        assert await guest.silence(0.2) == []
+
+
+async def test_resume_after_the_buffer_is_gone_sends_a_fresh_snapshot(
+    pool: Any, database_url: str
+) -> None:
+    world = await make_world(pool)
+    alice, bob = world.bidders
+    tuning = RoomTuning(replay_events=2)
+    async with (
+        serving(database_url, tuning=tuning) as served,
+        aiohttp.ClientSession() as session,
+    ):
+        url = served.room_url(world.auction_id)
+        guest = await RoomClient.connect(session, url)
+        a = await RoomClient.connect(session, url, token=world.token(alice))
+        b = await RoomClient.connect(session, url, token=world.token(bob))
+        for i, bidder in enumerate([a, b, a, b]):
+            await bidder.bid(START + i * STEP)
+        events = [await guest.expect("bid") for _ in range(4)]
+
+        await guest.send(type="resume", last_seq=guest.snapshot["seq"])
+        fresh = await guest.expect("snapshot")
+        assert fresh["seq"] == events[-1]["seq"]
+        assert fresh["auction"]["current_price_kobo"] == START + 3 * STEP
+        assert fresh["auction"]["bid_count"] == 4
+        # Within the buffer, resume still replays.
+        await guest.send(type="resume", last_seq=events[-2]["seq"])
+        assert await guest.expect("bid") == events[-1]
+
+
+async def test_state_changes_and_the_end_reach_the_room_in_seq_order(
+    pool: Any, database_url: str
+) -> None:
+    world = await make_world(pool, bidders=3)
+    alice, bob, carol = world.bidders
+    async with serving(database_url) as served, aiohttp.ClientSession() as session:
+        url = served.room_url(world.auction_id)
+        guest = await RoomClient.connect(session, url)
+        a = await RoomClient.connect(session, url, token=world.token(alice))
+        b = await RoomClient.connect(session, url, token=world.token(bob))
+        await a.bid(START)
+        await b.bid(START + STEP)
+        sequencer = served.app[SEQUENCER]
+        new_end = guest.snapshot["auction"]["end_time_ms"] + 600_000
+        await sequencer.extend_auction(world.auction_id, new_end)
+        change, closed = await sequencer.close_auction(world.auction_id)
+        served.app[ROOMS].publish_ended(
+            world.auction_id,
+            change.seq,
+            "sold",
+            closed.leading_amount_kobo,
+            "Bidder 2",
+            bob,
+            [alice, carol],
+        )
+
+        first = guest.snapshot["seq"]
+        events = [await guest.next() for _ in range(4)]
+        assert [(e["type"], e["seq"]) for e in events] == [
+            ("bid", first + 1),
+            ("bid", first + 2),
+            ("state", first + 3),
+            ("ended", first + 4),
+        ]
+        assert events[2] == {
+            "type": "state",
+            "seq": first + 3,
+            "status": "live",
+            "end_time_ms": new_end,
+        }
+        assert events[3] == {
+            "type": "ended",
+            "seq": first + 4,
+            "result": "sold",
+            "final_price_kobo": START + STEP,
+            "winner": "Bidder 2",
+        }
+        assert await b.expect("you", status="won")
+        assert await a.expect("you", status="lost")
+
+
+async def test_a_repeated_client_bid_id_gets_the_first_outcome(
+    pool: Any, database_url: str
+) -> None:
+    world = await make_world(pool)
+    alice = world.bidders[0]
+    async with serving(database_url) as served, aiohttp.ClientSession() as session:
+        url = served.room_url(world.auction_id)
+        guest = await RoomClient.connect(session, url)
+        a = await RoomClient.connect(session, url, token=world.token(alice))
+        first = await a.bid(START, "same-id")
+        again = await a.bid(START + 7 * STEP, "same-id")
+        assert again == first
+        # The REST route answers the same id with the same bid.
+        response = await session.post(
+            f"{served.base}/api/bids",
+            json={
+                "auction_id": str(world.auction_id),
+                "amount_kobo": START,
+                "client_bid_id": "same-id",
+            },
+            headers={"Authorization": f"Bearer {world.token(alice)}"},
+        )
+        assert response.status == 201
+        assert (await response.json())["bid"] == first["bid"]
+        assert [m["type"] for m in await guest.silence(0.3)] == ["bid"]
+        assert await pool.fetchval("SELECT count(*) FROM bids") == 1
+
+
+async def test_an_unknown_auction_is_404(pool: Any, database_url: str) -> None:
+    async with serving(database_url) as served, aiohttp.ClientSession() as session:
+        for path in (str(uuid.uuid4()), "not-a-uuid"):
+            try:
+                await session.ws_connect(f"{served.base}/ws/auctions/{path}")
+            except aiohttp.WSServerHandshakeError as err:
+                assert err.status == 404
+            else:
+                raise AssertionError("the handshake should have failed")
+
+
+async def test_shutdown_closes_every_socket_with_going_away(pool: Any, database_url: str) -> None:
+    world = await make_world(pool)
+    async with aiohttp.ClientSession() as session:
+        async with serving(database_url) as served:
+            clients = [
+                await RoomClient.connect(session, served.room_url(world.auction_id))
+                for _ in range(3)
+            ]
+        for client in clients:
+            message = await client.ws.receive(timeout=5)
+            assert message.type is aiohttp.WSMsgType.CLOSE
+            assert message.data == 1001
+
+
+async def test_the_room_metrics_are_exported(pool: Any, database_url: str) -> None:
+    world = await make_world(pool)
+    async with serving(database_url) as served, aiohttp.ClientSession() as session:
+        bidder = await RoomClient.connect(
+            session, served.room_url(world.auction_id), token=world.token(world.bidders[0])
+        )
+        await bidder.bid(START)
+        await asyncio.sleep(0.05)
+        text = await (await session.get(f"{served.base}/metrics")).text()
+        for name in (
+            "auction_ws_connections",
+            "auction_ws_messages_sent_total",
+            "auction_ws_slow_clients_dropped_total",
+            "auction_fanout_seconds_bucket",
+        ):
+            assert name in text
+        assert "auction_id" not in text
+
+
+async def test_an_early_event_waits_for_the_one_before_it(pool: Any, database_url: str) -> None:
+    world = await make_world(pool)
+    async with serving(database_url) as served, aiohttp.ClientSession() as session:
+        guest = await RoomClient.connect(session, served.room_url(world.auction_id))
+        rooms, seq = served.app[ROOMS], guest.snapshot["seq"]
+        end = guest.snapshot["auction"]["end_time_ms"]
+        rooms.publish_state(world.auction_id, seq + 2, "live", end + 2)
+        rooms.publish_state(world.auction_id, seq + 1, "live", end + 1)
+        rooms.publish_state(world.auction_id, seq + 1, "live", end + 1)  # again: not resent
+        got = await guest.silence(0.3)
+        assert [(m["seq"], m["end_time_ms"]) for m in got] == [
+            (seq + 1, end + 1),
+            (seq + 2, end + 2),
+        ]
+
+
+async def test_a_gap_that_never_fills_is_sent_on_and_resume_repairs_it(
+    pool: Any, database_url: str
+) -> None:
+    world = await make_world(pool)
+    tuning = RoomTuning(reorder_hold_s=0.2)
+    async with (
+        serving(database_url, tuning=tuning) as served,
+        aiohttp.ClientSession() as session,
+    ):
+        guest = await RoomClient.connect(session, served.room_url(world.auction_id))
+        seq, end = guest.snapshot["seq"], guest.snapshot["auction"]["end_time_ms"]
+        served.app[ROOMS].publish_state(world.auction_id, seq + 2, "live", end)
+        assert await guest.silence(0.1) == []  # held for the missing seq + 1
+        late = await guest.expect("state", wait_s=1)
+        assert late["seq"] == seq + 2
+        await guest.send(type="resume", last_seq=seq)
+        assert (await guest.expect("snapshot"))["auction"]["id"] == str(world.auction_id)

@@ -1,0 +1,209 @@
+"""The event bus between the process that commits a room event and every
+process serving sockets of that room.
+
+`LocalBus` (one node, the default) hands each message straight to this
+process's rooms. `RedisBus` (REDIS_URL set) does the same and also publishes
+it on the Redis channel `auction:{id}`; every node listens on one pattern
+subscription `auction:*` and serves its own sockets. The bus carries room
+events already encoded (JSON bytes, written to sockets as they are), so no
+node decodes or encodes them again.
+
+Redis failing never stops a node: local fan-out happens first and does not
+wait on Redis; the listener and publisher reconnect with a backoff, and what
+other nodes missed meanwhile shows up to their clients as a `seq` gap, which
+`resume` turns into a fresh snapshot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import uuid
+from collections.abc import Callable
+from typing import Protocol
+
+import msgspec
+from prometheus_client import Counter
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+logger = logging.getLogger(__name__)
+
+CHANNEL_PREFIX = "auction:"
+
+BUS_MESSAGES_LOST = Counter(
+    "auction_bus_messages_lost_total",
+    "Room messages not published to Redis (Redis down or too far behind); "
+    "other nodes' clients recover them by resume/snapshot.",
+)
+
+
+class BusMessage(msgspec.Struct, frozen=True, array_like=True):
+    """What one commit (or one state change) means for one auction's room."""
+
+    origin: str  # the node that published it (it has already delivered it itself)
+    auction_id: str
+    committed_ns: int  # wall clock at the commit, for the fan-out latency histogram
+    events: list[tuple[int, bytes]]  # (seq, encoded room event), in seq order
+    private: list[tuple[list[str], bytes]]  # (user ids, encoded message) for those bidders alone
+
+
+Deliver = Callable[[BusMessage], None]
+
+_encode = msgspec.msgpack.Encoder().encode
+_decode = msgspec.msgpack.Decoder(BusMessage).decode
+
+
+class Bus(Protocol):
+    node_id: str
+
+    def publish(self, message: BusMessage) -> None:
+        """Deliver to this node's rooms now, and to every other node's."""
+        ...
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class LocalBus:
+    """One node: messages go straight to this process's rooms."""
+
+    def __init__(self, deliver: Deliver) -> None:
+        self.node_id = uuid.uuid4().hex
+        self._deliver = deliver
+
+    def publish(self, message: BusMessage) -> None:
+        self._deliver(message)
+
+    async def start(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+
+class RedisBus:
+    """Many nodes: Redis pub/sub carries each message to the others."""
+
+    def __init__(
+        self,
+        redis_url: str,
+        deliver: Deliver,
+        *,
+        max_pending: int = 10_000,
+        retry_max_s: float = 2.0,
+    ) -> None:
+        self.node_id = uuid.uuid4().hex
+        self._deliver = deliver
+        self._redis: Redis = Redis.from_url(
+            redis_url, socket_connect_timeout=2, retry_on_timeout=False
+        )
+        self._pending: collections.deque[tuple[str, bytes]] = collections.deque()
+        self._max_pending = max_pending
+        self._wake = asyncio.Event()
+        self._retry_max_s = retry_max_s
+        self._tasks: list[asyncio.Task[None]] = []
+        #: Set while the pattern subscription is live (tests and /readyz may look).
+        self.listening = asyncio.Event()
+
+    def publish(self, message: BusMessage) -> None:
+        self._deliver(message)
+        if len(self._pending) >= self._max_pending:
+            self._pending.popleft()
+            BUS_MESSAGES_LOST.inc()
+        self._pending.append((CHANNEL_PREFIX + message.auction_id, _encode(message)))
+        self._wake.set()
+
+    async def start(self) -> None:
+        self._tasks = [
+            asyncio.create_task(self._listen(), name="redis-bus-listen"),
+            asyncio.create_task(self._publish(), name="redis-bus-publish"),
+        ]
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+        await self._redis.aclose()
+
+    async def _listen(self) -> None:
+        backoff = _Backoff(self._retry_max_s)
+        while True:
+            pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.psubscribe(CHANNEL_PREFIX + "*")
+                self.listening.set()
+                if backoff.failures:
+                    logger.info("redis bus: listening again")
+                backoff.reset()
+                while True:
+                    raw = await pubsub.get_message(ignore_subscribe_messages=True, timeout=None)
+                    if raw is not None and raw.get("type") == "pmessage":
+                        self._receive(raw["data"])
+            except (RedisError, OSError) as exc:
+                self.listening.clear()
+                delay = backoff.next()
+                logger.warning(
+                    "redis bus: listener lost Redis (%s); serving local sockets only, "
+                    "reconnecting in %.1fs",
+                    exc,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+            finally:
+                with contextlib.suppress(RedisError, OSError):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
+
+    def _receive(self, data: bytes) -> None:
+        try:
+            message = _decode(data)
+        except msgspec.DecodeError:
+            logger.error("redis bus: dropped a message that is not a BusMessage")
+            return
+        if message.origin != self.node_id:
+            self._deliver(message)
+
+    async def _publish(self) -> None:
+        backoff = _Backoff(self._retry_max_s)
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._pending:
+                batch = [self._pending.popleft() for _ in range(min(500, len(self._pending)))]
+                try:
+                    async with self._redis.pipeline(transaction=False) as pipe:
+                        for channel, data in batch:
+                            pipe.publish(channel, data)
+                        await pipe.execute()
+                    backoff.reset()
+                except (RedisError, OSError) as exc:
+                    # Local sockets already have these; other nodes will see a gap.
+                    BUS_MESSAGES_LOST.inc(len(batch))
+                    delay = backoff.next()
+                    logger.warning(
+                        "redis bus: %d messages not published to other nodes (%s); "
+                        "publishing again in %.1fs",
+                        len(batch),
+                        exc,
+                        delay,
+                    )
+                    await asyncio.sleep(delay)
+
+
+class _Backoff:
+    def __init__(self, max_s: float) -> None:
+        self._max_s = max_s
+        self.failures = 0
+
+    def next(self) -> float:
+        self.failures += 1
+        return float(min(0.05 * 2**self.failures, self._max_s))
+
+    def reset(self) -> None:
+        self.failures = 0

@@ -1,0 +1,526 @@
+"""Auction rooms: every socket watching an auction on this node, and the fan-out.
+
+Each room event is encoded once (JSON, by the process that committed it), framed
+once per node (one WebSocket text frame: header + payload), and the same bytes
+are written to every socket of the room, synchronously, with no coroutine per
+socket. A commit of several bids for one room is written as one buffer per
+socket. A socket's send queue is its transport's write buffer, bounded in bytes;
+a client that lets it fill is dropped with close code 1013 and counted, so it
+never slows the others (the kernel send buffer is capped too, or a stuck
+client would hide megabytes in it before anyone noticed).
+
+Room events carry the auction's `seq`; a room delivers them in `seq` order,
+holding an early one briefly (a state change can be published while the bid
+before it is still committing), and keeps the last few hundred for `resume`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import socket
+import struct
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+from aiohttp import web
+from prometheus_client import Counter, Gauge, Histogram
+
+import bidcore
+from engine.bidders import PLATFORM_USER_ID
+from engine.bids import DurableBid
+from engine.config import Settings
+from engine.events import StateChange
+from engine.registry import NO_HANDLE
+from engine.sequencer import Sequencer
+from web.bus import Bus, BusMessage, LocalBus, RedisBus
+from web.ws_messages import (
+    BidEvent,
+    EndedEvent,
+    StateEvent,
+    YouMessage,
+    bidder_handle,
+    encode,
+)
+
+logger = logging.getLogger(__name__)
+
+CONNECTIONS = Gauge("auction_ws_connections", "Open auction-room WebSockets on this node.")
+MESSAGES_SENT = Counter(
+    "auction_ws_messages_sent_total", "WebSocket messages written to clients (all types)."
+)
+SLOW_CLIENTS_DROPPED = Counter(
+    "auction_ws_slow_clients_dropped_total",
+    "Sockets closed with 1013 because their send queue was full.",
+)
+FANOUT_SECONDS = Histogram(
+    "auction_fanout_seconds",
+    "From a room event's commit to its last socket written on this node.",
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)
+
+ReserveOf = Callable[[uuid.UUID], int | None]
+
+GOING_AWAY = 1001
+TRY_AGAIN_LATER = 1013
+
+
+@dataclass(frozen=True, slots=True)
+class RoomTuning:
+    """Fan-out limits; a test or a deployment may set its own under ROOM_TUNING."""
+
+    send_queue_bytes: int = 256 * 1024  # a socket's write buffer beyond this: dropped (1013)
+    socket_send_buffer: int | None = 64 * 1024  # SO_SNDBUF per socket (None: the kernel's)
+    replay_events: int = 512  # room events kept per room for `resume`
+    reorder_hold_s: float = 0.5  # how long an early event waits for the one before it
+    heartbeat_s: float = 20.0  # ping every so often; no pong within half of it: closed
+    drop_grace_s: float = 5.0  # a dropped client gets this long to read its close frame
+
+
+ROOM_TUNING = web.AppKey("room_tuning", RoomTuning)
+
+
+# ---- frames ------------------------------------------------------------------
+
+_HEADER_SHORT = struct.Struct("!BB")
+_HEADER_MEDIUM = struct.Struct("!BBH")
+_HEADER_LONG = struct.Struct("!BBQ")
+_TEXT = 0x81  # FIN + text
+_CLOSE = 0x88  # FIN + close
+
+
+def text_frame(payload: bytes) -> bytes:
+    """One unmasked server text frame, ready for any socket (no compression)."""
+    return _frame(_TEXT, payload)
+
+
+def close_frame(code: int, reason: str = "") -> bytes:
+    return _frame(_CLOSE, struct.pack("!H", code) + reason.encode()[:120])
+
+
+def _frame(first: int, payload: bytes) -> bytes:
+    size = len(payload)
+    if size < 126:
+        return _HEADER_SHORT.pack(first, size) + payload
+    if size < 65536:
+        return _HEADER_MEDIUM.pack(first, 126, size) + payload
+    return _HEADER_LONG.pack(first, 127, size) + payload
+
+
+_YOU = {status: encode(YouMessage(status)) for status in ("winning", "outbid", "won", "lost")}
+
+
+# ---- one socket ----------------------------------------------------------------
+
+
+class Connection:
+    """One client socket: writes go straight to its transport, never waiting."""
+
+    __slots__ = ("_grace_s", "_limit", "closed", "room", "transport", "user_id", "ws")
+
+    def __init__(
+        self, ws: web.WebSocketResponse, transport: asyncio.Transport, tuning: RoomTuning
+    ) -> None:
+        self.ws = ws
+        self.transport = transport
+        self.user_id: uuid.UUID | None = None
+        self.room: Room | None = None
+        self.closed = False
+        self._limit = tuning.send_queue_bytes
+        self._grace_s = tuning.drop_grace_s
+        if tuning.socket_send_buffer is not None:
+            sock = transport.get_extra_info("socket")
+            if sock is not None:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, tuning.socket_send_buffer)
+
+    def send(self, data: bytes) -> bool:
+        """Queue `data` (whole frames); False if the socket is gone or was just dropped."""
+        if self.closed:
+            return False
+        transport = self.transport
+        if transport.is_closing():
+            self.closed = True
+            return False
+        if transport.get_write_buffer_size() + len(data) > self._limit:
+            SLOW_CLIENTS_DROPPED.inc()
+            logger.info("dropped a slow client of room %s (send queue full)", self._room_name())
+            self.close(TRY_AGAIN_LATER, "too slow: reconnect", grace_s=self._grace_s)
+            return False
+        transport.write(data)
+        return True
+
+    def close(self, code: int, reason: str, *, grace_s: float) -> None:
+        """Send a close frame after what is queued and let go of the socket; a peer
+        that does not read it within `grace_s` is cut off."""
+        if self.closed:
+            return
+        self.closed = True
+        transport = self.transport
+        if transport.is_closing():
+            return
+        transport.write(close_frame(code, reason))
+        transport.close()
+        asyncio.get_running_loop().call_later(grace_s, transport.abort)
+
+    def _room_name(self) -> str:
+        return str(self.room.auction_id) if self.room is not None else "-"
+
+
+# ---- one room -------------------------------------------------------------------
+
+
+class Room:
+    """The sockets of one auction on this node, its recent events, its order."""
+
+    def __init__(self, auction_id: uuid.UUID, baseline_seq: int, tuning: RoomTuning) -> None:
+        self.auction_id = auction_id
+        self._tuning = tuning
+        self._conns: dict[Connection, None] = {}
+        self._bidders: dict[uuid.UUID, set[Connection]] = {}
+        self._buffer: collections.deque[tuple[int, bytes]] = collections.deque()
+        self.last_seq = baseline_seq  # the last event delivered (or the first joiner's snapshot)
+        self._covered_from = baseline_seq  # every event after this seq is in the buffer
+        self._held: dict[int, bytes] = {}
+        self._hold_timer: asyncio.TimerHandle | None = None
+
+    def __len__(self) -> int:
+        return len(self._conns)
+
+    # sockets
+
+    def add(self, conn: Connection, snapshot_frame: bytes, snapshot_seq: int) -> None:
+        """Send the snapshot, then what happened since it, then join the live feed:
+        with no await in between, so nothing falls through the cracks."""
+        conn.room = self
+        if conn.send(snapshot_frame):
+            MESSAGES_SENT.inc()
+            self.replay_after(conn, snapshot_seq)
+        self._conns[conn] = None
+        if conn.user_id is not None:
+            self._bidders.setdefault(conn.user_id, set()).add(conn)
+
+    def remove(self, conn: Connection) -> None:
+        self._conns.pop(conn, None)
+        self.forget_bidder(conn)
+
+    def identify(self, conn: Connection, user_id: uuid.UUID | None) -> None:
+        """The socket now speaks for `user_id` (None: a guest again)."""
+        self.forget_bidder(conn)
+        conn.user_id = user_id
+        if user_id is not None and conn in self._conns:
+            self._bidders.setdefault(user_id, set()).add(conn)
+
+    def forget_bidder(self, conn: Connection) -> None:
+        if conn.user_id is None:
+            return
+        sockets = self._bidders.get(conn.user_id)
+        if sockets is not None:
+            sockets.discard(conn)
+            if not sockets:
+                del self._bidders[conn.user_id]
+
+    def connections(self) -> list[Connection]:
+        return list(self._conns)
+
+    # resume
+
+    def replay_after(self, conn: Connection, seq: int) -> bool:
+        """Send `conn` every buffered event after `seq`; False if some are gone."""
+        if seq >= self.last_seq:
+            return True
+        if seq < self._covered_from:
+            return False
+        frames = [frame for event_seq, frame in self._buffer if event_seq > seq]
+        if frames and conn.send(b"".join(frames)):
+            MESSAGES_SENT.inc(len(frames))
+        return True
+
+    # events
+
+    def receive(self, events: Iterable[tuple[int, bytes]]) -> int:
+        """Take room events (seq, encoded); send what is in order; return frames sent."""
+        ready: list[bytes] = []
+        for seq, payload in events:
+            if seq <= self.last_seq:
+                continue  # already delivered (or older than this room's first snapshot)
+            if seq == self.last_seq + 1:
+                self._append(seq, text_frame(payload), ready)
+                while (held := self._held.pop(self.last_seq + 1, None)) is not None:
+                    self._append(self.last_seq + 1, held, ready)
+            else:
+                self._held[seq] = text_frame(payload)
+        if self._held and self._hold_timer is None:
+            loop = asyncio.get_running_loop()
+            self._hold_timer = loop.call_later(self._tuning.reorder_hold_s, self._release)
+        elif not self._held and self._hold_timer is not None:
+            self._hold_timer.cancel()
+            self._hold_timer = None
+        if ready:
+            self.broadcast(b"".join(ready) if len(ready) > 1 else ready[0], len(ready))
+        return len(ready)
+
+    def _release(self) -> None:
+        """The events before the held ones never came: send the held ones, with the gap
+        (clients see it and `resume`, which gives them a fresh snapshot)."""
+        self._hold_timer = None
+        ready: list[bytes] = []
+        for seq in sorted(self._held):
+            if seq > self.last_seq:
+                self._append(seq, self._held[seq], ready)
+        self._held.clear()
+        if ready:
+            logger.warning("room %s: sent events after a seq gap", self.auction_id)
+            self.broadcast(b"".join(ready), len(ready))
+
+    def _append(self, seq: int, frame: bytes, ready: list[bytes]) -> None:
+        if seq != self.last_seq + 1:
+            self._covered_from = seq - 1
+        self._buffer.append((seq, frame))
+        if len(self._buffer) > self._tuning.replay_events:
+            evicted, _ = self._buffer.popleft()
+            self._covered_from = max(self._covered_from, evicted)
+        self.last_seq = seq
+        ready.append(frame)
+
+    def broadcast(self, data: bytes, frames: int) -> None:
+        """The same bytes to every socket of the room; slow ones are dropped."""
+        gone: list[Connection] | None = None
+        sent = 0
+        for conn in self._conns:
+            if conn.send(data):
+                sent += 1
+            else:
+                gone = gone or []
+                gone.append(conn)
+        if gone is not None:
+            for conn in gone:
+                self.remove(conn)
+        MESSAGES_SENT.inc(sent * frames)
+
+    def send_to(self, user_ids: Iterable[str], payload: bytes) -> None:
+        """A message for some bidders alone (`you`), on every socket they have here."""
+        data = text_frame(payload)
+        for user_id in user_ids:
+            sockets = self._bidders.get(uuid.UUID(user_id))
+            if sockets:
+                for conn in list(sockets):
+                    if conn.send(data):
+                        MESSAGES_SENT.inc()
+
+
+# ---- every room on this node -----------------------------------------------------
+
+
+class Rooms:
+    """This node's rooms, and the one way events reach them: the bus."""
+
+    def __init__(self, tuning: RoomTuning, reserve_of: ReserveOf | None = None) -> None:
+        self.tuning = tuning
+        self._reserve_of = reserve_of or (lambda auction_id: None)
+        self._rooms: dict[uuid.UUID, Room] = {}
+        self._bus: Bus = LocalBus(self.deliver)
+        self._closing = False
+
+    @property
+    def bus(self) -> Bus:
+        return self._bus
+
+    def use_bus(self, bus: Bus) -> None:
+        self._bus = bus
+
+    def room(self, auction_id: uuid.UUID) -> Room | None:
+        return self._rooms.get(auction_id)
+
+    # sockets
+
+    def join(
+        self, auction_id: uuid.UUID, conn: Connection, snapshot_frame: bytes, snapshot_seq: int
+    ) -> Room:
+        if self._closing:
+            conn.close(GOING_AWAY, "server shutting down", grace_s=1.0)
+        room = self._rooms.get(auction_id)
+        if room is None:
+            room = self._rooms[auction_id] = Room(auction_id, snapshot_seq, self.tuning)
+        room.add(conn, snapshot_frame, snapshot_seq)
+        CONNECTIONS.inc()
+        return room
+
+    def leave(self, conn: Connection) -> None:
+        room = conn.room
+        if room is None:
+            return
+        conn.room = None
+        room.remove(conn)
+        CONNECTIONS.dec()
+        if not len(room) and self._rooms.get(room.auction_id) is room:
+            del self._rooms[room.auction_id]
+
+    def send(self, conn: Connection, frame: bytes) -> None:
+        """A message for this socket alone (reply, error, snapshot)."""
+        if conn.send(frame):
+            MESSAGES_SENT.inc()
+
+    def close_all(self, code: int = GOING_AWAY, reason: str = "server shutting down") -> None:
+        self._closing = True
+        for room in list(self._rooms.values()):
+            for conn in room.connections():
+                conn.close(code, reason, grace_s=1.0)
+
+    # events in: what the sequencer committed and what the scheduler decided
+
+    def publish_bids(self, bids: Sequence[DurableBid]) -> None:
+        """The sequencer's listener: one committed batch, in commit order."""
+        committed_ns = time.time_ns()
+        by_auction: dict[uuid.UUID, list[DurableBid]] = {}
+        for bid in bids:
+            by_auction.setdefault(bid.auction_id, []).append(bid)
+        for auction_id, room_bids in by_auction.items():
+            reserve = self._reserve_of(auction_id)
+            events = [(bid.seq, encode(_bid_event(bid, reserve))) for bid in room_bids]
+            self._bus.publish(
+                BusMessage(
+                    origin=self._bus.node_id,
+                    auction_id=str(auction_id),
+                    committed_ns=committed_ns,
+                    events=events,
+                    private=_statuses(room_bids),
+                )
+            )
+
+    def publish_change(self, change: StateChange) -> None:
+        """The sequencer's state listener: opened, extended, cancelled, committed in
+        order with the bids. A close's seq is left to `publish_ended`, which the end
+        processing calls with the result (one room event per seq)."""
+        if change.kind != "ended":
+            self.publish_state(change.auction_id, change.seq, change.status, change.end_time_ms)
+
+    def publish_state(self, auction_id: uuid.UUID, seq: int, status: str, end_time_ms: int) -> None:
+        """A state change for the room. Idempotent by seq: one the room already
+        has (say, from the sequencer's own state listener) is not sent again."""
+        event = encode(StateEvent(seq=seq, status=status, end_time_ms=end_time_ms))
+        self._publish(auction_id, [(seq, event)], [])
+
+    def publish_ended(
+        self,
+        auction_id: uuid.UUID,
+        seq: int,
+        result: str,
+        final_price_kobo: int | None,
+        winner_handle: str | None,
+        winner_user_id: uuid.UUID | None,
+        loser_user_ids: Iterable[uuid.UUID],
+    ) -> None:
+        """The result for the room; `won` to the winner and `lost` to every other bidder."""
+        if result not in ("sold", "unsold"):
+            raise ValueError(f"an auction ends sold or unsold, not {result!r}")
+        event = encode(
+            EndedEvent(
+                seq=seq,
+                result="sold" if result == "sold" else "unsold",
+                final_price_kobo=final_price_kobo,
+                winner=winner_handle,
+            )
+        )
+        private: list[tuple[list[str], bytes]] = []
+        if winner_user_id is not None:
+            private.append(([str(winner_user_id)], _YOU["won"]))
+        losers = [str(user_id) for user_id in loser_user_ids if user_id != winner_user_id]
+        if losers:
+            private.append((losers, _YOU["lost"]))
+        self._publish(auction_id, [(seq, event)], private)
+
+    def _publish(
+        self,
+        auction_id: uuid.UUID,
+        events: list[tuple[int, bytes]],
+        private: list[tuple[list[str], bytes]],
+    ) -> None:
+        self._bus.publish(
+            BusMessage(
+                origin=self._bus.node_id,
+                auction_id=str(auction_id),
+                committed_ns=time.time_ns(),
+                events=events,
+                private=private,
+            )
+        )
+
+    # events out: from the bus to this node's sockets
+
+    def deliver(self, message: BusMessage) -> None:
+        room = self._rooms.get(uuid.UUID(message.auction_id))
+        if room is None:
+            return
+        sent = room.receive(message.events)
+        for user_ids, payload in message.private:
+            room.send_to(user_ids, payload)
+        if sent or message.private:
+            FANOUT_SECONDS.observe(max(time.time_ns() - message.committed_ns, 0) / 1e9)
+
+
+def _bid_event(bid: DurableBid, reserve_kobo: int | None) -> BidEvent:
+    return BidEvent(
+        seq=bid.seq,
+        amount_kobo=bid.amount_kobo,
+        bidder=bidder_handle(bid.bidder_number, bid.is_platform),
+        is_platform_bid=bid.is_platform,
+        at_ms=bid.at_ms,
+        end_time_ms=bid.end_time_ms,
+        extended=bid.extended,
+        min_next_bid_kobo=bid.min_next_bid_kobo,
+        bid_count=bid.bid_count,
+        bidder_count=bid.bidder_count,
+        reserve_met=None if reserve_kobo is None else bid.amount_kobo >= reserve_kobo,
+    )
+
+
+def _statuses(bids: Sequence[DurableBid]) -> list[tuple[list[str], bytes]]:
+    """`winning` to each new leader, `outbid` to each bidder they displaced: the
+    status each bidder ends this commit with, once."""
+    status: dict[uuid.UUID, str] = {}
+    for bid in bids:
+        if bid.previous_leader is not None and bid.previous_leader != PLATFORM_USER_ID:
+            status[bid.previous_leader] = "outbid"
+        if not bid.is_platform:
+            status[bid.user_id] = "winning"
+    grouped: dict[str, list[str]] = {}
+    for user_id, value in status.items():
+        grouped.setdefault(value, []).append(str(user_id))
+    return [(users, _YOU[value]) for value, users in grouped.items()]
+
+
+# ---- start-up and shutdown ----------------------------------------------------------
+
+
+def _reserve_of(sequencer: Sequencer, auction_id: uuid.UUID) -> int | None:
+    """The reserve that binds (the core holds it so), for `bid.reserve_met`."""
+    handle = sequencer.registry.auction_handle(auction_id)
+    if handle == NO_HANDLE:
+        return None
+    try:
+        return sequencer.core.auction(handle).reserve_price_kobo
+    except bidcore.UnknownAuction:
+        return None
+
+
+@contextlib.asynccontextmanager
+async def open_rooms(
+    settings: Settings, sequencer: Sequencer, tuning: RoomTuning
+) -> AsyncIterator[Rooms]:
+    """Rooms fed by the sequencer's commits, over Redis when REDIS_URL is set.
+    On exit every socket is closed with 1001 (going away)."""
+    rooms = Rooms(tuning, reserve_of=lambda auction_id: _reserve_of(sequencer, auction_id))
+    if settings.redis_url is not None:
+        rooms.use_bus(RedisBus(settings.redis_url, rooms.deliver))
+    await rooms.bus.start()
+    sequencer.subscribe(rooms.publish_bids)
+    sequencer.subscribe_state(rooms.publish_change)
+    try:
+        yield rooms
+    finally:
+        rooms.close_all()
+        await rooms.bus.close()

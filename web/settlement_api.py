@@ -1,0 +1,48 @@
+"""Settlement over the internal API: the payment provider's payments for won
+auctions (via the platform's webhook), and where a settlement stands.
+
+`POST /internal/auctions/{id}/payments` is idempotent by the provider's
+reference: the same reference again answers 200 with the settlement as it
+stands, never a second payment; with another amount or auction, 409.
+"""
+
+from __future__ import annotations
+
+import msgspec
+from aiohttp import web
+
+from engine import settlement
+from engine.settlement import SettlementEnvelope
+from web.app import CLOCK, DATABASE, SETTINGS
+from web.auth import require_service
+from web.messages import json_response, path_uuid, read_json, refusals_as_errors
+
+
+class PaymentRequest(msgspec.Struct, forbid_unknown_fields=True):
+    amount_kobo: int
+    reference: str
+
+
+@refusals_as_errors
+async def post_payment(request: web.Request) -> web.Response:
+    app = request.app
+    require_service(request, app[SETTINGS].internal_api_token)
+    auction_id = path_uuid(request)
+    spec = await read_json(request, PaymentRequest)
+    receipt, new = await settlement.pay(
+        app[DATABASE].pool, auction_id, spec.amount_kobo, spec.reference, app[CLOCK].now_ms()
+    )
+    return json_response(receipt, 201 if new else 200)
+
+
+@refusals_as_errors
+async def get_settlement(request: web.Request) -> web.Response:
+    app = request.app
+    require_service(request, app[SETTINGS].internal_api_token)
+    found = await settlement.read_settlement(app[DATABASE].pool, path_uuid(request))
+    return json_response(SettlementEnvelope(found))
+
+
+def install(app: web.Application) -> None:
+    app.router.add_post("/internal/auctions/{id}/payments", post_payment)
+    app.router.add_get("/internal/auctions/{id}/settlement", get_settlement)

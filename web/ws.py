@@ -1,0 +1,325 @@
+"""`GET /ws/auctions/{id}`: one auction room over a WebSocket (API.md).
+
+A socket gets the room's `snapshot` first and watches as a guest; `auth` makes
+it a bidder (identity from the token's `sub`, role and KYC from the `users`
+row). Frames are decoded once, strictly, into the `ClientMessage` union; a bad
+one gets an `error` and the socket stays open. A bid goes to the sequencer and
+its `bid_result` comes back once the ledger has committed it — after the room's
+`bid` event, which the commit itself sends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import AsyncIterator
+
+import asyncpg
+import msgspec
+from aiohttp import WSMsgType, web
+
+from engine import auctions
+from engine.bids import BidAccepted
+from engine.sequencer import Sequencer
+from web.app import CLOCK, DATABASE, LIMITER, SEQUENCER, SETTINGS
+from web.auth import AuthError, load_caller, verify_token
+from web.errors import ApiError
+from web.messages import Snapshot
+from web.rooms import ROOM_TUNING, Connection, Room, Rooms, RoomTuning, open_rooms, text_frame
+from web.ws_messages import (
+    GUEST_TYPES,
+    Auth,
+    Bid,
+    BidResult,
+    ClientMessage,
+    ErrorMessage,
+    Ping,
+    Pong,
+    Resume,
+    ServerMessage,
+    SnapshotMessage,
+    YouView,
+    bidder_handle,
+    client_decoder,
+    encode,
+    frame_type_decoder,
+)
+
+logger = logging.getLogger(__name__)
+
+ROOMS = web.AppKey("rooms", Rooms)
+
+#: API.md: frames up to 64 KiB are decoded; a larger one closes the socket with 1009.
+MAX_FRAME_BYTES = 64 * 1024
+
+#: The ledger (or the database behind a snapshot) could not be reached.
+_DATABASE_DOWN = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
+
+
+def install(app: web.Application) -> None:
+    app.router.add_get("/ws/auctions/{id}", auction_socket)
+    # on_shutdown runs before aiohttp waits for open handlers: close the sockets
+    # there (1001) so shutdown does not sit out its timeout on every watcher.
+    app.on_shutdown.append(_close_sockets)
+
+
+@contextlib.asynccontextmanager
+async def running_rooms(app: web.Application) -> AsyncIterator[Rooms]:
+    """The app's rooms and their bus (a cleanup context of web.app)."""
+    tuning = app.get(ROOM_TUNING) or RoomTuning()
+    async with open_rooms(app[SETTINGS], app[SEQUENCER], tuning) as rooms:
+        app[ROOMS] = rooms
+        yield rooms
+
+
+async def _close_sockets(app: web.Application) -> None:
+    rooms = app.get(ROOMS)
+    if rooms is not None:
+        rooms.close_all()
+
+
+async def auction_socket(request: web.Request) -> web.StreamResponse:
+    auction_id = _auction_id(request)
+    app = request.app
+    rooms = app[ROOMS]
+    try:
+        snap = await room_snapshot(app, auction_id)
+    except _DATABASE_DOWN as err:
+        logger.warning("snapshot of %s failed: %r", auction_id, err)
+        raise ApiError(
+            503, "unavailable", "The auction room cannot be loaded right now; try again shortly."
+        ) from err
+    if snap is None:
+        raise ApiError(404, "not_found", "There is no auction with this id.")
+    ws = web.WebSocketResponse(
+        heartbeat=rooms.tuning.heartbeat_s,
+        max_msg_size=MAX_FRAME_BYTES + 1,  # aiohttp refuses a message *of* max_msg_size
+        compress=False,  # one prebuilt frame for every socket: no per-socket deflate
+    )
+    await ws.prepare(request)
+    transport = request.transport
+    if transport is None:  # the client left during the handshake
+        return ws
+    conn = Connection(ws, transport, rooms.tuning)
+    session = Session(app, auction_id, conn)
+    rooms.join(auction_id, conn, snapshot_frame(snap, None), snap.seq)
+    try:
+        async for message in ws:
+            if message.type in (WSMsgType.TEXT, WSMsgType.BINARY):
+                await session.handle_safely(message.data)
+            elif message.type is WSMsgType.ERROR:
+                break
+    finally:
+        rooms.leave(conn)
+    return ws
+
+
+def _auction_id(request: web.Request) -> uuid.UUID:
+    try:
+        return uuid.UUID(request.match_info["id"])
+    except ValueError:
+        raise ApiError(404, "not_found", "There is no auction with this id.") from None
+
+
+class Session:
+    """What one socket may do, and its replies."""
+
+    def __init__(self, app: web.Application, auction_id: uuid.UUID, conn: Connection) -> None:
+        self._app = app
+        self._rooms = app[ROOMS]
+        self._sequencer: Sequencer = app[SEQUENCER]
+        self._auction_id = auction_id
+        self._conn = conn
+        self._bids: set[asyncio.Task[None]] = set()
+
+    async def handle_safely(self, data: str | bytes) -> None:
+        """`handle`, and a bug in it costs this message, not the socket."""
+        try:
+            await self.handle(data)
+        except Exception:
+            logger.exception("a room message failed on %s", self._auction_id)
+            self._error("internal", "Something went wrong on our side; please try again.")
+
+    async def handle(self, data: str | bytes) -> None:
+        try:
+            message: ClientMessage = client_decoder.decode(data)
+        except (msgspec.ValidationError, msgspec.DecodeError) as err:
+            self._undecodable(data, err)
+            return
+        if isinstance(message, Ping):
+            now = self._app[CLOCK].now_ms()
+            self._reply(Pong(client_time_ms=message.client_time_ms, server_time_ms=now))
+        elif isinstance(message, Auth):
+            await self._auth(message.token)
+        elif isinstance(message, Resume):
+            await self._resume(message.last_seq)
+        elif self._conn.user_id is None:
+            self._unauthenticated()
+        else:
+            await self._bid(message, self._conn.user_id)
+
+    def _undecodable(self, data: str | bytes, err: msgspec.MsgspecError) -> None:
+        if self._conn.user_id is None:
+            try:
+                kind = frame_type_decoder.decode(data).type
+            except (msgspec.ValidationError, msgspec.DecodeError):
+                kind = None
+            if kind is not None and kind not in GUEST_TYPES:
+                self._unauthenticated()  # before any other check, as API.md says
+                return
+        self._error("malformed", f"This message could not be read: {err}.")
+
+    # ---- auth -----------------------------------------------------------------
+
+    async def _auth(self, token: str) -> None:
+        settings = self._app[SETTINGS]
+        try:
+            user_id = verify_token(token, settings.jwt_secret)
+            caller = await load_caller(self._app[DATABASE].pool, user_id)
+        except AuthError:
+            caller = None
+        except _DATABASE_DOWN as err:
+            logger.warning("auth lookup failed: %r", err)
+            self._error("unavailable", "Signing in is not possible right now; try again shortly.")
+            return
+        room = self._conn.room
+        if caller is None or not caller.is_active:
+            if room is not None:
+                room.identify(self._conn, None)
+            self._error(
+                "unauthenticated",
+                "Sign in again: the token is invalid, expired or not for an active account. "
+                "You are watching as a guest.",
+            )
+            return
+        if room is not None:
+            room.identify(self._conn, caller.user_id)
+        # A fresh snapshot says who this bidder is in the room ("Bidder 3") and where
+        # they stand; events since it follow.
+        await self._send_snapshot(room)
+
+    # ---- resume -------------------------------------------------------------------
+
+    async def _resume(self, last_seq: int) -> None:
+        room = self._conn.room
+        if room is not None and room.replay_after(self._conn, last_seq):
+            return
+        await self._send_snapshot(room)  # the events after last_seq are gone
+
+    async def _send_snapshot(self, room: Room | None) -> None:
+        try:
+            snap = await room_snapshot(self._app, self._auction_id)
+            you = None
+            if self._conn.user_id is not None:
+                you = await you_view(self._app[DATABASE].pool, self._auction_id, self._conn.user_id)
+        except _DATABASE_DOWN as err:
+            logger.warning("snapshot of %s failed: %r", self._auction_id, err)
+            self._error("unavailable", "The room cannot be refreshed right now; try again shortly.")
+            return
+        if snap is None:
+            self._error("not_found", "This auction no longer exists.")
+            return
+        self._rooms.send(self._conn, snapshot_frame(snap, you))
+        if room is not None:
+            room.replay_after(self._conn, snap.seq)
+
+    # ---- bids -------------------------------------------------------------------
+
+    async def _bid(self, bid: Bid, user_id: uuid.UUID) -> None:
+        settings = self._app[SETTINGS]
+        wait = await self._app[LIMITER].hit(f"ws-bid:{user_id}", settings.ws_bids_per_s, 1.0)
+        if wait is not None:
+            self._error(
+                "rate_limited",
+                f"Too many bids: at most {settings.ws_bids_per_s} a second. "
+                "Wait a moment and bid again.",
+            )
+            return
+        # Its own task: the socket keeps reading (pings, more bids) while the
+        # ledger commits. Tasks start in arrival order, so bids are decided in it.
+        task = asyncio.create_task(self._place(bid, user_id))
+        self._bids.add(task)
+        task.add_done_callback(self._bids.discard)
+
+    async def _place(self, bid: Bid, user_id: uuid.UUID) -> None:
+        try:
+            outcome = await self._sequencer.place_bid(
+                self._auction_id, user_id, bid.amount_kobo, bid.client_bid_id
+            )
+        except Exception:
+            logger.exception("placing a bid failed")
+            self._error(
+                "internal",
+                "Something went wrong on our side and your bid's outcome is unknown. "
+                "Send it again with the same client_bid_id to learn it.",
+            )
+            return
+        if isinstance(outcome, BidAccepted):
+            result = BidResult(bid.client_bid_id, "accepted", bid=outcome.bid.body())
+        else:
+            result = BidResult(
+                bid.client_bid_id, "rejected", code=outcome.code, message=outcome.message
+            )
+        self._reply(result)
+
+    # ---- replies -------------------------------------------------------------------
+
+    def _reply(self, message: ServerMessage) -> None:
+        self._rooms.send(self._conn, text_frame(encode(message)))
+
+    def _error(self, code: str, message: str) -> None:
+        self._reply(ErrorMessage(code=code, message=message))
+
+    def _unauthenticated(self) -> None:
+        self._error("unauthenticated", "Sign in to bid: send `auth` with your token first.")
+
+
+# ---- snapshots --------------------------------------------------------------------
+
+
+def snapshot_frame(snap: Snapshot, you: YouView | None) -> bytes:
+    """The REST snapshot, tagged `snapshot`, with this socket's `you`."""
+    message = SnapshotMessage(
+        seq=snap.seq,
+        server_time_ms=snap.server_time_ms,
+        auction=msgspec.Raw(msgspec.json.encode(snap.auction)),
+        recent_bids=msgspec.Raw(msgspec.json.encode(snap.recent_bids)),
+        you=you,
+    )
+    return text_frame(encode(message))
+
+
+async def room_snapshot(app: web.Application, auction_id: uuid.UUID) -> Snapshot | None:
+    return await auctions.snapshot(
+        app[DATABASE].pool, app[SEQUENCER], auction_id, app[CLOCK].now_ms()
+    )
+
+
+_YOU = """
+WITH ranked AS (
+    SELECT user_id, row_number() OVER (ORDER BY min(seq)) AS number
+    FROM bids WHERE auction_id = $1 AND NOT is_platform_bid GROUP BY user_id
+)
+SELECT a.status, a.winner_id,
+       (SELECT number FROM ranked WHERE user_id = $2) AS number,
+       (SELECT user_id FROM bids WHERE auction_id = $1 ORDER BY seq DESC LIMIT 1) AS leader
+FROM auctions a WHERE a.id = $1
+"""
+
+_OPEN = frozenset({"scheduled", "live", "ended"})  # ended: the result is not decided yet
+_DECIDED = frozenset({"pending_settlement", "settled", "unsold", "relisted"})
+
+
+async def you_view(pool: asyncpg.Pool, auction_id: uuid.UUID, user_id: uuid.UUID) -> YouView:
+    """A bidder's handle and standing in one auction, from the ledger."""
+    row = await pool.fetchrow(_YOU, auction_id, user_id)
+    if row is None or row["number"] is None:
+        return YouView(handle=None, status=None)
+    handle = bidder_handle(row["number"], False)
+    if row["status"] in _OPEN:
+        return YouView(handle, "winning" if row["leader"] == user_id else "outbid")
+    if row["status"] in _DECIDED:
+        return YouView(handle, "won" if row["winner_id"] == user_id else "lost")
+    return YouView(handle, None)  # cancelled
