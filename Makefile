@@ -29,7 +29,7 @@ rust-test:
 	cargo clippy --workspace --all-targets --release -- -D warnings
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check engine web jobs bench tests
+	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 	$(PY) -m mypy.stubtest bidcore --allowlist .stubtest-allowlist
 

@@ -13,7 +13,6 @@ from collections.abc import Sequence
 from typing import Final, Literal, final
 
 __all__ = [
-    "__version__",
     "MAX_AMOUNT_KOBO",
     "MAX_SHARDS",
     "MAX_TIME_MS",
@@ -32,6 +31,7 @@ __all__ = [
     "UnknownAuction",
     "UnknownUser",
     "UserState",
+    "__version__",
     "deposit",
 ]
 
@@ -112,7 +112,7 @@ class Accepted:
     def bidder_count(self) -> int: ...
     @property
     def bidder_number(self) -> int:
-        """The bidder's stable ordinal in this auction (1 = first real bidder); 0 for platform bids."""
+        """The bidder's stable number here (1 = first real bidder); 0 for the platform."""
     @property
     def deposit_kobo(self) -> int:
         """What this bid adds to the bidder's exposure (0 for a platform bid)."""

@@ -4,11 +4,17 @@ in a job store, so a restart rebuilds every job from the database state."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+import asyncpg
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from engine.clock import Clock
+from engine.reconcile import Reconciler
+from engine.sequencer import Sequencer
 from jobs.lifecycle import Lifecycle
 from jobs.reconcile import INTERVAL_S as RECONCILE_INTERVAL_S
 from jobs.reconcile import Reconciliation
@@ -16,6 +22,7 @@ from jobs.reserve import INTERVAL_S as RESERVE_INTERVAL_S
 from jobs.reserve import ReserveProtection
 from jobs.settlement import INTERVAL_S as SETTLEMENT_INTERVAL_S
 from jobs.settlement import SettlementDeadlines
+from web.rooms import EndAnnouncer, Rooms
 
 logger = logging.getLogger(__name__)
 
@@ -45,3 +52,26 @@ class Jobs:
         )
         scheduler.start()
         return scheduler
+
+
+@contextlib.asynccontextmanager
+async def running_jobs(
+    pool: asyncpg.Pool, sequencer: Sequencer, clock: Clock, rooms: Rooms
+) -> AsyncIterator[Jobs]:
+    """Every job, started after recovery; first it finishes what a crash left
+    between an auction's close and its end processing."""
+    lifecycle = Lifecycle(pool, sequencer, clock, EndAnnouncer(rooms))
+    jobs = Jobs(
+        lifecycle=lifecycle,
+        reserve=ReserveProtection(sequencer, clock),
+        settlement=SettlementDeadlines(pool, sequencer, clock, rooms),
+        reconcile=Reconciliation(Reconciler(pool), clock),
+    )
+    finished = await lifecycle.sweep_ended()
+    if finished:
+        logger.info("finished the end processing of %d auctions after a restart", len(finished))
+    scheduler = jobs.start()
+    try:
+        yield jobs
+    finally:
+        scheduler.shutdown(wait=False)

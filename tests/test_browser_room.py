@@ -22,10 +22,12 @@ import aiohttp
 import pytest
 
 from engine.bidders import PLATFORM_USER_ID
-from tests.ws_helpers import make_world, serving
+from tests.ws_helpers import RoomClient, make_world, serving
 from web.app import SEQUENCER
+from web.rooms import ROOMS, RoomTuning
 
 SCREENSHOT = Path("/tmp/dealer360-room-phone.png")
+START = 100_000_000
 PHONE = {"width": 390, "height": 844, "deviceScaleFactor": 2, "mobile": True}
 
 
@@ -246,3 +248,60 @@ async def test_the_page_is_served_with_its_assets_and_a_strict_policy(
         for asset, kind in (("room.js", "text/javascript"), ("room.css", "text/css")):
             response = await session.get(f"{served.base}/static/{asset}")
             assert (response.status, response.content_type) == (200, kind)
+
+
+# Every frame the page sends, kept in `window.sentFrames` (installed before its script runs).
+_SPY = """
+window.sentFrames = [];
+const send = WebSocket.prototype.send;
+WebSocket.prototype.send = function (data) {
+  window.sentFrames.push(JSON.parse(data));
+  return send.call(this, data);
+};
+"""
+
+
+async def test_the_page_resumes_after_a_gap_and_reconnects_after_a_restart(
+    pool: Any, database_url: str
+) -> None:
+    world = await make_world(pool, bidders=2)
+    alice, bob = world.bidders
+    async with aiohttp.ClientSession() as session, chromium(session) as browser:
+        async with serving(database_url, tuning=RoomTuning(reorder_hold_s=0.1)) as served:
+            port = int(served.base.rsplit(":", 1)[1])
+            url = f"{served.base}/rooms/{world.auction_id}"
+            target = await browser.call("Target.createTarget", url="about:blank")
+            attached = await browser.call(
+                "Target.attachToTarget", targetId=target["targetId"], flatten=True
+            )
+            page = Page(browser, attached["sessionId"])
+            await page.call("Page.enable")
+            await page.call("Page.addScriptToEvaluateOnNewDocument", source=_SPY)
+            await page.call("Page.navigate", url=url)
+            await page.wait_text("connection", "Live")
+            bidder = await RoomClient.connect(
+                session, served.room_url(world.auction_id), token=world.token(alice)
+            )
+            await bidder.bid(START)
+            await page.wait_text("price", "₦1,000,000.00")
+            seq = bidder.snapshot["seq"] + 1
+
+            # An event after a gap (seq + 2, never seq + 1): the page asks to resume.
+            end = bidder.snapshot["auction"]["end_time_ms"]
+            served.app[ROOMS].publish_state(world.auction_id, seq + 2, "live", end)
+            await page.wait_for(
+                f"window.sentFrames.some(f => f.type === 'resume' && f.last_seq === {seq})"
+            )
+            await page.wait_text("connection", "Live")  # a fresh snapshot answered it
+
+        # The server went away (1001): the page says so and tries again.
+        await page.wait_for("document.getElementById('connection').dataset.state === 'lost'")
+        assert "Reconnecting" in await page.text("connection")
+        async with serving(database_url, port=port) as served:
+            await page.wait_text("connection", "Live", seconds=20)
+            assert await page.text("price") == "₦1,000,000.00"  # the snapshot after reconnecting
+            other = await RoomClient.connect(
+                session, served.room_url(world.auction_id), token=world.token(bob)
+            )
+            await other.bid(START + 5_000_000)
+            await page.wait_text("price", "₦1,050,000.00")

@@ -227,6 +227,14 @@ async def test_a_deposit_held_for_a_won_auction_is_held_and_committed(api: Api) 
         kobo_to_naira(PRICE - PRICE // 5),
         auction,
     )
+    await api.pool.execute(
+        "INSERT INTO settlement_offers (auction_id, user_id, amount, deposit, deposit_status,"
+        " deadline) VALUES ($1, $2, $3, $4, 'held', now() + interval '1 day')",
+        auction,
+        winner,
+        kobo_to_naira(PRICE),
+        kobo_to_naira(PRICE // 5),
+    )
 
     assert (await api.wallet(winner))["held_kobo"] == PRICE // 5
     reply = await api.debit(winner, 1)

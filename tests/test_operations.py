@@ -19,7 +19,6 @@ import importlib
 import importlib.util
 import json
 import re
-import shutil
 import subprocess
 import tomllib
 from collections.abc import Iterator

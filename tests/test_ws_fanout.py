@@ -168,6 +168,18 @@ async def metric(session: aiohttp.ClientSession, base: str, name: str) -> float:
     return float(found.group(1))
 
 
+async def fanout_totals(session: aiohttp.ClientSession, base: str) -> tuple[float, float]:
+    return (
+        await metric(session, base, "auction_fanout_seconds_sum"),
+        await metric(session, base, "auction_fanout_seconds_count"),
+    )
+
+
+def mean_ms(before: tuple[float, float], after: tuple[float, float]) -> float:
+    count = after[1] - before[1]
+    return round((after[0] - before[0]) / count * 1000, 3) if count else 0.0
+
+
 async def test_a_stuck_client_is_dropped_and_does_not_delay_the_others(
     server: tuple[ServerProcess, World],
 ) -> None:
@@ -182,14 +194,17 @@ async def test_a_stuck_client_is_dropped_and_does_not_delay_the_others(
             bidders.append(client.ws)
         readers = [asyncio.create_task(_drain(ws)) for ws in bidders]
 
+        fanout_0 = await fanout_totals(session, process.base)
         sent = await stream_bids(bidders, 0, BIDS_PER_PHASE)
         await asyncio.sleep(0.5)
         without = latencies_ms(sent, watchers)
+        fanout_1 = await fanout_totals(session, process.base)
 
         stuck = [await stuck_reader(process.port, world.auction_id) for _ in range(STUCK)]
         sent_stuck = await stream_bids(bidders, BIDS_PER_PHASE, BIDS_PER_PHASE)
         await asyncio.sleep(0.5)
         with_stuck = latencies_ms(sent_stuck, watchers)
+        fanout_2 = await fanout_totals(session, process.base)
 
         dropped = await metric(session, process.base, "auction_ws_slow_clients_dropped_total")
         codes = [await close_code_after_draining(sock) for sock in stuck]
@@ -203,6 +218,8 @@ async def test_a_stuck_client_is_dropped_and_does_not_delay_the_others(
             f"\nfan-out to {WATCHERS} healthy watchers, {BIDS_PER_S} bids/s, "
             f"{BIDS_PER_PHASE} bids per phase (bid sent → event received, ms):"
             f"\n  no stuck client:    {base}\n  {STUCK} stuck client(s): {loaded}"
+            "\nserver side, commit → last socket written (auction_fanout_seconds), mean ms:"
+            f" {mean_ms(fanout_0, fanout_1)} without, {mean_ms(fanout_1, fanout_2)} with"
         )
         # Every event, in order, to every healthy watcher (a few bids lose the race
         # between the bidders' sockets and are rejected: no event for those).

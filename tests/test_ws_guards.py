@@ -9,6 +9,7 @@ import base64
 import json
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -19,8 +20,7 @@ from tests.factories import create_auction, create_user
 from tests.tcp_proxy import TcpProxy
 from tests.ws_helpers import SECRET, RoomClient, make_world, now_ms, serving
 from web.auth import mint_token
-from web.rooms import RoomTuning
-from web.ws import ROOMS
+from web.rooms import ROOMS, RoomTuning
 
 START = 100_000_000
 STEP = 5_000_000
@@ -34,7 +34,7 @@ def _alg_none(user_id: uuid.UUID) -> str:
     return f"{part({'alg': 'none', 'typ': 'JWT'})}.{part(claims)}."
 
 
-BAD_TOKENS = {
+BAD_TOKENS: dict[str, Callable[[uuid.UUID], str]] = {
     "wrong signature": lambda user: mint_token(user, "user", "another-secret-of-32-bytes-or-more!"),
     "expired": lambda user: jwt.encode(
         {"sub": str(user), "role": "user", "exp": int(time.time()) - 10}, SECRET, algorithm="HS256"

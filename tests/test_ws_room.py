@@ -9,10 +9,10 @@ from typing import Any
 
 import aiohttp
 
+from engine.settlement import EndResult
 from tests.ws_helpers import RoomClient, make_world, now_ms, serving
 from web.app import SEQUENCER
-from web.rooms import RoomTuning
-from web.ws import ROOMS
+from web.rooms import ROOMS, EndAnnouncer, RoomTuning
 
 START = 100_000_000  # the factory's start price, kobo
 STEP = 5_000_000  # the factory's increment, kobo
@@ -200,8 +200,8 @@ async def test_resume_after_the_buffer_is_gone_sends_a_fresh_snapshot(
 async def test_state_changes_and_the_end_reach_the_room_in_seq_order(
     pool: Any, database_url: str
 ) -> None:
-    world = await make_world(pool, bidders=3)
-    alice, bob, carol = world.bidders
+    world = await make_world(pool, bidders=2)
+    alice, bob = world.bidders
     async with serving(database_url) as served, aiohttp.ClientSession() as session:
         url = served.room_url(world.auction_id)
         guest = await RoomClient.connect(session, url)
@@ -213,14 +213,18 @@ async def test_state_changes_and_the_end_reach_the_room_in_seq_order(
         new_end = guest.snapshot["auction"]["end_time_ms"] + 600_000
         await sequencer.extend_auction(world.auction_id, new_end)
         change, closed = await sequencer.close_auction(world.auction_id)
-        served.app[ROOMS].publish_ended(
-            world.auction_id,
-            change.seq,
-            "sold",
-            closed.leading_amount_kobo,
-            "Bidder 2",
-            bob,
-            [alice, carol],
+        # As the end processing announces it (jobs.lifecycle's EndedPublisher).
+        EndAnnouncer(served.app[ROOMS]).publish_ended(
+            EndResult(
+                auction_id=world.auction_id,
+                seq=change.seq,
+                sold=True,
+                final_price_kobo=closed.leading_amount_kobo,
+                winner_id=bob,
+                winner_number=2,
+                winner_balance_kobo=None,
+                bidders=[alice, bob],
+            )
         )
 
         first = guest.snapshot["seq"]
@@ -285,6 +289,8 @@ async def test_an_unknown_auction_is_404(pool: Any, database_url: str) -> None:
                 assert err.status == 404
             else:
                 raise AssertionError("the handshake should have failed")
+        plain = await session.get(f"{served.base}/ws/auctions/{uuid.uuid4()}")
+        assert plain.status == 400  # not a WebSocket handshake
 
 
 async def test_shutdown_closes_every_socket_with_going_away(pool: Any, database_url: str) -> None:

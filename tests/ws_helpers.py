@@ -99,13 +99,13 @@ class Served:
 
 @contextlib.asynccontextmanager
 async def serving(
-    database_url: str, *, tuning: RoomTuning | None = None, **settings: Any
+    database_url: str, *, tuning: RoomTuning | None = None, port: int = 0, **settings: Any
 ) -> AsyncIterator[Served]:
     """The whole app (recovery, ledger writer, rooms) on a loopback port in this process."""
     app = create_app(settings_for(database_url, **settings))
     if tuning is not None:
         app[ROOM_TUNING] = tuning
-    server = TestServer(app, host="127.0.0.1")
+    server = TestServer(app, host="127.0.0.1", port=port or None)
     await server.start_server()
     try:
         yield Served(app, str(server.make_url("")).rstrip("/"))

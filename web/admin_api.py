@@ -44,10 +44,8 @@ ADMIN_HOOKS = web.AppKey("admin_hooks", AdminHooks)
 
 
 class ActionRequest(msgspec.Struct, forbid_unknown_fields=True):
-    reason: str | None = None
+    """Every action's body; only `extend` takes `end_time_ms`."""
 
-
-class ExtendRequest(msgspec.Struct, forbid_unknown_fields=True):
     reason: str | None = None
     end_time_ms: int | None = None
 
@@ -57,11 +55,11 @@ class AdminOutcome(msgspec.Struct, frozen=True):
     auction: AuctionBody
 
 
-Action = Callable[[Admin, uuid.UUID, Actor, ExtendRequest], Awaitable[AuctionBody]]
+Action = Callable[[Admin, uuid.UUID, Actor, ActionRequest], Awaitable[AuctionBody]]
 
 
 async def _extend(
-    admin: Admin, auction_id: uuid.UUID, actor: Actor, spec: ExtendRequest
+    admin: Admin, auction_id: uuid.UUID, actor: Actor, spec: ActionRequest
 ) -> AuctionBody:
     if spec.end_time_ms is None:
         raise ApiError(422, "invalid_end_time", "Give the new `end_time_ms` (ms since the epoch).")
@@ -105,10 +103,10 @@ def _route(name: str) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     return handle
 
 
-async def _body(request: web.Request) -> ExtendRequest:
+async def _body(request: web.Request) -> ActionRequest:
     """The body (an empty one is `{}`, so a missing reason says so)."""
     raw = await request.read()
-    return decode_body(raw, ExtendRequest) if raw.strip() else ExtendRequest()
+    return decode_body(raw, ActionRequest) if raw.strip() else ActionRequest()
 
 
 def _admin(app: web.Application) -> Admin:

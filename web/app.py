@@ -47,7 +47,11 @@ ROUTE_MODULES = (
 )
 
 
-def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Application:
+def create_app(
+    settings: Settings, *, clock: Clock | None = None, run_jobs: bool = True
+) -> web.Application:
+    """The engine's app; `run_jobs=False` leaves the timed work (opening and
+    ending auctions, reserve protection, settlement deadlines) to the caller."""
     app = web.Application(
         middlewares=[error_middleware, rate_limit_middleware],
         client_max_size=settings.max_body_bytes,
@@ -58,6 +62,8 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
     app.cleanup_ctx.append(_sequencer)
     app.cleanup_ctx.append(_rate_limiter)
     app.cleanup_ctx.append(_rooms)
+    if run_jobs:
+        app.cleanup_ctx.append(_jobs)
     for name in ROUTE_MODULES:
         module = __import__(name, fromlist=["install"])
         module.install(app)
@@ -81,6 +87,19 @@ async def _sequencer(app: web.Application) -> AsyncIterator[None]:
     app[SEQUENCER] = sequencer
     yield
     await sequencer.close()
+
+
+async def _jobs(app: web.Application) -> AsyncIterator[None]:
+    # Imported here: the jobs build on the rooms, which build on this module.
+    from jobs.scheduler import running_jobs
+    from web.admin_api import ADMIN_HOOKS, AdminHooks
+    from web.ws import ROOMS
+
+    rooms = app[ROOMS]
+    async with running_jobs(app[DATABASE].pool, app[SEQUENCER], app[CLOCK], rooms) as jobs:
+        if ADMIN_HOOKS not in app:  # a test may have set its own
+            app[ADMIN_HOOKS] = AdminHooks(finisher=jobs.lifecycle, publisher=rooms)
+        yield
 
 
 async def _rate_limiter(app: web.Application) -> AsyncIterator[None]:

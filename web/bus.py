@@ -27,6 +27,8 @@ from typing import Protocol
 import msgspec
 from prometheus_client import Counter
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 logger = logging.getLogger(__name__)
@@ -98,8 +100,10 @@ class RedisBus:
     ) -> None:
         self.node_id = uuid.uuid4().hex
         self._deliver = deliver
+        # No retries inside redis-py: a failure shows at once, and this bus backs off
+        # and reconnects by itself (local sockets never wait on Redis either way).
         self._redis: Redis = Redis.from_url(
-            redis_url, socket_connect_timeout=2, retry_on_timeout=False
+            redis_url, socket_connect_timeout=2, retry=Retry(NoBackoff(), 0)
         )
         self._pending: collections.deque[tuple[str, bytes]] = collections.deque()
         self._max_pending = max_pending

@@ -10,8 +10,14 @@ never slows the others (the kernel send buffer is capped too, or a stuck
 client would hide megabytes in it before anyone noticed).
 
 Room events carry the auction's `seq`; a room delivers them in `seq` order,
-holding an early one briefly (a state change can be published while the bid
-before it is still committing), and keeps the last few hundred for `resume`.
+once each, holding an early one briefly (bids and the core's state changes
+arrive in commit order, but the end processing, staff actions and other nodes
+publish on their own), and keeps the last few hundred for `resume`.
+
+Events come from the sequencer's listeners (committed bids; committed state
+changes but the close, whose seq belongs to `ended`), from `publish_state` and
+`publish_ended` (end processing, staff actions, settlement), and from other
+nodes over the bus.
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ from engine.config import Settings
 from engine.events import StateChange
 from engine.registry import NO_HANDLE
 from engine.sequencer import Sequencer
+from engine.settlement import EndResult
 from web.bus import Bus, BusMessage, LocalBus, RedisBus
 from web.ws_messages import (
     BidEvent,
@@ -494,6 +501,32 @@ def _statuses(bids: Sequence[DurableBid]) -> list[tuple[list[str], bytes]]:
 
 
 # ---- start-up and shutdown ----------------------------------------------------------
+
+#: The app's rooms: `app[ROOMS].publish_ended(...)` from the end processing.
+ROOMS = web.AppKey("rooms", Rooms)
+
+
+class EndAnnouncer:
+    """jobs.lifecycle's `EndedPublisher` (one `EndResult`) on top of the rooms:
+    `ended` for the room, `won` to the winner, `lost` to every other bidder."""
+
+    def __init__(self, rooms: Rooms) -> None:
+        self._rooms = rooms
+
+    def publish_ended(self, result: EndResult) -> None:
+        winner = result.winner_id if result.sold else None
+        handle = None
+        if winner is not None and result.winner_number is not None:
+            handle = bidder_handle(result.winner_number, False)
+        self._rooms.publish_ended(
+            result.auction_id,
+            result.seq,
+            "sold" if result.sold else "unsold",
+            result.final_price_kobo,
+            handle,
+            winner,
+            [bidder for bidder in result.bidders if bidder != winner],
+        )
 
 
 def _reserve_of(sequencer: Sequencer, auction_id: uuid.UUID) -> int | None:

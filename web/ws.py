@@ -27,7 +27,16 @@ from web.app import CLOCK, DATABASE, LIMITER, SEQUENCER, SETTINGS
 from web.auth import AuthError, load_caller, verify_token
 from web.errors import ApiError
 from web.messages import Snapshot
-from web.rooms import ROOM_TUNING, Connection, Room, Rooms, RoomTuning, open_rooms, text_frame
+from web.rooms import (
+    ROOM_TUNING,
+    Connection,
+    Room,
+    Rooms,
+    RoomTuning,
+    open_rooms,
+    text_frame,
+)
+from web.rooms import ROOMS as ROOMS  # re-exported: other modules find the rooms here
 from web.ws_messages import (
     GUEST_TYPES,
     Auth,
@@ -48,8 +57,6 @@ from web.ws_messages import (
 )
 
 logger = logging.getLogger(__name__)
-
-ROOMS = web.AppKey("rooms", Rooms)
 
 #: API.md: frames up to 64 KiB are decoded; a larger one closes the socket with 1009.
 MAX_FRAME_BYTES = 64 * 1024
@@ -84,6 +91,13 @@ async def auction_socket(request: web.Request) -> web.StreamResponse:
     auction_id = _auction_id(request)
     app = request.app
     rooms = app[ROOMS]
+    ws = web.WebSocketResponse(
+        heartbeat=rooms.tuning.heartbeat_s,
+        max_msg_size=MAX_FRAME_BYTES + 1,  # aiohttp refuses a message *of* max_msg_size
+        compress=False,  # one prebuilt frame for every socket: no per-socket deflate
+    )
+    if not ws.can_prepare(request).ok:
+        raise ApiError(400, "malformed", "This address takes WebSocket connections only.")
     try:
         snap = await room_snapshot(app, auction_id)
     except _DATABASE_DOWN as err:
@@ -93,11 +107,6 @@ async def auction_socket(request: web.Request) -> web.StreamResponse:
         ) from err
     if snap is None:
         raise ApiError(404, "not_found", "There is no auction with this id.")
-    ws = web.WebSocketResponse(
-        heartbeat=rooms.tuning.heartbeat_s,
-        max_msg_size=MAX_FRAME_BYTES + 1,  # aiohttp refuses a message *of* max_msg_size
-        compress=False,  # one prebuilt frame for every socket: no per-socket deflate
-    )
     await ws.prepare(request)
     transport = request.transport
     if transport is None:  # the client left during the handshake
