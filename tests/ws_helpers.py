@@ -101,8 +101,9 @@ class Served:
 async def serving(
     database_url: str, *, tuning: RoomTuning | None = None, port: int = 0, **settings: Any
 ) -> AsyncIterator[Served]:
-    """The whole app (recovery, ledger writer, rooms) on a loopback port in this process."""
-    app = create_app(settings_for(database_url, **settings))
+    """The whole app (recovery, ledger writer, rooms) on a loopback port in this
+    process; without the timed jobs, so a test's auctions change only when it says."""
+    app = create_app(settings_for(database_url, **settings), run_jobs=False)
     if tuning is not None:
         app[ROOM_TUNING] = tuning
     server = TestServer(app, host="127.0.0.1", port=port or None)
