@@ -295,7 +295,9 @@ async def snapshot(
             return None
         recent = await conn.fetch(_RECENT, auction_id, RECENT_BIDS)
         held = _held_by_core(sequencer, auction_id)  # read after the last ledger read
-        if held is not None:
+        # The core's numbering only where the core has seen everything the ledger
+        # holds (a node that merely watches this auction may be behind it).
+        if held is not None and held[0].seq >= row["last_seq"]:
             numbers = held[1]
         else:
             bidders = list({bid["user_id"] for bid in recent if not bid["is_platform_bid"]})

@@ -18,9 +18,12 @@ Each bid is decided and written in its own READ COMMITTED transaction:
 
 A rejected bid rolls back (so it never waits on a WAL flush). Outcomes, reason
 codes and ledger rows are the Sequencer's: the same stream of bids with the
-same clock gives the same codes and the same rows. Like the seed says, a
-transaction that loses to a serialization failure or a deadlock is tried
-once more, then refused with `unavailable`.
+same clock gives the same codes and the same rows (tests/test_baseline.py
+holds the two equal). As there, only scheduled and live auctions exist for
+bidding (any other status is `unknown_auction`), a `client_bid_id` already in
+the ledger returns that bid, and a rejection is remembered in this process for
+the same key. Like the seed says, a transaction that loses to a serialization
+failure or a deadlock is tried once more, then refused with `unavailable`.
 """
 
 from __future__ import annotations
@@ -116,7 +119,7 @@ _UNREACHABLE: tuple[type[BaseException], ...] = (
     asyncpg.CannotConnectNowError,
     asyncpg.AdminShutdownError,
     asyncpg.CrashShutdownError,
-    asyncpg.TooManyConnectionsError,
+    asyncpg.InsufficientResourcesError,  # too many connections, disk full, out of memory
 )
 
 

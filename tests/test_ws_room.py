@@ -217,7 +217,7 @@ async def test_state_changes_and_the_end_reach_the_room_in_seq_order(
         EndAnnouncer(served.app[ROOMS]).publish_ended(
             EndResult(
                 auction_id=world.auction_id,
-                seq=change.seq,
+                seq=change.seq + 1,  # the result follows the close
                 sold=True,
                 final_price_kobo=closed.leading_amount_kobo,
                 winner_id=bob,
@@ -228,22 +228,30 @@ async def test_state_changes_and_the_end_reach_the_room_in_seq_order(
         )
 
         first = guest.snapshot["seq"]
-        events = [await guest.next() for _ in range(4)]
+        events = [await guest.next() for _ in range(5)]
         assert [(e["type"], e["seq"]) for e in events] == [
             ("bid", first + 1),
             ("bid", first + 2),
             ("state", first + 3),
-            ("ended", first + 4),
+            ("state", first + 4),
+            ("ended", first + 5),
         ]
-        assert events[2] == {
+        extended, closed_event, ended = events[2:]
+        assert extended == {
             "type": "state",
             "seq": first + 3,
             "status": "live",
             "end_time_ms": new_end,
         }
-        assert events[3] == {
-            "type": "ended",
+        assert closed_event == {
+            "type": "state",
             "seq": first + 4,
+            "status": "ended",
+            "end_time_ms": new_end,
+        }
+        assert ended == {
+            "type": "ended",
+            "seq": first + 5,
             "result": "sold",
             "final_price_kobo": START + STEP,
             "winner": "Bidder 2",

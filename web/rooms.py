@@ -14,10 +14,10 @@ once each, holding an early one briefly (bids and the core's state changes
 arrive in commit order, but the end processing, staff actions and other nodes
 publish on their own), and keeps the last few hundred for `resume`.
 
-Events come from the sequencer's listeners (committed bids; committed state
-changes but the close, whose seq belongs to `ended`), from `publish_state` and
-`publish_ended` (end processing, staff actions, settlement), and from other
-nodes over the bus.
+Events come from the sequencer's listeners (committed bids and state changes:
+open, extend, cancel, close), from `publish_state` and `publish_ended` (the end
+processing's result, staff actions, settlement: each with the seq after the
+last), and from other nodes over the bus.
 """
 
 from __future__ import annotations
@@ -399,11 +399,10 @@ class Rooms:
             )
 
     def publish_change(self, change: StateChange) -> None:
-        """The sequencer's state listener: opened, extended, cancelled, committed in
-        order with the bids. A close's seq is left to `publish_ended`, which the end
-        processing calls with the result (one room event per seq)."""
-        if change.kind != "ended":
-            self.publish_state(change.auction_id, change.seq, change.status, change.end_time_ms)
+        """The sequencer's state listener: opened, extended, cancelled, closed —
+        committed in order with the bids. (The result follows the close as its own
+        event, `ended`, with the next seq: `publish_ended`.)"""
+        self.publish_state(change.auction_id, change.seq, change.status, change.end_time_ms)
 
     def publish_state(self, auction_id: uuid.UUID, seq: int, status: str, end_time_ms: int) -> None:
         """A state change for the room. Idempotent by seq: one the room already
