@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from bench import core, ledger
+from bench import core, ledger, rooms, soak
 from bench.report import Result, emit, progress
 
 
@@ -27,6 +27,8 @@ class Scenario:
 SCENARIOS: dict[str, Scenario] = {
     "core": Scenario(core.HELP, core.add_arguments, core.run),
     "ledger": Scenario(ledger.HELP, ledger.add_arguments, ledger.run),
+    "rooms": Scenario(rooms.HELP, rooms.add_arguments, rooms.run),
+    "soak": Scenario(soak.HELP, soak.add_arguments, soak.run),
 }
 
 

@@ -47,6 +47,7 @@ import gc
 import random
 import resource
 import shutil
+import signal
 import statistics
 import tempfile
 import time
@@ -582,4 +583,13 @@ def _table(modes: dict[str, Mode]) -> None:
 
 
 def run(args: argparse.Namespace) -> Result:
-    return uvloop.run(_run(args))
+    # Stopped by SIGTERM (say, by `timeout`), the run still stops its server.
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        return uvloop.run(_run(args))
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")

@@ -44,6 +44,7 @@ ROUTE_MODULES = (
     "web.settlement_api",
     "web.admin_api",
     "web.vehicles_api",
+    "web.openapi",
 )
 
 
@@ -62,6 +63,7 @@ def create_app(
     app.cleanup_ctx.append(_sequencer)
     app.cleanup_ctx.append(_rate_limiter)
     app.cleanup_ctx.append(_rooms)
+    app.cleanup_ctx.append(_bids)
     if run_jobs:
         app.cleanup_ctx.append(_jobs)
     for name in ROUTE_MODULES:
@@ -87,6 +89,20 @@ async def _sequencer(app: web.Application) -> AsyncIterator[None]:
     app[SEQUENCER] = sequencer
     yield
     await sequencer.close()
+
+
+async def _bids(app: web.Application) -> AsyncIterator[None]:
+    from engine.baseline import BaselineLedger
+    from web.bidding import BIDS, PublishingBaseline
+    from web.ws import ROOMS
+
+    if app[SETTINGS].ledger_mode == "baseline":
+        logger.warning("LEDGER_MODE=baseline: one locked transaction per bid, for measurement only")
+        baseline = BaselineLedger(app[DATABASE].pool, clock=app[CLOCK])
+        app[BIDS] = PublishingBaseline(baseline, app[ROOMS].publish_bids)
+    else:
+        app[BIDS] = app[SEQUENCER]
+    yield
 
 
 async def _jobs(app: web.Application) -> AsyncIterator[None]:

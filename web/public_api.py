@@ -18,6 +18,7 @@ from engine.bidders import BIDDING_ROLES
 from engine.bids import BidAccepted, rejection
 from web.app import CLOCK, DATABASE, SEQUENCER, SETTINGS
 from web.auth import Caller, authenticate, require_role
+from web.bidding import BIDS
 from web.errors import ApiError
 from web.messages import (
     AuctionEnvelope,
@@ -83,7 +84,7 @@ async def post_bid(request: web.Request) -> web.Response:
             "invalid_client_bid_id",
             "`client_bid_id` must be 1 to 64 characters, without control characters.",
         )
-    outcome = await request.app[SEQUENCER].place_bid(
+    outcome = await request.app[BIDS].place_bid(
         spec.auction_id, caller.user_id, amount, spec.client_bid_id
     )
     if isinstance(outcome, BidAccepted):

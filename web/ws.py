@@ -25,6 +25,7 @@ from engine.bids import BidAccepted
 from engine.sequencer import Sequencer
 from web.app import CLOCK, DATABASE, LIMITER, SEQUENCER, SETTINGS
 from web.auth import AuthError, load_caller, verify_token
+from web.bidding import BIDS, BidPlacer
 from web.errors import ApiError
 from web.messages import Snapshot
 from web.rooms import (
@@ -139,6 +140,7 @@ class Session:
         self._app = app
         self._rooms = app[ROOMS]
         self._sequencer: Sequencer = app[SEQUENCER]
+        self._placer: BidPlacer = app[BIDS]
         self._auction_id = auction_id
         self._conn = conn
         self._bids: set[asyncio.Task[None]] = set()
@@ -254,7 +256,7 @@ class Session:
 
     async def _place(self, bid: Bid, user_id: uuid.UUID) -> None:
         try:
-            outcome = await self._sequencer.place_bid(
+            outcome = await self._placer.place_bid(
                 self._auction_id, user_id, bid.amount_kobo, bid.client_bid_id
             )
         except Exception:

@@ -1,0 +1,90 @@
+"""PNG plots of the bench's runs (matplotlib, headless).
+
+matplotlib is in the project's `bench` and `dev` extras; it is imported when a
+plot is drawn, so a scenario that draws none runs without it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+
+def latency_over_time(
+    path: Path,
+    series: Mapping[str, Sequence[float | None]],
+    *,
+    title: str,
+    targets_ms: Mapping[str, float],
+) -> Path:
+    """Two panels over the run's seconds: ack and fan-out p50/p99 (log ms, with the
+    targets as dashed lines) above, bids sent and accepted per second below."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display: files only
+    import matplotlib.pyplot as plt
+
+    seconds = list(range(len(series["sent"])))
+    figure, (latency, rate) = plt.subplots(
+        2, 1, figsize=(10, 6.5), sharex=True, height_ratios=(3, 2), layout="constrained"
+    )
+    for key, label, style in (
+        ("ack_p50_ms", "ack p50", ("tab:blue", "-", 1.0)),
+        ("ack_p99_ms", "ack p99", ("tab:blue", "-", 2.0)),
+        ("fanout_p50_ms", "fan-out p50", ("tab:orange", "-", 1.0)),
+        ("fanout_p99_ms", "fan-out p99", ("tab:orange", "-", 2.0)),
+    ):
+        values = [float("nan") if v is None else v for v in series[key]]
+        color, line, width = style
+        latency.plot(seconds, values, color=color, linestyle=line, linewidth=width, label=label)
+    for name, value in targets_ms.items():
+        color = "tab:blue" if name.startswith("ack") else "tab:orange"
+        latency.axhline(value, color=color, linestyle="--", linewidth=0.8, alpha=0.7)
+        latency.annotate(
+            f"target {name} {value:g} ms",
+            (0, value),
+            xytext=(2, 2),
+            textcoords="offset points",
+            fontsize=7,
+            color=color,
+        )
+    latency.set_yscale("log")
+    latency.set_ylabel("ms (by the bid's send second)")
+    latency.grid(True, which="both", alpha=0.3)
+    latency.legend(loc="upper right", fontsize=8)
+    latency.set_title(title, fontsize=10)
+    rate.plot(seconds, series["sent"], color="tab:gray", label="bids sent/s")
+    rate.plot(seconds, series["accepted"], color="tab:green", label="accepted/s")
+    rate.set_xlabel("seconds into the run")
+    rate.set_ylabel("bids per second")
+    rate.grid(True, alpha=0.3)
+    rate.legend(loc="upper right", fontsize=8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path
+
+
+def compare_bars(
+    path: Path, rates: Mapping[str, float], p99s: Mapping[str, float | None], *, title: str
+) -> Path:
+    """--compare: accepted bids/s and ack p99 per variant, side by side."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(rates)
+    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4), layout="constrained")
+    left.bar(names, [rates[n] for n in names], color="tab:green")
+    left.set_ylabel("accepted bids/s")
+    left.grid(True, axis="y", alpha=0.3)
+    right.bar(names, [p99s[n] or 0.0 for n in names], color="tab:blue")
+    right.set_ylabel("bid ack p99 (ms)")
+    right.set_yscale("log")
+    right.grid(True, axis="y", which="both", alpha=0.3)
+    figure.suptitle(title, fontsize=10)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path

@@ -1,0 +1,784 @@
+"""The ``rooms`` scenario: the whole engine under real WebSockets on loopback.
+
+The server runs as its own process (``python -m engine serve`` on a free port,
+an embedded PostgreSQL in a temporary ENGINE_DATA_DIR, fresh secrets, rate
+limits raised so the run is not throttled), or is given with ``--url``. The
+bench makes its world through the internal API (a dealer, funded bidders,
+vehicles, auctions scheduled a few seconds ahead), waits until every auction
+is live, and has ``--processes`` load-generator processes (bench/loadgen.py)
+open the bidders' and watchers' sockets and play the scenario:
+
+- ``steady``: Poisson arrivals at ``--rate`` bids/s, each given to a random
+  idle bidder (one with no bid in flight, not leading its room), at the room's
+  minimum next bid or a step or two above; auctions end long after the run.
+- ``storm``: the anti-sniping case. The auctions end ``--window-ms`` (2 min)
+  after they start, so the whole run is inside their last window; every bidder
+  bids, waits for the answer, pauses (about ``--think-ms``, shrinking to a
+  quarter by the end) and bids again, and answers an ``outbid`` at once.
+
+Measured in the generators on one clock (``time.monotonic_ns``): bid ack
+latency (send → ``bid_result``) and fan-out latency (a bid's send → each
+watcher of the room receiving its ``bid`` event, and → the room's last
+watcher), accepted bids/s, rejections by code, sockets dropped (and whether
+their generator was keeping up). Then the ledger is checked through the
+internal API: every acknowledged bid is in ``bids`` exactly once, with its
+amount, and nothing else is but bids whose answer never arrived.
+
+``--compare`` runs the same scenario against the engine, the seed's per-bid
+lock ledger and the Python reference core (bench/rooms_server.py wires the
+last two), plus ``bench ledger`` for the ledger-level ratio, and reports them
+side by side.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import pickle
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import msgspec
+import uvloop
+
+from bench import rooms_stats
+from bench.core import BenchFailure
+from bench.loadgen import MAX_AMOUNT_KOBO, Config, Results
+from bench.report import REPO, Result, environment, progress
+from bench.rooms_world import (
+    MODES,
+    Acknowledged,
+    Api,
+    Target,
+    World,
+    check_ledger,
+    machine_times,
+    make_world,
+    parse_metrics,
+    process_cpu_s,
+    started_server,
+    wait_live,
+)
+
+HELP = (
+    "real WebSockets on loopback: bid ack and fan-out latency, accepted bids/s, "
+    "sockets dropped, the ledger checked"
+)
+TARGETS_MS = {"ack p99": 25.0, "fan-out p99": 50.0}
+RESULTS_DIR = REPO / "bench" / "results"
+STORM_ZIPF = 1.0  # storm: a few auctions draw most bidders and watchers
+SETTLE_S = 1.0  # between the last socket ready and the first bid
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    # Its own dest: `scenario` is the harness's name for the subcommand.
+    parser.add_argument(
+        "--scenario", dest="room_scenario", choices=("steady", "storm"), default="steady"
+    )
+    parser.add_argument("--auctions", type=_positive, default=200)
+    parser.add_argument("--bidders", type=_positive, default=1_000)
+    parser.add_argument("--watchers", type=_count, default=5_000)
+    parser.add_argument("--seconds", type=float, default=60.0, help="bidding time")
+    parser.add_argument(
+        "--processes", type=_positive, default=2, help="load-generator processes"
+    )
+    parser.add_argument(
+        "--rate", type=float, default=2_000.0, help="steady: offered bids/s (Poisson)"
+    )
+    parser.add_argument(
+        "--think-ms", type=float, default=250.0, help="storm: a bidder's mean pause at first"
+    )
+    parser.add_argument(
+        "--zipf",
+        type=float,
+        default=None,
+        help=f"popularity of auctions (Zipf s; 0 even); default 0 steady, {STORM_ZIPF} storm",
+    )
+    parser.add_argument(
+        "--window-ms",
+        type=_positive,
+        default=120_000,
+        help="the auctions' anti-sniping window and extension (storm: they end this after start)",
+    )
+    parser.add_argument("--seed", type=int, default=360)
+    parser.add_argument("--drain-s", type=float, default=5.0, help="wait for answers after the run")
+    parser.add_argument("--url", help="load this running server instead of starting one")
+    parser.add_argument("--internal-token", help="with --url: its INTERNAL_API_TOKEN")
+    parser.add_argument("--jwt-secret", help="with --url: its JWT_SECRET")
+    parser.add_argument(
+        "--compare",
+        action="store_true",
+        help="the engine, the per-bid-lock baseline and the reference core, side by side",
+    )
+    parser.add_argument(
+        "--out", type=Path, default=RESULTS_DIR, help="where the .md and .png go"
+    )
+    parser.add_argument(
+        "--py-spy",
+        metavar="BIN",
+        help="profile the server with this py-spy during the run (raw stacks next to the report)",
+    )
+
+
+def _positive(text: str) -> int:
+    value = int(text.replace("_", ""))
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _count(text: str) -> int:
+    value = int(text.replace("_", ""))
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
+# ---- the load generators --------------------------------------------------------------
+
+
+class Generators:
+    """The load-generator processes: configured, started, told when to bid, collected."""
+
+    def __init__(self, processes: list[asyncio.subprocess.Process], paths: list[Path]) -> None:
+        self._processes = processes
+        self._paths = paths
+
+    @property
+    def pids(self) -> list[int]:
+        return [process.pid for process in self._processes]
+
+    async def _say(self, message: bytes) -> None:
+        for process in self._processes:
+            assert process.stdin is not None
+            process.stdin.write(message + b"\n")
+            await process.stdin.drain()
+
+    async def _hear(self, event: str, timeout_s: float) -> list[dict[str, Any]]:
+        async def one(process: asyncio.subprocess.Process) -> dict[str, Any]:
+            assert process.stdout is not None
+            line = await process.stdout.readline()
+            if not line:
+                raise BenchFailure(
+                    f"load generator pid {process.pid} exited (status "
+                    f"{await process.wait()}) before saying {event!r}; its stderr is above"
+                )
+            message: dict[str, Any] = json.loads(line)
+            if message.get("event") != event:
+                raise BenchFailure(f"load generator pid {process.pid} said {message}")
+            return message
+
+        try:
+            return await asyncio.wait_for(
+                asyncio.gather(*(one(p) for p in self._processes)), timeout_s
+            )
+        except TimeoutError:
+            raise BenchFailure(f"the load generators did not say {event!r} within "
+                               f"{timeout_s:.0f}s") from None
+
+    async def ready(self, timeout_s: float) -> list[dict[str, Any]]:
+        return await self._hear("ready", timeout_s)
+
+    async def go(self, start_ns: int, stop_ns: int) -> None:
+        await self._say(msgspec.json.encode({"start_ns": start_ns, "stop_ns": stop_ns}))
+
+    async def done(self, timeout_s: float) -> list[Results]:
+        await self._hear("done", timeout_s)
+        results = []
+        for path in self._paths:
+            with path.open("rb") as data:  # our own processes' files, in our temp dir
+                results.append(pickle.load(data))  # noqa: S301
+        return results
+
+    async def close(self) -> None:
+        """Close their stdin (they exit), then kill what is left, by pid."""
+        for process in self._processes:
+            if process.stdin is not None and not process.stdin.is_closing():
+                process.stdin.close()
+        for process in self._processes:
+            try:
+                await asyncio.wait_for(asyncio.shield(process.wait()), timeout=5)
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    process.kill()
+                await process.wait()
+
+
+@contextlib.asynccontextmanager
+async def generators(
+    args: argparse.Namespace, world: World, target: Target, deadline_s: float
+) -> AsyncIterator[Generators]:
+    """`--processes` generators, bidders and watchers dealt round-robin among them."""
+    workdir = Path(tempfile.mkdtemp(prefix="d360-rooms-gen-"))
+    processes: list[asyncio.subprocess.Process] = []
+    paths = [workdir / f"gen-{k}.pickle" for k in range(args.processes)]
+    try:
+        for k in range(args.processes):
+            config = Config(
+                index=k,
+                host=target.host,
+                port=target.port,
+                auction_ids=world.auction_ids,
+                bidders=[
+                    (world.bidder_auction[i], world.tokens[i])
+                    for i in range(k, len(world.tokens), args.processes)
+                ],
+                watchers=world.watcher_auction[k :: args.processes],
+                scenario=args.room_scenario,
+                rate=args.rate / args.processes,
+                think_ms=args.think_ms,
+                seed=args.seed,
+                results_path=str(paths[k]),
+                deadline_s=deadline_s,
+                drain_s=args.drain_s,
+            )
+            process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "bench.loadgen",
+                cwd=REPO,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                start_new_session=True,  # Ctrl-C reaches the bench, which stops them
+            )
+            processes.append(process)
+            assert process.stdin is not None
+            process.stdin.write(msgspec.json.encode(config) + b"\n")
+            await process.stdin.drain()
+        yield Generators(processes, paths)
+    finally:
+        await Generators(processes, paths).close()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+# ---- one run -------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Run:
+    result: Result
+    series: dict[str, list[float | None]]
+
+
+async def run_once(args: argparse.Namespace, mode: str) -> Run:
+    """One scenario against one server: set up, bid, collect, check the ledger."""
+    zipf = args.zipf if args.zipf is not None else (STORM_ZIPF if args.room_scenario == "storm" else 0.0)
+    sockets = args.bidders + args.watchers
+    setup_s = 10 + sockets / 300  # what making the world and connecting may take
+    async with contextlib.AsyncExitStack() as stack:
+        if args.url:
+            target = Target(args.url.rstrip("/"), args.internal_token, args.jwt_secret)
+            progress(f"loading the server at {target.base}")
+        else:
+            target = await stack.enter_async_context(started_server(mode))
+        session = await stack.enter_async_context(
+            aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64))
+        )
+        api = Api(session, target)
+        world = await make_world(
+            api,
+            target,
+            auctions=args.auctions,
+            bidders=args.bidders,
+            watchers=args.watchers,
+            zipf_s=zipf,
+            scenario=args.room_scenario,
+            seconds=args.seconds,
+            window_ms=args.window_ms,
+            setup_s=setup_s,
+            seed=args.seed,
+        )
+        deadline_s = setup_s * 3 + args.seconds + args.drain_s + 120
+        progress(f"{args.processes} load generators opening {sockets:,} sockets")
+        connect_started = time.perf_counter()
+        gens = await stack.enter_async_context(generators(args, world, target, deadline_s))
+        ready, _ = await asyncio.gather(
+            gens.ready(timeout_s=setup_s * 3 + 60),
+            wait_live(api, world.auction_ids, timeout_s=setup_s * 3 + 60),
+        )
+        connect_s = time.perf_counter() - connect_started
+        failures: Counter[str] = Counter()
+        for message in ready:
+            failures.update(message["failures"])
+        connected = sum(m["bidders"] + m["watchers"] for m in ready)
+        progress(
+            f"{connected:,} sockets open and every auction live after {connect_s:.1f}s"
+            + (f"; {sum(failures.values()):,} failed: {dict(failures)}" if failures else "")
+        )
+        if not connected:
+            raise BenchFailure(f"no socket could connect: {dict(failures)}")
+        await asyncio.sleep(SETTLE_S)
+        before = _Probe.take(target, parse_metrics(await api.metrics()))
+        start_ns = time.monotonic_ns() + 200_000_000
+        stop_ns = start_ns + int(args.seconds * 1e9)
+        ends_in_s = (world.end_ms - time.time_ns() // 1_000_000) / 1000
+        if args.room_scenario == "storm" and ends_in_s < args.seconds:
+            progress(
+                f"note: the auctions' first end is {ends_in_s:.0f}s away, inside the run: "
+                "the extensions the first bids earn keep them open"
+            )
+        profiler = await _start_profiler(args, target, mode)
+        await gens.go(start_ns, stop_ns)
+        progress(f"{args.room_scenario}: bidding for {args.seconds:g}s")
+        results = await _watch(gens, api, args)
+        after = _Probe.take(target, parse_metrics(await api.metrics()))
+        profile = await _finish_profiler(profiler)
+        figures = rooms_stats.figures(results, start_ns, stop_ns)
+        if figures.max_amount > MAX_AMOUNT_KOBO:
+            raise BenchFailure(
+                f"a bid of {figures.max_amount} kobo does not fit the delivery keys "
+                f"(at most {MAX_AMOUNT_KOBO}); fewer bids per auction, or lower prices"
+            )
+        progress(f"checking the ledger of {len(world.auction_ids)} auctions")
+        ledger = await check_ledger(
+            api,
+            world.auction_ids,
+            Acknowledged(figures.accepted_ids, figures.rejected_ids, figures.unknown_ids),
+        )
+    result = _result(args, mode, zipf, world, results, figures, ledger, before, after, connect_s)
+    result["sockets_failed"] = sum(failures.values())
+    result["sockets_failed_reasons"] = dict(failures)
+    if profile is not None:
+        result["server_profile"] = profile
+    progress(_summary(result))
+    return Run(result, rooms_stats.series(figures.seconds))
+
+
+async def _watch(gens: Generators, api: Api, args: argparse.Namespace) -> list[Results]:
+    """Wait for the generators, saying every 10 s what the server has accepted."""
+    collecting = asyncio.ensure_future(gens.done(timeout_s=args.seconds + args.drain_s + 120))
+    started = time.monotonic()
+    last = _accepted(parse_metrics(await api.metrics()))
+    try:
+        while not collecting.done():
+            await asyncio.wait({collecting}, timeout=10)
+            if collecting.done() or time.monotonic() - started > args.seconds + 1:
+                break
+            now = _accepted(parse_metrics(await api.metrics()))
+            progress(
+                f"  {time.monotonic() - started:4.0f}s: {now - last:,.0f} bids accepted in "
+                f"the last 10 s ({(now - last) / 10:,.0f}/s)"
+            )
+            last = now
+        return await collecting
+    finally:
+        collecting.cancel()
+
+
+def _accepted(samples: dict[str, float]) -> float:
+    return sum(v for k, v in samples.items() if k.startswith("auction_bids_total{")
+               and 'result="accepted"' in k)
+
+
+@dataclass(slots=True)
+class _Probe:
+    """The server's counters, its process's CPU and the machine's, at one moment."""
+
+    at: float
+    metrics: dict[str, float]
+    server_cpu_s: float | None
+    machine: tuple[int, int] | None
+
+    @classmethod
+    def take(cls, target: Target, metrics: dict[str, float]) -> _Probe:
+        return cls(time.monotonic(), metrics, process_cpu_s(target.pid), machine_times())
+
+
+def _delta(before: _Probe, after: _Probe, name: str) -> float:
+    return after.metrics.get(name, 0.0) - before.metrics.get(name, 0.0)
+
+
+def _server_side(before: _Probe, after: _Probe) -> dict[str, Any]:
+    wall = after.at - before.at
+    fanouts = _delta(before, after, "auction_fanout_seconds_count")
+    acks = _delta(before, after, "auction_bid_latency_seconds_count")
+    batches = _delta(before, after, "auction_ledger_batch_size_count")
+    cpu = None
+    if before.server_cpu_s is not None and after.server_cpu_s is not None:
+        cpu = round((after.server_cpu_s - before.server_cpu_s) / wall, 3)
+    return {
+        "cpu_share": cpu,  # of one core: the engine is one Python process
+        "fanout_commit_to_last_write_mean_ms": round(
+            _delta(before, after, "auction_fanout_seconds_sum") / fanouts * 1000, 3
+        ) if fanouts else None,
+        "accepted_arrival_to_ack_mean_ms": round(
+            _delta(before, after, "auction_bid_latency_seconds_sum") / acks * 1000, 3
+        ) if acks else None,
+        "ledger_batches": int(batches),
+        "ledger_batch_mean": round(
+            _delta(before, after, "auction_ledger_batch_size_sum") / batches, 1
+        ) if batches else None,
+        "ledger_flush_mean_ms": round(
+            _delta(before, after, "auction_ledger_flush_seconds_sum") / batches * 1000, 3
+        ) if batches else None,
+        "slow_clients_dropped": int(_delta(before, after, "auction_ws_slow_clients_dropped_total")),
+        "messages_sent": int(_delta(before, after, "auction_ws_messages_sent_total")),
+        "connections_at_end": after.metrics.get("auction_ws_connections"),
+    }
+
+
+def _machine_busy(before: _Probe, after: _Probe) -> float | None:
+    if before.machine is None or after.machine is None:
+        return None
+    busy, total = after.machine[0] - before.machine[0], after.machine[1] - before.machine[1]
+    return round(busy / total, 3) if total else None
+
+
+def _result(
+    args: argparse.Namespace,
+    mode: str,
+    zipf: float,
+    world: World,
+    results: Sequence[Results],
+    figures: rooms_stats.Figures,
+    ledger: dict[str, Any],
+    before: _Probe,
+    after: _Probe,
+    connect_s: float,
+) -> Result:
+    seconds = args.seconds
+    result: Result = {
+        "scenario": "rooms",
+        "rooms_scenario": args.room_scenario,
+        "server_mode": mode if not args.url else "external",
+    }
+    for prefix, values in (
+        ("ack", figures.ack_ms),
+        ("ack_accepted", figures.ack_accepted_ms),
+        ("fanout", figures.fanout_ms),
+        ("fanout_last", figures.fanout_last_ms),
+    ):
+        for name, value in rooms_stats.percentiles(values).items():
+            result[f"{prefix}_{name.replace('.', '')}_ms"] = value
+    drops = [drop for r in results for drop in r.drops]
+    offered = sum(r.offered for r in results)
+    no_idle = sum(r.no_idle_bidder for r in results)
+    gen_processes = [
+        {
+            "index": r.index,
+            "bidders": r.bidders_connected,
+            "watchers": r.watchers_connected,
+            "cpu_share": round(r.cpu_s / r.wall_s, 3) if r.wall_s else None,
+            "lag_max_ms": max(r.lag_ms_per_s, default=0.0),
+            "seconds_lagging_over_100ms": sum(1 for lag in r.lag_ms_per_s if lag > 100),
+            "connect_s": round(r.connect_s, 2),
+        }
+        for r in results
+    ]
+    ack_p99 = result["ack_p99_ms"]
+    fan_p99 = result["fanout_p99_ms"]
+    result.update(
+        {
+            "accepted_bids_per_s": round(figures.accepted / seconds, 1),
+            "sent_bids_per_s": round(figures.sent / seconds, 1),
+            "offered_bids_per_s": round(offered / seconds, 1),
+            "ledger_consistent": ledger["ledger_consistent"],
+            "sent": figures.sent,
+            "accepted": figures.accepted,
+            "answered": figures.answered,
+            "unanswered": figures.unanswered,
+            "rejections": figures.rejections,
+            "no_idle_bidder": no_idle,
+            "saturated": args.room_scenario == "storm" or (offered > 0 and no_idle / offered >= 0.05),
+            "extensions": figures.extensions,
+            "sockets_connected": sum(r.bidders_connected + r.watchers_connected for r in results),
+            "sockets_dropped": len(drops),
+            "sockets_dropped_kept_up": sum(1 for drop in drops if drop.kept_up),
+            "sockets_dropped_by_code": dict(Counter(str(drop.code) for drop in drops)),
+            "seq_gaps": sum(r.seq_gaps for r in results),
+            "seq_repeats": sum(r.seq_repeats for r in results),
+            "frame_errors": dict(sum((Counter(r.errors) for r in results), Counter())),
+            "deliveries": {
+                "expected": figures.deliveries_expected,
+                "measured": len(figures.fanout_ms),
+                "unmatched": figures.deliveries_unmatched,
+            },
+            "targets": {
+                "ack_p99_ms": TARGETS_MS["ack p99"],
+                "fanout_p99_ms": TARGETS_MS["fan-out p99"],
+                "ack_p99_met": ack_p99 is not None and ack_p99 <= TARGETS_MS["ack p99"],
+                "fanout_p99_met": fan_p99 is not None and fan_p99 <= TARGETS_MS["fan-out p99"],
+                "no_drop_that_kept_up": not any(drop.kept_up for drop in drops),
+            },
+            "ledger": ledger,
+            "generator": {
+                "processes": gen_processes,
+                "kept_up": all(
+                    p["seconds_lagging_over_100ms"] == 0 and (p["cpu_share"] or 0) < 0.9
+                    for p in gen_processes
+                ),
+            },
+            "server": _server_side(before, after),
+            "machine_busy_share": _machine_busy(before, after),
+            "config": {
+                "scenario": args.room_scenario,
+                "auctions": args.auctions,
+                "bidders": args.bidders,
+                "watchers": args.watchers,
+                "seconds": seconds,
+                "processes": args.processes,
+                "rate": args.rate,
+                "think_ms": args.think_ms,
+                "zipf": zipf,
+                "window_ms": args.window_ms,
+                "seed": args.seed,
+                "busiest_room": {
+                    "bidders": max(Counter(world.bidder_auction).values(), default=0),
+                    "watchers": max(Counter(world.watcher_auction).values(), default=0),
+                },
+            },
+            "setup_s": {**{k: round(v, 1) for k, v in world.seconds.items()},
+                        "connect_s": round(connect_s, 1)},
+            **environment(),
+        }
+    )
+    return result
+
+
+def _summary(result: Result) -> str:
+    return (
+        f"{result['rooms_scenario']} on {result['server_mode']}: "
+        f"{result['accepted_bids_per_s']:,.0f} accepted bids/s "
+        f"(sent {result['sent_bids_per_s']:,.0f}/s); ack p50/p99/p99.9 "
+        f"{result['ack_p50_ms']}/{result['ack_p99_ms']}/{result['ack_p999_ms']} ms; fan-out "
+        f"p50/p99/p99.9 {result['fanout_p50_ms']}/{result['fanout_p99_ms']}/"
+        f"{result['fanout_p999_ms']} ms; dropped {result['sockets_dropped']}; "
+        f"ledger consistent: {result['ledger_consistent']}"
+    )
+
+
+# ---- profiling the server (optional) ------------------------------------------------------
+
+
+async def _start_profiler(
+    args: argparse.Namespace, target: Target, mode: str
+) -> tuple[asyncio.subprocess.Process, Path] | None:
+    if not args.py_spy or target.pid is None:
+        return None
+    out = args.out / f"rooms-{args.room_scenario}-{mode}-pyspy.txt"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    process = await asyncio.create_subprocess_exec(
+        args.py_spy, "record", "--pid", str(target.pid), "--duration", str(int(args.seconds)),
+        "--rate", "250", "--format", "raw", "--nonblocking", "--output", str(out),
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )
+    progress(f"py-spy (pid {process.pid}) sampling the server into {out}")
+    return process, out
+
+
+async def _finish_profiler(
+    profiler: tuple[asyncio.subprocess.Process, Path] | None,
+) -> dict[str, Any] | None:
+    if profiler is None:
+        return None
+    process, out = profiler
+    try:
+        await asyncio.wait_for(asyncio.shield(process.wait()), timeout=30)
+    except TimeoutError:
+        with contextlib.suppress(ProcessLookupError):
+            process.kill()
+        await process.wait()
+    return summarise_profile(out)
+
+
+def summarise_profile(path: Path, top: int = 12) -> dict[str, Any] | None:
+    """py-spy's raw (collapsed) stacks: the share of samples per leaf function and
+    per function anywhere on the stack."""
+    try:
+        lines = path.read_text().splitlines()
+    except OSError:
+        return None
+    leaf: Counter[str] = Counter()
+    inclusive: Counter[str] = Counter()
+    total = 0
+    for line in lines:
+        stack, _, count_text = line.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        count = int(count_text)
+        frames = stack.split(";")
+        total += count
+        leaf[frames[-1]] += count
+        for frame in set(frames):
+            inclusive[frame] += count
+    if not total:
+        return None
+
+    def shares(counter: Counter[str]) -> list[tuple[str, float]]:
+        return [(name, round(n / total, 3)) for name, n in counter.most_common(top)]
+
+    return {"file": str(path), "samples": total, "self": shares(leaf),
+            "inclusive": shares(inclusive)}
+
+
+# ---- the reports --------------------------------------------------------------------------
+
+
+def _write_reports(args: argparse.Namespace, run: Run, stem: str) -> None:
+    from bench import plot
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    png = args.out / f"{stem}.png"
+    md = args.out / f"{stem}.md"
+    result = run.result
+    config = result["config"]
+    assert isinstance(config, dict)
+    plot.latency_over_time(
+        png,
+        run.series,
+        title=(
+            f"rooms {config['scenario']} on {result['server_mode']}: {config['auctions']} "
+            f"auctions, {config['bidders']} bidders, {config['watchers']} watchers, "
+            f"{config['processes']} generators; {result['accepted_bids_per_s']:,.0f} "
+            "accepted bids/s"
+        ),
+        targets_ms=TARGETS_MS,
+    )
+    result["files"] = {"md": str(md), "png": str(png)}
+    md.write_text(rooms_stats.markdown(result, png.name))
+    progress(f"wrote {md} and {png}")
+
+
+def _fail_if_inconsistent(result: Result) -> None:
+    if not result["ledger_consistent"]:
+        raise BenchFailure(
+            f"the ledger does not hold exactly the acknowledged bids ({result['server_mode']}): "
+            f"{result['ledger']}"
+        )
+
+
+async def _single(args: argparse.Namespace) -> Result:
+    run = await run_once(args, "engine")
+    _write_reports(args, run, f"rooms-{args.room_scenario}")
+    _fail_if_inconsistent(run.result)
+    return run.result
+
+
+async def _compare(args: argparse.Namespace) -> Result:
+    runs: dict[str, Run] = {}
+    for mode in MODES:
+        progress(f"--compare: {mode}")
+        runs[mode] = await run_once(args, mode)
+        _write_reports(args, runs[mode], f"rooms-compare-{args.room_scenario}-{mode}")
+    ledger_level = await _ledger_level()
+    by_mode = {mode: run.result for mode, run in runs.items()}
+    engine = by_mode["engine"]
+    ratios: dict[str, float | None] = {}
+    for mode in MODES[1:]:
+        other = by_mode[mode]["accepted_bids_per_s"]
+        assert isinstance(other, float) and isinstance(engine["accepted_bids_per_s"], float)
+        ratios[f"engine_vs_{mode}"] = (
+            round(engine["accepted_bids_per_s"] / other, 2) if other else None
+        )
+    notes = _compare_notes(by_mode)
+    stem = f"rooms-compare-{args.room_scenario}"
+    md = args.out / f"{stem}.md"
+    png = args.out / f"{stem}.png"
+    from bench import plot
+
+    plot.compare_bars(
+        png,
+        {m: float(r["accepted_bids_per_s"]) for m, r in by_mode.items()},  # type: ignore[arg-type]
+        {m: r["ack_p99_ms"] for m, r in by_mode.items()},  # type: ignore[misc]
+        title=f"rooms {args.room_scenario}: the engine, the per-bid-lock baseline, the reference core",
+    )
+    md.write_text(
+        rooms_stats.compare_markdown(by_mode, ledger_level, notes)
+        + f"\n![compare]({png.name})\n"
+    )
+    progress(f"wrote {md} and {png}")
+    for result in by_mode.values():
+        _fail_if_inconsistent(result)
+    keep = ("accepted_bids_per_s", "sent_bids_per_s", "ack_p50_ms", "ack_p99_ms", "ack_p999_ms",
+            "fanout_p50_ms", "fanout_p99_ms", "fanout_p999_ms", "ledger_consistent",
+            "sockets_dropped", "unanswered", "saturated", "rejections", "server", "generator")
+    return {
+        **engine,
+        "compare": {mode: {k: r.get(k) for k in keep} for mode, r in by_mode.items()},
+        "ratios": ratios,
+        "ledger_level": ledger_level,
+        "compare_notes": notes,
+        "files": {"md": str(md), "png": str(png)},
+    }
+
+
+def _compare_notes(by_mode: dict[str, Result]) -> list[str]:
+    notes = [
+        "baseline and reference are wired by bench/rooms_server.py (the engine does not "
+        "route LEDGER_MODE=baseline, nor pick its core class, yet).",
+    ]
+    baseline = by_mode["baseline"]
+    if not baseline["saturated"]:
+        notes.append(
+            "the baseline was NOT saturated (fewer than 5 % of arrivals found every "
+            "bidder waiting): raise --rate for a ratio at its saturation point"
+        )
+    engine_rate = by_mode["engine"]["accepted_bids_per_s"]
+    base_rate = baseline["accepted_bids_per_s"]
+    assert isinstance(engine_rate, float) and isinstance(base_rate, float)
+    if base_rate and engine_rate / base_rate < 10:
+        notes.append(
+            f"engine / baseline = {engine_rate / base_rate:.1f}, below the 10x target"
+        )
+    return notes
+
+
+async def _ledger_level() -> dict[str, Any] | None:
+    """`python -m bench ledger --json` (a short run) in its own process: the two
+    ledgers without sockets, for the ratio where the baseline's cost is all there is."""
+    progress("--compare: the ledger level (python -m bench ledger --json --seconds 10)")
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bench", "ledger", "--json", "--seconds", "10",
+        cwd=REPO, stdout=asyncio.subprocess.PIPE, start_new_session=True,
+    )
+    try:
+        out, _ = await asyncio.wait_for(process.communicate(), timeout=600)
+    except (TimeoutError, asyncio.CancelledError):
+        with contextlib.suppress(ProcessLookupError):
+            process.kill()
+        await process.wait()
+        raise
+    if process.returncode != 0 or not out.strip():
+        progress(f"warning: bench ledger failed (status {process.returncode}); no ledger level")
+        return None
+    full: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+    keys = ("writebehind_bids_per_s", "baseline_bids_per_s", "ratio_vs_baseline", "bids",
+            "auctions", "seconds_cap")
+    return {key: full.get(key) for key in keys}
+
+
+# ---- entry --------------------------------------------------------------------------------
+
+
+def run(args: argparse.Namespace) -> Result:
+    if args.url and not (args.internal_token and args.jwt_secret):
+        raise BenchFailure("--url needs --internal-token and --jwt-secret (the server's own)")
+    if args.url and args.compare:
+        raise BenchFailure("--compare starts its own servers: it does not take --url")
+    if args.seconds <= 0:
+        raise BenchFailure("--seconds must be above 0")
+    return uvloop.run(_main(args))
+
+
+async def _main(args: argparse.Namespace) -> Result:
+    # SIGTERM (say, from `timeout`) cancels the run like Ctrl-C: every process it
+    # started is stopped on the way out.
+    task = asyncio.current_task()
+    assert task is not None
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    if args.compare:
+        return await _compare(args)
+    return await _single(args)

@@ -1,0 +1,318 @@
+"""`/openapi.json` stays true: every HTTP route of the app is in it and nothing else,
+and real answers — every documented success, and errors of every status — have a
+documented status and decode into the struct their schema was generated from."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+import msgspec
+import pytest
+
+from tests.http_helpers import PRICE, STEP, Api, Reply, settings, start, token_for
+from tests.tcp_proxy import TcpProxy
+from web.app import create_app
+from web.errors import ErrorEnvelope
+from web.messages import DuplicateVinEnvelope
+from web.openapi import JSON, OPERATIONS, Operation, build_document, find_operation
+
+#: Routes that are not the HTTP API: the room socket, the room page and its files.
+NOT_API = ("/ws/", "/rooms/", "/static/")
+
+
+def app_routes() -> set[tuple[str, str]]:
+    app = create_app(settings("postgresql://unused"), run_jobs=False)
+    routes = set()
+    for route in app.router.routes():
+        path = route.resource.canonical if route.resource is not None else ""
+        if route.method == "HEAD" or path.startswith(NOT_API):
+            continue  # HEAD: aiohttp's own twin of every GET
+        routes.add((route.method, path))
+    return routes
+
+
+def test_the_document_is_openapi_3_1_with_both_bearer_schemes() -> None:
+    document = build_document()
+    assert document["openapi"].startswith("3.1.")
+    schemes = document["components"]["securitySchemes"]
+    assert schemes["bearerJWT"] == {**schemes["bearerJWT"], "type": "http", "scheme": "bearer"}
+    assert schemes["serviceToken"]["scheme"] == "bearer"
+    json.dumps(document)  # JSON all the way down
+
+
+def test_every_route_of_the_app_is_documented_and_nothing_more() -> None:
+    documented = {
+        (method.upper(), path)
+        for path, item in build_document()["paths"].items()
+        for method in item
+    }
+    assert documented == app_routes()
+    assert len(documented) == len(OPERATIONS)
+
+
+def test_internal_routes_take_the_service_token_and_staff_actions_a_jwt() -> None:
+    for path, item in build_document()["paths"].items():
+        for method, operation in item.items():
+            if path.startswith("/internal/admin/"):
+                assert operation["security"] == [{"bearerJWT": []}], (method, path)
+            elif path.startswith("/internal/"):
+                assert operation["security"] == [{"serviceToken": []}], (method, path)
+
+
+def test_every_id_in_a_path_is_a_declared_uuid_and_every_ref_resolves() -> None:
+    document = build_document()
+    schemas = document["components"]["schemas"]
+    text = json.dumps(document)
+    for ref in {part.split('"')[0] for part in text.split('"$ref": "')[1:]}:
+        assert ref.removeprefix("#/components/schemas/") in schemas, ref
+    for path, item in document["paths"].items():
+        for operation in item.values():
+            ids = [p for p in operation.get("parameters", ()) if p["in"] == "path"]
+            if "{id}" in path:
+                assert ids == [{**ids[0], "name": "id", "required": True}]
+                assert ids[0]["schema"] == {"type": "string", "format": "uuid"}
+            else:
+                assert ids == []
+
+
+def test_bounds_the_struct_cannot_say_are_documented() -> None:
+    schemas = build_document()["components"]["schemas"]
+    bid = schemas["BidRequest"]["properties"]
+    assert (bid["amount_kobo"]["minimum"], bid["amount_kobo"]["maximum"]) == (1, 10**15 - 1)
+    assert bid["client_bid_id"]["maxLength"] == 64
+    credit = schemas["WalletChange"]["properties"]["amount_kobo"]
+    assert (credit["minimum"], credit["maximum"]) == (1, 10**15 - 1)
+    reserve = schemas["InternalAuctionCreate"]["properties"]["reserve_price_kobo"]["anyOf"]
+    assert {"type": "integer", "minimum": 1, "maximum": 10**15 - 1} in reserve
+    assert schemas["UserUpsert"]["properties"]["role"]["enum"][0] == "user"
+
+
+# ---- real answers ---------------------------------------------------------------------
+
+
+class Documented:
+    """Calls the app and holds every answer to its documented status and struct."""
+
+    def __init__(self, api: Api) -> None:
+        self.api = api
+        self.seen: set[tuple[str, str, int]] = set()
+
+    async def call(
+        self,
+        method: str,
+        template: str,
+        id_: uuid.UUID | None = None,
+        *,
+        token: str | None = None,
+        body: Any = None,
+        data: str | None = None,
+        query: str = "",
+    ) -> Reply:
+        path = template.replace("{id}", str(id_)) + query
+        reply = await self.api.call(method, path, token=token, json_body=body, data=data)
+        operation = find_operation(method, template)
+        assert operation is not None, (method, template)
+        check_against_document(operation, reply)
+        self.seen.add((method, template, reply.status))
+        return reply
+
+    async def service(self, method: str, template: str, id_: Any = None, **kw: Any) -> Reply:
+        from tests.http_helpers import SERVICE_TOKEN
+
+        return await self.call(method, template, id_, token=SERVICE_TOKEN, **kw)
+
+
+def check_against_document(operation: Operation, reply: Reply) -> None:
+    where = (operation.method, operation.path, reply.status, reply.text[:300])
+    assert reply.status in operation.responses, where
+    kind = operation.responses[reply.status]
+    content_type = reply.headers["Content-Type"]
+    if reply.status < 300 and operation.content != JSON:
+        assert content_type.startswith(operation.content), where
+        return
+    assert content_type.startswith(JSON), where
+    if kind is None:
+        envelope = msgspec.json.decode(reply.text, type=ErrorEnvelope, strict=True)
+        assert envelope.error.message.strip(), where
+        if reply.status == 409 and operation.conflict is not None:
+            if envelope.error.code == "duplicate_vin":
+                msgspec.json.decode(reply.text, type=operation.conflict, strict=True)
+        if reply.status == 429:
+            assert int(reply.headers["Retry-After"]) >= 1
+        return
+    msgspec.json.decode(reply.text, type=kind, strict=True)
+
+
+@pytest.fixture
+async def api(database_url: str, aiohttp_client: Any) -> Api:
+    return await start(aiohttp_client, database_url, rate_limit_ip_per_min=10_000)
+
+
+async def test_served_document_is_the_built_one(api: Api) -> None:
+    reply = await Documented(api).call("GET", "/openapi.json")
+    assert reply.status == 200
+    assert reply.body == json.loads(json.dumps(build_document()))
+
+
+async def test_every_documented_success_matches_its_struct(api: Api) -> None:
+    doc = Documented(api)
+    manager = await api.user(role="manager")
+    staff = token_for(manager, "manager")
+    bidder = await api.bidder()
+    seller = await api.seller()
+
+    for path in ("/openapi.json", "/healthz", "/readyz", "/metrics"):
+        assert (await doc.call("GET", path)).status == 200
+
+    user = uuid.uuid4()
+    upsert = {"email": f"{user.hex[:10]}@example.test", "role": "user", "kyc_status": "approved"}
+    assert (await doc.service("PUT", "/internal/users/{id}", user, body=upsert)).status == 201
+    assert (await doc.service("PUT", "/internal/users/{id}", user, body=upsert)).status == 200
+    for kind in ("credits", "debits"):
+        change = {"amount_kobo": 1_000, "reference": f"ref-{kind}"}
+        template = f"/internal/users/{{id}}/wallet/{kind}"
+        assert (await doc.service("POST", template, user, body=change)).status == 201
+        assert (await doc.service("POST", template, user, body=change)).status == 200
+    assert (await doc.service("GET", "/internal/users/{id}/wallet", user)).status == 200
+
+    vehicle_body = {"vin": "1HGBH41JXMN109186", "year": 2020, "make": "Kia", "model": "Rio"}
+    vehicle = await doc.service(
+        "POST", "/internal/vehicles", body={**vehicle_body, "listed_by": str(seller)}
+    )
+    assert vehicle.status == 201
+    vehicle_id = uuid.UUID(vehicle.body["vehicle"]["id"])
+    created = api.auction_body(vehicle_id, created_by=str(seller), status="draft")
+    draft = await doc.service("POST", "/internal/auctions", body=created)
+    assert draft.status == 201
+    own = api.auction_body(await api.vehicle(manager))
+    assert (await doc.call("POST", "/api/auctions", token=staff, body=own)).status == 201
+
+    live = await api.live_auction(seller)
+    bid = {"auction_id": str(live), "amount_kobo": PRICE, "client_bid_id": "first"}
+    assert (await doc.call("POST", "/api/bids", token=token_for(bidder), body=bid)).status == 201
+    assert (await doc.call("GET", "/api/auctions", query="?status=live")).status == 200
+    assert (await doc.call("GET", "/api/auctions/{id}", live)).status == 200
+    assert (await doc.service("GET", "/internal/auctions/{id}/bids", live)).status == 200
+    assert (await doc.call("GET", "/api/vehicles/{id}/similar", vehicle_id)).status == 200
+
+    async def act(action: str, auction: uuid.UUID, **extra: Any) -> int:
+        body = {"reason": "Checked with the seller", **extra}
+        template = f"/internal/admin/auctions/{{id}}/{action}"
+        return (await doc.call("POST", template, auction, token=staff, body=body)).status
+
+    assert await act("approve", uuid.UUID(draft.body["auction"]["id"])) == 200
+    other_draft = await api.create_auction(seller, status="draft")
+    assert await act("reject", uuid.UUID(other_draft.body["auction"]["id"])) == 200
+    spare = await api.live_auction(seller)
+    end = await api.pool.fetchval("SELECT end_time FROM auctions WHERE id = $1", spare)
+    assert await act("extend", spare, end_time_ms=int(end.timestamp() * 1000) + 60_000) == 200
+    assert await act("cancel", spare) == 200
+    assert await act("force-end", live) == 200
+
+    payment = {"amount_kobo": 1_000, "reference": "pay-1"}
+    template = "/internal/auctions/{id}/payments"
+    assert (await doc.service("POST", template, live, body=payment)).status == 201
+    assert (await doc.service("POST", template, live, body=payment)).status == 200
+    assert (await doc.service("GET", "/internal/auctions/{id}/settlement", live)).status == 200
+    assert await act("void", live) == 200
+
+    successes = {
+        (operation.method, operation.path, status)
+        for operation in OPERATIONS
+        for status, kind in operation.responses.items()
+        if status < 300
+    }
+    assert successes <= doc.seen, successes - doc.seen
+
+
+async def test_errors_have_documented_statuses_and_the_envelope(api: Api) -> None:
+    doc = Documented(api)
+    bidder = await api.bidder()
+    seller = await api.seller()
+    live = await api.live_auction(seller)
+    nobody = uuid.uuid4()
+    vin = "JH4KA8260MC000123"
+    await api.vehicle(seller, vin=vin)
+    statuses = [
+        (await doc.service("POST", "/internal/vehicles", data="vin=ABC")).status,
+        (await doc.call("POST", "/api/bids", body={})).status,
+        (await doc.call("GET", "/internal/users/{id}/wallet", bidder)).status,
+        (await doc.call("POST", "/api/auctions", token=token_for(bidder), body={})).status,
+        (
+            await doc.call(
+                "POST",
+                "/internal/admin/auctions/{id}/cancel",
+                live,
+                token=token_for(bidder, "admin"),  # the row says user
+                body={"reason": "no"},
+            )
+        ).status,
+        (await doc.call("GET", "/api/auctions/{id}", nobody)).status,
+        (await doc.service("GET", "/internal/users/{id}/wallet", nobody)).status,
+        (await doc.service("GET", "/internal/auctions/{id}/settlement", live)).status,
+        (await doc.call("GET", "/api/vehicles/{id}/similar", nobody)).status,
+        (
+            await doc.service(
+                "POST",
+                "/internal/vehicles",
+                body={"vin": vin, "year": 2019, "make": "A", "model": "B", "listed_by": str(seller)},
+            )
+        ).status,
+        (
+            await doc.call(
+                "POST",
+                "/api/bids",
+                token=token_for(bidder),
+                body={"auction_id": str(live), "amount_kobo": 1, "client_bid_id": "low"},
+            )
+        ).status,
+        (
+            await doc.service(
+                "POST",
+                "/internal/users/{id}/wallet/debits",
+                bidder,
+                body={"amount_kobo": 10**14, "reference": "too-much"},
+            )
+        ).status,
+        (
+            await doc.service(
+                "PUT",
+                "/internal/users/{id}",
+                nobody,
+                data=json.dumps({"email": "a@b.ng", "pad": "x" * 70_000}),
+            )
+        ).status,
+        (await doc.call("GET", "/api/auctions", query="?status=draft")).status,
+        (await doc.call("GET", "/api/auctions", query="?limit=0")).status,
+        (await doc.call("GET", "/api/vehicles/{id}/similar", nobody, query="?limit=x")).status,
+    ]
+    assert set(statuses) == {400, 401, 403, 404, 409, 413, 422}, statuses
+
+
+async def test_a_rate_limited_answer_is_documented(database_url: str, aiohttp_client: Any) -> None:
+    doc = Documented(await start(aiohttp_client, database_url, rate_limit_ip_per_min=2))
+    replies = [await doc.call("GET", "/api/auctions") for _ in range(3)]
+    assert [reply.status for reply in replies] == [200, 200, 429]
+    assert (await doc.call("GET", "/healthz")).status == 200  # probes are never limited
+
+
+async def test_answers_while_the_ledger_is_unreachable_are_documented(
+    database_url: str, aiohttp_client: Any
+) -> None:
+    proxy, proxied = await TcpProxy.in_front_of(database_url)
+    try:
+        api = await start(aiohttp_client, proxied)
+        bidder = await api.bidder()
+        live = await api.live_auction()
+        doc = Documented(api)
+        proxy.cut()
+        bid = {"auction_id": str(live), "amount_kobo": PRICE + STEP, "client_bid_id": "outage"}
+        assert (await doc.call("POST", "/api/bids", token=token_for(bidder), body=bid)).status == 503
+        assert (await doc.call("GET", "/readyz")).status == 503
+        assert (await doc.call("GET", "/api/auctions/{id}", live)).status == 503
+        assert (await doc.service("GET", "/internal/users/{id}/wallet", bidder)).status == 503
+        proxy.restore()
+    finally:
+        await proxy.close()

@@ -1,0 +1,549 @@
+"""`GET /openapi.json`: the HTTP API of API.md as an OpenAPI 3.1 document.
+
+The schemas are generated from the msgspec structs the handlers decode and
+encode (`msgspec.json.schema_components`), so a field added to a struct is in
+the document at once. What a struct cannot say — the bounds and choices the
+domain checks with their own error codes — is added from the same constants
+those checks use. The WebSocket (`/ws/auctions/{id}`) and the room page are
+not HTTP APIs and are left out. tests/test_openapi.py holds this table to the
+app's routes and to real answers; tests/test_hostile_api_fuzz.py runs
+schemathesis against it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import msgspec
+from aiohttp import web
+
+import bidcore
+from engine import admin, auctions, settlement, users, vehicles, wallet
+from web import public_api, vehicles_api
+from web.admin_api import ACTIONS, ActionRequest, AdminOutcome
+from web.errors import ErrorEnvelope, Handler
+from web.messages import (
+    AuctionEnvelope,
+    AuctionList,
+    BidEnvelope,
+    BidHistory,
+    BidRequest,
+    DuplicateVinEnvelope,
+    InternalAuctionCreate,
+    PublicAuctionCreate,
+    Snapshot,
+    UserEnvelope,
+    UserUpsert,
+    VehicleCreate,
+    VehicleEnvelope,
+    WalletBody,
+    WalletChange,
+    WalletMovement,
+)
+from web.settlement_api import PaymentRequest
+from web.vehicles_api import SimilarVehicles
+
+JSON = "application/json"
+PROMETHEUS = "text/plain"
+REF = "#/components/schemas/{name}"
+
+Json = dict[str, Any]
+
+
+class Health(msgspec.Struct, frozen=True):
+    """`/healthz` and `/readyz` (web/health.py answers with plain dicts of this shape)."""
+
+    status: Literal["ok", "ready", "unavailable"]
+
+
+class OpenApiDocument(msgspec.Struct, frozen=True):
+    """`/openapi.json` itself: an object (its own schema is OpenAPI's)."""
+
+
+Auth = Literal["user", "service"]
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    name: str
+    schema: Json
+    description: str
+
+
+@dataclass(frozen=True, slots=True)
+class Operation:
+    """One route: who may call it, what it takes, every status it answers with.
+
+    `responses` maps a status to the struct of its body (`None`: the error
+    envelope); a path with `{id}` takes a UUID there, anything else is a 404.
+    """
+
+    method: str
+    path: str
+    summary: str
+    tag: str
+    responses: Mapping[int, type[msgspec.Struct] | None]
+    auth: Auth | None = None
+    body: type[msgspec.Struct] | None = None
+    body_required: bool = True
+    query: tuple[Query, ...] = ()
+    description: str = ""
+    content: str = JSON
+    conflict: type[msgspec.Struct] | None = None  # the 409 body, when not the plain envelope
+
+
+# Statuses in API.md's words (the error envelope's `message` says more).
+STATUS_TEXT = {
+    200: "OK.",
+    201: "Created.",
+    400: "Malformed: the body is not JSON in UTF-8, or is nested too deeply to read.",
+    401: "No token, or one that proves nothing (expired, badly signed, not a known active user).",
+    403: "The caller's role (from the engine's users row) or ownership does not allow this.",
+    404: "Nothing has this id (a malformed id names nothing either).",
+    409: "Conflict with the current state (a rejected bid, a duplicate, committed capital).",
+    413: "The body is larger than MAX_BODY_BYTES.",
+    422: "Valid JSON that breaks a rule; `code` names the rule, `message` says what to change.",
+    429: "Rate-limited: wait the `Retry-After` seconds.",
+    503: "The ledger cannot take writes or be read right now; nothing changed. Try again.",
+}
+
+UUID = {"type": "string", "format": "uuid"}
+
+_LIMITED = (429,)  # every route but the probes counts against the per-IP and per-user limits
+_BODY = (400, 413, 422)
+_SERVICE = (401, 503, *_LIMITED)  # a caller without the service token is limited per IP
+_USER = (401, 403, 503, *_LIMITED)
+
+
+def _errors(*statuses: int) -> dict[int, None]:
+    return dict.fromkeys(sorted(set(statuses)))
+
+
+def _admin_operation(name: str) -> Operation:
+    extra = " Takes the new `end_time_ms` (ms since the epoch)." if name == "extend" else ""
+    return Operation(
+        "POST",
+        f"/internal/admin/auctions/{{id}}/{name}",
+        f"Staff action on an auction: {name}",
+        "admin",
+        {200: AdminOutcome, **_errors(*_USER, *_BODY, 404, 409)},
+        auth="user",
+        body=ActionRequest,
+        body_required=False,
+        description=(
+            "A manager's or an admin's JWT (never the service token: the audit log names the "
+            f"person). `reason` is required (≤ {admin.MAX_REASON} characters).{extra}"
+        ),
+    )
+
+
+OPERATIONS: tuple[Operation, ...] = (
+    Operation(
+        "GET",
+        "/openapi.json",
+        "This document",
+        "meta",
+        {200: OpenApiDocument, **_errors(*_LIMITED)},
+    ),
+    Operation("GET", "/healthz", "The process runs", "health", {200: Health}),
+    Operation(
+        "GET",
+        "/readyz",
+        "Recovery is done and the ledger takes writes",
+        "health",
+        {200: Health, 503: Health},
+    ),
+    Operation(
+        "GET",
+        "/metrics",
+        "Prometheus metrics (text exposition format)",
+        "health",
+        {200: None},
+        content=PROMETHEUS,
+    ),
+    Operation(
+        "GET",
+        "/api/auctions",
+        "List auction summaries",
+        "public",
+        {200: AuctionList, **_errors(422, 503, *_LIMITED)},
+        query=(
+            Query(
+                "status",
+                {"type": "string", "enum": list(auctions.PUBLIC_STATUSES), "default": "live"},
+                "Which auctions (drafts are never listed).",
+            ),
+            Query(
+                "limit",
+                {
+                    "type": "integer",
+                    "minimum": 1,
+                    "maximum": public_api.MAX_LIST_LIMIT,
+                    "default": public_api.LIST_LIMIT,
+                },
+                "At most this many, soonest ending first for live ones.",
+            ),
+        ),
+        description="Anyone may call it; a bearer JWT, if sent, only counts against its limit.",
+    ),
+    Operation(
+        "GET",
+        "/api/auctions/{id}",
+        "An auction room's snapshot (the WebSocket `snapshot`'s REST fallback)",
+        "public",
+        {200: Snapshot, **_errors(404, 503, *_LIMITED)},
+    ),
+    Operation(
+        "POST",
+        "/api/auctions",
+        "Create an auction (a dealer's starts as a draft)",
+        "public",
+        {201: AuctionEnvelope, **_errors(*_USER, *_BODY, 409)},
+        auth="user",
+        body=PublicAuctionCreate,
+        description="Dealers, managers and admins; a dealer only for a vehicle it listed or owns.",
+    ),
+    Operation(
+        "POST",
+        "/api/bids",
+        "Place a bid",
+        "public",
+        {201: BidEnvelope, **_errors(*_USER, *_BODY, 409)},
+        auth="user",
+        body=BidRequest,
+        description=(
+            "201 once the bid is durable. A rejected bid is 409 with the rule's code "
+            "(RULES.md), `invalid_amount` 422. The same `client_bid_id` again answers the "
+            "first outcome, never a second bid."
+        ),
+    ),
+    Operation(
+        "GET",
+        "/api/vehicles/{id}/similar",
+        "Similar available vehicles, nearest first",
+        "public",
+        {200: SimilarVehicles, **_errors(404, 422, 503, *_LIMITED)},
+        query=(
+            Query(
+                "limit",
+                {
+                    "type": "integer",
+                    "minimum": 1,
+                    "maximum": vehicles_api.MAX_LIMIT,
+                    "default": vehicles_api.DEFAULT_LIMIT,
+                },
+                "At most this many vehicles.",
+            ),
+        ),
+    ),
+    Operation(
+        "PUT",
+        "/internal/users/{id}",
+        "Create or update a user (201 created, 200 updated)",
+        "internal",
+        {200: UserEnvelope, 201: UserEnvelope, **_errors(*_SERVICE, *_BODY, 404, 409)},
+        auth="service",
+        body=UserUpsert,
+    ),
+    Operation(
+        "GET",
+        "/internal/users/{id}/wallet",
+        "A user's wallet: balance, exposure, buying power, holds and dues",
+        "internal",
+        {200: WalletBody, **_errors(*_SERVICE, 404)},
+        auth="service",
+    ),
+    Operation(
+        "POST",
+        "/internal/users/{id}/wallet/credits",
+        "Credit a wallet (idempotent by `reference`: 201 new, 200 seen)",
+        "internal",
+        {200: WalletMovement, 201: WalletMovement, **_errors(*_SERVICE, *_BODY, 404, 409)},
+        auth="service",
+        body=WalletChange,
+    ),
+    Operation(
+        "POST",
+        "/internal/users/{id}/wallet/debits",
+        "Withdraw from a wallet (409 committed_capital or insufficient_funds)",
+        "internal",
+        {200: WalletMovement, 201: WalletMovement, **_errors(*_SERVICE, *_BODY, 404, 409)},
+        auth="service",
+        body=WalletChange,
+    ),
+    Operation(
+        "POST",
+        "/internal/vehicles",
+        "Register a vehicle (409 duplicate_vin names the vehicle that has the VIN)",
+        "internal",
+        {201: VehicleEnvelope, **_errors(*_SERVICE, *_BODY, 409)},
+        auth="service",
+        body=VehicleCreate,
+        conflict=DuplicateVinEnvelope,
+    ),
+    Operation(
+        "POST",
+        "/internal/auctions",
+        "Create an auction, as a draft or scheduled",
+        "internal",
+        {201: AuctionEnvelope, **_errors(*_SERVICE, *_BODY, 409)},
+        auth="service",
+        body=InternalAuctionCreate,
+    ),
+    Operation(
+        "GET",
+        "/internal/auctions/{id}/bids",
+        "An auction's full bid history with real user ids, oldest first",
+        "internal",
+        {200: BidHistory, **_errors(*_SERVICE, 404)},
+        auth="service",
+    ),
+    Operation(
+        "POST",
+        "/internal/auctions/{id}/payments",
+        "A settlement payment (idempotent by `reference`: 201 new, 200 seen)",
+        "settlement",
+        {
+            200: settlement.PaymentReceipt,
+            201: settlement.PaymentReceipt,
+            **_errors(*_SERVICE, *_BODY, 404, 409),
+        },
+        auth="service",
+        body=PaymentRequest,
+    ),
+    Operation(
+        "GET",
+        "/internal/auctions/{id}/settlement",
+        "Where an auction's settlement stands",
+        "settlement",
+        {200: settlement.SettlementEnvelope, **_errors(*_SERVICE, 404)},
+        auth="service",
+    ),
+    *(_admin_operation(name) for name in ACTIONS),
+)
+
+
+# ---- what the structs cannot say --------------------------------------------------
+
+
+def _integer(low: int | None = None, high: int | None = None) -> Json:
+    schema: Json = {"type": "integer"}
+    if low is not None:
+        schema["minimum"] = low
+    if high is not None:
+        schema["maximum"] = high
+    return schema
+
+
+def _one_of(values: Iterable[str]) -> Json:
+    return {"type": "string", "enum": list(values)}
+
+
+_AMOUNT = _integer(1, auctions.MAX_KOBO)
+_AUCTION_TERMS: dict[str, Json] = {
+    "start_time_ms": _integer(0),
+    "end_time_ms": _integer(high=bidcore.MAX_TIME_MS),
+    "start_price_kobo": _AMOUNT,
+    "reserve_price_kobo": _AMOUNT,
+    "bid_increment_kobo": _AMOUNT,
+    "auction_type": _one_of(auctions.AUCTION_TYPES),
+    "deposit_pct_bp": _integer(0, 10_000),
+    "anti_snipe_window_ms": _integer(0, auctions.MAX_ANTI_SNIPE_MS),
+    "anti_snipe_extension_ms": _integer(0, auctions.MAX_ANTI_SNIPE_MS),
+}
+
+#: Per request struct, per field: the constraint the domain checks (with its own
+#: code). Only exact ones: a field trimmed before its length check has no maxLength.
+CONSTRAINTS: dict[str, dict[str, Json]] = {
+    "BidRequest": {
+        # Raw in the struct, so that a wrong amount gets the rule's `invalid_amount`.
+        "amount_kobo": _integer(1, public_api.MAX_AMOUNT_KOBO),
+        "client_bid_id": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": 64,
+            "pattern": "^[^\\x00-\\x1f\\x7f]*$",
+        },
+    },
+    "WalletChange": {"amount_kobo": _integer(1, wallet.MAX_KOBO)},
+    "PaymentRequest": {"amount_kobo": _integer(1, settlement.MAX_PAYMENT_KOBO)},
+    "UserUpsert": {"role": _one_of(users.ROLES), "kyc_status": _one_of(users.KYC_STATUSES)},
+    "VehicleCreate": {
+        "year": _integer(vehicles.FIRST_CAR_YEAR),
+        "mileage_km": _integer(0, vehicles.MAX_MILEAGE_KM),
+        "price_kobo": _integer(0, vehicles.MAX_PRICE_KOBO),
+        "condition": _one_of(vehicles.CONDITIONS),
+    },
+    "InternalAuctionCreate": {**_AUCTION_TERMS, "status": _one_of(("draft", "scheduled"))},
+    "PublicAuctionCreate": {**_AUCTION_TERMS, "status": _one_of(("draft", "scheduled"))},
+}
+
+
+def _constrain(components: dict[str, Json]) -> None:
+    for name, fields in CONSTRAINTS.items():
+        properties = components[name]["properties"]
+        for field_name, constraint in fields.items():
+            prop = properties[field_name]  # a KeyError: the struct lost a documented field
+            nullable = [branch for branch in prop.get("anyOf", ()) if branch != {"type": "null"}]
+            target = nullable[0] if nullable else prop
+            if "type" in target and target["type"] != constraint["type"]:
+                raise TypeError(f"{name}.{field_name} is {target['type']}, not {constraint}")
+            target.update(constraint)
+
+
+# ---- the document -------------------------------------------------------------------
+
+
+def _structs() -> list[type[msgspec.Struct]]:
+    found: dict[str, type[msgspec.Struct]] = {"ErrorEnvelope": ErrorEnvelope}
+    for operation in OPERATIONS:
+        kinds = [operation.body, operation.conflict, *operation.responses.values()]
+        found.update({kind.__name__: kind for kind in kinds if kind is not None})
+    return list(found.values())
+
+
+def _ref(kind: type[msgspec.Struct]) -> Json:
+    return {"$ref": REF.format(name=kind.__name__)}
+
+
+def _response(operation: Operation, status: int, kind: type[msgspec.Struct] | None) -> Json:
+    description = STATUS_TEXT.get(status, "")
+    if status < 300 and operation.content != JSON:
+        return {
+            "description": description,
+            "content": {operation.content: {"schema": {"type": "string"}}},
+        }
+    if kind is None:
+        schema = _ref(ErrorEnvelope)
+        if status == 409 and operation.conflict is not None:
+            schema = {"anyOf": [_ref(operation.conflict), schema]}
+    else:
+        schema = _ref(kind)
+    response: Json = {"description": description, "content": {JSON: {"schema": schema}}}
+    if status == 429:
+        response["headers"] = {
+            "Retry-After": {
+                "description": "Seconds to wait before trying again.",
+                "required": True,
+                "schema": {"type": "integer", "minimum": 1},
+            }
+        }
+    return response
+
+
+def _parameters(operation: Operation) -> list[Json]:
+    parameters: list[Json] = []
+    if "{id}" in operation.path:
+        parameters.append(
+            {"name": "id", "in": "path", "required": True, "schema": UUID, "description": "A UUID."}
+        )
+    for query in operation.query:
+        parameters.append(
+            {
+                "name": query.name,
+                "in": "query",
+                "required": False,
+                "schema": query.schema,
+                "description": query.description,
+            }
+        )
+    return parameters
+
+
+_SECURITY: dict[Auth | None, list[Json]] = {
+    None: [],
+    "user": [{"bearerJWT": []}],
+    "service": [{"serviceToken": []}],
+}
+
+
+def _operation_id(operation: Operation) -> str:
+    words = re.findall(r"[a-z]+", operation.path.replace("{id}", "by id"))
+    return "_".join([operation.method.lower(), *words])
+
+
+def _operation(operation: Operation) -> Json:
+    document: Json = {
+        "operationId": _operation_id(operation),
+        "summary": operation.summary,
+        "tags": [operation.tag],
+        "security": _SECURITY[operation.auth],
+        "responses": {
+            str(status): _response(operation, status, kind)
+            for status, kind in sorted(operation.responses.items())
+        },
+    }
+    if operation.description:
+        document["description"] = operation.description
+    if parameters := _parameters(operation):
+        document["parameters"] = parameters
+    if operation.body is not None:
+        document["requestBody"] = {
+            "required": operation.body_required,
+            "content": {JSON: {"schema": _ref(operation.body)}},
+        }
+    return document
+
+
+def build_document() -> Json:
+    """The whole document, as a JSON-ready dict."""
+    _, components = msgspec.json.schema_components(_structs(), ref_template=REF)
+    _constrain(components)
+    paths: dict[str, Json] = {}
+    for operation in OPERATIONS:
+        paths.setdefault(operation.path, {})[operation.method.lower()] = _operation(operation)
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Dealer360 auction engine",
+            "version": "1",
+            "description": (
+                "Amounts are integer kobo in fields ending `_kobo`; times integer ms since the "
+                "Unix epoch in fields ending `_ms`; ids UUID strings. Every error is "
+                '`{"error": {"code", "message"}}`. The auction rooms are a WebSocket at '
+                "`/ws/auctions/{id}` (API.md), outside this document."
+            ),
+        },
+        "paths": paths,
+        "components": {
+            "schemas": components,
+            "securitySchemes": {
+                "bearerJWT": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "bearerFormat": "JWT",
+                    "description": (
+                        "HS256 with JWT_SECRET; claims `sub` (user id) and `exp`. Role and KYC "
+                        "come from the engine's users row, never from the token."
+                    ),
+                },
+                "serviceToken": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "The platform's INTERNAL_API_TOKEN (`/internal/*`).",
+                },
+            },
+        },
+    }
+
+
+def find_operation(method: str, path: str) -> Operation | None:
+    """The documented operation for a method and a route's path template."""
+    for operation in OPERATIONS:
+        if (operation.method, operation.path) == (method.upper(), path):
+            return operation
+    return None
+
+
+def _serve(document: bytes) -> Handler:
+    async def openapi_json(request: web.Request) -> web.Response:
+        return web.Response(body=document, content_type=JSON)
+
+    return openapi_json
+
+
+def install(app: web.Application) -> None:
+    app.router.add_get("/openapi.json", _serve(msgspec.json.encode(build_document())))
