@@ -102,6 +102,7 @@ _TRANSIENT: tuple[type[BaseException], ...] = (
     asyncpg.SerializationError,
     asyncpg.DeadlockDetectedError,
     asyncpg.TooManyConnectionsError,
+    asyncpg.InsufficientResourcesError,  # disk full, out of memory: may pass
 )
 
 
@@ -166,6 +167,19 @@ class LedgerWriter:
     def start(self) -> None:
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name="ledger-writer")
+            self._task.add_done_callback(self._writer_ended)
+
+    def _writer_ended(self, task: asyncio.Task[None]) -> None:
+        """The writer only ends when stopped; if it ever dies, refuse bids loudly."""
+        if task.cancelled() or self._task is None:
+            return
+        logger.critical("the ledger writer stopped: %r", task.exception())
+        self._refuse(self._drain())
+
+    def _drain(self) -> list[Entry]:
+        batch = list(self._queue)
+        self._queue.clear()
+        return batch
 
     async def stop(self) -> None:
         """Write what is queued (while the ledger takes it), then stop."""
@@ -194,7 +208,6 @@ class LedgerWriter:
         self._queue.append((bid, future))
         self._idle.clear()
         self._wake.set()
-        metrics.LEDGER_QUEUE.set(len(self._queue))
         return future
 
     async def _run(self) -> None:
@@ -202,8 +215,8 @@ class LedgerWriter:
             await self._wake.wait()
             if self._window_s and len(self._queue) < self._batch_max:
                 await asyncio.sleep(self._window_s)  # let a batch gather
+            metrics.LEDGER_QUEUE.set(len(self._queue))  # once a batch, not once a bid
             batch = [self._queue.popleft() for _ in range(min(self._batch_max, len(self._queue)))]
-            metrics.LEDGER_QUEUE.set(len(self._queue))
             if batch:
                 await self._write_with_retry(batch)
             if not self._queue:
@@ -235,6 +248,13 @@ class LedgerWriter:
             except Fenced as exc:
                 logger.critical("this node lost its auctions to a newer owner: %s", exc)
                 self._stop_for_good(batch)
+                return
+            except Exception:
+                # Anything else (a constraint the core should have made impossible,
+                # an unknown server error) must not stop the writer silently with
+                # bids waiting forever: refuse them, rebuild from the ledger.
+                logger.exception("ledger batch failed unexpectedly")
+                await self._give_up(batch)
                 return
         metrics.LEDGER_FLUSH.observe(time.monotonic() - started)
         metrics.LEDGER_BATCH_SIZE.observe(len(batch))

@@ -306,3 +306,32 @@ async def test_outage_refuses_bids_then_serves_again_without_a_restart(
     rows = await ledger_bids(pool, auction)
     assert [r["client_bid_id"] for r in rows] == ["before", "after"]
     await recover(pool)  # the ledger and a rebuilt core agree
+
+
+async def test_an_unexpected_database_error_refuses_the_batch_and_recovers(pool: Any) -> None:
+    world = await make_world(pool)
+    auction = world.auctions[0]
+    # A server-side error the writer has no special case for.
+    await pool.execute(
+        """
+        CREATE FUNCTION refuse_boom() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+          IF NEW.client_bid_id = 'boom' THEN RAISE EXCEPTION 'refused by a test trigger'; END IF;
+          RETURN NEW;
+        END $$;
+        CREATE TRIGGER refuse_boom BEFORE INSERT ON bids
+          FOR EACH ROW EXECUTE FUNCTION refuse_boom();
+        """
+    )
+    async with running(pool) as sequencer:
+        refused = await asyncio.wait_for(
+            sequencer.place_bid(auction, world.bidders[0], PRICE, "boom"), timeout=10
+        )
+        for _ in range(100):
+            if sequencer.available:
+                break
+            await asyncio.sleep(0.05)
+        after = await sequencer.place_bid(auction, world.bidders[1], PRICE, "fine")
+    assert refused.accepted is False and refused.code == "unavailable"  # type: ignore[union-attr]
+    assert isinstance(after, BidAccepted)
+    assert [r["client_bid_id"] for r in await ledger_bids(pool, auction)] == ["fine"]
