@@ -39,7 +39,11 @@ _KNOWN_USERS = "SELECT id FROM users WHERE id = ANY($1::uuid[])"
 
 def normalize_vin(raw: str) -> str:
     """The VIN upper-cased, or a refusal saying what is wrong with it."""
-    vin = raw.strip().upper()
+    vin = raw.strip()
+    # Before upper-casing: Unicode maps some letters (ß, ſ, ﬀ) onto ASCII ones.
+    if not vin.isascii():
+        raise _bad_vin("A VIN uses only the letters A–H, J–N, P, R–Z and the digits 0–9.")
+    vin = vin.upper()
     if len(vin) != VIN_LENGTH:
         raise _bad_vin(f"A VIN has 17 characters; this one has {len(vin)}.")
     if forbidden := sorted(set(vin) & set("IOQ")):

@@ -16,12 +16,11 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, Phase, given, settings
-from hypothesis import strategies as st
 
 from tests.http_helpers import PRICE, SERVICE_TOKEN, STEP, Api, start, token_for
 
-STATS: dict = {}
 EXAMPLES = 50  # per operation and mode: the whole run stays well under a minute
 
 
@@ -58,7 +57,12 @@ async def seed(api: Api) -> Seeded:
 
 def fuzz(document: dict[str, Any], base_url: str, seeded: Seeded) -> list[str]:
     """Every operation, valid then invalid data; the failures, described."""
-    import schemathesis
+    try:
+        import schemathesis
+    except ImportError:
+        pytest.fail(
+            "schemathesis is missing: it comes with the dev extra (pip install -e '.[dev]')"
+        )
     from schemathesis.checks import not_a_server_error
     from schemathesis.specs.openapi.checks import (
         content_type_conformance,
@@ -89,8 +93,9 @@ def fuzz(document: dict[str, Any], base_url: str, seeded: Seeded) -> list[str]:
         if _takes_input(document, operation):
             modes.append(schemathesis.GenerationMode.NEGATIVE)
         for mode in modes:
-            checks = [*conformance, ignored_auth if mode.is_positive else negative_data_rejection]
-            strategy = _cases(operation, mode, headers)
+            positive = mode is schemathesis.GenerationMode.POSITIVE
+            checks = [*conformance, ignored_auth if positive else negative_data_rejection]
+            strategy = operation.as_strategy(generation_mode=mode, headers=headers)
             try:
                 _run(strategy, base_url, headers, checks)
             except Exception:
@@ -108,10 +113,6 @@ def _auth_headers(path: str, seeded: Seeded) -> dict[str, str]:
     if path.startswith("/internal/") and not path.startswith("/internal/admin/"):
         return {"Authorization": f"Bearer {SERVICE_TOKEN}"}
     return {"Authorization": f"Bearer {seeded.staff_token}"}
-
-
-def _cases(operation: Any, mode: Any, headers: dict[str, str]) -> Any:
-    return operation.as_strategy(generation_mode=mode, headers=headers)
 
 
 def naming_known_ids(document: dict[str, Any], known: list[str]) -> dict[str, Any]:
@@ -151,11 +152,7 @@ def _run(strategy: Any, base_url: str, headers: dict[str, str], checks: list[Any
     )
     @given(case=strategy)
     def call(case: Any) -> None:
-        response = case.call_and_validate(
-            base_url=base_url, headers=headers, checks=checks, timeout=30
-        )
-        STATS.setdefault(case.operation.label, {}).setdefault(response.status_code, 0)
-        STATS[case.operation.label][response.status_code] += 1
+        case.call_and_validate(base_url=base_url, headers=headers, checks=checks, timeout=30)
 
     call()
 
@@ -172,11 +169,8 @@ async def test_every_operation_answers_within_its_documented_schema(
     seeded = await seed(api)
     document = (await api.call("GET", "/openapi.json")).body
     base_url = str(api.client.make_url("")).rstrip("/")
-    before = await api.pool.fetchval("SELECT count(*) FROM bids")
 
     failures = await asyncio.to_thread(fuzz, document, base_url, seeded)
 
-    import json; print(json.dumps(STATS, indent=0))
     assert not failures, "\n\n".join(failures)
-    assert (await api.call("GET", "/healthz")).status == 200
-    assert await api.pool.fetchval("SELECT count(*) FROM bids") >= before
+    assert (await api.call("GET", "/readyz")).status == 200

@@ -13,6 +13,7 @@ from tests.http_helpers import PRICE, Api, start
 
 Fingerprint = dict[str, tuple[int, str]]
 
+_DIGEST = "md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), ''))"
 _TABLES = "SELECT quote_ident(tablename) AS name FROM pg_tables WHERE schemaname = 'public'"
 
 
@@ -21,12 +22,10 @@ async def fingerprint(pool: Any) -> Fingerprint:
     found: Fingerprint = {}
     for table in await pool.fetch(_TABLES + " ORDER BY 1"):
         # The name is the catalog's, quoted by PostgreSQL itself: never client input.
-        row = await pool.fetchrow(
-            "SELECT count(*) AS rows,"
-            " md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), '')) AS digest"
-            f" FROM {table['name']} t"  # noqa: S608
-        )
-        found[table["name"]] = (row["rows"], row["digest"])
+        name = table["name"]
+        query = f"SELECT count(*) AS rows, {_DIGEST} AS digest FROM {name} t"  # noqa: S608
+        row = await pool.fetchrow(query)
+        found[name] = (row["rows"], row["digest"])
     return found
 
 

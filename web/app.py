@@ -20,7 +20,7 @@ from engine.config import Settings
 from engine.database import Database, open_database
 from engine.sequencer import Sequencer
 from web.auth import AuthError, bearer, is_service, verify_token
-from web.errors import ApiError, Handler, error_middleware
+from web.errors import ApiError, Handler, error_middleware, install_parser_errors
 from web.ratelimit import LocalRateLimiter, RateLimiter, RedisRateLimiter
 
 logger = logging.getLogger(__name__)
@@ -53,6 +53,7 @@ def create_app(
 ) -> web.Application:
     """The engine's app; `run_jobs=False` leaves the timed work (opening and
     ending auctions, reserve protection, settlement deadlines) to the caller."""
+    install_parser_errors()
     app = web.Application(
         middlewares=[error_middleware, rate_limit_middleware],
         client_max_size=settings.max_body_bytes,

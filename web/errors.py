@@ -8,6 +8,9 @@ from collections.abc import Awaitable, Callable
 
 import msgspec
 from aiohttp import web
+from aiohttp.web_protocol import RequestHandler
+from aiohttp.web_request import BaseRequest
+from aiohttp.web_response import StreamResponse
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +64,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return await handler(request)
     except ApiError as err:
         return error_response(err.status, err.code, err.message, err.headers)
+    except web.RequestPayloadError:
+        # A body that does not decode as its Content-Encoding says (bad gzip…).
+        return error_response(400, "malformed", "The request body could not be read.")
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -71,3 +77,32 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return error_response(
             500, "internal", "Something went wrong on our side; please try again."
         )
+
+
+def install_parser_errors() -> None:
+    """Requests aiohttp's HTTP parser refuses (huge headers, an over-long request
+    line, an encoding it cannot read) never reach a middleware: answer them in
+    our shape too, without echoing the input or naming a library."""
+    if getattr(RequestHandler.handle_error, "_dealer360", False):
+        return
+    original = RequestHandler.handle_error
+
+    def handle_error(
+        self: RequestHandler,
+        request: BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> StreamResponse:
+        if not 400 <= status < 500:
+            return original(self, request, status, exc, message)
+        logger.debug("refused an unreadable request: %r", exc)
+        code, text = _HTTP_CODES.get(status, ("malformed", "The request could not be read."))
+        if status == 400:
+            code, text = "malformed", "The request could not be read."
+        response = error_response(status, code, text)
+        response.force_close()  # the parser's state is unknown: never reuse it
+        return response
+
+    handle_error._dealer360 = True  # type: ignore[attr-defined]
+    RequestHandler.handle_error = handle_error  # type: ignore[method-assign]

@@ -3,9 +3,12 @@ writes), `/metrics` (Prometheus text format)."""
 
 from __future__ import annotations
 
+import asyncio
+
+import asyncpg
 from aiohttp import web
 
-from web.app import SEQUENCER, metrics_response
+from web.app import DATABASE, SEQUENCER, metrics_response
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -13,10 +16,22 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
+    """Ready while the ledger takes writes: the writer has not given up, and the
+    database answers now (the writer only notices an outage when it writes)."""
     sequencer = request.app.get(SEQUENCER)
-    if sequencer is None or not sequencer.available:
-        return web.json_response({"status": "unavailable"}, status=503)
+    database = request.app.get(DATABASE)
+    if sequencer is None or database is None or not sequencer.available:
+        return _unavailable()
+    try:
+        async with asyncio.timeout(1.0):
+            await database.pool.fetchval("SELECT 1")
+    except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+        return _unavailable()
     return web.json_response({"status": "ready"})
+
+
+def _unavailable() -> web.Response:
+    return web.json_response({"status": "unavailable"}, status=503)
 
 
 async def metrics(request: web.Request) -> web.Response:

@@ -12,6 +12,7 @@ schemathesis against it.
 
 from __future__ import annotations
 
+import copy
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -361,12 +362,7 @@ CONSTRAINTS: dict[str, dict[str, Json]] = {
     "BidRequest": {
         # Raw in the struct, so that a wrong amount gets the rule's `invalid_amount`.
         "amount_kobo": _integer(1, public_api.MAX_AMOUNT_KOBO),
-        "client_bid_id": {
-            "type": "string",
-            "minLength": 1,
-            "maxLength": 64,
-            "pattern": "^[^\\x00-\\x1f\\x7f]*$",
-        },
+        "client_bid_id": {"type": "string", "pattern": f"^{public_api.CLIENT_BID_ID.pattern}$"},
     },
     "WalletChange": {"amount_kobo": _integer(1, wallet.MAX_KOBO)},
     "PaymentRequest": {"amount_kobo": _integer(1, settlement.MAX_PAYMENT_KOBO)},
@@ -391,7 +387,7 @@ def _constrain(components: dict[str, Json]) -> None:
             target = nullable[0] if nullable else prop
             if "type" in target and target["type"] != constraint["type"]:
                 raise TypeError(f"{name}.{field_name} is {target['type']}, not {constraint}")
-            target.update(constraint)
+            target.update(copy.deepcopy(constraint))
 
 
 # ---- the document -------------------------------------------------------------------
@@ -438,7 +434,13 @@ def _parameters(operation: Operation) -> list[Json]:
     parameters: list[Json] = []
     if "{id}" in operation.path:
         parameters.append(
-            {"name": "id", "in": "path", "required": True, "schema": UUID, "description": "A UUID."}
+            {
+                "name": "id",
+                "in": "path",
+                "required": True,
+                "schema": dict(UUID),
+                "description": "A UUID.",
+            }
         )
     for query in operation.query:
         parameters.append(
@@ -446,7 +448,7 @@ def _parameters(operation: Operation) -> list[Json]:
                 "name": query.name,
                 "in": "query",
                 "required": False,
-                "schema": query.schema,
+                "schema": copy.deepcopy(query.schema),
                 "description": query.description,
             }
         )
@@ -503,7 +505,9 @@ def build_document() -> Json:
             "description": (
                 "Amounts are integer kobo in fields ending `_kobo`; times integer ms since the "
                 "Unix epoch in fields ending `_ms`; ids UUID strings. Every error is "
-                '`{"error": {"code", "message"}}`. The auction rooms are a WebSocket at '
+                '`{"error": {"code", "message"}}`; besides the statuses listed per operation, '
+                "an unknown address answers 404 `not_found` and a method an address does not "
+                "take 405 `method_not_allowed`. The auction rooms are a WebSocket at "
                 "`/ws/auctions/{id}` (API.md), outside this document."
             ),
         },

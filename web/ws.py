@@ -159,6 +159,9 @@ class Session:
         except (msgspec.ValidationError, msgspec.DecodeError) as err:
             self._undecodable(data, err)
             return
+        except RecursionError:
+            self._error("malformed", "This message is nested too deeply to read.")
+            return
         if isinstance(message, Ping):
             now = self._app[CLOCK].now_ms()
             self._reply(Pong(client_time_ms=message.client_time_ms, server_time_ms=now))
@@ -175,7 +178,7 @@ class Session:
         if self._conn.user_id is None:
             try:
                 kind = frame_type_decoder.decode(data).type
-            except (msgspec.ValidationError, msgspec.DecodeError):
+            except (msgspec.ValidationError, msgspec.DecodeError, RecursionError):
                 kind = None
             if kind is not None and kind not in GUEST_TYPES:
                 self._unauthenticated()  # before any other check, as API.md says
