@@ -476,6 +476,9 @@ async def _commit_latency_ms(admin: asyncpg.Connection, commits: int = 200) -> f
 
 async def _run(args: argparse.Namespace) -> Result:
     started = time.perf_counter()
+    main = asyncio.current_task()
+    if main is not None:  # stopped by SIGTERM (say, by `timeout`), still stop the server
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main.cancel)
     shape = "one hot auction" if args.hot else f"{args.auctions:,} auctions"
     progress(f"generating {args.bids:,} bids on {shape} from {args.bidders:,} bidders")
     auctions = 1 if args.hot else args.auctions
@@ -583,13 +586,4 @@ def _table(modes: dict[str, Mode]) -> None:
 
 
 def run(args: argparse.Namespace) -> Result:
-    # Stopped by SIGTERM (say, by `timeout`), the run still stops its server.
-    previous = signal.signal(signal.SIGTERM, _interrupt)
-    try:
-        return uvloop.run(_run(args))
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
+    return uvloop.run(_run(args))

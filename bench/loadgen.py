@@ -38,7 +38,7 @@ import time
 from array import array
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 import uvloop
@@ -238,8 +238,7 @@ class Socket(asyncio.Protocol):
     # asyncio.Protocol
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = transport = cast(asyncio.Transport, transport)  # uvloop's is no subclass
         path = f"/ws/auctions/{self.gen.config.auction_ids[self.auction]}"
         host = f"{self.gen.config.host}:{self.gen.config.port}"
         transport.write(
@@ -783,13 +782,17 @@ async def main() -> None:
     gen.stopping = True
     probe.cancel()
     results = gen.results(connect_s, cpu)
-    with open(config.results_path, "wb") as out:
-        pickle.dump(results, out, protocol=pickle.HIGHEST_PROTOCOL)
+    await asyncio.to_thread(_dump, results, config.results_path)
     for sock in [*gen.bidders, *gen.watchers]:
         sock.close()
     await asyncio.sleep(0.2)
     _say(event="done", index=config.index)
     gone.cancel()
+
+
+def _dump(results: Results, path: str) -> None:
+    with open(path, "wb") as out:
+        pickle.dump(results, out, protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def _future(loop: asyncio.AbstractEventLoop) -> asyncio.Future[None]:

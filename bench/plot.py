@@ -8,6 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
 
 
 def latency_over_time(
@@ -49,6 +53,7 @@ def latency_over_time(
             color=color,
         )
     latency.set_yscale("log")
+    _plain_ticks(latency)
     latency.set_ylabel("ms (by the bid's send second)")
     latency.grid(True, which="both", alpha=0.3)
     latency.legend(loc="upper right", fontsize=8)
@@ -82,9 +87,19 @@ def compare_bars(
     right.bar(names, [p99s[n] or 0.0 for n in names], color="tab:blue")
     right.set_ylabel("bid ack p99 (ms)")
     right.set_yscale("log")
+    _plain_ticks(right)
     right.grid(True, axis="y", which="both", alpha=0.3)
     figure.suptitle(title, fontsize=10)
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=110)
     plt.close(figure)
     return path
+
+
+def _plain_ticks(axes: Axes) -> None:
+    """Log-scale ticks as plain numbers (5, 10, 50), not powers of ten."""
+    from matplotlib.ticker import FuncFormatter, LogLocator
+
+    axes.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    axes.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    axes.yaxis.set_minor_formatter(FuncFormatter(lambda value, _: ""))

@@ -25,9 +25,9 @@ internal API: every acknowledged bid is in ``bids`` exactly once, with its
 amount, and nothing else is but bids whose answer never arrived.
 
 ``--compare`` runs the same scenario against the engine, the seed's per-bid
-lock ledger and the Python reference core (bench/rooms_server.py wires the
-last two), plus ``bench ledger`` for the ledger-level ratio, and reports them
-side by side.
+lock ledger (LEDGER_MODE=baseline) and the Python reference core
+(bench/rooms_server.py swaps it in), plus ``bench ledger`` for the ledger-level
+ratio, and reports them side by side.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib.util
 import json
 import os
 import pickle
@@ -80,6 +81,8 @@ TARGETS_MS = {"ack p99": 25.0, "fan-out p99": 50.0}
 RESULTS_DIR = REPO / "bench" / "results"
 STORM_ZIPF = 1.0  # storm: a few auctions draw most bidders and watchers
 SETTLE_S = 1.0  # between the last socket ready and the first bid
+STEADY_RATE = 1_000.0  # bids/s: one a second from each of the default 1,000 bidders
+COMPARE_RATE = 5_000.0  # bids/s: well past what the per-bid-lock baseline can take
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -91,11 +94,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bidders", type=_positive, default=1_000)
     parser.add_argument("--watchers", type=_count, default=5_000)
     parser.add_argument("--seconds", type=float, default=60.0, help="bidding time")
+    parser.add_argument("--processes", type=_positive, default=2, help="load-generator processes")
     parser.add_argument(
-        "--processes", type=_positive, default=2, help="load-generator processes"
-    )
-    parser.add_argument(
-        "--rate", type=float, default=2_000.0, help="steady: offered bids/s (Poisson)"
+        "--rate",
+        type=float,
+        default=None,
+        help=f"steady: offered bids/s, Poisson (default {STEADY_RATE:,.0f}; "
+        f"with --compare {COMPARE_RATE:,.0f}, to saturate the baseline)",
     )
     parser.add_argument(
         "--think-ms", type=float, default=250.0, help="storm: a bidder's mean pause at first"
@@ -122,9 +127,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="the engine, the per-bid-lock baseline and the reference core, side by side",
     )
-    parser.add_argument(
-        "--out", type=Path, default=RESULTS_DIR, help="where the .md and .png go"
-    )
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR, help="where the .md and .png go")
     parser.add_argument(
         "--py-spy",
         metavar="BIN",
@@ -181,12 +184,12 @@ class Generators:
             return message
 
         try:
-            return await asyncio.wait_for(
-                asyncio.gather(*(one(p) for p in self._processes)), timeout_s
-            )
+            async with asyncio.timeout(timeout_s):
+                return await asyncio.gather(*(one(p) for p in self._processes))
         except TimeoutError:
-            raise BenchFailure(f"the load generators did not say {event!r} within "
-                               f"{timeout_s:.0f}s") from None
+            raise BenchFailure(
+                f"the load generators did not say {event!r} within {timeout_s:.0f}s"
+            ) from None
 
     async def ready(self, timeout_s: float) -> list[dict[str, Any]]:
         return await self._hear("ready", timeout_s)
@@ -274,7 +277,11 @@ class Run:
 
 async def run_once(args: argparse.Namespace, mode: str) -> Run:
     """One scenario against one server: set up, bid, collect, check the ledger."""
-    zipf = args.zipf if args.zipf is not None else (STORM_ZIPF if args.room_scenario == "storm" else 0.0)
+    zipf = (
+        args.zipf
+        if args.zipf is not None
+        else (STORM_ZIPF if args.room_scenario == "storm" else 0.0)
+    )
     sockets = args.bidders + args.watchers
     setup_s = 10 + sockets / 300  # what making the world and connecting may take
     async with contextlib.AsyncExitStack() as stack:
@@ -378,8 +385,11 @@ async def _watch(gens: Generators, api: Api, args: argparse.Namespace) -> list[R
 
 
 def _accepted(samples: dict[str, float]) -> float:
-    return sum(v for k, v in samples.items() if k.startswith("auction_bids_total{")
-               and 'result="accepted"' in k)
+    return sum(
+        v
+        for k, v in samples.items()
+        if k.startswith("auction_bids_total{") and 'result="accepted"' in k
+    )
 
 
 @dataclass(slots=True)
@@ -412,21 +422,57 @@ def _server_side(before: _Probe, after: _Probe) -> dict[str, Any]:
         "cpu_share": cpu,  # of one core: the engine is one Python process
         "fanout_commit_to_last_write_mean_ms": round(
             _delta(before, after, "auction_fanout_seconds_sum") / fanouts * 1000, 3
-        ) if fanouts else None,
+        )
+        if fanouts
+        else None,
         "accepted_arrival_to_ack_mean_ms": round(
             _delta(before, after, "auction_bid_latency_seconds_sum") / acks * 1000, 3
-        ) if acks else None,
+        )
+        if acks
+        else None,
         "ledger_batches": int(batches),
         "ledger_batch_mean": round(
             _delta(before, after, "auction_ledger_batch_size_sum") / batches, 1
-        ) if batches else None,
+        )
+        if batches
+        else None,
         "ledger_flush_mean_ms": round(
             _delta(before, after, "auction_ledger_flush_seconds_sum") / batches * 1000, 3
-        ) if batches else None,
+        )
+        if batches
+        else None,
+        # Bucket bounds (upper), from the server's own histograms.
+        "accepted_arrival_to_ack_p99_le_ms": _ms(
+            histogram_quantile(before, after, "auction_bid_latency_seconds", 0.99)
+        ),
+        "fanout_commit_to_last_write_p99_le_ms": _ms(
+            histogram_quantile(before, after, "auction_fanout_seconds", 0.99)
+        ),
         "slow_clients_dropped": int(_delta(before, after, "auction_ws_slow_clients_dropped_total")),
         "messages_sent": int(_delta(before, after, "auction_ws_messages_sent_total")),
-        "connections_at_end": after.metrics.get("auction_ws_connections"),
+        "messages_sent_per_s": round(
+            _delta(before, after, "auction_ws_messages_sent_total") / wall, 1
+        ),
     }
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1000, 3)
+
+
+def histogram_quantile(before: _Probe, after: _Probe, name: str, q: float) -> float | None:
+    """Prometheus-style: the upper bound of the bucket holding the q-quantile of the
+    observations between the two probes (seconds), or None without any."""
+    buckets = []
+    for key, value in after.metrics.items():
+        if key.startswith(f"{name}_bucket{{") and 'le="' in key:
+            bound = key.split('le="', 1)[1].split('"', 1)[0]
+            buckets.append((float(bound), value - before.metrics.get(key, 0.0)))
+    buckets.sort()
+    if not buckets or buckets[-1][1] <= 0:
+        return None
+    rank = q * buckets[-1][1]
+    return next(bound for bound, count in buckets if count >= rank)
 
 
 def _machine_busy(before: _Probe, after: _Probe) -> float | None:
@@ -454,13 +500,17 @@ def _result(
         "rooms_scenario": args.room_scenario,
         "server_mode": mode if not args.url else "external",
     }
-    for prefix, values in (
-        ("ack", figures.ack_ms),
-        ("ack_accepted", figures.ack_accepted_ms),
-        ("fanout", figures.fanout_ms),
-        ("fanout_last", figures.fanout_last_ms),
-    ):
-        for name, value in rooms_stats.percentiles(values).items():
+    quantiles = {
+        prefix: rooms_stats.percentiles(values)
+        for prefix, values in (
+            ("ack", figures.ack_ms),
+            ("ack_accepted", figures.ack_accepted_ms),
+            ("fanout", figures.fanout_ms),
+            ("fanout_last", figures.fanout_last_ms),
+        )
+    }
+    for prefix, values in quantiles.items():
+        for name, value in values.items():
             result[f"{prefix}_{name.replace('.', '')}_ms"] = value
     drops = [drop for r in results for drop in r.drops]
     offered = sum(r.offered for r in results)
@@ -477,8 +527,7 @@ def _result(
         }
         for r in results
     ]
-    ack_p99 = result["ack_p99_ms"]
-    fan_p99 = result["fanout_p99_ms"]
+    ack_p99, fan_p99 = quantiles["ack"]["p99"], quantiles["fanout"]["p99"]
     result.update(
         {
             "accepted_bids_per_s": round(figures.accepted / seconds, 1),
@@ -491,7 +540,8 @@ def _result(
             "unanswered": figures.unanswered,
             "rejections": figures.rejections,
             "no_idle_bidder": no_idle,
-            "saturated": args.room_scenario == "storm" or (offered > 0 and no_idle / offered >= 0.05),
+            "saturated": args.room_scenario == "storm"
+            or (offered > 0 and no_idle / offered >= 0.05),
             "extensions": figures.extensions,
             "sockets_connected": sum(r.bidders_connected + r.watchers_connected for r in results),
             "sockets_dropped": len(drops),
@@ -539,8 +589,10 @@ def _result(
                     "watchers": max(Counter(world.watcher_auction).values(), default=0),
                 },
             },
-            "setup_s": {**{k: round(v, 1) for k, v in world.seconds.items()},
-                        "connect_s": round(connect_s, 1)},
+            "setup_s": {
+                **{k: round(v, 1) for k, v in world.seconds.items()},
+                "connect_s": round(connect_s, 1),
+            },
             **environment(),
         }
     )
@@ -570,9 +622,21 @@ async def _start_profiler(
     out = args.out / f"rooms-{args.room_scenario}-{mode}-pyspy.txt"
     out.parent.mkdir(parents=True, exist_ok=True)
     process = await asyncio.create_subprocess_exec(
-        args.py_spy, "record", "--pid", str(target.pid), "--duration", str(int(args.seconds)),
-        "--rate", "250", "--format", "raw", "--nonblocking", "--output", str(out),
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+        args.py_spy,
+        "record",
+        "--pid",
+        str(target.pid),
+        "--duration",
+        str(int(args.seconds)),
+        "--rate",
+        "250",
+        "--format",
+        "raw",
+        "--nonblocking",
+        "--output",
+        str(out),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
     )
     progress(f"py-spy (pid {process.pid}) sampling the server into {out}")
     return process, out
@@ -619,8 +683,12 @@ def summarise_profile(path: Path, top: int = 12) -> dict[str, Any] | None:
     def shares(counter: Counter[str]) -> list[tuple[str, float]]:
         return [(name, round(n / total, 3)) for name, n in counter.most_common(top)]
 
-    return {"file": str(path), "samples": total, "self": shares(leaf),
-            "inclusive": shares(inclusive)}
+    return {
+        "file": str(path),
+        "samples": total,
+        "self": shares(leaf),
+        "inclusive": shares(inclusive),
+    }
 
 
 # ---- the reports --------------------------------------------------------------------------
@@ -692,18 +760,31 @@ async def _compare(args: argparse.Namespace) -> Result:
         png,
         {m: float(r["accepted_bids_per_s"]) for m, r in by_mode.items()},  # type: ignore[arg-type]
         {m: r["ack_p99_ms"] for m, r in by_mode.items()},  # type: ignore[misc]
-        title=f"rooms {args.room_scenario}: the engine, the per-bid-lock baseline, the reference core",
+        title=f"rooms {args.room_scenario}: the engine, the per-bid-lock baseline, the reference",
     )
     md.write_text(
-        rooms_stats.compare_markdown(by_mode, ledger_level, notes)
-        + f"\n![compare]({png.name})\n"
+        rooms_stats.compare_markdown(by_mode, ledger_level, notes) + f"\n![compare]({png.name})\n"
     )
     progress(f"wrote {md} and {png}")
     for result in by_mode.values():
         _fail_if_inconsistent(result)
-    keep = ("accepted_bids_per_s", "sent_bids_per_s", "ack_p50_ms", "ack_p99_ms", "ack_p999_ms",
-            "fanout_p50_ms", "fanout_p99_ms", "fanout_p999_ms", "ledger_consistent",
-            "sockets_dropped", "unanswered", "saturated", "rejections", "server", "generator")
+    keep = (
+        "accepted_bids_per_s",
+        "sent_bids_per_s",
+        "ack_p50_ms",
+        "ack_p99_ms",
+        "ack_p999_ms",
+        "fanout_p50_ms",
+        "fanout_p99_ms",
+        "fanout_p999_ms",
+        "ledger_consistent",
+        "sockets_dropped",
+        "unanswered",
+        "saturated",
+        "rejections",
+        "server",
+        "generator",
+    )
     return {
         **engine,
         "compare": {mode: {k: r.get(k) for k in keep} for mode, r in by_mode.items()},
@@ -716,8 +797,8 @@ async def _compare(args: argparse.Namespace) -> Result:
 
 def _compare_notes(by_mode: dict[str, Result]) -> list[str]:
     notes = [
-        "baseline and reference are wired by bench/rooms_server.py (the engine does not "
-        "route LEDGER_MODE=baseline, nor pick its core class, yet).",
+        "baseline: `python -m engine serve` with LEDGER_MODE=baseline; reference: "
+        "bench/rooms_server.py (the engine cannot pick its core class).",
     ]
     baseline = by_mode["baseline"]
     if not baseline["saturated"]:
@@ -729,9 +810,7 @@ def _compare_notes(by_mode: dict[str, Result]) -> list[str]:
     base_rate = baseline["accepted_bids_per_s"]
     assert isinstance(engine_rate, float) and isinstance(base_rate, float)
     if base_rate and engine_rate / base_rate < 10:
-        notes.append(
-            f"engine / baseline = {engine_rate / base_rate:.1f}, below the 10x target"
-        )
+        notes.append(f"engine / baseline = {engine_rate / base_rate:.1f}, below the 10x target")
     return notes
 
 
@@ -740,23 +819,51 @@ async def _ledger_level() -> dict[str, Any] | None:
     ledgers without sockets, for the ratio where the baseline's cost is all there is."""
     progress("--compare: the ledger level (python -m bench ledger --json --seconds 10)")
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bench", "ledger", "--json", "--seconds", "10",
-        cwd=REPO, stdout=asyncio.subprocess.PIPE, start_new_session=True,
+        sys.executable,
+        "-m",
+        "bench",
+        "ledger",
+        "--json",
+        "--seconds",
+        "10",
+        cwd=REPO,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        start_new_session=True,
     )
+
+    async def relay() -> None:
+        assert process.stderr is not None
+        async for line in process.stderr:
+            progress("  bench ledger: " + line.decode(errors="replace").rstrip().split("] ", 1)[-1])
+
     try:
-        out, _ = await asyncio.wait_for(process.communicate(), timeout=600)
+        async with asyncio.timeout(600):
+            out, _ = await asyncio.gather(_read_all(process), relay())
     except (TimeoutError, asyncio.CancelledError):
         with contextlib.suppress(ProcessLookupError):
             process.kill()
         await process.wait()
         raise
+    await process.wait()
     if process.returncode != 0 or not out.strip():
         progress(f"warning: bench ledger failed (status {process.returncode}); no ledger level")
         return None
     full: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
-    keys = ("writebehind_bids_per_s", "baseline_bids_per_s", "ratio_vs_baseline", "bids",
-            "auctions", "seconds_cap")
+    keys = (
+        "writebehind_bids_per_s",
+        "baseline_bids_per_s",
+        "ratio_vs_baseline",
+        "bids",
+        "auctions",
+        "seconds_cap",
+    )
     return {key: full.get(key) for key in keys}
+
+
+async def _read_all(process: asyncio.subprocess.Process) -> bytes:
+    assert process.stdout is not None
+    return await process.stdout.read()
 
 
 # ---- entry --------------------------------------------------------------------------------
@@ -769,7 +876,17 @@ def run(args: argparse.Namespace) -> Result:
         raise BenchFailure("--compare starts its own servers: it does not take --url")
     if args.seconds <= 0:
         raise BenchFailure("--seconds must be above 0")
-    return uvloop.run(_main(args))
+    if args.rate is None:
+        args.rate = COMPARE_RATE if args.compare else STEADY_RATE
+    if importlib.util.find_spec("matplotlib") is None:
+        raise BenchFailure(
+            "matplotlib draws the latency plot and is not installed: "
+            "pip install -e '.[bench]' (the dev extra has it too)"
+        )
+    try:
+        return uvloop.run(_main(args))
+    except (asyncio.CancelledError, KeyboardInterrupt):
+        raise BenchFailure("interrupted; every process the run started is stopped") from None
 
 
 async def _main(args: argparse.Namespace) -> Result:

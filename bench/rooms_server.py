@@ -1,37 +1,30 @@
-"""``python -m bench.rooms_server MODE --host H --port P``: the engine's server
-with one part swapped, for ``python -m bench rooms --compare``.
+"""``python -m bench.rooms_server --host H --port P``: the engine's server on the
+Python reference core, for ``python -m bench rooms --compare``.
 
-The engine cannot be told to run these variants yet (LEDGER_MODE is read into
-the settings and routed nowhere; the core class is fixed in engine/recovery.py),
-so this launcher wires them from outside, without touching engine/ or web/, and
-then serves exactly as ``python -m engine serve`` does (web.serve.serve):
-
-- ``baseline``: every bid goes to engine/baseline.py's BaselineLedger (the
-  seed's design: one READ COMMITTED transaction per bid holding the auction's
-  row lock, rules checked in Python from the rows) instead of the core and the
-  write-behind ledger; an accepted bid is handed to the sequencer's commit
-  listeners, so the rooms fan it out as they would a committed batch. The core
-  is not told about these bids: snapshots then come from the ledger's rows (the
-  core's seq is behind), and the core's own end times stay the original ones,
-  so a run must finish before its auctions' first end (the bench's runs do).
-- ``reference``: the Python reference model (tests/reference_model.py) in
-  place of ``bidcore.Core``; every other part is the engine's.
+The engine cannot be told to run on another core (the class is fixed in
+engine/recovery.py), so this launcher swaps it in from outside, without
+touching engine/ or web/: it rebinds ``bidcore.Core`` (and the outcome classes
+the sequencer tests for) to tests/reference_model.py's, then serves exactly as
+``python -m engine serve`` does (web.serve.serve), and once started prints
+which core the sequencer holds; the bench refuses to compare without that line.
+(The per-bid-lock baseline needs no launcher: LEDGER_MODE=baseline.)
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
-import uuid
 from collections.abc import Sequence
 
 from aiohttp import web
 
 import bidcore
-from engine.baseline import BaselineLedger
-from engine.bids import BidAccepted, BidOutcome
 from engine.config import ConfigError, Settings
-from web.app import CLOCK, DATABASE, SEQUENCER
+from web.app import SEQUENCER
+
+#: The prefix of the line saying what was swapped in.
+WIRED = "bench.rooms_server wired:"
 
 
 def use_reference_core() -> None:
@@ -50,38 +43,16 @@ def use_reference_core() -> None:
     bidcore.Closed = reference_model.Closed  # type: ignore[misc,assignment]
 
 
-def route_bids_to_baseline(app: web.Application) -> None:
-    """From now on the app's sequencer places bids through a BaselineLedger."""
-    sequencer = app[SEQUENCER]
-    ledger = BaselineLedger(app[DATABASE].pool, clock=app[CLOCK])
-
-    async def place_bid(
-        auction_id: uuid.UUID,
-        user_id: uuid.UUID,
-        amount_kobo: int,
-        client_bid_id: str | None = None,
-        *,
-        platform: bool = False,
-    ) -> BidOutcome:
-        outcome = await ledger.place_bid(
-            auction_id, user_id, amount_kobo, client_bid_id, platform=platform
-        )
-        if isinstance(outcome, BidAccepted):
-            # What the write-behind writer does after a commit: the rooms' listener.
-            sequencer._committed([outcome.bid])
-        return outcome
-
-    sequencer.place_bid = place_bid  # type: ignore[method-assign]
+def _announce_core(app: web.Application) -> None:
+    core = type(app[SEQUENCER].core)
+    print(f"{WIRED} core {core.__module__}.{core.__qualname__}", flush=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.rooms_server", description=__doc__)
-    parser.add_argument("mode", choices=("baseline", "reference"))
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args(argv)
-    import logging
-
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         settings = Settings.from_env()
@@ -91,10 +62,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger().setLevel(settings.log_level)
     from web.serve import serve
 
-    if args.mode == "reference":
-        use_reference_core()
-        return serve(settings, host=args.host, port=args.port)
-    return serve(settings, host=args.host, port=args.port, on_ready=route_bids_to_baseline)
+    use_reference_core()
+    return serve(settings, host=args.host, port=args.port, on_ready=_announce_core)
 
 
 if __name__ == "__main__":

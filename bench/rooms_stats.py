@@ -192,15 +192,25 @@ def _cell(value: object) -> str:
     return str(value)
 
 
+def _load(result: Mapping[str, Any]) -> str:
+    load = result.get("load_average_1m_at_start")
+    return f"{load:.2f}" if isinstance(load, float) else "unknown"
+
+
 def latency_rows(result: Mapping[str, Any]) -> list[str]:
-    rows = ["| latency (ms) | p50 | p95 | p99 | p99.9 | max |", "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    rows = [
+        "| latency (ms) | p50 | p95 | p99 | p99.9 | max |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
     for label, prefix in (
         ("bid ack (send → bid_result), all answers", "ack"),
         ("bid ack, accepted bids only", "ack_accepted"),
         ("fan-out (bid sent → each watcher has it)", "fanout"),
         ("fan-out, last watcher of the room", "fanout_last"),
     ):
-        cells = [_cell(result.get(f"{prefix}_{q.replace('.', '')}_ms")) for q in (*QUANTILES, "max")]
+        cells = [
+            _cell(result.get(f"{prefix}_{q.replace('.', '')}_ms")) for q in (*QUANTILES, "max")
+        ]
         rows.append(f"| {label} | " + " | ".join(cells) + " |")
     return rows
 
@@ -212,7 +222,7 @@ def markdown(result: Mapping[str, Any], png_name: str | None) -> str:
         f"# `python -m bench rooms --scenario {config['scenario']}`",
         "",
         f"{result.get('git_commit') or 'no commit'}; {result['cpu_count']} cores "
-        f"({result['machine']}), load average {result['load_average_1m_at_start']} at start; "
+        f"({result['machine']}), load average {_load(result)} at start; "
         f"server: {result['server_mode']}.",
         "",
         f"{config['auctions']:,} auctions, {config['bidders']:,} bidders, "
@@ -240,14 +250,20 @@ def markdown(result: Mapping[str, Any], png_name: str | None) -> str:
         ("anti-sniping extensions", result["extensions"]),
         ("sockets connected (bidders + watchers)", result["sockets_connected"]),
         ("sockets failed to connect", result["sockets_failed"]),
-        ("sockets dropped / of which kept up", f"{result['sockets_dropped']} / "
-         f"{result['sockets_dropped_kept_up']}"),
+        (
+            "sockets dropped / of which kept up",
+            f"{result['sockets_dropped']} / {result['sockets_dropped_kept_up']}",
+        ),
         ("room events missed (seq gaps)", result["seq_gaps"]),
-        ("deliveries expected / measured", f"{result['deliveries']['expected']:,} / "
-         f"{result['deliveries']['measured']:,}"),
+        (
+            "deliveries expected / measured",
+            f"{result['deliveries']['expected']:,} / {result['deliveries']['measured']:,}",
+        ),
         ("ledger consistent", result["ledger_consistent"]),
-        ("ack p99 ≤ 25 ms / fan-out p99 ≤ 50 ms", f"{_cell(targets['ack_p99_met'])} / "
-         f"{_cell(targets['fanout_p99_met'])}"),
+        (
+            "ack p99 ≤ 25 ms / fan-out p99 ≤ 50 ms",
+            f"{_cell(targets['ack_p99_met'])} / {_cell(targets['fanout_p99_met'])}",
+        ),
     ):
         lines.append(f"| {label} | {_cell(value)} |")
     lines += ["", "| rejection | bids |", "| --- | ---: |"]
@@ -260,16 +276,23 @@ def markdown(result: Mapping[str, Any], png_name: str | None) -> str:
             f"| generator {gen['index']} (worst loop lag {gen['lag_max_ms']:.0f} ms) | "
             f"{_cell(gen['cpu_share'])} |"
         )
-    lines.append(f"| whole machine, every core (busy share) | {_cell(result['machine_busy_share'])} |")
+    lines.append(
+        f"| whole machine, every core (busy share) | {_cell(result['machine_busy_share'])} |"
+    )
     if png_name:
         lines += ["", f"![latency over time]({png_name})"]
-    lines += ["", "Ledger check: " + ", ".join(f"{k} {v}" for k, v in result["ledger"].items()
-                                                 if k != "examples"), ""]
+    lines += [
+        "",
+        "Ledger check: "
+        + ", ".join(f"{k} {v}" for k, v in result["ledger"].items() if k != "examples"),
+        "",
+    ]
     return "\n".join(lines)
 
 
-def compare_markdown(runs: Mapping[str, Mapping[str, Any]], ledger: Mapping[str, Any] | None,
-                     notes: Sequence[str]) -> str:
+def compare_markdown(
+    runs: Mapping[str, Mapping[str, Any]], ledger: Mapping[str, Any] | None, notes: Sequence[str]
+) -> str:
     """--compare: the variants side by side, the engine's ratios to each."""
     names = list(runs)
     engine = runs.get("engine")
@@ -280,8 +303,16 @@ def compare_markdown(runs: Mapping[str, Mapping[str, Any]], ledger: Mapping[str,
         "| --- | " + " | ".join("---:" for _ in names) + " |",
     ]
     keys = (
-        "accepted_bids_per_s", "sent_bids_per_s", "ack_p50_ms", "ack_p99_ms", "ack_p999_ms",
-        "fanout_p50_ms", "fanout_p99_ms", "unanswered", "sockets_dropped", "ledger_consistent",
+        "accepted_bids_per_s",
+        "sent_bids_per_s",
+        "ack_p50_ms",
+        "ack_p99_ms",
+        "ack_p999_ms",
+        "fanout_p50_ms",
+        "fanout_p99_ms",
+        "unanswered",
+        "sockets_dropped",
+        "ledger_consistent",
     )
     for key in keys:
         lines.append(f"| {key} | " + " | ".join(_cell(runs[n].get(key)) for n in names) + " |")
@@ -291,8 +322,11 @@ def compare_markdown(runs: Mapping[str, Mapping[str, Any]], ledger: Mapping[str,
                 continue
             other = runs[name]["accepted_bids_per_s"]
             ratio = engine["accepted_bids_per_s"] / other if other else None
-            lines.append(f"| engine / {name}, accepted bids/s | " + " | ".join(
-                _cell(ratio) if n == name else "" for n in names) + " |")
+            lines.append(
+                f"| engine / {name}, accepted bids/s | "
+                + " | ".join(_cell(ratio) if n == name else "" for n in names)
+                + " |"
+            )
     if ledger is not None:
         lines += [
             "",

@@ -69,8 +69,11 @@ class Target:
         return int(self.base.rsplit(":", 1)[1].split("/", 1)[0])
 
 
-def server_env(data_dir: Path, jwt_secret: str, internal_token: str) -> dict[str, str]:
-    """The server's environment: embedded database in `data_dir`, limits out of the way."""
+def server_env(
+    data_dir: Path, jwt_secret: str, internal_token: str, mode: str = "engine"
+) -> dict[str, str]:
+    """The server's environment: embedded database in `data_dir`, limits out of the
+    way; `mode` baseline sets LEDGER_MODE=baseline (the seed's per-bid transaction)."""
     env = {
         key: value
         for key, value in os.environ.items()
@@ -85,6 +88,7 @@ def server_env(data_dir: Path, jwt_secret: str, internal_token: str) -> dict[str
         RATE_LIMIT_IP_PER_MIN="1000000000",
         RATE_LIMIT_USER_PER_MIN="1000000000",
         WS_BIDS_PER_S="1000000",
+        LEDGER_MODE="baseline" if mode == "baseline" else "writebehind",
         LOG_LEVEL=os.environ.get("BENCH_SERVER_LOG_LEVEL", "WARNING"),
         PYTHONUNBUFFERED="1",
     )
@@ -92,12 +96,10 @@ def server_env(data_dir: Path, jwt_secret: str, internal_token: str) -> dict[str
 
 
 def server_command(mode: str, port: int) -> list[str]:
-    """`python -m engine serve` for the engine as it is; the bench's own launcher
-    (bench/rooms_server.py) for the variants the engine cannot be told to run yet."""
-    if mode == "engine":
-        command = ["-m", "engine", "serve"]
-    else:
-        command = ["-m", "bench.rooms_server", mode]
+    """`python -m engine serve` (the baseline too: LEDGER_MODE); the reference core
+    through the bench's launcher (bench/rooms_server.py): the engine cannot pick
+    its core class."""
+    command = ["-m", "bench.rooms_server"] if mode == "reference" else ["-m", "engine", "serve"]
     return [sys.executable, *command, "--host", "127.0.0.1", "--port", str(port)]
 
 
@@ -120,7 +122,7 @@ async def started_server(mode: str, start_timeout_s: float = 180.0) -> AsyncIter
     process = await asyncio.create_subprocess_exec(
         *server_command(mode, port),
         cwd=REPO,
-        env=server_env(data_dir, secret, token),
+        env=server_env(data_dir, secret, token, mode),
         stdin=asyncio.subprocess.DEVNULL,
         stdout=log,
         stderr=log,
@@ -130,6 +132,8 @@ async def started_server(mode: str, start_timeout_s: float = 180.0) -> AsyncIter
     try:
         progress(f"server ({mode}) pid {process.pid} on port {port}, data in {data_dir}")
         await _wait_ready(target, process, log_path, start_timeout_s)
+        if mode != "engine":
+            _require_wiring(log_path, mode)
         yield target
     finally:
         await _stop(process)
@@ -158,6 +162,21 @@ async def _wait_ready(
                         return
             await asyncio.sleep(0.25)
     raise BenchFailure(f"the server was not ready within {timeout_s:.0f}s:\n" + _tail(log))
+
+
+#: What the server's log says when a variant is in place: no line, no comparison.
+_WIRING = {
+    "baseline": "LEDGER_MODE=baseline: one locked transaction per bid",
+    "reference": "bench.rooms_server wired: core tests.reference_model.ReferenceCore",
+}
+
+
+def _require_wiring(log: Path, mode: str) -> None:
+    expected = _WIRING[mode]
+    found = [line for line in _tail(log, 200).splitlines() if expected in line]
+    if not found:
+        raise BenchFailure(f"the {mode} server's log does not say {expected!r}:\n" + _tail(log))
+    progress(f"server ({mode}): {expected}")
 
 
 def _tail(log: Path, lines: int = 30) -> str:

@@ -62,8 +62,8 @@ from engine.database import dsn_for_database, embedded_server
 
 HELP = "a server process under steady load for N minutes: RSS, descriptors, latency drift"
 REPO = Path(__file__).resolve().parent.parent
-SECRET = "soak-jwt-secret-that-is-long-enough-for-hs256"
-SERVICE_TOKEN = "soak-internal-service-token"
+SECRET = "soak-jwt-secret-that-is-long-enough-for-hs256"  # noqa: S105  (a load test's)
+SERVICE_TOKEN = "soak-internal-service-token"  # noqa: S105  (a load test's)
 START_PRICE = 100_000_000  # ₦1,000,000
 STEP = 5_000_000  # ₦50,000
 BALANCE = 10**13  # ₦100 billion: buying power never refuses a soak bid
@@ -484,6 +484,7 @@ class SteadyLoad:
         self.auctions: list[uuid.UUID] = []
         self.watching = 0  # watcher sockets open now
         self._tasks: list[asyncio.Task[None]] = []
+        self.stopping = asyncio.Event()
         self._seller: uuid.UUID | None = None
         self._bidders: list[list[uuid.UUID]] = []
 
@@ -491,10 +492,7 @@ class SteadyLoad:
         self._seller = await self._platform.user("dealer")
         for _ in range(self.shape.auctions):
             self._bidders.append(
-                [
-                    await self._platform.user(balance_kobo=BALANCE)
-                    for _ in range(self.shape.bidders)
-                ]
+                [await self._platform.user(balance_kobo=BALANCE) for _ in range(self.shape.bidders)]
             )
         first_ready = [asyncio.get_running_loop().create_future() for _ in self._bidders]
         for slot in range(self.shape.auctions):
@@ -509,19 +507,26 @@ class SteadyLoad:
         return window
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        """Stop bidding, close every room's sockets, end the slots."""
+        self.stopping.set()
+        if self._tasks:
+            _, late = await asyncio.wait(self._tasks, timeout=30)
+            for task in late:
+                task.cancel()
+            for task in self._tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         self._tasks = []
 
     async def _slot(self, slot: int, first_s: float, ready: asyncio.Future[None]) -> None:
         seconds = first_s
-        while True:
+        while not self.stopping.is_set():
             try:
                 await self._one_auction(slot, seconds, ready)
-            except (aiohttp.ClientError, OSError, ApiFailure, TimeoutError) as err:
+            except Exception as err:  # counted as an error of the run, and the slot goes on
+                if not ready.done():
+                    ready.set_exception(err)
+                    return
                 self.window.errors[type(err).__name__] += 1
                 progress(f"slot {slot}: {err!r}; a new auction in 1 s")
                 await asyncio.sleep(1)
@@ -542,9 +547,10 @@ class SteadyLoad:
                 ready.set_result(None)
             interval = self.shape.auctions / self.shape.rate
             await room.bid_until(end - 1500, interval)
-            await room.wait_ended(end)
+            if not self.stopping.is_set():
+                await room.wait_ended(end)
         finally:
-            await room.close()
+            await asyncio.shield(room.close())
 
 
 class Room:
@@ -571,10 +577,12 @@ class Room:
             self.load.watching += 1
         for user in self.bidder_ids:
             ws = await http.ws_connect(url, autoping=True, heartbeat=None)
-            first = _decode(await ws.receive_bytes(timeout=10))
+            first = _decode(await ws.receive_str(timeout=10))
             if first.type != "snapshot":
                 raise ApiFailure(f"expected a snapshot, got {first.type}")
-            await ws.send_str(msgspec.json.encode({"type": "auth", "token": token_for(user)}).decode())
+            await ws.send_str(
+                msgspec.json.encode({"type": "auth", "token": token_for(user)}).decode()
+            )
             self._read(ws, watcher=False)
             self.bidder_sockets.append(ws)
         async with asyncio.timeout(15):
@@ -624,7 +632,7 @@ class Room:
         amount = START_PRICE
         turn = 0
         began = time.perf_counter()
-        while now_ms() < stop_ms:
+        while now_ms() < stop_ms and not self.load.stopping.is_set():
             ws = self.bidder_sockets[turn % len(self.bidder_sockets)]
             client_bid_id = uuid.uuid4().hex
             sent = time.perf_counter()
@@ -657,6 +665,63 @@ class Room:
         for task in self.readers:
             with contextlib.suppress(asyncio.CancelledError, aiohttp.ClientError):
                 await task
+
+
+# ---- the server's own view: its histograms ----------------------------------------
+
+#: Server-side histograms worth a quantile per window (seconds).
+SERVER_HISTOGRAMS = {
+    "bid_latency": "auction_bid_latency_seconds",  # arrival → acknowledgement
+    "ledger_flush": "auction_ledger_flush_seconds",  # one batch's commit
+    "fanout": "auction_fanout_seconds",  # commit → last socket of the room written
+}
+Buckets = dict[str, dict[float, float]]
+
+
+async def scrape(http: aiohttp.ClientSession, base: str) -> Buckets:
+    """Every histogram's cumulative buckets (le → count) from `/metrics`."""
+    async with http.get(f"{base}/metrics") as reply:
+        text = await reply.text()
+    found: Buckets = {}
+    for line in text.splitlines():
+        if "_bucket{" not in line or line.startswith("#"):
+            continue
+        name, rest = line.split("_bucket{", 1)
+        labels, value = rest.rsplit("} ", 1)
+        le = next(
+            (
+                part.split("=", 1)[1].strip('"')
+                for part in labels.split(",")
+                if part.startswith("le=")
+            ),
+            None,
+        )
+        if le is not None:
+            found.setdefault(name, {})[float(le)] = float(value)
+    return found
+
+
+def bucket_quantile_ms(before: Buckets, after: Buckets, name: str, q: float) -> float | None:
+    """The upper bound (ms) of the bucket holding quantile `q` of what was observed
+    between two scrapes: a bound, as coarse as the buckets."""
+    now, then = after.get(name, {}), before.get(name, {})
+    total = now.get(math.inf, 0.0) - then.get(math.inf, 0.0)
+    if total <= 0:
+        return None
+    for le in sorted(now):
+        if now[le] - then.get(le, 0.0) >= q * total:
+            return None if le == math.inf else le * 1000
+    return None
+
+
+def server_quantiles(before: Buckets, after: Buckets) -> dict[str, dict[str, float | None]]:
+    return {
+        label: {
+            "p50_le": bucket_quantile_ms(before, after, name, 0.5),
+            "p99_le": bucket_quantile_ms(before, after, name, 0.99),
+        }
+        for label, name in SERVER_HISTOGRAMS.items()
+    }
 
 
 # ---- the ledger afterwards ----------------------------------------------------------
@@ -707,6 +772,7 @@ async def soak(config: SoakConfig, log_dir: Path | None = None) -> Result:
         stack.push_async_callback(load.stop)
         windows = await _windows(config, server, load)
         await load.stop()
+        await http.close()  # its idle keep-alive connections too
         await asyncio.sleep(2.0)  # sockets closed, end processing of the last auctions done
         idle_fds_after = server.fd_count()
         held_clients = server.client_sockets()
@@ -751,26 +817,38 @@ async def _windows(
     windows: list[dict[str, Any]] = []
     count = max(1, round(config.minutes * 60 / config.window_seconds))
     load.take_window()  # what came before the first full window is warm-up of the set-up
+    scraped = await scrape(load.http, server.base)
     began = time.perf_counter()
     for index in range(count):
-        await asyncio.sleep(max(0.0, began + (index + 1) * config.window_seconds - time.perf_counter()))
+        await asyncio.sleep(
+            max(0.0, began + (index + 1) * config.window_seconds - time.perf_counter())
+        )
         window = load.take_window().summary()
+        scraped, before = await scrape(load.http, server.base), scraped
         window.update(
             index=index,
             at_s=round(time.perf_counter() - began, 1),
             rss_kb=server.rss_kb(),
             fds=server.fd_count(),
             watchers_open=load.watching,
+            server_ms=server_quantiles(before, scraped),
         )
         windows.append(window)
         progress(
             f"window {index + 1}/{count}: {window['accepted']} acks "
             f"p50/p99 {window['ack_ms']['p50']}/{window['ack_ms']['p99']} ms, delivery "
             f"p50/p99 {window['delivery_ms']['p50']}/{window['delivery_ms']['p99']} ms, "
+            f"server (bucket bounds) bid p50/p99 ≤ {_bounds(window, 'bid_latency')}, "
+            f"flush ≤ {_bounds(window, 'ledger_flush')}, fan-out ≤ {_bounds(window, 'fanout')}, "
             f"rss {window['rss_kb'] / 1024:.1f} MiB, fds {window['fds']}, "
             f"rejected {window['rejected'] or 0}, errors {window['errors'] or 0}"
         )
     return windows
+
+
+def _bounds(window: Mapping[str, Any], name: str) -> str:
+    figures = window["server_ms"][name]
+    return f"{figures['p50_le']}/{figures['p99_le']} ms"
 
 
 def verdict(config: SoakConfig, result: Mapping[str, Any]) -> dict[str, Any]:
