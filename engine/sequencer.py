@@ -160,6 +160,8 @@ class Sequencer:
             return UNAVAILABLE
         accepted = BidAccepted(bid)
         pending.set_result(accepted)
+        if key is not None:
+            self._accepted[key] = bid  # settled: keep the record, not the future
         _ACCEPTED.inc()
         metrics.BID_LATENCY.observe(time.perf_counter() - received)
         return accepted

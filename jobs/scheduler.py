@@ -27,7 +27,8 @@ from web.rooms import EndAnnouncer, Rooms
 logger = logging.getLogger(__name__)
 # apscheduler logs every run at INFO: twenty lines a second for the 50 ms tick.
 logging.getLogger("apscheduler.executors").setLevel(logging.WARNING)
-logging.getLogger("apscheduler.scheduler").setLevel(logging.WARNING)
+# A tick still running when the next is due is skipped, by design (max_instances=1).
+logging.getLogger("apscheduler.scheduler").setLevel(logging.ERROR)
 
 #: Auctions open and close within this of their time (the core refuses late
 #: bids by itself whatever the scheduler does).
