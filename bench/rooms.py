@@ -533,6 +533,7 @@ def _result(
             "accepted_bids_per_s": round(figures.accepted / seconds, 1),
             "sent_bids_per_s": round(figures.sent / seconds, 1),
             "offered_bids_per_s": round(offered / seconds, 1),
+            "processes": args.processes,
             "ledger_consistent": ledger["ledger_consistent"],
             "sent": figures.sent,
             "accepted": figures.accepted,

@@ -347,7 +347,9 @@ class Watcher:
     last_seq: int = 0
     sessions: int = 0  # sockets it has had, this one included
     events: int = 0
-    gaps: int = 0
+    gaps: int = 0  # events that came after a gap in seq on one socket
+    missed_from: int = 0  # the last seq before the latest gap
+    snapshots_after_gaps: int = 0  # snapshots that answered a `resume` after a gap
     resumes: list[Resumed] = field(default_factory=list)
     violations: list[str] = field(default_factory=list)
     connected: asyncio.Event = field(default_factory=asyncio.Event)
@@ -387,7 +389,13 @@ class Watcher:
         self.last_seq = max(self.last_seq, snapshot["seq"])
         self.connected.set()
         while True:
-            self._take(await _next(ws, None))
+            message = await _next(ws, None)
+            if message["type"] == "snapshot":
+                self.snapshots_after_gaps += 1
+                self.last_seq = max(self.last_seq, message["seq"])
+            elif self._take(message):
+                # As a page does: ask for what it missed (events, or a snapshot).
+                await ws.send_str(json.dumps({"type": "resume", "last_seq": self.missed_from}))
 
     async def _resume(self, ws: aiohttp.ClientWebSocketResponse, snapshot_seq: int) -> None:
         had = self.last_seq
@@ -421,14 +429,19 @@ class Watcher:
         self.resumes.append(Resumed(had, snapshot_seq, reply))
         self.last_seq = max(had, *seen)
 
-    def _take(self, message: dict[str, Any]) -> None:
+    def _take(self, message: dict[str, Any]) -> bool:
+        """Count a room event; True when it comes after a gap."""
         seq = message.get("seq")
+        gap = False
         if message["type"] in ("bid", "state", "ended") and isinstance(seq, int):
             if seq > self.last_seq + 1 and self.last_seq:
                 self.gaps += 1
+                self.missed_from = self.last_seq
+                gap = True
             if seq > self.last_seq:
                 self.last_seq = seq
                 self.events += 1
+        return gap
 
 
 async def _next(ws: aiohttp.ClientWebSocketResponse, wait_s: float | None) -> dict[str, Any]:
