@@ -237,6 +237,8 @@ class Room:
 
     def replay_after(self, conn: Connection, seq: int) -> bool:
         """Send `conn` every buffered event after `seq`; False if some are gone."""
+        if self._held:
+            return False  # the room itself waits on a missing event: a snapshot is exact
         if seq >= self.last_seq:
             return True
         if seq < self._covered_from:
