@@ -43,5 +43,6 @@ pytest: $(STAMP) system-deps
 # then every Python test.
 test: rust-test lint pytest
 
+soak: $(STAMP) ; $(PY) -m bench soak --minutes 60
 clean:
 	rm -rf $(VENV) target

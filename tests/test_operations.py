@@ -64,7 +64,7 @@ ALERT_METRICS = (
     "up",
 )
 #: Modules that define metrics beyond those the web app's route modules import.
-METRIC_MODULES = ("engine.metrics", "web.app", "web.rooms")
+METRIC_MODULES = ("engine.metrics", "engine.reconcile", "web.app", "web.rooms")
 
 
 # --------------------------------------------------------------------- helpers

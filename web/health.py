@@ -8,6 +8,7 @@ import asyncio
 import asyncpg
 from aiohttp import web
 
+from engine.database import UNREACHABLE
 from web.app import DATABASE, SEQUENCER, metrics_response
 
 
@@ -25,7 +26,7 @@ async def readyz(request: web.Request) -> web.Response:
     try:
         async with asyncio.timeout(1.0):
             await database.pool.fetchval("SELECT 1")
-    except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+    except (*UNREACHABLE, asyncpg.PostgresError):
         return _unavailable()
     return web.json_response({"status": "ready"})
 

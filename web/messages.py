@@ -20,6 +20,7 @@ import msgspec
 from aiohttp import web
 
 from engine.bids import BidBody
+from engine.database import UNREACHABLE
 from web.errors import ApiError
 
 logger = logging.getLogger(__name__)
@@ -356,14 +357,7 @@ class DuplicateVin(Refused):
 
 #: The ledger cannot be reached: worth a retry by the client, not a 500.
 LEDGER_DOWN: tuple[type[BaseException], ...] = (
-    OSError,
-    TimeoutError,
-    asyncpg.InterfaceError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.AdminShutdownError,
-    asyncpg.CrashShutdownError,
-    asyncpg.TooManyConnectionsError,
+    *UNREACHABLE,
     asyncpg.ReadOnlySQLTransactionError,
 )
 
