@@ -46,6 +46,7 @@ class Settings:
     rate_limit_user_per_min: int = 1000
     ws_bids_per_s: int = 10
     max_body_bytes: int = 65536
+    gc_full_interval_s: int = 600  # 0: CPython's own full collections (engine/gcpolicy.py)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -79,6 +80,7 @@ class Settings:
             ),
             ws_bids_per_s=env.integer("WS_BIDS_PER_S", defaults.ws_bids_per_s, 1),
             max_body_bytes=env.integer("MAX_BODY_BYTES", defaults.max_body_bytes, 1),
+            gc_full_interval_s=env.integer("GC_FULL_INTERVAL_S", defaults.gc_full_interval_s, 0),
         )
 
     @property

@@ -353,6 +353,7 @@ class LedgerWriter:
             if not future.done():
                 future.set_exception(LedgerUnavailable("the ledger did not take this bid"))
         self._fail_queued()
+        self._idle.set()  # nothing waits on the writer now: a flush or stop returns
         if self._on_unavailable is not None:
             self._on_unavailable()
 

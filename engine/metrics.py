@@ -30,3 +30,9 @@ LEDGER_AVAILABLE = Gauge(
     "auction_ledger_available", "1 while the ledger takes writes, 0 while bids are refused."
 )
 LIVE_AUCTIONS = Gauge("auction_live_auctions", "Auctions live in this engine's core.")
+GC_FULL_PAUSE = Histogram(
+    "auction_gc_full_pause_seconds",
+    "Full garbage collections the engine runs on its schedule (engine/gcpolicy.py): the "
+    "event loop's pause.",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)

@@ -443,3 +443,23 @@ async def test_the_writer_survives_a_failed_rebuild_and_serves_again(pool: Any) 
     assert refused.code == "unavailable"  # type: ignore[union-attr]
     assert isinstance(after, BidAccepted)
     assert [r["client_bid_id"] for r in await ledger_bids(pool, auction)] == ["fine"]
+
+
+async def test_closing_while_the_database_is_down_does_not_hang(
+    pool: Any, database_url: str
+) -> None:
+    """A shutdown during an outage (SIGTERM while PostgreSQL is down) returns: the
+    writer has given its bids up and waits for the database only to serve again."""
+    world = await make_world(pool)
+    proxy, proxied_dsn = await TcpProxy.in_front_of(database_url)
+    engine_pool = await create_pool(proxied_dsn, min_size=1, max_size=4)
+    engine = await Sequencer.open(engine_pool, unavailable_after_ms=300)
+    try:
+        proxy.cut()
+        refused = await engine.place_bid(world.auctions[0], world.bidders[0], PRICE, "down")
+        assert refused.code == "unavailable"  # type: ignore[union-attr]
+        await asyncio.wait_for(engine.close(), timeout=5)
+    finally:
+        proxy.restore()
+        await engine_pool.close()
+        await proxy.close()

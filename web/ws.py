@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import uuid
 from collections.abc import AsyncIterator
 
@@ -94,7 +95,9 @@ async def auction_socket(request: web.Request) -> web.StreamResponse:
     app = request.app
     rooms = app[ROOMS]
     ws = web.WebSocketResponse(
-        heartbeat=rooms.tuning.heartbeat_s,
+        # ±10 % per socket: sockets opened together (a mass reconnect) do not ping
+        # together; see also web.serve's timeout_ceil_threshold.
+        heartbeat=rooms.tuning.heartbeat_s * random.uniform(0.9, 1.1),
         max_msg_size=MAX_FRAME_BYTES + 1,  # aiohttp refuses a message *of* max_msg_size
         compress=False,  # one prebuilt frame for every socket: no per-socket deflate
     )
