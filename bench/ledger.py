@@ -68,7 +68,7 @@ from engine.baseline import BaselineLedger
 from engine.bids import BidAccepted, BidOutcome, DurableBid
 from engine.clock import SystemClock, to_datetime
 from engine.database import create_pool, dsn_for_database, embedded_server
-from engine.ledger import BID_COLUMNS
+from engine.ledger import BID_COLUMNS, DEFAULT_BATCH_MAX
 from engine.ledger import _records as ledger_records  # the rows exactly as the writer COPYs them
 from engine.migrations import migrate
 from engine.money import kobo_to_naira
@@ -97,7 +97,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--workers", type=_positive, default=32, help="baseline: concurrent transactions"
     )
-    parser.add_argument("--batch-max", type=_positive, default=500, help="write-behind batch cap")
+    parser.add_argument(
+        "--batch-max", type=_positive, default=DEFAULT_BATCH_MAX, help="write-behind batch cap"
+    )
     parser.add_argument("--window-ms", type=float, default=2.0, help="write-behind batch window")
     parser.add_argument("--seed", type=int, default=360)
 

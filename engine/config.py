@@ -39,7 +39,7 @@ class Settings:
     internal_api_token: str = DEV_INTERNAL_API_TOKEN
     cors_origins: tuple[str, ...] = ()
     log_level: str = "INFO"
-    ledger_batch_max: int = 500
+    ledger_batch_max: int = 1000  # = engine.ledger.DEFAULT_BATCH_MAX (tests/test_database.py)
     ledger_batch_window_ms: int = 2
     ledger_mode: LedgerMode = "writebehind"
     rate_limit_ip_per_min: int = 100

@@ -90,6 +90,13 @@ FROM unnest($1::uuid[], $2::numeric[], $3::int[], $4::int[], $5::int[], $6::time
 WHERE a.id = v.id
 """
 
+_WRITE_BIDS = """
+SELECT ledger_write_bids($1::bigint, $2::boolean, $3::uuid[], $4::numeric[], $5::int[],
+    $6::int[], $7::int[], $8::timestamptz[], $9::bigint[],
+    $10::uuid[], $11::uuid[], $12::uuid[], $13::numeric[], $14::boolean[], $15::boolean[],
+    $16::text[], $17::bigint[], $18::boolean[], $19::timestamptz[], $20::timestamptz[])
+"""
+
 # Failures worth another try: the connection or the server went away, or the
 # transaction lost a race it can win next time.
 _TRANSIENT: tuple[type[BaseException], ...] = (
@@ -97,6 +104,12 @@ _TRANSIENT: tuple[type[BaseException], ...] = (
     asyncpg.SerializationError,
     asyncpg.DeadlockDetectedError,
 )
+
+
+#: Bids per batch at most. Under load a bigger batch spreads the per-auction work
+#: (locks, the auctions' UPDATE, is_winning) over more bids: bench ledger, 200
+#: auctions, 1,000 submitters: 17,122/s with 500, 19,237/s with 1,000.
+DEFAULT_BATCH_MAX = 1000
 
 
 class LedgerUnavailable(Exception):
@@ -123,7 +136,7 @@ class LedgerWriter:
         pool: asyncpg.Pool,
         *,
         epoch: int,
-        batch_max: int = 500,
+        batch_max: int = DEFAULT_BATCH_MAX,
         window_ms: float = 2,
         unavailable_after_ms: int = 3000,
         attempt_timeout_s: float = 5.0,
@@ -271,6 +284,27 @@ class LedgerWriter:
                 future.set_result(None)
 
     async def _write(self, events: Sequence[Event], *, retry: bool) -> None:
+        bids_only = [event for event in events if isinstance(event, DurableBid)]
+        if len(bids_only) == len(events):
+            await self._write_bids(bids_only, retry=retry)
+        else:
+            await self._write_events(events, retry=retry)
+
+    async def _write_bids(self, bids: Sequence[DurableBid], *, retry: bool) -> None:
+        """A batch of bids alone: one statement, one round trip (sql/0012)."""
+        async with self._pool.acquire() as conn:
+            answer = await conn.fetchval(
+                _WRITE_BIDS, self.epoch, retry, *_auction_arrays(bids), *_bid_arrays(bids)
+            )
+        if answer in ("ok", "written"):
+            return
+        if answer.startswith("fenced"):
+            raise Fenced(answer)
+        raise LedgerConflict(answer)
+
+    async def _write_events(self, events: Sequence[Event], *, retry: bool) -> None:
+        """Bids and state changes (which carry statements of their own): one
+        transaction of several statements."""
         auction_ids = sorted({event.auction_id for event in events})
         bids = [event for event in events if isinstance(event, DurableBid)]
         changes = [event for event in events if isinstance(event, StateChange)]
@@ -376,24 +410,37 @@ class LedgerWriter:
                 delay = min(delay * 2, 1.0)
 
 
-def _records(bids: Sequence[DurableBid]) -> list[tuple[Any, ...]]:
+def _bid_arrays(bids: Sequence[DurableBid]) -> tuple[list[Any], ...]:
+    """The bids' rows as one list per column (BID_COLUMNS), each auction's last
+    bid marked winning."""
     winners = {bid.id for bid in _last_per_auction(bids).values()}
-    return [
-        (
-            bid.id,
-            bid.auction_id,
-            bid.user_id,
-            kobo_to_naira(bid.amount_kobo),
-            bid.is_platform,
-            bid.id in winners,
-            bid.client_bid_id,
-            bid.seq,
-            bid.extended,
-            to_datetime(bid.end_time_ms),
-            to_datetime(bid.at_ms),
-        )
-        for bid in bids
-    ]
+    return (
+        [bid.id for bid in bids],
+        [bid.auction_id for bid in bids],
+        [bid.user_id for bid in bids],
+        [kobo_to_naira(bid.amount_kobo) for bid in bids],
+        [bid.is_platform for bid in bids],
+        [bid.id in winners for bid in bids],
+        [bid.client_bid_id for bid in bids],
+        [bid.seq for bid in bids],
+        [bid.extended for bid in bids],
+        [to_datetime(bid.end_time_ms) for bid in bids],
+        [to_datetime(bid.at_ms) for bid in bids],
+    )
+
+
+def _records(bids: Sequence[DurableBid]) -> list[tuple[Any, ...]]:
+    """The bids' rows, for COPY."""
+    return list(zip(*_bid_arrays(bids), strict=True))
+
+
+def _auction_arrays(bids: Sequence[DurableBid]) -> tuple[list[Any], ...]:
+    """Each touched auction's state after a batch of bids alone, in id order (the
+    order sql/0012 locks them in): id, price, bid and bidder counts, platform bids,
+    end time, seq."""
+    columns = _auction_columns(bids)[:7]
+    order = sorted(range(len(columns[0])), key=columns[0].__getitem__)
+    return tuple([column[i] for i in order] for column in columns)
 
 
 def _last_per_auction(bids: Sequence[DurableBid]) -> dict[uuid.UUID, DurableBid]:

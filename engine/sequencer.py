@@ -33,7 +33,7 @@ from engine.bids import (
 from engine.clock import Clock, SystemClock
 from engine.database import UNREACHABLE
 from engine.events import InTransaction, StateChange
-from engine.ledger import Event, LedgerUnavailable, LedgerWriter
+from engine.ledger import DEFAULT_BATCH_MAX, Event, LedgerUnavailable, LedgerWriter
 from engine.recovery import IdempotencyKey, Recovered, find_bid, load_auction, recover
 from engine.registry import NO_HANDLE, Registry
 
@@ -60,7 +60,7 @@ class Sequencer:
         *,
         clock: Clock | None = None,
         shards: int = 8,
-        batch_max: int = 500,
+        batch_max: int = DEFAULT_BATCH_MAX,
         window_ms: float = 2,
         unavailable_after_ms: int = 3000,
     ) -> None:
@@ -90,7 +90,7 @@ class Sequencer:
         *,
         clock: Clock | None = None,
         shards: int = 8,
-        batch_max: int = 500,
+        batch_max: int = DEFAULT_BATCH_MAX,
         window_ms: float = 2,
         unavailable_after_ms: int = 3000,
     ) -> Sequencer:

@@ -14,6 +14,7 @@ from pgvector import Vector
 
 from engine.config import DEV_JWT_SECRET, ConfigError, Settings
 from engine.database import EMBEDDED_OS_USER, dsn_for_database, open_database
+from engine.ledger import DEFAULT_BATCH_MAX
 from engine.migrations import load_migrations
 
 ALL_MIGRATIONS = [m.name for m in load_migrations()]
@@ -140,7 +141,7 @@ def test_settings_defaults() -> None:
     assert settings.database_url is None
     assert settings.redis_url is None
     assert settings.engine_data_dir.name == "dealer360-engine"
-    assert settings.ledger_batch_max == 500
+    assert settings.ledger_batch_max == DEFAULT_BATCH_MAX
     assert settings.ledger_batch_window_ms == 2
     assert settings.ledger_mode == "writebehind"
     assert (settings.rate_limit_ip_per_min, settings.rate_limit_user_per_min) == (100, 1000)

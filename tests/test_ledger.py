@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import random
 import time
 import uuid
@@ -17,6 +18,7 @@ from prometheus_client import REGISTRY
 
 from engine.bids import BidAccepted, BidOutcome
 from engine.database import create_pool
+from engine.ledger import LedgerConflict
 from engine.money import naira_to_kobo
 from engine.recovery import RecoveryMismatch, recover
 from engine.sequencer import Sequencer
@@ -463,3 +465,25 @@ async def test_closing_while_the_database_is_down_does_not_hang(
         proxy.restore()
         await engine_pool.close()
         await proxy.close()
+
+
+async def test_a_retried_batch_that_already_landed_is_not_written_twice(pool: Any) -> None:
+    """After a lost connection the writer retries with `retry=True`: a batch whose
+    COMMIT landed is recognised (nothing written twice); a batch half in the ledger
+    is a conflict (the core is rebuilt); an auction the ledger does not hold too."""
+    world = await make_world(pool, auctions=2)
+    auction = world.auctions[0]
+    async with running(pool) as sequencer:
+        outcome = await sequencer.place_bid(auction, world.bidders[0], PRICE, "landed")
+        assert isinstance(outcome, BidAccepted)
+        bid = outcome.bid
+        writer = sequencer.writer
+        await writer._write([bid], retry=True)  # landed before: nothing to do
+        unwritten = dataclasses.replace(bid, id=uuid.uuid4(), seq=bid.seq + 1, client_bid_id="x")
+        with pytest.raises(LedgerConflict, match="1 of 2 bids"):
+            await writer._write([bid, unwritten], retry=True)
+        stranger = dataclasses.replace(unwritten, auction_id=uuid.uuid4())
+        with pytest.raises(LedgerConflict, match="does not hold"):
+            await writer._write([stranger], retry=False)
+    rows = await ledger_bids(pool, auction)
+    assert [(r["client_bid_id"], r["is_winning"]) for r in rows] == [("landed", True)]
