@@ -460,6 +460,24 @@ async def bench_server() -> AsyncIterator[str]:
         shutil.rmtree(data_dir, ignore_errors=True)
 
 
+async def _function_time(dsn: str, mode: Mode) -> None:
+    """How long PostgreSQL itself spent in the writer's batch function
+    (sql/0012, `track_functions`): the database's share of the run."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        row = await conn.fetchrow(
+            "SELECT calls, total_time FROM pg_stat_user_functions"
+            " WHERE funcname = 'ledger_write_bids'"
+        )
+    finally:
+        await conn.close()
+    if row is None or not row["calls"]:
+        return
+    mode.details["db_function_calls"] = row["calls"]
+    mode.details["db_function_ms_mean"] = round(row["total_time"] / row["calls"], 2)
+    mode.details["db_function_busy_share"] = round(row["total_time"] / 1000 / mode.seconds, 3)
+
+
 async def _fresh_database(admin: asyncpg.Connection, admin_dsn: str, name: str) -> str:
     # Names are the bench's own constants, never input.
     await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{TEMPLATE}"')
@@ -495,6 +513,8 @@ async def _run(args: argparse.Namespace) -> Result:
             }
             if settings["fsync"] != "on" or settings["synchronous_commit"] != "on":
                 raise BenchFailure(f"durability is off on the bench's server: {settings}")
+            await admin.execute("ALTER SYSTEM SET track_functions = 'pl'")
+            await admin.fetchval("SELECT pg_reload_conf()")
             commit_ms = await _commit_latency_ms(admin)
             progress(f"server up: {settings}; a lone durable commit takes {commit_ms:.3f} ms")
             await admin.execute(f'CREATE DATABASE "{TEMPLATE}"')
@@ -547,6 +567,7 @@ async def _run_modes(
     progress(f"writebehind: {args.in_flight:,} submitters, batches of up to {args.batch_max}")
     modes["writebehind"] = await run_writebehind(dsn, stream, args)
     await verify(dsn, modes["writebehind"], auctions_moved=True)
+    await _function_time(dsn, modes["writebehind"])
     _report(modes["writebehind"])
 
     for in_order in (True, False):

@@ -32,6 +32,7 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
@@ -65,6 +66,7 @@ SELECT id, epoch, status FROM auctions WHERE id = ANY($1::uuid[]) ORDER BY id FO
 _OPEN_STATUSES = frozenset({"scheduled", "live"})
 _ALREADY_WRITTEN = "SELECT count(*) FROM bids WHERE id = ANY($1::uuid[])"
 _LAST_SEQ = "SELECT last_seq FROM auctions WHERE id = $1"
+_BATCHES_DONE = "SELECT batches FROM ledger_progress WHERE epoch = $1"
 _CLEAR_OUTBID = """
 UPDATE bids SET is_winning = false
 WHERE auction_id = ANY($1::uuid[]) AND is_winning AND NOT (id = ANY($2::uuid[]))
@@ -91,7 +93,7 @@ WHERE a.id = v.id
 """
 
 _WRITE_BIDS = """
-SELECT ledger_write_bids($1::bigint, $2::boolean, $3::uuid[], $4::numeric[], $5::int[],
+SELECT ledger_write_bids($1::bigint, $2::bigint, $3::uuid[], $4::numeric[], $5::int[],
     $6::int[], $7::int[], $8::timestamptz[], $9::bigint[],
     $10::uuid[], $11::uuid[], $12::uuid[], $13::numeric[], $14::boolean[], $15::boolean[],
     $16::text[], $17::bigint[], $18::boolean[], $19::timestamptz[], $20::timestamptz[])
@@ -112,6 +114,14 @@ _TRANSIENT: tuple[type[BaseException], ...] = (
 DEFAULT_BATCH_MAX = 1000
 
 
+#: Batches of bids in flight at once: one committing, the next waiting behind it
+#: in PostgreSQL (sql/0012 applies them in order).
+PIPELINE_DEPTH = 2
+
+_FENCED_STATE = "DLF01"  # sql/0012: an auction belongs to a newer epoch
+_CONFLICT_STATE = "DLC01"  # sql/0012: the ledger contradicts the core
+
+
 class LedgerUnavailable(Exception):
     """The ledger cannot take writes; the bid was not acknowledged."""
 
@@ -126,8 +136,28 @@ class LedgerConflict(Exception):
     half a batch already written): the core is rebuilt from the ledger."""
 
 
+class _OutOfOrder(Exception):
+    """The batch ahead of this one is not in the ledger (yet): nothing was written;
+    tried again once that one is."""
+
+
+_RETRYABLE: tuple[type[BaseException], ...] = (*_TRANSIENT, _OutOfOrder)
+
 Event = DurableBid | StateChange
 Entry = tuple[Event, "asyncio.Future[None]"]
+
+
+@dataclass(slots=True)
+class _Batch:
+    entries: list[Entry]
+    #: A batch of bids alone: its number in the epoch's order (sql/0012); a batch
+    #: with state changes: None (written by several statements, never pipelined).
+    number: int | None
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def events(self) -> list[Event]:
+        return [event for event, _ in self.entries]
 
 
 class LedgerWriter:
@@ -145,6 +175,7 @@ class LedgerWriter:
         on_recovered: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self._pool = pool
+        self._batches = 0
         self.epoch = epoch
         self._batch_max = batch_max
         self._window_s = window_ms / 1000
@@ -162,6 +193,17 @@ class LedgerWriter:
         self.fenced = False
         self._task: asyncio.Task[None] | None = None
         metrics.LEDGER_AVAILABLE.set(1)
+
+    @property
+    def epoch(self) -> int:
+        return self._epoch
+
+    @epoch.setter
+    def epoch(self, epoch: int) -> None:
+        """Every writer session (a start, a rebuild) has an epoch of its own, whose
+        batches of bids are numbered from 1."""
+        self._epoch = epoch
+        self._batches = 0
 
     @property
     def available(self) -> bool:
@@ -225,82 +267,173 @@ class LedgerWriter:
     async def _run(self) -> None:
         while True:
             await self._wake.wait()
-            if self._window_s and len(self._queue) < self._batch_max:
-                await asyncio.sleep(self._window_s)  # let a batch gather
-            metrics.LEDGER_QUEUE.set(len(self._queue))  # once a batch, not once a bid
-            batch = [self._queue.popleft() for _ in range(min(self._batch_max, len(self._queue)))]
-            if batch:
-                await self._write_with_retry(batch)
+            await self._gather()
+            if self._queue and isinstance(self._queue[0][0], DurableBid):
+                await self._pipeline()
+            elif self._queue:
+                entries = [
+                    self._queue.popleft() for _ in range(min(self._batch_max, len(self._queue)))
+                ]
+                await self._write_or_give_up(_Batch(entries, None), retried=False)
             if not self._queue:
                 self._wake.clear()
                 self._idle.set()
 
-    async def _write_with_retry(self, batch: list[Entry]) -> None:
+    async def _gather(self) -> None:
+        if self._window_s and len(self._queue) < self._batch_max:
+            await asyncio.sleep(self._window_s)  # let a batch gather
+        metrics.LEDGER_QUEUE.set(len(self._queue))  # once a batch, not once a bid
+
+    def _bids_ready(self) -> bool:
+        return self._available and bool(self._queue) and isinstance(self._queue[0][0], DurableBid)
+
+    def _take_bids(self) -> _Batch:
+        """The queue's leading bids (up to the cap), numbered next in this epoch."""
+        entries: list[Entry] = []
+        while (
+            self._queue
+            and len(entries) < self._batch_max
+            and isinstance(self._queue[0][0], DurableBid)
+        ):
+            entries.append(self._queue.popleft())
+        self._batches += 1
+        return _Batch(entries, self._batches)
+
+    async def _pipeline(self) -> None:
+        """Batches of bids, the next sent while the one ahead of it commits (at most
+        PIPELINE_DEPTH in flight, each on a connection of its own), so PostgreSQL
+        goes from one to the next without waiting for this event loop; the database
+        applies them strictly in order (sql/0012) and they are acknowledged in order.
+        Returns when none is in flight and the queue holds no bid at its head."""
+        inflight: collections.deque[tuple[_Batch, asyncio.Task[str]]] = collections.deque()
         try:
-            await self._write_or_give_up(batch)
+            while True:
+                if len(inflight) < PIPELINE_DEPTH and self._bids_ready():
+                    if inflight:
+                        await self._gather()
+                    if self._bids_ready() and not (inflight and inflight[-1][0].number == 1):
+                        batch = self._take_bids()
+                        inflight.append((batch, asyncio.create_task(self._attempt(batch))))
+                        continue
+                if not inflight:
+                    return
+                batch, task = inflight[0]
+                try:
+                    await task
+                except Exception:
+                    behind = list(inflight)
+                    inflight.clear()
+                    await self._settle_after_failure(behind)
+                    return
+                inflight.popleft()
+                self._committed(batch)
+        finally:
+            for batch, task in inflight:  # cancelled (a stop): their outcome is unknown
+                task.cancel()
+                self._fail(batch.entries)
+
+    async def _attempt(self, batch: _Batch, *, retried: bool = False) -> str:
+        async with asyncio.timeout(self._attempt_timeout_s):
+            return await self._write(batch, retried=retried)
+
+    async def _settle_after_failure(self, batches: list[tuple[_Batch, asyncio.Task[str]]]) -> None:
+        """The oldest batch in flight failed: let the others finish, acknowledge what
+        the ledger holds (a later batch that landed proves every earlier one did),
+        then retry the rest one at a time, in order."""
+        self._stalled = True
+        try:
+            results = await asyncio.gather(*(task for _, task in batches), return_exceptions=True)
+            landed = max(
+                (i for i, result in enumerate(results) if not isinstance(result, BaseException)),
+                default=-1,
+            )
+            for batch, _ in batches[: landed + 1]:
+                self._committed(batch)
+            rest = [batch for batch, _ in batches[landed + 1 :]]
+            for index, batch in enumerate(rest):
+                if not await self._write_or_give_up(batch, retried=True, behind=rest[index + 1 :]):
+                    return
         finally:
             self._stalled = False
 
-    async def _write_or_give_up(self, batch: list[Entry]) -> None:
-        started = time.monotonic()
+    async def _write_or_give_up(
+        self, batch: _Batch, *, retried: bool, behind: Sequence[_Batch] = ()
+    ) -> bool:
+        """Write one batch, retrying passing failures; False if it was given up (with
+        every batch `behind` it, which rests on it)."""
         attempt = 0
-        while True:
-            try:
-                async with asyncio.timeout(self._attempt_timeout_s):
-                    await self._write([bid for bid, _ in batch], retry=attempt > 0)
-                break
-            except _TRANSIENT as exc:
-                attempt += 1
-                self._stalled = True
-                metrics.LEDGER_RETRIES.inc()
-                if time.monotonic() - started >= self._unavailable_after_s:
-                    waited = time.monotonic() - started
-                    logger.error("ledger unreachable for %.1fs (%s): refusing bids", waited, exc)
-                    await self._give_up(batch)
-                    return
-                logger.warning("ledger batch failed (%s); retry %d", exc, attempt)
-                await asyncio.sleep(min(0.01 * 2**attempt, 0.5))
-            except LedgerConflict as exc:
-                logger.error("ledger batch refused: %s", exc)
-                await self._give_up(batch)
-                return
-            except Fenced as exc:
-                logger.critical("this node lost its auctions to a newer owner: %s", exc)
-                self._stop_for_good(batch)
-                return
-            except Exception:
-                # Anything else (a constraint the core should have made impossible,
-                # an unknown server error) must not stop the writer silently with
-                # bids waiting forever: refuse them, rebuild from the ledger.
-                logger.exception("ledger batch failed unexpectedly")
-                await self._give_up(batch)
-                return
-        metrics.LEDGER_FLUSH.observe(time.monotonic() - started)
-        metrics.LEDGER_BATCH_SIZE.observe(len(batch))
+        refused = batch.entries + [entry for later in behind for entry in later.entries]
+        try:
+            while True:
+                try:
+                    await self._attempt(batch, retried=retried or attempt > 0)
+                    break
+                except _RETRYABLE as exc:
+                    attempt += 1
+                    self._stalled = True
+                    metrics.LEDGER_RETRIES.inc()
+                    waited = time.monotonic() - batch.started
+                    if waited >= self._unavailable_after_s:
+                        logger.error(
+                            "ledger unreachable for %.1fs (%s): refusing bids", waited, exc
+                        )
+                        await self._give_up(refused)
+                        return False
+                    logger.warning("ledger batch failed (%s); retry %d", exc, attempt)
+                    await asyncio.sleep(min(0.01 * 2**attempt, 0.5))
+                except LedgerConflict as exc:
+                    logger.error("ledger batch refused: %s", exc)
+                    await self._give_up(refused)
+                    return False
+                except Fenced as exc:
+                    logger.critical("this node lost its auctions to a newer owner: %s", exc)
+                    self._stop_for_good(refused)
+                    return False
+                except Exception:
+                    # Anything else (a constraint the core should have made impossible,
+                    # an unknown server error) must not stop the writer silently with
+                    # bids waiting forever: refuse them, rebuild from the ledger.
+                    logger.exception("ledger batch failed unexpectedly")
+                    await self._give_up(refused)
+                    return False
+        finally:
+            self._stalled = False
+        self._committed(batch)
+        return True
+
+    def _committed(self, batch: _Batch) -> None:
+        metrics.LEDGER_FLUSH.observe(time.monotonic() - batch.started)
+        metrics.LEDGER_BATCH_SIZE.observe(len(batch.entries))
         if self._on_commit is not None:
-            self._on_commit([event for event, _ in batch])
-        for _, future in batch:
+            self._on_commit(batch.events)
+        for _, future in batch.entries:
             if not future.done():
                 future.set_result(None)
 
-    async def _write(self, events: Sequence[Event], *, retry: bool) -> None:
-        bids_only = [event for event in events if isinstance(event, DurableBid)]
-        if len(bids_only) == len(events):
-            await self._write_bids(bids_only, retry=retry)
-        else:
-            await self._write_events(events, retry=retry)
+    async def _write(self, batch: _Batch, *, retried: bool) -> str:
+        events = batch.events
+        if batch.number is not None:
+            bids = [event for event in events if isinstance(event, DurableBid)]
+            return await self._write_bids(bids, batch.number)
+        await self._write_events(events, retry=retried)
+        return "ok"
 
-    async def _write_bids(self, bids: Sequence[DurableBid], *, retry: bool) -> None:
+    async def _write_bids(self, bids: Sequence[DurableBid], number: int) -> str:
         """A batch of bids alone: one statement, one round trip (sql/0012)."""
-        async with self._pool.acquire() as conn:
-            answer = await conn.fetchval(
-                _WRITE_BIDS, self.epoch, retry, *_auction_arrays(bids), *_bid_arrays(bids)
-            )
-        if answer in ("ok", "written"):
-            return
-        if answer.startswith("fenced"):
-            raise Fenced(answer)
-        raise LedgerConflict(answer)
+        try:
+            async with self._pool.acquire() as conn:
+                answer: str = await conn.fetchval(
+                    _WRITE_BIDS, self.epoch, number, *_auction_arrays(bids), *_bid_arrays(bids)
+                )
+        except asyncpg.PostgresError as err:
+            if err.sqlstate == _FENCED_STATE:
+                raise Fenced(str(err)) from err
+            if err.sqlstate == _CONFLICT_STATE:
+                raise LedgerConflict(str(err)) from err
+            raise
+        if answer.startswith("out of order"):
+            raise _OutOfOrder(answer)
+        return answer
 
     async def _write_events(self, events: Sequence[Event], *, retry: bool) -> None:
         """Bids and state changes (which carry statements of their own): one
@@ -366,7 +499,8 @@ class LedgerWriter:
             try:
                 await self._await_database()
                 if self._on_recovered is not None:
-                    await self._on_recovered()
+                    await self._on_recovered()  # a new epoch: batches numbered from 1
+                await self._resume_numbering()
                 break
             except Exception:
                 logger.exception("ledger recovery failed; trying again in 1s")
@@ -383,20 +517,28 @@ class LedgerWriter:
     def _refuse(self, batch: list[Entry]) -> None:
         self._available = False
         metrics.LEDGER_AVAILABLE.set(0)
-        for _, future in batch:
-            if not future.done():
-                future.set_exception(LedgerUnavailable("the ledger did not take this bid"))
+        self._fail(batch)
         self._fail_queued()
         self._idle.set()  # nothing waits on the writer now: a flush or stop returns
         if self._on_unavailable is not None:
             self._on_unavailable()
 
-    def _fail_queued(self) -> None:
-        while self._queue:
-            _, future = self._queue.popleft()
+    @staticmethod
+    def _fail(entries: list[Entry]) -> None:
+        for _, future in entries:
             if not future.done():
                 future.set_exception(LedgerUnavailable("the ledger did not take this bid"))
+
+    def _fail_queued(self) -> None:
+        self._fail(self._drain())
         metrics.LEDGER_QUEUE.set(0)
+
+    async def _resume_numbering(self) -> None:
+        """Number the next batch of bids after the last the ledger holds in this
+        epoch (batches given up were never written)."""
+        async with asyncio.timeout(self._attempt_timeout_s), self._pool.acquire() as conn:
+            done = await conn.fetchval(_BATCHES_DONE, self.epoch)
+        self._batches = done or 0
 
     async def _await_database(self) -> None:
         delay = 0.1

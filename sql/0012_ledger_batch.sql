@@ -3,19 +3,36 @@
 -- The writer used to send five statements per batch inside an explicit
 -- transaction (lock, COPY, clear is_winning, update the auctions, commit), each a
 -- round trip after which its coroutine waited its turn on a busy event loop. This
--- function does the same work in one statement, run in autocommit: lock the
--- touched auctions in id order (the fencing epoch and status checked under the
--- lock), find out whether a retried batch already landed, clear the outbid
--- leaders, insert the bids, update each auction once. Nothing is written before
--- every check has passed; a refusal is returned as text ('fenced: …' or
--- 'conflict: …') and the writer raises it. Batches that carry state changes (an
--- auction opened, extended, cancelled or ended, with their own statements) keep
--- the multi-statement path.
+-- function does the same work in one statement, run in autocommit: take the
+-- batch's place in the writer's order, lock the touched auctions in id order (the
+-- fencing epoch and status checked under the lock), clear the outbid leaders,
+-- insert the bids, update each auction once. It answers 'ok', 'written' (a retry
+-- whose earlier attempt committed) or 'out of order: …' (nothing done: the batch
+-- before it is not in the ledger); a refusal raises, so the statement rolls back
+-- whole: SQLSTATE DLF01 fenced off by a newer epoch, DLC01 the ledger contradicts
+-- the core. Batches that carry state changes
+-- (an auction opened, extended, cancelled or ended, with statements of their own)
+-- keep the multi-statement path.
 --
+-- The writer numbers its batches of bids (from 1 in each epoch: every start and
+-- every rebuild claims a new one) and
+-- sends the next one before the last has committed, so that PostgreSQL never
+-- waits for Python between two batches. Batch n takes effect only right after
+-- batch n - 1: its first statement waits on the progress row that n - 1 updated
+-- and, should n - 1 roll back, finds it one short and writes nothing. So the
+-- ledger always holds a prefix of the writer's batches, never a batch whose
+-- decisions rest on one that was lost (a bidder's buying power freed by a bid in
+-- n - 1 could have paid for a bid in n). The same row tells a retry after a lost
+-- connection whether its COMMIT landed.
+CREATE TABLE ledger_progress (
+  epoch   BIGINT PRIMARY KEY,
+  batches BIGINT NOT NULL CHECK (batches >= 0)  -- batches of bids committed under epoch
+);
+
 -- p_auctions: each touched auction once, in id order; a_* align with it.
 -- b_*: the bids in core order (is_winning already set on each auction's last).
 CREATE FUNCTION ledger_write_bids(
-  p_epoch bigint, p_retry boolean, p_auctions uuid[],
+  p_epoch bigint, p_batch bigint, p_auctions uuid[],
   a_price numeric[], a_bid_count int[], a_bidder_count int[], a_platform_bids int[],
   a_end timestamptz[], a_seq bigint[],
   b_id uuid[], b_auction uuid[], b_user uuid[], b_amount numeric[], b_platform boolean[],
@@ -25,32 +42,37 @@ CREATE FUNCTION ledger_write_bids(
 DECLARE
   locked record;
   found_count int := 0;
-  written int;
+  done bigint;
 BEGIN
+  IF p_batch = 1 THEN  -- an epoch's first batch (every writer session has a new epoch)
+    INSERT INTO ledger_progress (epoch, batches) VALUES (p_epoch, 1) ON CONFLICT (epoch) DO NOTHING;
+  ELSE
+    UPDATE ledger_progress SET batches = p_batch WHERE epoch = p_epoch AND batches = p_batch - 1;
+  END IF;
+  IF NOT FOUND THEN
+    SELECT batches INTO done FROM ledger_progress WHERE epoch = p_epoch;
+    IF done >= p_batch THEN
+      RETURN 'written';  -- a retry: the COMMIT of the last attempt landed
+    END IF;
+    RETURN format('out of order: batch %s of epoch %s follows batch %s',
+                  p_batch, p_epoch, coalesce(done::text, 'none'));
+  END IF;
+
   FOR locked IN
     SELECT id, epoch, status FROM auctions WHERE id = ANY(p_auctions) ORDER BY id FOR UPDATE
   LOOP
     found_count := found_count + 1;
     IF locked.epoch <> p_epoch THEN
-      RETURN format('fenced: auction %s belongs to epoch %s, not %s',
-                    locked.id, locked.epoch, p_epoch);
+      RAISE EXCEPTION 'auction % belongs to epoch %, not %', locked.id, locked.epoch, p_epoch
+        USING ERRCODE = 'DLF01';
     END IF;
     IF locked.status NOT IN ('scheduled', 'live') THEN
-      RETURN format('conflict: auction %s is %s in the ledger', locked.id, locked.status);
+      RAISE EXCEPTION 'auction % is % in the ledger', locked.id, locked.status
+        USING ERRCODE = 'DLC01';
     END IF;
   END LOOP;
   IF found_count <> cardinality(p_auctions) THEN
-    RETURN 'conflict: a bid names an auction the ledger does not hold';
-  END IF;
-
-  IF p_retry THEN  -- after a lost connection the last attempt may have committed
-    SELECT count(*) INTO written FROM bids WHERE id = ANY(b_id);
-    IF written = cardinality(b_id) THEN
-      RETURN 'written';
-    ELSIF written > 0 THEN
-      RETURN format('conflict: %s of %s bids of one batch are already written',
-                    written, cardinality(b_id));
-    END IF;
+    RAISE EXCEPTION 'a bid names an auction the ledger does not hold' USING ERRCODE = 'DLC01';
   END IF;
 
   -- Every auction here has a new leader among these bids.

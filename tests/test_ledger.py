@@ -18,7 +18,7 @@ from prometheus_client import REGISTRY
 
 from engine.bids import BidAccepted, BidOutcome
 from engine.database import create_pool
-from engine.ledger import LedgerConflict
+from engine.ledger import LedgerConflict, _OutOfOrder
 from engine.money import naira_to_kobo
 from engine.recovery import RecoveryMismatch, recover
 from engine.sequencer import Sequencer
@@ -468,9 +468,10 @@ async def test_closing_while_the_database_is_down_does_not_hang(
 
 
 async def test_a_retried_batch_that_already_landed_is_not_written_twice(pool: Any) -> None:
-    """After a lost connection the writer retries with `retry=True`: a batch whose
-    COMMIT landed is recognised (nothing written twice); a batch half in the ledger
-    is a conflict (the core is rebuilt); an auction the ledger does not hold too."""
+    """Batches of bids are numbered per epoch and the ledger takes batch n only
+    right after n - 1 (sql/0012): a retry of a batch whose COMMIT landed is told
+    `written`; a batch whose predecessor is missing writes nothing; a refused batch
+    leaves no trace, not even its number."""
     world = await make_world(pool, auctions=2)
     auction = world.auctions[0]
     async with running(pool) as sequencer:
@@ -478,12 +479,57 @@ async def test_a_retried_batch_that_already_landed_is_not_written_twice(pool: An
         assert isinstance(outcome, BidAccepted)
         bid = outcome.bid
         writer = sequencer.writer
-        await writer._write([bid], retry=True)  # landed before: nothing to do
+        assert await writer._write_bids([bid], 1) == "written"  # batch 1 landed before
         unwritten = dataclasses.replace(bid, id=uuid.uuid4(), seq=bid.seq + 1, client_bid_id="x")
-        with pytest.raises(LedgerConflict, match="1 of 2 bids"):
-            await writer._write([bid, unwritten], retry=True)
+        with pytest.raises(_OutOfOrder, match=r"batch 5 .* follows batch 1"):
+            await writer._write_bids([unwritten], 5)
         stranger = dataclasses.replace(unwritten, auction_id=uuid.uuid4())
         with pytest.raises(LedgerConflict, match="does not hold"):
-            await writer._write([stranger], retry=False)
+            await writer._write_bids([stranger], 2)
+        assert await writer._write_bids([unwritten], 2) == "ok"  # 2 is still free
+        writer._batches = 2
     rows = await ledger_bids(pool, auction)
-    assert [(r["client_bid_id"], r["is_winning"]) for r in rows] == [("landed", True)]
+    assert [(r["client_bid_id"], r["is_winning"]) for r in rows] == [
+        ("landed", False),
+        ("x", True),
+    ]
+
+
+async def test_a_batch_in_flight_behind_a_failed_one_is_never_written(pool: Any) -> None:
+    """Pipelined batches: while batch n commits, n + 1 is already in PostgreSQL. If n
+    fails, n + 1 must not land (its bids were decided on top of n's): both are
+    refused, the bids queued behind them too, and the ledger keeps the prefix."""
+    world = await make_world(pool)
+    auction = world.auctions[0]
+    await pool.execute(
+        """
+        CREATE FUNCTION refuse_boom3() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+          IF NEW.client_bid_id = 'boom' THEN RAISE EXCEPTION 'refused by a test trigger'; END IF;
+          RETURN NEW;
+        END $$;
+        CREATE TRIGGER refuse_boom3 BEFORE INSERT ON bids
+          FOR EACH ROW EXECUTE FUNCTION refuse_boom3();
+        """
+    )
+    async with running(pool, batch_max=1, window_ms=0) as sequencer:
+        first = await sequencer.place_bid(auction, world.bidders[0], PRICE, "first")
+        assert isinstance(first, BidAccepted)
+        later = [
+            dataclasses.replace(
+                first.bid,
+                id=uuid.uuid4(),
+                seq=first.bid.seq + n,
+                amount_kobo=PRICE + n * STEP,
+                client_bid_id="boom" if n == 1 else f"later-{n}",
+            )
+            for n in (1, 2, 3)
+        ]
+        futures = [sequencer.writer.submit(bid) for bid in later]
+        results = await asyncio.wait_for(
+            asyncio.gather(*futures, return_exceptions=True), timeout=10
+        )
+        assert [type(result).__name__ for result in results] == ["LedgerUnavailable"] * 3
+    rows = await ledger_bids(pool, auction)
+    assert [r["client_bid_id"] for r in rows] == ["first"]
+    await recover(pool)
