@@ -339,7 +339,8 @@ async def test_valid_bids_among_hostile_frames_are_the_only_change(room: Room) -
         errors = [assert_acceptable(json.dumps(reply)) for reply in replies]
         assert len([e for e in errors if e["type"] == "error"]) == len(REFUSED_BIDS), replies
 
-    assert changed(before, await fingerprint(room.pool)) == {"bids", "auctions"}
+    # ledger_progress: the writer's count of committed batches (sql/0012).
+    assert changed(before, await fingerprint(room.pool)) == {"bids", "auctions", "ledger_progress"}
     rows = await room.pool.fetch("SELECT client_bid_id FROM bids ORDER BY seq")
     assert [row["client_bid_id"] for row in rows] == ["legit-1", "legit-2"]
 
