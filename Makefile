@@ -8,7 +8,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 RUST_SOURCES := $(shell find bidcore -name '*.rs' -o -name 'Cargo.toml') Cargo.toml Cargo.lock
 
-.PHONY: run test lint pytest rust-test system-deps clean
+.PHONY: run test lint pytest rust-test system-deps faults soak clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,15 @@ pytest: $(STAMP) system-deps
 # then every Python test.
 test: rust-test lint pytest
 
-soak: $(STAMP) ; $(PY) -m bench soak --minutes 60
+# tests/README.md's table, rows 1–6a, with their figures printed (-s).
+faults: $(STAMP) system-deps
+	$(PY) -m pytest -q -s tests/test_faults_kill.py tests/test_faults_pg.py \
+		tests/test_faults_redis.py tests/test_faults_end.py tests/test_faults_slow.py \
+		tests/test_soak.py
+
+# Row 6b: one hour at a moderate steady load.
+soak: $(STAMP)
+	$(PY) -m bench soak --minutes 60
+
 clean:
 	rm -rf $(VENV) target
