@@ -76,6 +76,22 @@ async def ledger_bids(pool: Any, auction_id: uuid.UUID) -> list[Any]:
     )
 
 
+async def refuse_boom_bids(pool: Any) -> None:
+    """A server-side error the writer has no special case for: inserting a bid whose
+    client_bid_id is 'boom' raises (a trigger; made again harmlessly by each test)."""
+    await pool.execute(
+        """
+        CREATE OR REPLACE FUNCTION refuse_boom() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+          IF NEW.client_bid_id = 'boom' THEN RAISE EXCEPTION 'refused by a test trigger'; END IF;
+          RETURN NEW;
+        END $$;
+        CREATE OR REPLACE TRIGGER refuse_boom BEFORE INSERT ON bids
+          FOR EACH ROW EXECUTE FUNCTION refuse_boom();
+        """
+    )
+
+
 async def assert_ledger_matches(
     pool: Any, sequencer: Sequencer, auction_id: uuid.UUID, outcomes: list[BidOutcome]
 ) -> None:
@@ -313,18 +329,7 @@ async def test_outage_refuses_bids_then_serves_again_without_a_restart(
 async def test_an_unexpected_database_error_refuses_the_batch_and_recovers(pool: Any) -> None:
     world = await make_world(pool)
     auction = world.auctions[0]
-    # A server-side error the writer has no special case for.
-    await pool.execute(
-        """
-        CREATE FUNCTION refuse_boom() RETURNS trigger LANGUAGE plpgsql AS $$
-        BEGIN
-          IF NEW.client_bid_id = 'boom' THEN RAISE EXCEPTION 'refused by a test trigger'; END IF;
-          RETURN NEW;
-        END $$;
-        CREATE TRIGGER refuse_boom BEFORE INSERT ON bids
-          FOR EACH ROW EXECUTE FUNCTION refuse_boom();
-        """
-    )
+    await refuse_boom_bids(pool)
     async with running(pool) as sequencer:
         refused = await asyncio.wait_for(
             sequencer.place_bid(auction, world.bidders[0], PRICE, "boom"), timeout=10
@@ -412,17 +417,7 @@ async def test_the_writer_survives_a_failed_rebuild_and_serves_again(pool: Any) 
     a kind the writer knows nothing about) is tried again; the writer never dies."""
     world = await make_world(pool)
     auction = world.auctions[0]
-    await pool.execute(
-        """
-        CREATE FUNCTION refuse_boom2() RETURNS trigger LANGUAGE plpgsql AS $$
-        BEGIN
-          IF NEW.client_bid_id = 'boom' THEN RAISE EXCEPTION 'refused by a test trigger'; END IF;
-          RETURN NEW;
-        END $$;
-        CREATE TRIGGER refuse_boom2 BEFORE INSERT ON bids
-          FOR EACH ROW EXECUTE FUNCTION refuse_boom2();
-        """
-    )
+    await refuse_boom_bids(pool)
     async with running(pool) as sequencer:
         rebuild = sequencer.rebuild
         attempts = 0
@@ -501,17 +496,7 @@ async def test_a_batch_in_flight_behind_a_failed_one_is_never_written(pool: Any)
     refused, the bids queued behind them too, and the ledger keeps the prefix."""
     world = await make_world(pool)
     auction = world.auctions[0]
-    await pool.execute(
-        """
-        CREATE FUNCTION refuse_boom3() RETURNS trigger LANGUAGE plpgsql AS $$
-        BEGIN
-          IF NEW.client_bid_id = 'boom' THEN RAISE EXCEPTION 'refused by a test trigger'; END IF;
-          RETURN NEW;
-        END $$;
-        CREATE TRIGGER refuse_boom3 BEFORE INSERT ON bids
-          FOR EACH ROW EXECUTE FUNCTION refuse_boom3();
-        """
-    )
+    await refuse_boom_bids(pool)
     async with running(pool, batch_max=1, window_ms=0) as sequencer:
         first = await sequencer.place_bid(auction, world.bidders[0], PRICE, "first")
         assert isinstance(first, BidAccepted)
