@@ -363,6 +363,7 @@ class LedgerWriter:
         every batch `behind` it, which rests on it)."""
         attempt = 0
         refused = batch.entries + [entry for later in behind for entry in later.entries]
+        self._stalled = retried  # a batch being retried: decide nothing on top of it
         try:
             while True:
                 try:
