@@ -117,6 +117,9 @@ DEFAULT_BATCH_MAX = 1000
 #: Batches of bids in flight at once: one committing, the next waiting behind it
 #: in PostgreSQL (sql/0012 applies them in order).
 PIPELINE_DEPTH = 2
+#: A queue of at least twice this many bids, with nothing in flight, goes out as
+#: two batches (LedgerWriter._take_bids).
+_SPLIT_FROM = 64
 
 _FENCED_STATE = "DLF01"  # sql/0012: an auction belongs to a newer epoch
 _CONFLICT_STATE = "DLC01"  # sql/0012: the ledger contradicts the core
@@ -287,14 +290,19 @@ class LedgerWriter:
     def _bids_ready(self) -> bool:
         return self._available and bool(self._queue) and isinstance(self._queue[0][0], DurableBid)
 
-    def _take_bids(self) -> _Batch:
-        """The queue's leading bids (up to the cap), numbered next in this epoch."""
+    def _take_bids(self, *, first: bool = False) -> _Batch:
+        """The queue's leading bids (up to the cap), numbered next in this epoch.
+
+        `first`: nothing is in flight. Then a long queue is split in two halves, so
+        that the second goes out at once behind the first and PostgreSQL works on
+        one while this loop answers the other's bidders (bench ledger, 1,000
+        submitters, one hot auction: 29,035/s in batches of 1,000, 42,955/s in
+        halves)."""
+        limit = self._batch_max
+        if first and len(self._queue) >= 2 * _SPLIT_FROM:
+            limit = min(limit, (len(self._queue) + 1) // 2)
         entries: list[Entry] = []
-        while (
-            self._queue
-            and len(entries) < self._batch_max
-            and isinstance(self._queue[0][0], DurableBid)
-        ):
+        while self._queue and len(entries) < limit and isinstance(self._queue[0][0], DurableBid):
             entries.append(self._queue.popleft())
         self._batches += 1
         return _Batch(entries, self._batches)
@@ -312,7 +320,7 @@ class LedgerWriter:
                     if inflight:
                         await self._gather()
                     if self._bids_ready() and not (inflight and inflight[-1][0].number == 1):
-                        batch = self._take_bids()
+                        batch = self._take_bids(first=not inflight)
                         inflight.append((batch, asyncio.create_task(self._attempt(batch))))
                         continue
                 if not inflight:
@@ -326,6 +334,13 @@ class LedgerWriter:
                     await self._settle_after_failure(behind)
                     return
                 inflight.popleft()
+                # The next batch goes out before this one's bidders are told: its
+                # task then runs ahead of the thousand coroutines the acknowledgements
+                # wake (the loop is first in, first out), and PostgreSQL works on it
+                # while they decide the bids after it.
+                if self._bids_ready() and not (inflight and inflight[-1][0].number == 1):
+                    upcoming = self._take_bids()
+                    inflight.append((upcoming, asyncio.create_task(self._attempt(upcoming))))
                 self._committed(batch)
         finally:
             for batch, task in inflight:  # cancelled (a stop): their outcome is unknown

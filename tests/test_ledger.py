@@ -518,3 +518,23 @@ async def test_a_batch_in_flight_behind_a_failed_one_is_never_written(pool: Any)
     rows = await ledger_bids(pool, auction)
     assert [r["client_bid_id"] for r in rows] == ["first"]
     await recover(pool)
+
+
+async def test_a_long_queue_goes_out_as_two_batches_one_behind_the_other(pool: Any) -> None:
+    """With nothing in flight, a queue of bids is split in two so that the second
+    half is in PostgreSQL while the first half's bidders are answered; both land,
+    in order."""
+    world = await make_world(pool, bidders=2)
+    auction = world.auctions[0]
+    sizes: list[int] = []
+    async with running(pool, window_ms=100) as sequencer:
+        sequencer.subscribe(lambda bids: sizes.append(len(bids)))
+        outcomes = await asyncio.gather(
+            *(
+                sequencer.place_bid(auction, world.bidders[n % 2], PRICE + n * STEP, f"b{n}")
+                for n in range(200)
+            )
+        )
+        await assert_ledger_matches(pool, sequencer, auction, list(outcomes))
+    assert all(isinstance(outcome, BidAccepted) for outcome in outcomes)
+    assert sizes == [100, 100]
