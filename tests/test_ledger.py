@@ -68,6 +68,25 @@ async def running(pool: Any, **options: Any) -> AsyncIterator[Sequencer]:
         await engine.close()
 
 
+@contextlib.asynccontextmanager
+async def behind_a_proxy(
+    database_url: str, *, unavailable_after_ms: int
+) -> AsyncIterator[tuple[TcpProxy, Sequencer]]:
+    """An engine whose connections go through a proxy the test can cut."""
+    proxy, proxied_dsn = await TcpProxy.in_front_of(database_url)
+    engine_pool = await create_pool(proxied_dsn, min_size=1, max_size=4)
+    try:
+        engine = await Sequencer.open(engine_pool, unavailable_after_ms=unavailable_after_ms)
+        try:
+            yield proxy, engine
+        finally:
+            proxy.restore()
+            await engine.close()
+    finally:
+        await engine_pool.close()
+        await proxy.close()
+
+
 async def ledger_bids(pool: Any, auction_id: uuid.UUID) -> list[Any]:
     return await pool.fetch(
         "SELECT id, user_id, amount, seq, client_bid_id, is_winning FROM bids"
@@ -298,10 +317,7 @@ async def test_outage_refuses_bids_then_serves_again_without_a_restart(
 ) -> None:
     world = await make_world(pool)
     auction = world.auctions[0]
-    proxy, proxied_dsn = await TcpProxy.in_front_of(database_url)
-    engine_pool = await create_pool(proxied_dsn, min_size=1, max_size=4)
-    engine = await Sequencer.open(engine_pool, unavailable_after_ms=300)
-    try:
+    async with behind_a_proxy(database_url, unavailable_after_ms=300) as (proxy, engine):
         before = await engine.place_bid(auction, world.bidders[0], PRICE, "before")
         proxy.cut()
         during = await engine.place_bid(auction, world.bidders[1], PRICE + STEP, "during")
@@ -314,10 +330,6 @@ async def test_outage_refuses_bids_then_serves_again_without_a_restart(
             await asyncio.sleep(0.05)
         assert engine.available
         after = await engine.place_bid(auction, world.bidders[1], PRICE + STEP, "after")
-    finally:
-        await engine.close()
-        await engine_pool.close()
-        await proxy.close()
     assert isinstance(before, BidAccepted) and isinstance(after, BidAccepted)
     assert during.accepted is False and during.code == "unavailable"  # type: ignore[union-attr]
     assert refused_at_once.code == "unavailable"  # type: ignore[union-attr]
@@ -377,10 +389,7 @@ async def test_no_bid_is_decided_while_a_batch_waits_on_its_retry(
     the retry lands, the waiting bid is acknowledged and bidding resumes."""
     world = await make_world(pool)
     auction = world.auctions[0]
-    proxy, proxied_dsn = await TcpProxy.in_front_of(database_url)
-    engine_pool = await create_pool(proxied_dsn, min_size=1, max_size=4)
-    engine = await Sequencer.open(engine_pool, unavailable_after_ms=20_000)
-    try:
+    async with behind_a_proxy(database_url, unavailable_after_ms=20_000) as (proxy, engine):
         proxy.cut()
         in_flight = asyncio.ensure_future(
             engine.place_bid(auction, world.bidders[0], PRICE, "in-flight")
@@ -400,11 +409,6 @@ async def test_no_bid_is_decided_while_a_batch_waits_on_its_retry(
         landed = await asyncio.wait_for(in_flight, timeout=15)
         assert not engine.writer.stalled and engine.available
         after = await engine.place_bid(auction, world.bidders[1], PRICE + STEP, "meanwhile")
-    finally:
-        proxy.restore()
-        await engine.close()
-        await engine_pool.close()
-        await proxy.close()
     assert refused.accepted is False and refused.code == "unavailable"  # type: ignore[union-attr]
     assert isinstance(landed, BidAccepted) and isinstance(after, BidAccepted)
     rows = await ledger_bids(pool, auction)
@@ -448,18 +452,11 @@ async def test_closing_while_the_database_is_down_does_not_hang(
     """A shutdown during an outage (SIGTERM while PostgreSQL is down) returns: the
     writer has given its bids up and waits for the database only to serve again."""
     world = await make_world(pool)
-    proxy, proxied_dsn = await TcpProxy.in_front_of(database_url)
-    engine_pool = await create_pool(proxied_dsn, min_size=1, max_size=4)
-    engine = await Sequencer.open(engine_pool, unavailable_after_ms=300)
-    try:
+    async with behind_a_proxy(database_url, unavailable_after_ms=300) as (proxy, engine):
         proxy.cut()
         refused = await engine.place_bid(world.auctions[0], world.bidders[0], PRICE, "down")
         assert refused.code == "unavailable"  # type: ignore[union-attr]
         await asyncio.wait_for(engine.close(), timeout=5)
-    finally:
-        proxy.restore()
-        await engine_pool.close()
-        await proxy.close()
 
 
 async def test_a_retried_batch_that_already_landed_is_not_written_twice(pool: Any) -> None:
