@@ -27,6 +27,7 @@ import pytest_asyncio
 
 from engine.database import create_pool, dsn_for_database, embedded_server
 from engine.migrations import migrate
+from tests.redis_server import RedisServer, running_redis
 
 TEMPLATE_DATABASE = "dealer360_template"
 
@@ -127,3 +128,10 @@ async def pool(database_url: str) -> AsyncIterator[Any]:
         except TimeoutError:
             # A test kept a connection acquired; don't hang the session on it.
             created.terminate()
+
+
+@pytest_asyncio.fixture
+async def redis() -> AsyncIterator[RedisServer]:
+    """A redis-server of the test's own, on a free port."""
+    async with running_redis() as server:
+        yield server

@@ -312,6 +312,17 @@ async def snapshot_problems(
 CONNECTION_LOST = (aiohttp.ClientError, OSError, ConnectionError, TimeoutError)
 
 
+async def connect_or_wait(
+    http: aiohttp.ClientSession, url: str
+) -> aiohttp.ClientWebSocketResponse | None:
+    """A room socket, or None after a short pause if the server is not there (yet)."""
+    try:
+        return await http.ws_connect(url, heartbeat=None)
+    except CONNECTION_LOST:
+        await asyncio.sleep(0.05)
+        return None
+
+
 class Gone(Exception):
     """The socket closed (the server died, or dropped it)."""
 
@@ -346,17 +357,14 @@ class Watcher:
     async def run(self) -> None:
         """Until cancelled: watch, and come back after every drop."""
         while True:
-            try:
-                ws = await self.http.ws_connect(self.url, heartbeat=None)
-            except CONNECTION_LOST:
-                await asyncio.sleep(0.05)
+            ws = await connect_or_wait(self.http, self.url)
+            if ws is None:
                 continue
             if self.sessions and self.late_s:
                 await ws.close()  # the server is back; this page comes back later
                 await asyncio.sleep(self.late_s)
-                try:
-                    ws = await self.http.ws_connect(self.url, heartbeat=None)
-                except CONNECTION_LOST:
+                ws = await connect_or_wait(self.http, self.url)
+                if ws is None:
                     continue
             try:
                 await self._session(ws)
@@ -571,10 +579,8 @@ class WsBidder:
 
     async def run(self) -> None:
         while True:
-            try:
-                ws = await self.http.ws_connect(self.url, heartbeat=None)
-            except CONNECTION_LOST:
-                await asyncio.sleep(0.05)
+            ws = await connect_or_wait(self.http, self.url)
+            if ws is None:
                 continue
             reader = asyncio.create_task(self._read(ws))
             try:

@@ -30,6 +30,7 @@ from tests.fault_helpers import (
     engine_env,
     kobo,
     now_ms,
+    running_engine,
     token_for,
     unreconciled_wallets,
     wait_until,
@@ -43,12 +44,8 @@ FINAL = ("pending_settlement", "unsold")
 
 @pytest_asyncio.fixture
 async def engine(database_url: str, tmp_path: Path) -> AsyncIterator[EngineServer]:
-    server = EngineServer(engine_env(database_url), tmp_path / "engine.log")
-    try:
-        await server.start()
+    async with running_engine(engine_env(database_url), tmp_path / "engine.log") as server:
         yield server
-    finally:
-        await server.stop()
 
 
 async def bid(
@@ -146,7 +143,12 @@ async def test_auctions_ending_while_the_engine_is_down_end_once_when_it_is_back
         silent = await platform.auction(seller, **terms)
         # Closed by the engine just before a crash, its end processing not yet run.
         closed = await platform.auction(seller, start_ms=terms["start_ms"], end_ms=end + 3_600_000)
-        await wait_until(lambda: live(http, engine.base, sold), 5, "the auctions open")
+        opening = [sold, below, met, silent, closed]
+
+        async def all_live() -> bool:  # the lifecycle tick may open them in different ticks
+            return all([await live(http, engine.base, auction) for auction in opening])
+
+        await wait_until(all_live, 5, "the auctions open")
         await place(
             http, engine.base, sold, [(ada, PRICE), (bola, PRICE + STEP), (ada, PRICE + 3 * STEP)]
         )

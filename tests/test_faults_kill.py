@@ -48,6 +48,7 @@ from tests.fault_helpers import (
     engine_env,
     ledger_problems,
     now_ms,
+    running_engine,
     snapshot_problems,
     stop_tasks,
     wait_until,
@@ -119,12 +120,8 @@ async def make_world(platform: Platform) -> World:
 
 @pytest_asyncio.fixture
 async def engine(database_url: str, tmp_path: Path) -> AsyncIterator[EngineServer]:
-    server = EngineServer(engine_env(database_url), tmp_path / "engine.log")
-    try:
-        await server.start()
+    async with running_engine(engine_env(database_url), tmp_path / "engine.log") as server:
         yield server
-    finally:
-        await server.stop()
 
 
 @dataclass

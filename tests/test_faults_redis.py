@@ -44,18 +44,12 @@ from tests.fault_helpers import (
     token_for,
     wait_until,
 )
-from tests.redis_server import RedisServer, running_redis
+from tests.redis_server import RedisServer
 
 DOWN_S = 4.0
 WS_BIDS_PER_S = 10  # the engine's default per-bidder limit
 #: What a process rightly logs while Redis is away.
 EXPECTED_IN_LOG = ("redis bus:", "rate limits counted locally")
-
-
-@pytest_asyncio.fixture
-async def redis() -> AsyncIterator[RedisServer]:
-    async with running_redis() as server:
-        yield server
 
 
 @pytest_asyncio.fixture

@@ -14,17 +14,11 @@ from typing import Any
 import aiohttp
 import pytest_asyncio
 
-from tests.redis_server import RedisServer, running_redis
+from tests.redis_server import RedisServer
 from tests.ws_helpers import RoomClient, ServerProcess, World, make_world, process_env
 
 START = 100_000_000
 STEP = 5_000_000
-
-
-@pytest_asyncio.fixture
-async def redis() -> AsyncIterator[RedisServer]:
-    async with running_redis() as server:
-        yield server
 
 
 @pytest_asyncio.fixture
