@@ -85,7 +85,8 @@ LEFT JOIN LATERAL (
 """
 _WRITE = """
 WITH outbid AS (
-    UPDATE bids SET is_winning = false WHERE auction_id = $2 AND is_winning
+    UPDATE bids SET is_winning = false  -- the leader: the latest bid (sql/0014)
+    WHERE id = (SELECT id FROM bids WHERE auction_id = $2 ORDER BY seq DESC LIMIT 1) AND is_winning
 ), bid AS (
     INSERT INTO bids (id, auction_id, user_id, amount, is_platform_bid, is_winning,
                       client_bid_id, seq, extended, end_time_after, created_at)

@@ -67,10 +67,7 @@ _OPEN_STATUSES = frozenset({"scheduled", "live"})
 _ALREADY_WRITTEN = "SELECT count(*) FROM bids WHERE id = ANY($1::uuid[])"
 _LAST_SEQ = "SELECT last_seq FROM auctions WHERE id = $1"
 _BATCHES_DONE = "SELECT batches FROM ledger_progress WHERE epoch = $1"
-_CLEAR_OUTBID = """
-UPDATE bids SET is_winning = false
-WHERE auction_id = ANY($1::uuid[]) AND is_winning AND NOT (id = ANY($2::uuid[]))
-"""
+_CLEAR_LEADERS = "SELECT ledger_clear_leaders($1::uuid[])"  # sql/0014
 # One row per touched auction: NULL leaves a column as it is (no bid in the
 # batch leaves the price alone; no state change leaves the status alone).
 _UPDATE_AUCTIONS = """
@@ -462,14 +459,12 @@ class LedgerWriter:
             if retry and await self._written_before(conn, bids, changes):
                 return
             if bids:
+                # Only auctions with a bid in this batch have a new leader; one
+                # that is merely opened, extended or closed keeps its own.
+                await conn.execute(_CLEAR_LEADERS, sorted({bid.auction_id for bid in bids}))
                 await conn.copy_records_to_table(
                     "bids", records=_records(bids), columns=BID_COLUMNS
                 )
-                # Only auctions with a bid in this batch have a new leader; one
-                # that is merely opened, extended or closed keeps its own.
-                leaders = _last_per_auction(bids)
-                winners = [bid.id for bid in leaders.values()]
-                await conn.execute(_CLEAR_OUTBID, sorted(leaders), winners)
             await conn.execute(_UPDATE_AUCTIONS, *_auction_columns(events))
             for change in changes:
                 if change.also is not None:
