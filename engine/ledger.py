@@ -33,7 +33,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import asyncpg
 
@@ -69,31 +69,32 @@ _LAST_SEQ = "SELECT last_seq FROM auctions WHERE id = $1"
 _BATCHES_DONE = "SELECT batches FROM ledger_progress WHERE epoch = $1"
 _CLEAR_LEADERS = "SELECT ledger_clear_leaders($1::uuid[])"  # sql/0014
 # One row per touched auction: NULL leaves a column as it is (no bid in the
-# batch leaves the price alone; no state change leaves the status alone).
+# batch leaves the price alone; no state change leaves the status alone). Kobo
+# and milliseconds are converted exactly as in sql/0014.
 _UPDATE_AUCTIONS = """
 UPDATE auctions AS a
-SET current_price = COALESCE(v.price, a.current_price),
+SET current_price = COALESCE(v.price_kobo * 0.01, a.current_price),
     bid_count = COALESCE(v.bid_count, a.bid_count),
     bidder_count = COALESCE(v.bidder_count, a.bidder_count),
     ai_bids_placed = a.ai_bids_placed + v.platform_bids,
-    end_time = v.end_time,
+    end_time = timestamptz 'epoch' + v.end_ms * interval '1 ms',
     status = COALESCE(v.status, a.status),
     ended_at = CASE WHEN v.status = 'ended' THEN now() ELSE a.ended_at END,
     cancel_reason = COALESCE(v.cancel_reason, a.cancel_reason),
     last_seq = GREATEST(a.last_seq, v.seq),
     updated_at = now()
-FROM unnest($1::uuid[], $2::numeric[], $3::int[], $4::int[], $5::int[], $6::timestamptz[],
+FROM unnest($1::uuid[], $2::bigint[], $3::int[], $4::int[], $5::int[], $6::bigint[],
             $7::bigint[], $8::text[], $9::text[])
-     AS v(id, price, bid_count, bidder_count, platform_bids, end_time, seq, status,
+     AS v(id, price_kobo, bid_count, bidder_count, platform_bids, end_ms, seq, status,
           cancel_reason)
 WHERE a.id = v.id
 """
 
 _WRITE_BIDS = """
-SELECT ledger_write_bids($1::bigint, $2::bigint, $3::uuid[], $4::numeric[], $5::int[],
-    $6::int[], $7::int[], $8::timestamptz[], $9::bigint[],
-    $10::uuid[], $11::uuid[], $12::uuid[], $13::numeric[], $14::boolean[], $15::boolean[],
-    $16::text[], $17::bigint[], $18::boolean[], $19::timestamptz[], $20::timestamptz[])
+SELECT ledger_write_bids($1::bigint, $2::bigint, $3::uuid[], $4::bigint[], $5::int[],
+    $6::int[], $7::int[], $8::bigint[], $9::bigint[],
+    $10::uuid[], $11::uuid[], $12::uuid[], $13::bigint[], $14::boolean[], $15::boolean[],
+    $16::text[], $17::bigint[], $18::boolean[], $19::bigint[], $20::bigint[])
 """
 
 # Failures worth another try: the connection or the server went away, or the
@@ -424,11 +425,10 @@ class LedgerWriter:
                 future.set_result(None)
 
     async def _write(self, batch: _Batch, *, retried: bool) -> str:
-        events = batch.events
-        if batch.number is not None:
-            bids = [event for event in events if isinstance(event, DurableBid)]
+        if batch.number is not None:  # bids alone (_take_bids)
+            bids = cast(list[DurableBid], batch.events)
             return await self._write_bids(bids, batch.number)
-        await self._write_events(events, retry=retried)
+        await self._write_events(batch.events, retry=retried)
         return "ok"
 
     async def _write_bids(self, bids: Sequence[DurableBid], number: int) -> str:
@@ -565,35 +565,66 @@ class LedgerWriter:
 
 def _bid_arrays(bids: Sequence[DurableBid]) -> tuple[list[Any], ...]:
     """The bids' rows as one list per column (BID_COLUMNS), each auction's last
-    bid marked winning."""
+    bid marked winning; amounts in kobo and instants in milliseconds (sql/0014
+    converts them)."""
     winners = {bid.id for bid in _last_per_auction(bids).values()}
     return (
         [bid.id for bid in bids],
         [bid.auction_id for bid in bids],
         [bid.user_id for bid in bids],
-        [kobo_to_naira(bid.amount_kobo) for bid in bids],
+        [bid.amount_kobo for bid in bids],
         [bid.is_platform for bid in bids],
         [bid.id in winners for bid in bids],
         [bid.client_bid_id for bid in bids],
         [bid.seq for bid in bids],
         [bid.extended for bid in bids],
-        [to_datetime(bid.end_time_ms) for bid in bids],
-        [to_datetime(bid.at_ms) for bid in bids],
+        [bid.end_time_ms for bid in bids],
+        [bid.at_ms for bid in bids],
     )
 
 
 def _records(bids: Sequence[DurableBid]) -> list[tuple[Any, ...]]:
-    """The bids' rows, for COPY."""
-    return list(zip(*_bid_arrays(bids), strict=True))
+    """The bids' rows, for COPY: naira and datetimes, the columns' own types."""
+    ids, auctions, users, kobo, platform, winning, client, seq, extended, end_ms, at_ms = (
+        _bid_arrays(bids)
+    )
+    return list(
+        zip(
+            ids,
+            auctions,
+            users,
+            map(kobo_to_naira, kobo),
+            platform,
+            winning,
+            client,
+            seq,
+            extended,
+            map(to_datetime, end_ms),
+            map(to_datetime, at_ms),
+            strict=True,
+        )
+    )
 
 
 def _auction_arrays(bids: Sequence[DurableBid]) -> tuple[list[Any], ...]:
     """Each touched auction's state after a batch of bids alone, in id order (the
     order sql/0012 locks them in): id, price, bid and bidder counts, platform bids,
     end time, seq."""
-    columns = _auction_columns(bids)[:7]
-    order = sorted(range(len(columns[0])), key=columns[0].__getitem__)
-    return tuple([column[i] for i in order] for column in columns)
+    leaders = _last_per_auction(bids)
+    platform_bids: collections.Counter[uuid.UUID] = collections.Counter(
+        bid.auction_id for bid in bids if bid.is_platform
+    )
+    ids = sorted(leaders)
+    last = [leaders[auction] for auction in ids]
+    return (
+        ids,
+        [bid.amount_kobo for bid in last],
+        [bid.bid_count for bid in last],
+        [bid.bidder_count for bid in last],
+        [platform_bids[auction] for auction in ids],
+        [bid.end_time_ms for bid in last],
+        [bid.seq for bid in last],
+    )
 
 
 def _last_per_auction(bids: Sequence[DurableBid]) -> dict[uuid.UUID, DurableBid]:
@@ -619,11 +650,11 @@ def _auction_columns(events: Sequence[Event]) -> tuple[list[Any], ...]:
     changes = [last_change.get(auction) for auction in ids]
     return (
         ids,
-        [kobo_to_naira(b.amount_kobo) if b else None for b in bids],
+        [b.amount_kobo if b else None for b in bids],
         [b.bid_count if b else None for b in bids],
         [b.bidder_count if b else None for b in bids],
         [platform_bids[auction] for auction in ids],
-        [to_datetime(last_event[auction].end_time_ms) for auction in ids],
+        [last_event[auction].end_time_ms for auction in ids],
         [last_event[auction].seq for auction in ids],
         [c.status if c else None for c in changes],
         [c.reason if c and c.kind == "cancelled" else None for c in changes],

@@ -42,14 +42,24 @@ BEGIN
 END
 $$;
 
--- sql/0012's batch function, its leaders now cleared by ledger_clear_leaders.
-CREATE OR REPLACE FUNCTION ledger_write_bids(
+-- sql/0012's batch function, with two changes: the leaders are cleared by
+-- ledger_clear_leaders, and money and instants arrive as the engine holds them
+-- (integer kobo, integer milliseconds since the epoch) and are converted here,
+-- exactly: kobo * 0.01 is numeric arithmetic, and an interval of 1 ms times a
+-- whole number of ms is exact while the microseconds fit a double's 53 bits
+-- (until the year 2255). Building a Decimal and two datetimes per bid cost the
+-- writer's event loop more than all of this costs PostgreSQL.
+DROP FUNCTION ledger_write_bids(bigint, bigint, uuid[], numeric[], int[], int[], int[],
+  timestamptz[], bigint[], uuid[], uuid[], uuid[], numeric[], boolean[], boolean[], text[],
+  bigint[], boolean[], timestamptz[], timestamptz[]);
+
+CREATE FUNCTION ledger_write_bids(
   p_epoch bigint, p_batch bigint, p_auctions uuid[],
-  a_price numeric[], a_bid_count int[], a_bidder_count int[], a_platform_bids int[],
-  a_end timestamptz[], a_seq bigint[],
-  b_id uuid[], b_auction uuid[], b_user uuid[], b_amount numeric[], b_platform boolean[],
+  a_price_kobo bigint[], a_bid_count int[], a_bidder_count int[], a_platform_bids int[],
+  a_end_ms bigint[], a_seq bigint[],
+  b_id uuid[], b_auction uuid[], b_user uuid[], b_amount_kobo bigint[], b_platform boolean[],
   b_winning boolean[], b_client text[], b_seq bigint[], b_extended boolean[],
-  b_end timestamptz[], b_created timestamptz[]
+  b_end_ms bigint[], b_created_ms bigint[]
 ) RETURNS text LANGUAGE plpgsql AS $$
 DECLARE
   locked record;
@@ -92,19 +102,25 @@ BEGIN
 
   INSERT INTO bids (id, auction_id, user_id, amount, is_platform_bid, is_winning,
                     client_bid_id, seq, extended, end_time_after, created_at)
-  SELECT * FROM unnest(b_id, b_auction, b_user, b_amount, b_platform, b_winning,
-                       b_client, b_seq, b_extended, b_end, b_created);
+  SELECT id, auction, bidder, amount_kobo * 0.01, platform, winning, client, seq, extended,
+         timestamptz 'epoch' + end_ms * interval '1 ms',
+         timestamptz 'epoch' + created_ms * interval '1 ms'
+  FROM unnest(b_id, b_auction, b_user, b_amount_kobo, b_platform, b_winning,
+              b_client, b_seq, b_extended, b_end_ms, b_created_ms)
+       AS b(id, auction, bidder, amount_kobo, platform, winning, client, seq, extended, end_ms,
+            created_ms);
 
   UPDATE auctions AS a
-  SET current_price = v.price,
+  SET current_price = v.price_kobo * 0.01,
       bid_count = v.bid_count,
       bidder_count = v.bidder_count,
       ai_bids_placed = a.ai_bids_placed + v.platform_bids,
-      end_time = v.end_time,
+      end_time = timestamptz 'epoch' + v.end_ms * interval '1 ms',
       last_seq = GREATEST(a.last_seq, v.seq),
       updated_at = now()
-  FROM unnest(p_auctions, a_price, a_bid_count, a_bidder_count, a_platform_bids, a_end, a_seq)
-       AS v(id, price, bid_count, bidder_count, platform_bids, end_time, seq)
+  FROM unnest(p_auctions, a_price_kobo, a_bid_count, a_bidder_count, a_platform_bids, a_end_ms,
+              a_seq)
+       AS v(id, price_kobo, bid_count, bidder_count, platform_bids, end_ms, seq)
   WHERE a.id = v.id;
   RETURN 'ok';
 END
