@@ -91,10 +91,7 @@ WHERE a.id = v.id
 """
 
 _WRITE_BIDS = """
-SELECT ledger_write_bids($1::bigint, $2::bigint, $3::uuid[], $4::bigint[], $5::int[],
-    $6::int[], $7::int[], $8::bigint[], $9::bigint[],
-    $10::uuid[], $11::uuid[], $12::uuid[], $13::bigint[], $14::boolean[], $15::boolean[],
-    $16::text[], $17::bigint[], $18::boolean[], $19::bigint[], $20::bigint[])
+SELECT ledger_write_bids($1::bigint, $2::bigint, $3::ledger_auction[], $4::ledger_bid[])
 """
 
 # Failures worth another try: the connection or the server went away, or the
@@ -436,7 +433,7 @@ class LedgerWriter:
         try:
             async with self._pool.acquire() as conn:
                 answer: str = await conn.fetchval(
-                    _WRITE_BIDS, self.epoch, number, *_auction_arrays(bids), *_bid_arrays(bids)
+                    _WRITE_BIDS, self.epoch, number, _auction_rows(bids), _bid_rows(bids)
                 )
         except asyncpg.PostgresError as err:
             if err.sqlstate == _FENCED_STATE:
@@ -563,68 +560,55 @@ class LedgerWriter:
                 delay = min(delay * 2, 1.0)
 
 
-def _bid_arrays(bids: Sequence[DurableBid]) -> tuple[list[Any], ...]:
-    """The bids' rows as one list per column (BID_COLUMNS), each auction's last
-    bid marked winning; amounts in kobo and instants in milliseconds (sql/0014
-    converts them)."""
+def _bid_rows(bids: Sequence[DurableBid]) -> list[tuple[Any, ...]]:
+    """The bids' rows (BID_COLUMNS, sql/0014's ledger_bid), each auction's last bid
+    marked winning; amounts in kobo and instants in milliseconds."""
     winners = {bid.id for bid in _last_per_auction(bids).values()}
-    return (
-        [bid.id for bid in bids],
-        [bid.auction_id for bid in bids],
-        [bid.user_id for bid in bids],
-        [bid.amount_kobo for bid in bids],
-        [bid.is_platform for bid in bids],
-        [bid.id in winners for bid in bids],
-        [bid.client_bid_id for bid in bids],
-        [bid.seq for bid in bids],
-        [bid.extended for bid in bids],
-        [bid.end_time_ms for bid in bids],
-        [bid.at_ms for bid in bids],
-    )
+    return [
+        (
+            bid.id,
+            bid.auction_id,
+            bid.user_id,
+            bid.amount_kobo,
+            bid.is_platform,
+            bid.id in winners,
+            bid.client_bid_id,
+            bid.seq,
+            bid.extended,
+            bid.end_time_ms,
+            bid.at_ms,
+        )
+        for bid in bids
+    ]
 
 
 def _records(bids: Sequence[DurableBid]) -> list[tuple[Any, ...]]:
     """The bids' rows, for COPY: naira and datetimes, the columns' own types."""
-    ids, auctions, users, kobo, platform, winning, client, seq, extended, end_ms, at_ms = (
-        _bid_arrays(bids)
-    )
-    return list(
-        zip(
-            ids,
-            auctions,
-            users,
-            map(kobo_to_naira, kobo),
-            platform,
-            winning,
-            client,
-            seq,
-            extended,
-            map(to_datetime, end_ms),
-            map(to_datetime, at_ms),
-            strict=True,
-        )
-    )
+    return [
+        (*row[:3], kobo_to_naira(row[3]), *row[4:9], to_datetime(row[9]), to_datetime(row[10]))
+        for row in _bid_rows(bids)
+    ]
 
 
-def _auction_arrays(bids: Sequence[DurableBid]) -> tuple[list[Any], ...]:
+def _auction_rows(bids: Sequence[DurableBid]) -> list[tuple[Any, ...]]:
     """Each touched auction's state after a batch of bids alone, in id order (the
-    order sql/0012 locks them in): id, price, bid and bidder counts, platform bids,
-    end time, seq."""
+    order sql/0014 locks them in): sql/0014's ledger_auction."""
     leaders = _last_per_auction(bids)
     platform_bids: collections.Counter[uuid.UUID] = collections.Counter(
         bid.auction_id for bid in bids if bid.is_platform
     )
-    ids = sorted(leaders)
-    last = [leaders[auction] for auction in ids]
-    return (
-        ids,
-        [bid.amount_kobo for bid in last],
-        [bid.bid_count for bid in last],
-        [bid.bidder_count for bid in last],
-        [platform_bids[auction] for auction in ids],
-        [bid.end_time_ms for bid in last],
-        [bid.seq for bid in last],
-    )
+    return [
+        (
+            auction,
+            (last := leaders[auction]).amount_kobo,
+            last.bid_count,
+            last.bidder_count,
+            platform_bids[auction],
+            last.end_time_ms,
+            last.seq,
+        )
+        for auction in sorted(leaders)
+    ]
 
 
 def _last_per_auction(bids: Sequence[DurableBid]) -> dict[uuid.UUID, DurableBid]:
