@@ -27,11 +27,14 @@ The policy, for the serving process only:
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from engine import metrics
 
@@ -97,3 +100,26 @@ class GcPolicy:
             pause * 1000,
         )
         return pause
+
+
+@contextlib.asynccontextmanager
+async def running(policy: GcPolicy) -> AsyncIterator[None]:
+    """`policy` in force for the block, its ticks on a timer (the serving process;
+    the ledger bench, which measures the engine as it serves)."""
+    if not policy.enabled:
+        yield
+        return
+    policy.install(time.monotonic())
+    scheduler = AsyncIOScheduler(job_defaults={"coalesce": True, "max_instances": 1})
+    scheduler.add_job(
+        lambda: policy.tick(time.monotonic()),
+        "interval",
+        seconds=policy.freeze_every_s,
+        id="gc",
+    )
+    scheduler.start()
+    try:
+        yield
+    finally:
+        scheduler.shutdown(wait=False)
+        policy.uninstall()

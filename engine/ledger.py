@@ -190,6 +190,7 @@ class LedgerWriter:
         self._stalled = False
         self.fenced = False
         self._task: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         metrics.LEDGER_AVAILABLE.set(1)
 
     @property
@@ -253,7 +254,10 @@ class LedgerWriter:
     def submit(self, bid: Event) -> asyncio.Future[None]:
         """Queue an accepted bid or a state change; the future completes once it
         is committed."""
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        loop = self._loop
+        if loop is None:  # looked up once: asyncio asks the OS for its pid on every lookup
+            loop = self._loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
         if not self._available:
             future.set_exception(LedgerUnavailable("the ledger is unavailable"))
             return future

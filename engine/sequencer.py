@@ -16,6 +16,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import asyncpg
 
@@ -47,6 +48,18 @@ _LOOK_IN_LEDGER = frozenset({"unknown_auction", "auction_not_live", "auction_end
 REJECTIONS_REMEMBERED = 100_000
 
 _ACCEPTED = metrics.BIDS.labels("accepted", "none")  # the hot path's counter, looked up once
+
+
+@dataclass(frozen=True, slots=True)
+class _Pending:
+    """An accepted bid on its way to the ledger: `written` completes once it is
+    durable (None: its first caller went away; LedgerWriter.flush tells)."""
+
+    bid: DurableBid
+    written: asyncio.Future[None] | None
+
+
+_Known = DurableBid | _Pending | BidRejected
 
 DurableListener = Callable[[Sequence[DurableBid]], None]
 StateListener = Callable[[StateChange], None]
@@ -148,8 +161,8 @@ class Sequencer:
     ) -> BidOutcome:
         received = time.perf_counter()
         key = (auction_id, user_id, client_bid_id) if client_bid_id is not None else None
-        if key is not None and (prior := self._prior(key)) is not None:
-            return await prior
+        if key is not None and (known := self._accepted.get(key) or self._rejections.get(key)):
+            return await self._again(key, known)
         if not self.available:
             return UNAVAILABLE
         outcome = self._decide(auction_id, user_id, amount_kobo, platform)
@@ -159,34 +172,45 @@ class Sequencer:
                 metrics.BIDS.labels("rejected", result.code).inc()
             return result
         bid = self._durable(outcome, auction_id, user_id, client_bid_id)
-        pending: asyncio.Future[BidOutcome] = asyncio.get_running_loop().create_future()
+        written = self.writer.submit(bid)
         if key is not None:
-            self._accepted[key] = pending
+            self._accepted[key] = _Pending(bid, written)  # _committed records the bid
         try:
-            await self.writer.submit(bid)
+            await written
         except LedgerUnavailable:
-            if key is not None:
+            if key is not None and isinstance(self._accepted.get(key), _Pending):
                 del self._accepted[key]  # unknown outcome: a retry looks again
-            pending.set_result(UNCONFIRMED)
             metrics.BIDS.labels("rejected", "unavailable").inc()
             return UNCONFIRMED
-        accepted = BidAccepted(bid)
-        pending.set_result(accepted)
-        if key is not None:
-            self._accepted[key] = bid  # settled: keep the record, not the future
+        except asyncio.CancelledError:
+            if key is not None and isinstance(self._accepted.get(key), _Pending):
+                # This caller went away (a shutdown); the writer still has the bid,
+                # and a retry must not wait on a future nobody will complete.
+                self._accepted[key] = _Pending(bid, None)
+            raise
         _ACCEPTED.inc()
         metrics.BID_LATENCY.observe(time.perf_counter() - received)
-        return accepted
+        return BidAccepted(bid)
 
-    def _prior(self, key: IdempotencyKey) -> asyncio.Future[BidOutcome] | None:
-        known = self._accepted.get(key) or self._rejections.get(key)
-        if known is None:
-            return None
-        if isinstance(known, asyncio.Future):
+    async def _again(self, key: IdempotencyKey, known: _Known) -> BidOutcome:
+        """The first outcome of a bid sent again with its client_bid_id."""
+        if isinstance(known, BidRejected):
             return known
-        future: asyncio.Future[BidOutcome] = asyncio.get_running_loop().create_future()
-        future.set_result(known if isinstance(known, BidRejected) else BidAccepted(known))
-        return future
+        if isinstance(known, DurableBid):
+            return BidAccepted(known)
+        if known.written is not None and not known.written.cancelled():
+            try:
+                # Shielded: this retry going away must not cancel the first caller's wait.
+                await asyncio.shield(known.written)
+            except LedgerUnavailable:
+                return UNCONFIRMED
+            return BidAccepted(known.bid)
+        try:  # its first caller went away: wait for the writer instead
+            await self.writer.flush()
+        except LedgerUnavailable:
+            return UNCONFIRMED
+        settled = self._accepted.get(key)
+        return BidAccepted(settled) if isinstance(settled, DurableBid) else UNCONFIRMED
 
     def _decide(
         self, auction_id: uuid.UUID, user_id: uuid.UUID, amount_kobo: int, platform: bool
@@ -247,8 +271,12 @@ class Sequencer:
         )
 
     def _committed(self, events: Sequence[Event]) -> None:
-        # A listener's failure must not stop acknowledgements: log it loudly.
         bids = [event for event in events if isinstance(event, DurableBid)]
+        accepted = self._accepted
+        for bid in bids:  # settled: keep the record, not the future
+            if bid.client_bid_id is not None:
+                accepted[(bid.auction_id, bid.user_id, bid.client_bid_id)] = bid
+        # A listener's failure must not stop acknowledgements: log it loudly.
         if bids:
             for listener in self._listeners:
                 try:
@@ -373,9 +401,7 @@ class Sequencer:
 
     def _adopt(self, recovered: Recovered) -> None:
         self._recovered = recovered
-        self._accepted: dict[IdempotencyKey, asyncio.Future[BidOutcome] | DurableBid] = dict(
-            recovered.accepted
-        )
+        self._accepted: dict[IdempotencyKey, DurableBid | _Pending] = dict(recovered.accepted)
         self._rejections: collections.OrderedDict[IdempotencyKey, BidRejected] = (
             collections.OrderedDict()
         )

@@ -221,6 +221,21 @@ async def test_same_client_bid_id_returns_the_first_outcome(pool: Any) -> None:
         assert len(await ledger_bids(pool, auction)) == 1
 
 
+async def test_a_retry_learns_the_outcome_after_the_first_caller_went_away(pool: Any) -> None:
+    world = await make_world(pool)
+    auction, bidder = world.auctions[0], world.bidders[0]
+    async with running(pool) as sequencer:
+        first = asyncio.create_task(sequencer.place_bid(auction, bidder, PRICE, "gone"))
+        await asyncio.sleep(0)  # decided and queued for the ledger, not yet written
+        first.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await first
+        async with asyncio.timeout(5):
+            again = await sequencer.place_bid(auction, bidder, PRICE + STEP, "gone")
+        assert isinstance(again, BidAccepted) and again.bid.amount_kobo == PRICE
+        assert len(await ledger_bids(pool, auction)) == 1
+
+
 async def test_same_client_bid_id_repeats_a_rejection(pool: Any) -> None:
     world = await make_world(pool)
     auction, bidder = world.auctions[0], world.bidders[0]

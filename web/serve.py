@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import functools
 import logging
-import time
 from collections.abc import AsyncIterator, Callable
 
 import uvloop
 from aiohttp import web
-from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from engine.config import Settings
-from engine.gcpolicy import GcPolicy
+from engine.gcpolicy import GcPolicy, running
 from web.app import create_app
 
 logger = logging.getLogger(__name__)
@@ -56,20 +54,5 @@ def serve(
 
 async def _gc_policy(policy: GcPolicy, app: web.Application) -> AsyncIterator[None]:
     """The serving process's garbage collection (engine/gcpolicy.py), on a timer."""
-    if not policy.enabled:
+    async with running(policy):
         yield
-        return
-    policy.install(time.monotonic())
-    scheduler = AsyncIOScheduler(job_defaults={"coalesce": True, "max_instances": 1})
-    scheduler.add_job(
-        lambda: policy.tick(time.monotonic()),
-        "interval",
-        seconds=policy.freeze_every_s,
-        id="gc",
-    )
-    scheduler.start()
-    try:
-        yield
-    finally:
-        scheduler.shutdown(wait=False)
-        policy.uninstall()
