@@ -32,9 +32,10 @@ import collections
 import logging
 import time
 import uuid
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import asyncpg
+import msgspec
 
 import bidcore
 from engine import metrics
@@ -199,7 +200,7 @@ class BaselineLedger:
             if accept.bid.is_platform:
                 return BidAccepted(accept.bid)
             number = await self._bidder_number(conn, accept)
-            return BidAccepted(replace(accept.bid, bidder_number=number))
+            return BidAccepted(msgspec.structs.replace(accept.bid, bidder_number=number))
 
     async def _decide(
         self,

@@ -2,17 +2,53 @@
 
 from __future__ import annotations
 
+import os
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import msgspec
 
 from engine.money import format_naira
 
+_IDS_PER_DRAW = 1024
+_VERSION_4 = (0x4000 << 64) | (0x8000 << 48)  # the version and variant bits of uuid4
+_NOT_VERSION = ~((0xF000 << 64) | (0xC000 << 48))
 
-@dataclass(slots=True, frozen=True)
-class DurableBid:
-    """An accepted bid with everything the ledger writes and the room shows."""
+
+def _random_ids() -> Iterator[uuid.UUID]:
+    """Version 4 UUIDs, from the OS's random bytes 16 KiB at a time (uuid.uuid4 makes
+    a system call for each, a measurable share of a bid's cost under load)."""
+    while True:
+        raw = os.urandom(16 * _IDS_PER_DRAW)
+        for at in range(0, len(raw), 16):
+            random_bits = int.from_bytes(raw[at : at + 16], "big")
+            yield uuid.UUID(int=random_bits & _NOT_VERSION | _VERSION_4)
+
+
+_ids = _random_ids()
+
+
+def _fresh_ids_after_fork() -> None:
+    global _ids  # a forked child must not repeat its parent's unused ids
+    _ids = _random_ids()
+
+
+os.register_at_fork(after_in_child=_fresh_ids_after_fork)
+
+
+def new_bid_id() -> uuid.UUID:
+    """A new random bid id (version 4)."""
+    return next(_ids)
+
+
+class DurableBid(msgspec.Struct, frozen=True, gc=False):
+    """An accepted bid with everything the ledger writes and the room shows.
+
+    A struct, not a dataclass: one is made for every accepted bid, and a frozen
+    dataclass sets each of its 16 fields through object.__setattr__ (1.4 us against
+    0.4); it holds no references to containers, so the collector need not track it.
+    """
 
     id: uuid.UUID
     auction_id: uuid.UUID

@@ -337,10 +337,12 @@ class LedgerWriter:
                 # task then runs ahead of the thousand coroutines the acknowledgements
                 # wake (the loop is first in, first out), and PostgreSQL works on it
                 # while they decide the bids after it.
-                if self._bids_ready() and not (inflight and inflight[-1][0].number == 1):
-                    upcoming = self._take_bids()
-                    inflight.append((upcoming, asyncio.create_task(self._attempt(upcoming))))
-                self._committed(batch)
+                try:
+                    if self._bids_ready() and not (inflight and inflight[-1][0].number == 1):
+                        upcoming = self._take_bids()
+                        inflight.append((upcoming, asyncio.create_task(self._attempt(upcoming))))
+                finally:  # whatever happens, a committed batch is acknowledged
+                    self._committed(batch)
         finally:
             for batch, task in inflight:  # cancelled (a stop): their outcome is unknown
                 task.cancel()

@@ -16,7 +16,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import asyncpg
 
@@ -29,6 +29,7 @@ from engine.bids import (
     BidOutcome,
     BidRejected,
     DurableBid,
+    new_bid_id,
     rejection,
 )
 from engine.clock import Clock, SystemClock
@@ -50,8 +51,7 @@ REJECTIONS_REMEMBERED = 100_000
 _ACCEPTED = metrics.BIDS.labels("accepted", "none")  # the hot path's counter, looked up once
 
 
-@dataclass(frozen=True, slots=True)
-class _Pending:
+class _Pending(NamedTuple):
     """An accepted bid on its way to the ledger: `written` completes once it is
     durable (None: its first caller went away; LedgerWriter.flush tells)."""
 
@@ -252,7 +252,7 @@ class Sequencer:
         registry = self._recovered.registry
         previous = outcome.previous_leader
         return DurableBid(
-            id=uuid.uuid4(),
+            id=new_bid_id(),
             auction_id=auction_id,
             user_id=user_id,
             amount_kobo=outcome.amount_kobo,

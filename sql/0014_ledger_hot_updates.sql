@@ -81,20 +81,32 @@ DECLARE
   locked record;
   found_count int := 0;
   done bigint;
+  ARRIVAL_TRIES CONSTANT int := 50;  -- 1 ms apart
 BEGIN
-  IF p_batch = 1 THEN  -- an epoch's first batch (every writer session has a new epoch)
-    INSERT INTO ledger_progress (epoch, batches) VALUES (p_epoch, 1) ON CONFLICT (epoch) DO NOTHING;
-  ELSE
-    UPDATE ledger_progress SET batches = p_batch WHERE epoch = p_epoch AND batches = p_batch - 1;
-  END IF;
-  IF NOT FOUND THEN
+  -- Take this batch's place right after batch p_batch - 1: wait for it while it
+  -- runs (its update holds the progress row). It may not have reached the
+  -- database yet: the writer sends the next batch while one runs, each on a
+  -- connection of its own, and a connection's first statement is prepared first;
+  -- look again shortly rather than turn this one away (the writer would stop
+  -- taking bids while it sends it again).
+  FOR attempt IN 1..ARRIVAL_TRIES LOOP
+    IF p_batch = 1 THEN  -- an epoch's first batch (every writer session has a new epoch)
+      INSERT INTO ledger_progress (epoch, batches) VALUES (p_epoch, 1)
+      ON CONFLICT (epoch) DO NOTHING;
+    ELSE
+      UPDATE ledger_progress SET batches = p_batch WHERE epoch = p_epoch AND batches = p_batch - 1;
+    END IF;
+    EXIT WHEN FOUND;
     SELECT batches INTO done FROM ledger_progress WHERE epoch = p_epoch;
     IF done >= p_batch THEN
       RETURN 'written';  -- a retry: the COMMIT of the last attempt landed
     END IF;
-    RETURN format('out of order: batch %s of epoch %s follows batch %s',
-                  p_batch, p_epoch, coalesce(done::text, 'none'));
-  END IF;
+    IF done IS DISTINCT FROM p_batch - 2 OR attempt = ARRIVAL_TRIES THEN
+      RETURN format('out of order: batch %s of epoch %s follows batch %s',
+                    p_batch, p_epoch, coalesce(done::text, 'none'));
+    END IF;
+    PERFORM pg_sleep(0.001);
+  END LOOP;
 
   FOR locked IN
     SELECT id, epoch, status FROM auctions WHERE id = ANY(auction_ids) ORDER BY id FOR UPDATE

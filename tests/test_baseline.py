@@ -8,7 +8,7 @@ import asyncio
 import random
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import asyncpg
@@ -453,7 +453,7 @@ def fail_writes(monkeypatch: pytest.MonkeyPatch, times: int) -> None:
 # --- the same stream through the baseline and the Sequencer ---------------------------
 
 #: Every field of an accepted bid but its id (a fresh UUID in each ledger).
-COMPARED_FIELDS = [f.name for f in fields(DurableBid) if f.name != "id"]
+COMPARED_FIELDS = [name for name in DurableBid.__struct_fields__ if name != "id"]
 #: A re-sent client_bid_id returns the first bid: these name it, whichever ledger.
 FIRST_BID_FIELDS = ["auction_id", "user_id", "amount_kobo", "at_ms", "seq", "end_time_ms"]
 BIDS = """

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import random
 import time
 import uuid
@@ -13,6 +12,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
 import pytest
 from prometheus_client import REGISTRY
 
@@ -474,6 +474,35 @@ async def test_closing_while_the_database_is_down_does_not_hang(
         await asyncio.wait_for(engine.close(), timeout=5)
 
 
+async def test_a_batch_that_overtakes_the_one_before_it_waits_for_it(pool: Any) -> None:
+    """Batch n reaching the database a moment before n - 1 (each goes on its own
+    connection) waits for it instead of being turned away (sql/0014)."""
+    world = await make_world(pool)
+    auction = world.auctions[0]
+    async with running(pool) as sequencer:
+        outcome = await sequencer.place_bid(auction, world.bidders[0], PRICE, "one")
+        assert isinstance(outcome, BidAccepted)  # batch 1
+        second = msgspec.structs.replace(
+            outcome.bid, id=uuid.uuid4(), seq=outcome.bid.seq + 1, client_bid_id="two"
+        )
+        third = msgspec.structs.replace(
+            second, id=uuid.uuid4(), seq=second.seq + 1, client_bid_id="three"
+        )
+        writer = sequencer.writer
+        overtaking = asyncio.create_task(writer._write_bids([third], 3))
+        await asyncio.sleep(0.01)
+        assert not overtaking.done()  # waiting for batch 2
+        assert await writer._write_bids([second], 2) == "ok"
+        assert await overtaking == "ok"
+        writer._batches = 3
+    rows = await ledger_bids(pool, auction)
+    assert [(r["client_bid_id"], r["is_winning"]) for r in rows] == [
+        ("one", False),
+        ("two", False),
+        ("three", True),
+    ]
+
+
 async def test_a_retried_batch_that_already_landed_is_not_written_twice(pool: Any) -> None:
     """Batches of bids are numbered per epoch and the ledger takes batch n only
     right after n - 1 (sql/0012): a retry of a batch whose COMMIT landed is told
@@ -487,10 +516,12 @@ async def test_a_retried_batch_that_already_landed_is_not_written_twice(pool: An
         bid = outcome.bid
         writer = sequencer.writer
         assert await writer._write_bids([bid], 1) == "written"  # batch 1 landed before
-        unwritten = dataclasses.replace(bid, id=uuid.uuid4(), seq=bid.seq + 1, client_bid_id="x")
+        unwritten = msgspec.structs.replace(
+            bid, id=uuid.uuid4(), seq=bid.seq + 1, client_bid_id="x"
+        )
         with pytest.raises(_OutOfOrder, match=r"batch 5 .* follows batch 1"):
             await writer._write_bids([unwritten], 5)
-        stranger = dataclasses.replace(unwritten, auction_id=uuid.uuid4())
+        stranger = msgspec.structs.replace(unwritten, auction_id=uuid.uuid4())
         with pytest.raises(LedgerConflict, match="does not hold"):
             await writer._write_bids([stranger], 2)
         assert await writer._write_bids([unwritten], 2) == "ok"  # 2 is still free
@@ -513,7 +544,7 @@ async def test_a_batch_in_flight_behind_a_failed_one_is_never_written(pool: Any)
         first = await sequencer.place_bid(auction, world.bidders[0], PRICE, "first")
         assert isinstance(first, BidAccepted)
         later = [
-            dataclasses.replace(
+            msgspec.structs.replace(
                 first.bid,
                 id=uuid.uuid4(),
                 seq=first.bid.seq + n,
