@@ -2,14 +2,60 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+import bisect
+import math
+from collections.abc import Callable, Iterable, Iterator
+from typing import cast
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import HistogramMetricFamily, Metric
+from prometheus_client.utils import floatToGoString
+
+#: How Prometheus writes a bucket's bound ("0.0005", "1.0", "+Inf"); untyped upstream.
+_bound_label = cast(Callable[[float], str], floatToGoString)
+
+
+class LoopHistogram:
+    """A histogram observed from the event loop's thread alone: plain counters, no
+    lock. prometheus_client's Histogram takes a lock and checks its labels on every
+    observation (about 1 us); the bid path observes once per bid (bench ledger:
+    with the accepted-bids counter, 13 % of the writer process's samples)."""
+
+    def __init__(
+        self,
+        name: str,
+        documentation: str,
+        buckets: Iterable[float],
+        registry: CollectorRegistry = REGISTRY,
+    ) -> None:
+        self._name = name
+        self._documentation = documentation
+        self._bounds = tuple(sorted(float(bound) for bound in buckets))
+        self._counts = [0] * (len(self._bounds) + 1)  # the last: above every bound
+        self._sum = 0.0
+        registry.register(self)
+
+    def observe(self, amount: float) -> None:
+        self._counts[bisect.bisect_left(self._bounds, amount)] += 1  # le: amount <= bound
+        self._sum += amount
+
+    def collect(self) -> Iterator[Metric]:
+        cumulative = 0
+        buckets: list[tuple[str, float]] = []
+        for bound, count in zip((*self._bounds, math.inf), self._counts, strict=True):
+            cumulative += count
+            buckets.append((_bound_label(bound), cumulative))
+        yield HistogramMetricFamily(
+            self._name, self._documentation, buckets=buckets, sum_value=self._sum
+        )
+
 
 BIDS = Counter(
     "auction_bids_total",
     "Bids decided, by result (accepted/rejected) and reason (the rejection code, or 'none').",
     ["result", "reason"],
 )
-BID_LATENCY = Histogram(
+BID_LATENCY = LoopHistogram(
     "auction_bid_latency_seconds",
     "From a bid's arrival to its acknowledgement (after the ledger commit).",
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),

@@ -188,7 +188,6 @@ class Sequencer:
                 # and a retry must not wait on a future nobody will complete.
                 self._accepted[key] = _Pending(bid, None)
             raise
-        _ACCEPTED.inc()
         metrics.BID_LATENCY.observe(time.perf_counter() - received)
         return BidAccepted(bid)
 
@@ -272,6 +271,7 @@ class Sequencer:
 
     def _committed(self, events: Sequence[Event]) -> None:
         bids = [event for event in events if isinstance(event, DurableBid)]
+        _ACCEPTED.inc(len(bids))  # once a batch: every bid in it is acknowledged now
         accepted = self._accepted
         for bid in bids:  # settled: keep the record, not the future
             if bid.client_bid_id is not None:
