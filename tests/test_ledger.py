@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
+import logging
 import random
 import time
 import uuid
@@ -16,9 +18,9 @@ import msgspec
 import pytest
 from prometheus_client import REGISTRY
 
-from engine.bids import BidAccepted, BidOutcome
+from engine.bids import BidAccepted, BidOutcome, DurableBid
 from engine.database import create_pool
-from engine.ledger import LedgerConflict, _OutOfOrder
+from engine.ledger import LedgerConflict, LedgerWriter, _OutOfOrder
 from engine.money import naira_to_kobo
 from engine.recovery import RecoveryMismatch, recover
 from engine.sequencer import Sequencer
@@ -581,3 +583,51 @@ async def test_a_long_queue_goes_out_as_two_batches_one_behind_the_other(pool: A
         await assert_ledger_matches(pool, sequencer, auction, list(outcomes))
     assert all(isinstance(outcome, BidAccepted) for outcome in outcomes)
     assert sizes == [100, 100]
+
+
+async def test_a_connection_the_pool_cannot_reset_is_a_warning_not_a_lost_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The writer hands connections back to the pool without waiting (the pool
+    resets each, a round trip); when that reset fails, as in an outage, it says so
+    once and leaves no task whose error nobody reads. A fake pool: the outage itself
+    is tests/test_faults_pg.py's, against a real PostgreSQL."""
+
+    class Connection:
+        async def fetchval(self, query: str, *args: Any) -> str:
+            return "ok"
+
+    class Pool:
+        async def acquire(self) -> Connection:
+            return Connection()
+
+        async def release(self, connection: Connection) -> None:
+            raise ConnectionResetError("the server closed the connection")
+
+    a, b = uuid.uuid4(), uuid.uuid4()
+    bid = DurableBid(
+        id=uuid.uuid4(),
+        auction_id=a,
+        user_id=b,
+        amount_kobo=PRICE,
+        at_ms=now_ms(),
+        is_platform=False,
+        client_bid_id="c",
+        seq=1,
+        end_time_ms=now_ms() + HOUR_MS,
+        extended=False,
+        min_next_bid_kobo=PRICE + STEP,
+        bid_count=1,
+        bidder_count=1,
+        bidder_number=1,
+        previous_leader=None,
+        previous_amount_kobo=None,
+    )
+    writer = LedgerWriter(Pool(), epoch=1, window_ms=0)  # type: ignore[arg-type]
+    writer.start()
+    with caplog.at_level(logging.WARNING):
+        await writer.submit(bid)
+        await writer.stop()
+        gc.collect()  # an unread task error is reported when the task is collected
+    assert [r.levelname for r in caplog.records] == ["WARNING"]
+    assert "could not be reset" in caplog.records[0].getMessage()
