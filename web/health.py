@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import asyncio
 
-import asyncpg
 from aiohttp import web
 
-from engine.database import UNREACHABLE
+from engine.database import UNREACHABLE_OR_REFUSED
 from web.app import DATABASE, SEQUENCER, metrics_response
 
 
@@ -26,7 +25,7 @@ async def readyz(request: web.Request) -> web.Response:
     try:
         async with asyncio.timeout(1.0):
             await database.pool.fetchval("SELECT 1")
-    except (*UNREACHABLE, asyncpg.PostgresError):
+    except UNREACHABLE_OR_REFUSED:
         return _unavailable()
     return web.json_response({"status": "ready"})
 

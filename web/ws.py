@@ -23,7 +23,7 @@ from aiohttp import WSMsgType, web
 
 from engine import auctions
 from engine.bids import BidAccepted
-from engine.database import UNREACHABLE
+from engine.database import UNREACHABLE_OR_REFUSED
 from engine.sequencer import Sequencer
 from web.app import CLOCK, DATABASE, LIMITER, SEQUENCER, SETTINGS
 from web.auth import AuthError, load_caller, verify_token
@@ -65,7 +65,7 @@ logger = logging.getLogger(__name__)
 MAX_FRAME_BYTES = 64 * 1024
 
 #: The ledger (or the database behind a snapshot) could not be reached.
-_DATABASE_DOWN = (*UNREACHABLE, asyncpg.PostgresError)
+_DATABASE_DOWN = UNREACHABLE_OR_REFUSED
 
 
 def install(app: web.Application) -> None:
