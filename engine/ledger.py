@@ -443,8 +443,13 @@ class LedgerWriter:
         """A batch of bids alone: one statement, one round trip (sql/0012)."""
         conn = await self._pool.acquire()
         try:
+            leaders = _last_per_auction(bids)
             answer: str = await conn.fetchval(
-                _WRITE_BIDS, self.epoch, number, _auction_rows(bids), _bid_rows(bids)
+                _WRITE_BIDS,
+                self.epoch,
+                number,
+                _auction_rows(bids, leaders),
+                _bid_rows(bids, leaders),
             )
         except asyncpg.PostgresError as err:
             if err.sqlstate == _FENCED_STATE:
@@ -586,10 +591,12 @@ class LedgerWriter:
                 delay = min(delay * 2, 1.0)
 
 
-def _bid_rows(bids: Sequence[DurableBid]) -> list[tuple[Any, ...]]:
-    """The bids' rows (BID_COLUMNS, sql/0014's ledger_bid), each auction's last bid
-    marked winning; amounts in kobo and instants in milliseconds."""
-    winners = {bid.id for bid in _last_per_auction(bids).values()}
+def _bid_rows(
+    bids: Sequence[DurableBid], leaders: dict[uuid.UUID, DurableBid]
+) -> list[tuple[Any, ...]]:
+    """The bids' rows (BID_COLUMNS, sql/0014's ledger_bid), each auction's leader
+    (`_last_per_auction`) marked winning; amounts in kobo and instants in ms."""
+    winners = {bid.id for bid in leaders.values()}
     return [
         (
             bid.id,
@@ -612,14 +619,16 @@ def _records(bids: Sequence[DurableBid]) -> list[tuple[Any, ...]]:
     """The bids' rows, for COPY: naira and datetimes, the columns' own types."""
     return [
         (*row[:3], kobo_to_naira(row[3]), *row[4:9], to_datetime(row[9]), to_datetime(row[10]))
-        for row in _bid_rows(bids)
+        for row in _bid_rows(bids, _last_per_auction(bids))
     ]
 
 
-def _auction_rows(bids: Sequence[DurableBid]) -> list[tuple[Any, ...]]:
-    """Each touched auction's state after a batch of bids alone, in id order (the
-    order sql/0014 locks them in): sql/0014's ledger_auction."""
-    leaders = _last_per_auction(bids)
+def _auction_rows(
+    bids: Sequence[DurableBid], leaders: dict[uuid.UUID, DurableBid]
+) -> list[tuple[Any, ...]]:
+    """Each touched auction's state after a batch of bids alone (its leader from
+    `_last_per_auction`), in id order (the order sql/0014 locks them in): sql/0014's
+    ledger_auction."""
     platform_bids: collections.Counter[uuid.UUID] = collections.Counter(
         bid.auction_id for bid in bids if bid.is_platform
     )

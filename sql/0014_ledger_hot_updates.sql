@@ -47,7 +47,8 @@ BEGIN
 END
 $$;
 
--- sql/0012's batch function, with three changes (each measured by bench ledger):
+-- sql/0012's batch function, with four changes (each measured by bench ledger):
+-- * a batch that arrives a moment before its predecessor waits for it (below);
 -- * the leaders are cleared by ledger_clear_leaders;
 -- * money and instants arrive as the engine holds them (integer kobo, integer
 --   milliseconds since the epoch) and are converted here, exactly: kobo * 0.01
