@@ -465,17 +465,26 @@ async def bench_server() -> AsyncIterator[str]:
         shutil.rmtree(data_dir, ignore_errors=True)
 
 
-async def _function_time(dsn: str, mode: Mode) -> None:
+async def _database_stats(dsn: str, mode: Mode) -> None:
     """How long PostgreSQL itself spent in the writer's batch function
-    (sql/0012, `track_functions`): the database's share of the run."""
+    (sql/0012, `track_functions`): the database's share of the run; and the share
+    of its row updates that were heap-only (no new index entries: sql/0014)."""
     conn = await asyncpg.connect(dsn)
     try:
         row = await conn.fetchrow(
             "SELECT calls, total_time FROM pg_stat_user_functions"
             " WHERE funcname = 'ledger_write_bids'"
         )
+        updates = await conn.fetch(
+            "SELECT relname, n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables"
+            " WHERE relname IN ('bids', 'auctions')"
+        )
     finally:
         await conn.close()
+    for table in updates:
+        if table["n_tup_upd"]:
+            share = table["n_tup_hot_upd"] / table["n_tup_upd"]
+            mode.details[f"{table['relname']}_hot_update_share"] = round(share, 3)
     if row is None or not row["calls"]:
         return
     mode.details["db_function_calls"] = row["calls"]
@@ -573,7 +582,7 @@ async def _run_modes(
     progress(f"writebehind: {args.in_flight:,} submitters, batches of up to {args.batch_max}")
     modes["writebehind"] = await run_writebehind(dsn, stream, args)
     await verify(dsn, modes["writebehind"], auctions_moved=True)
-    await _function_time(dsn, modes["writebehind"])
+    await _database_stats(dsn, modes["writebehind"])
     _report(modes["writebehind"])
 
     for in_order in (True, False):

@@ -16,11 +16,22 @@ from typing import Any
 
 import msgspec
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from prometheus_client import REGISTRY
 
 from engine.bids import BidAccepted, BidOutcome, DurableBid
 from engine.database import create_pool
-from engine.ledger import LedgerConflict, LedgerWriter, _OutOfOrder
+from engine.ledger import (
+    _WRITE_BIDS,
+    LedgerConflict,
+    LedgerWriter,
+    _auction_rows,
+    _bid_rows,
+    _last_per_auction,
+    _OutOfOrder,
+    _spread,
+)
 from engine.money import naira_to_kobo
 from engine.recovery import RecoveryMismatch, recover
 from engine.sequencer import Sequencer
@@ -496,6 +507,98 @@ async def test_a_batch_that_overtakes_the_one_before_it_waits_for_it(pool: Any) 
         assert not overtaking.done()  # waiting for batch 2
         assert await writer._write_bids([second], 2) == "ok"
         assert await overtaking == "ok"
+        writer._batches = 3
+    rows = await ledger_bids(pool, auction)
+    assert [(r["client_bid_id"], r["is_winning"]) for r in rows] == [
+        ("one", False),
+        ("two", False),
+        ("three", True),
+    ]
+
+
+@given(leaders=st.integers(0, 80), others=st.integers(0, 80))
+def test_a_batch_spreads_its_leaders_evenly_among_its_other_rows(leaders: int, others: int) -> None:
+    """Each auction's leader (updated once, when outbid) is spread among the batch's
+    rows, so that no page holds more leaders than its free space can take as
+    heap-only updates: any k consecutive rows hold at most k * share + 1 of them."""
+    leading = [("leader", i) for i in range(leaders)]
+    outbid = [("outbid", i) for i in range(others)]
+    rows = _spread(leading, among=outbid)
+    assert [row for row in rows if row[0] == "leader"] == leading
+    assert [row for row in rows if row[0] == "outbid"] == outbid
+    flags = [row[0] == "leader" for row in rows]
+    share = leaders / len(rows) if rows else 0
+    for k in range(1, len(rows) + 1):
+        densest = max(sum(flags[i : i + k]) for i in range(len(rows) - k + 1))
+        assert densest <= k * share + 1
+
+
+def test_a_batch_marks_each_auctions_last_bid_winning() -> None:
+    """The rows written for a batch: every bid once, the last bid of each auction
+    winning, the others not."""
+    auctions = [uuid.uuid4() for _ in range(3)]
+    bids = [
+        DurableBid(
+            id=uuid.uuid4(),
+            auction_id=auctions[n % 3],
+            user_id=uuid.uuid4(),
+            amount_kobo=PRICE + n * STEP,
+            at_ms=n,
+            is_platform=False,
+            client_bid_id=str(n),
+            seq=n,
+            end_time_ms=HOUR_MS,
+            extended=False,
+            min_next_bid_kobo=PRICE,
+            bid_count=n,
+            bidder_count=n,
+            bidder_number=n,
+            previous_leader=None,
+            previous_amount_kobo=None,
+        )
+        for n in range(10)
+    ]
+    rows = _bid_rows(bids, _last_per_auction(bids))
+    assert sorted(row[0] for row in rows) == sorted(bid.id for bid in bids)
+    winning = {row[6] for row in rows if row[5]}
+    assert winning == {"7", "8", "9"}  # the last bid on each of the three auctions
+
+
+async def test_a_batch_waits_for_the_one_ahead_however_long_that_one_runs(pool: Any) -> None:
+    """The writer sends batch n + 1 while n runs; PostgreSQL holds n + 1 on n's lock
+    until n commits (sql/0015), not for a fixed number of looks (sql/0014 gave up
+    after 50 of them, ~100 ms here, and turned it away as out of order)."""
+    world = await make_world(pool)
+    auction = world.auctions[0]
+    async with running(pool) as sequencer:
+        outcome = await sequencer.place_bid(auction, world.bidders[0], PRICE, "one")
+        assert isinstance(outcome, BidAccepted)  # batch 1
+        second = msgspec.structs.replace(
+            outcome.bid, id=uuid.uuid4(), seq=outcome.bid.seq + 1, client_bid_id="two"
+        )
+        third = msgspec.structs.replace(
+            second, id=uuid.uuid4(), seq=second.seq + 1, client_bid_id="three"
+        )
+        writer = sequencer.writer
+        async with pool.acquire() as conn:
+            running_batch = conn.transaction()
+            await running_batch.start()  # batch 2, still running: not committed
+            leaders = {auction: second}
+            assert (
+                await conn.fetchval(
+                    _WRITE_BIDS,
+                    writer.epoch,
+                    2,
+                    _auction_rows([second], leaders),
+                    _bid_rows([second], leaders),
+                )
+                == "ok"
+            )
+            behind = asyncio.create_task(writer._write_bids([third], 3))
+            await asyncio.sleep(0.5)
+            assert not behind.done()  # still waiting for batch 2
+            await running_batch.commit()
+        assert await asyncio.wait_for(behind, timeout=5) == "ok"
         writer._batches = 3
     rows = await ledger_bids(pool, auction)
     assert [(r["client_bid_id"], r["is_winning"]) for r in rows] == [
