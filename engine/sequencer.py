@@ -171,7 +171,7 @@ class Sequencer:
             if isinstance(result, BidRejected):
                 metrics.BIDS.labels("rejected", result.code).inc()
             return result
-        bid = self._durable(outcome, auction_id, user_id, client_bid_id)
+        bid = self._durable(outcome, client_bid_id)
         written = self.writer.submit(bid)
         if key is not None:
             self._accepted[key] = _Pending(bid, written)  # _committed records the bid
@@ -241,19 +241,15 @@ class Sequencer:
                 self._rejections.popitem(last=False)
         return result
 
-    def _durable(
-        self,
-        outcome: bidcore.Accepted,
-        auction_id: uuid.UUID,
-        user_id: uuid.UUID,
-        client_bid_id: str | None,
-    ) -> DurableBid:
+    def _durable(self, outcome: bidcore.Accepted, client_bid_id: str | None) -> DurableBid:
         registry = self._recovered.registry
         previous = outcome.previous_leader
         return DurableBid(
             id=new_bid_id(),
-            auction_id=auction_id,
-            user_id=user_id,
+            # The registry's own ids (asyncpg's UUIDs, as the ledger returned them):
+            # cheaper to hash, sort and encode than the caller's uuid.UUIDs.
+            auction_id=registry.auction_id(outcome.auction),
+            user_id=registry.user_id(outcome.user),
             amount_kobo=outcome.amount_kobo,
             at_ms=outcome.at_ms,
             is_platform=outcome.is_platform,
