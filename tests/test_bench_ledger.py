@@ -112,3 +112,7 @@ def test_the_ledger_scenario_runs_end_to_end(variant: list[str]) -> None:
     assert result["fsync"] == "on"
     assert result["modes"]["writebehind"]["acknowledged"] == 3000
     assert result["modes"]["writebehind"]["rejected"] == 0
+    # three write-behind/COPY pairs (the default); the one reported is the median
+    ratios = sorted(each["ratio_vs_copy"] for each in result["rounds"])
+    assert len(ratios) == 3 and all(ratio > 0 for ratio in ratios)
+    assert round(result["ratio_vs_copy"], 3) == ratios[1]
