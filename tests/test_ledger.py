@@ -487,20 +487,38 @@ async def test_closing_while_the_database_is_down_does_not_hang(
         await asyncio.wait_for(engine.close(), timeout=5)
 
 
+async def batch_one_and_two_more(
+    sequencer: Sequencer, world: World
+) -> tuple[DurableBid, DurableBid]:
+    """Bid "one" placed (the epoch's batch 1), and bids "two" and "three" after it
+    on the same auction, for a test to hand to the writer itself."""
+    outcome = await sequencer.place_bid(world.auctions[0], world.bidders[0], PRICE, "one")
+    assert isinstance(outcome, BidAccepted)
+    second = msgspec.structs.replace(
+        outcome.bid, id=uuid.uuid4(), seq=outcome.bid.seq + 1, client_bid_id="two"
+    )
+    third = msgspec.structs.replace(
+        second, id=uuid.uuid4(), seq=second.seq + 1, client_bid_id="three"
+    )
+    return second, third
+
+
+async def assert_one_two_three(pool: Any, auction: uuid.UUID) -> None:
+    rows = await ledger_bids(pool, auction)
+    assert [(r["client_bid_id"], r["is_winning"]) for r in rows] == [
+        ("one", False),
+        ("two", False),
+        ("three", True),
+    ]
+
+
 async def test_a_batch_that_overtakes_the_one_before_it_waits_for_it(pool: Any) -> None:
     """Batch n reaching the database a moment before n - 1 (each goes on its own
-    connection) waits for it instead of being turned away (sql/0014)."""
+    connection) waits for it instead of being turned away (sql/0015: ledger_take_turn)."""
     world = await make_world(pool)
     auction = world.auctions[0]
     async with running(pool) as sequencer:
-        outcome = await sequencer.place_bid(auction, world.bidders[0], PRICE, "one")
-        assert isinstance(outcome, BidAccepted)  # batch 1
-        second = msgspec.structs.replace(
-            outcome.bid, id=uuid.uuid4(), seq=outcome.bid.seq + 1, client_bid_id="two"
-        )
-        third = msgspec.structs.replace(
-            second, id=uuid.uuid4(), seq=second.seq + 1, client_bid_id="three"
-        )
+        second, third = await batch_one_and_two_more(sequencer, world)
         writer = sequencer.writer
         overtaking = asyncio.create_task(writer._write_bids([third], 3))
         await asyncio.sleep(0.01)
@@ -508,12 +526,7 @@ async def test_a_batch_that_overtakes_the_one_before_it_waits_for_it(pool: Any) 
         assert await writer._write_bids([second], 2) == "ok"
         assert await overtaking == "ok"
         writer._batches = 3
-    rows = await ledger_bids(pool, auction)
-    assert [(r["client_bid_id"], r["is_winning"]) for r in rows] == [
-        ("one", False),
-        ("two", False),
-        ("three", True),
-    ]
+    await assert_one_two_three(pool, auction)
 
 
 @given(leaders=st.integers(0, 80), others=st.integers(0, 80))
@@ -571,14 +584,7 @@ async def test_a_batch_waits_for_the_one_ahead_however_long_that_one_runs(pool: 
     world = await make_world(pool)
     auction = world.auctions[0]
     async with running(pool) as sequencer:
-        outcome = await sequencer.place_bid(auction, world.bidders[0], PRICE, "one")
-        assert isinstance(outcome, BidAccepted)  # batch 1
-        second = msgspec.structs.replace(
-            outcome.bid, id=uuid.uuid4(), seq=outcome.bid.seq + 1, client_bid_id="two"
-        )
-        third = msgspec.structs.replace(
-            second, id=uuid.uuid4(), seq=second.seq + 1, client_bid_id="three"
-        )
+        second, third = await batch_one_and_two_more(sequencer, world)
         writer = sequencer.writer
         async with pool.acquire() as conn:
             running_batch = conn.transaction()
@@ -600,12 +606,7 @@ async def test_a_batch_waits_for_the_one_ahead_however_long_that_one_runs(pool: 
             await running_batch.commit()
         assert await asyncio.wait_for(behind, timeout=5) == "ok"
         writer._batches = 3
-    rows = await ledger_bids(pool, auction)
-    assert [(r["client_bid_id"], r["is_winning"]) for r in rows] == [
-        ("one", False),
-        ("two", False),
-        ("three", True),
-    ]
+    await assert_one_two_three(pool, auction)
 
 
 async def test_a_retried_batch_that_already_landed_is_not_written_twice(pool: Any) -> None:
