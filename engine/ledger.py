@@ -3,8 +3,9 @@
 Bids are decided in memory by the core; this writer makes them durable. It
 drains its queue in batches (bounded by size and a short window) and writes
 each batch in one transaction: lock the touched `auctions` rows in id order
-with SELECT … FOR UPDATE (checking the fencing epoch), COPY the bids in,
-update each auction once, commit. Only then are the bids' awaitables
+with SELECT … FOR UPDATE (checking the fencing epoch), insert the bids, update
+each auction once, commit (a batch of bids alone is one statement, sql/0015's
+ledger_write_bids; one with state changes is several, the bids by COPY). Only then are the bids' awaitables
 completed and `on_commit` called, in order: nothing is acknowledged before
 it is durable.
 
