@@ -5,9 +5,9 @@ drains its queue in batches (bounded by size and a short window) and writes
 each batch in one transaction: lock the touched `auctions` rows in id order
 with SELECT … FOR UPDATE (checking the fencing epoch), insert the bids, update
 each auction once, commit (a batch of bids alone is one statement, sql/0015's
-ledger_write_bids; one with state changes is several, the bids by COPY). Only then are the bids' awaitables
-completed and `on_commit` called, in order: nothing is acknowledged before
-it is durable.
+ledger_write_bids; one with state changes is several, the bids by COPY). Only
+then are the bids' awaitables completed and `on_commit` called, in order:
+nothing is acknowledged before it is durable.
 
 State changes (an auction going live, extended, cancelled, ended) travel the
 same queue, so the ledger applies every event of an auction in the core's
