@@ -19,8 +19,8 @@ Each bid is decided and written in its own READ COMMITTED transaction:
 A rejected bid rolls back (so it never waits on a WAL flush). Outcomes, reason
 codes and ledger rows are the Sequencer's: the same stream of bids with the
 same clock gives the same codes and the same rows (tests/test_baseline.py
-holds the two equal). As there, only scheduled and live auctions exist for
-bidding (any other status is `unknown_auction`), a `client_bid_id` already in
+holds the two equal). As there, only scheduled and live auctions take bids
+(a bid on any other is `auction_ended` or `auction_not_live`), a `client_bid_id` already in
 the ledger returns that bid, and a rejection is remembered in this process for
 the same key. Like the seed says, a transaction that loses to a serialization
 failure or a deadlock is tried once more, then refused with `unavailable`.
@@ -40,7 +40,15 @@ import msgspec
 import bidcore
 from engine import metrics
 from engine.bidders import PLATFORM_USER_ID, may_bid
-from engine.bids import UNAVAILABLE, BidAccepted, BidOutcome, BidRejected, DurableBid, rejection
+from engine.bids import (
+    UNAVAILABLE,
+    BidAccepted,
+    BidOutcome,
+    BidRejected,
+    DurableBid,
+    refusal_for_status,
+    rejection,
+)
 from engine.clock import Clock, SystemClock, to_datetime, to_ms
 from engine.database import UNREACHABLE
 from engine.money import kobo_to_naira, naira_to_kobo
@@ -298,9 +306,8 @@ def _first_broken_rule(
     platform: bool,
 ) -> str | None:
     """RULES.md's rules 1–8 in order (9, the amount, is checked before any read)."""
-    # Only scheduled and live auctions are "in this engine", as after recovery.
     if auction["status"] not in ("scheduled", "live"):
-        return "unknown_auction"
+        return refusal_for_status(auction["status"])
     if auction["status"] != "live" or now < to_ms(auction["start_time"]):
         return "auction_not_live"
     if now >= to_ms(auction["end_time"]):

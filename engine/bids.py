@@ -134,9 +134,23 @@ def rejection(code: str, min_next_bid_kobo: int | None = None) -> BidRejected:
     return BidRejected(code, _MESSAGES.get(code, "Your bid was not accepted."))
 
 
+#: Auction statuses past bidding for good: a bid on one is `auction_ended`.
+_ENDED_STATUSES = frozenset(
+    {"ended", "seller_decision", "pending_settlement", "settled", "unsold", "relisted"}
+)
+
+
+def refusal_for_status(status: str | None) -> str:
+    """The rule a bid breaks on an auction the core does not hold, from the
+    ledger's status (None: no such auction): RULES.md rule 1's note."""
+    if status is None:
+        return "unknown_auction"
+    return "auction_ended" if status in _ENDED_STATUSES else "auction_not_live"
+
+
 _MESSAGES = {
     "invalid_amount": "Enter a whole amount in kobo above zero and below ₦10 trillion.",
-    "unknown_auction": "This auction does not exist or is no longer open for bidding.",
+    "unknown_auction": "There is no auction with this id.",
     "auction_not_live": "This auction is not open for bidding right now.",
     "auction_ended": "This auction has ended; no more bids are taken.",
     "own_auction": "You cannot bid on your own auction.",

@@ -30,6 +30,7 @@ from engine.bids import (
     BidRejected,
     DurableBid,
     new_bid_id,
+    refusal_for_status,
     rejection,
 )
 from engine.clock import Clock, SystemClock
@@ -47,6 +48,13 @@ _LOOK_IN_LEDGER = frozenset({"unknown_auction", "auction_not_live", "auction_end
 
 #: Rejected outcomes are remembered for idempotent retries, up to this many.
 REJECTIONS_REMEMBERED = 100_000
+
+#: Why bids on auctions the core does not hold are refused (ended, draft, no such
+#: id), remembered for this many auctions so a stream of such bids reads the
+#: ledger once per auction, not once per bid.
+STATUSES_REMEMBERED = 10_000
+
+_AUCTION_STATUS = "SELECT status FROM auctions WHERE id = $1"
 
 _ACCEPTED = metrics.BIDS.labels("accepted", "none")  # the hot path's counter, looked up once
 
@@ -167,7 +175,7 @@ class Sequencer:
             return UNAVAILABLE
         outcome = self._decide(auction_id, user_id, amount_kobo, platform)
         if isinstance(outcome, bidcore.Rejected):
-            result = await self._rejected(outcome, key)
+            result = await self._rejected(outcome, auction_id, key)
             if isinstance(result, BidRejected):
                 metrics.BIDS.labels("rejected", result.code).inc()
             return result
@@ -224,22 +232,42 @@ class Sequencer:
         )
 
     async def _rejected(
-        self, outcome: bidcore.Rejected, key: IdempotencyKey | None
+        self, outcome: bidcore.Rejected, auction_id: uuid.UUID, key: IdempotencyKey | None
     ) -> BidRejected | BidAccepted:
-        if key is not None and outcome.code in _LOOK_IN_LEDGER:
+        code: str = outcome.code
+        if key is not None and code in _LOOK_IN_LEDGER:
             async with self._pool.acquire() as conn:
                 earlier = await find_bid(conn, *key)
             if earlier is not None:
                 return BidAccepted(earlier)
+        if code == "unknown_auction":
+            code = await self._refusal_off_core(auction_id)
         min_next = None
-        if outcome.code == "below_minimum":
+        if code == "below_minimum":
             min_next = self.core.auction(outcome.auction).min_next_bid_kobo
-        result = rejection(outcome.code, min_next)
+        result = rejection(code, min_next)
         if key is not None:
             self._rejections[key] = result
             if len(self._rejections) > REJECTIONS_REMEMBERED:
                 self._rejections.popitem(last=False)
         return result
+
+    async def _refusal_off_core(self, auction_id: uuid.UUID) -> str:
+        """Why a bid on an auction the core does not hold is refused: it ended and
+        left memory, it is not live yet (a draft), or there is no such auction."""
+        code = self._off_core.get(auction_id)
+        if code is None:
+            status = await self._pool.fetchval(_AUCTION_STATUS, auction_id)
+            code = refusal_for_status(status)
+            self._remember_off_core(auction_id, code)
+        return code
+
+    def _remember_off_core(self, auction_id: uuid.UUID, code: str) -> None:
+        # Safe to keep: an auction the core later takes (a draft approved) is
+        # decided by the core, which is asked first.
+        self._off_core[auction_id] = code
+        if len(self._off_core) > STATUSES_REMEMBERED:
+            self._off_core.popitem(last=False)
 
     def _durable(self, outcome: bidcore.Accepted, client_bid_id: str | None) -> DurableBid:
         registry = self._recovered.registry
@@ -347,8 +375,11 @@ class Sequencer:
         """Let an ended or cancelled auction go from memory (retries of its bids
         are then answered from the ledger)."""
         registry = self._recovered.registry
-        self.core.remove_auction(registry.auction_handle(auction_id))
+        handle = registry.auction_handle(auction_id)
+        ended = self.core.auction(handle).status != "cancelled"
+        self.core.remove_auction(handle)
         registry.forget_auction(auction_id)
+        self._remember_off_core(auction_id, "auction_ended" if ended else "auction_not_live")
         for key in [key for key in self._accepted if key[0] == auction_id]:
             del self._accepted[key]
 
@@ -401,3 +432,4 @@ class Sequencer:
         self._rejections: collections.OrderedDict[IdempotencyKey, BidRejected] = (
             collections.OrderedDict()
         )
+        self._off_core: collections.OrderedDict[uuid.UUID, str] = collections.OrderedDict()

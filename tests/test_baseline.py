@@ -135,11 +135,22 @@ async def test_a_bid_on_an_auction_not_in_the_ledger_is_unknown(world: World) ->
     assert code_of(outcome) == "unknown_auction"
 
 
-@pytest.mark.parametrize("status", ["draft", "ended", "cancelled"])
-async def test_an_auction_neither_scheduled_nor_live_is_unknown(world: World, status: str) -> None:
+@pytest.mark.parametrize(
+    ("status", "code"),
+    [
+        ("draft", "auction_not_live"),
+        ("cancelled", "auction_not_live"),
+        ("ended", "auction_ended"),
+        ("unsold", "auction_ended"),
+        ("settled", "auction_ended"),
+    ],
+)
+async def test_an_auction_neither_scheduled_nor_live_says_why(
+    world: World, status: str, code: str
+) -> None:
     await world.pool.execute("UPDATE auctions SET status = $1 WHERE id = $2", status, world.auction)
     outcome = await world.ledger.place_bid(world.auction, world.bidders[0], PRICE)
-    assert code_of(outcome) == "unknown_auction"
+    assert code_of(outcome) == code
 
 
 async def test_a_scheduled_auction_is_not_live(world: World) -> None:

@@ -114,6 +114,29 @@ async def test_bid_on_a_scheduled_auction_is_409_auction_not_live(api: Api) -> N
     assert (reply.status, reply.code) == (409, "auction_not_live")
 
 
+async def test_bid_on_a_draft_is_409_auction_not_live(api: Api) -> None:
+    created = await api.create_auction(await api.seller(), status="draft")
+    auction = uuid.UUID(created.body["auction"]["id"])
+    reply = await api.bid(await api.bidder(), auction, PRICE)
+    assert (reply.status, reply.code) == (409, "auction_not_live")
+
+
+async def test_bid_on_an_auction_that_ended_and_left_memory_is_409_auction_ended(
+    api: Api,
+) -> None:
+    auction = await api.live_auction()
+    await api.sequencer.close_auction(auction)
+    api.sequencer.forget_auction(auction)
+    bidder = await api.bidder()
+
+    reply = await api.bid(bidder, auction, PRICE)
+    assert (reply.status, reply.code) == (409, "auction_ended")
+    await api.sequencer.rebuild()  # as after a restart: the answer comes from the ledger
+    again = await api.bid(bidder, auction, PRICE)
+    assert (again.status, again.code) == (409, "auction_ended")
+    assert await ledger_bids(api, auction) == []
+
+
 INVALID_AMOUNTS = [0, -5, 1.5, 100.0, "100000000", 10**15, 10**30, True, None, [PRICE], {"k": 1}]
 
 

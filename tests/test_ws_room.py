@@ -288,6 +288,23 @@ async def test_a_repeated_client_bid_id_gets_the_first_outcome(
         assert await pool.fetchval("SELECT count(*) FROM bids") == 1
 
 
+async def test_a_bid_on_an_auction_that_ended_and_left_memory_is_auction_ended(
+    pool: Any, database_url: str
+) -> None:
+    world = await make_world(pool)
+    alice = world.bidders[0]
+    async with serving(database_url) as served, aiohttp.ClientSession() as session:
+        a = await RoomClient.connect(
+            session, served.room_url(world.auction_id), token=world.token(alice)
+        )
+        sequencer = served.app[SEQUENCER]
+        await sequencer.close_auction(world.auction_id)
+        sequencer.forget_auction(world.auction_id)
+        result = await a.bid(START)
+        assert (result["status"], result["code"]) == ("rejected", "auction_ended")
+        assert await pool.fetchval("SELECT count(*) FROM bids") == 0
+
+
 async def test_an_unknown_auction_is_404(pool: Any, database_url: str) -> None:
     async with serving(database_url) as served, aiohttp.ClientSession() as session:
         for path in (str(uuid.uuid4()), "not-a-uuid"):

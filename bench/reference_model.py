@@ -1,0 +1,850 @@
+"""The bid core in plain Python, written from RULES.md and bidcore/README.md.
+
+`ReferenceCore` mirrors `bidcore.Core` (same methods, keyword arguments,
+defaults, results and exceptions) so that property tests can drive both with
+the same operations and require the same answers. It is also the baseline the
+benchmarks compare the compiled core against, so it stays direct rather than
+clever, but does no needless work.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Sequence
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+try:
+    from bidcore import (
+        MAX_SHARDS,  # a build limit, not a rule: taken from the core
+        CoreError,
+        DuplicateAuction,
+        InvalidArgument,
+        InvalidTransition,
+        UnknownAuction,
+        UnknownUser,
+    )
+except ImportError:  # the core is not built yet: look-alikes keep the model testable alone
+    MAX_SHARDS = 64
+
+    class CoreError(Exception):  # type: ignore[no-redef]
+        """Base class of the core's errors: misuse, never a rejected bid."""
+
+    class InvalidArgument(CoreError):  # type: ignore[no-redef]
+        """A value out of its documented range."""
+
+    class UnknownAuction(CoreError):  # type: ignore[no-redef]
+        """No auction with that handle is loaded."""
+
+    class UnknownUser(CoreError):  # type: ignore[no-redef]
+        """No user with that handle is loaded."""
+
+    class DuplicateAuction(CoreError):  # type: ignore[no-redef]
+        """An auction with that id is already loaded."""
+
+    class InvalidTransition(CoreError):  # type: ignore[no-redef]
+        """The auction's status does not allow that operation."""
+
+
+__all__ = [
+    "ACCEPTED_FIELDS",
+    "AUCTION_FIELDS",
+    "CLOSED_FIELDS",
+    "MAX_AMOUNT_KOBO",
+    "MAX_BALANCE_KOBO",
+    "MAX_SELLERS",
+    "MAX_SETTING_MS",
+    "MAX_SHARDS",
+    "MAX_TIME_MS",
+    "REASONS",
+    "REASON_CODES",
+    "REJECTED_FIELDS",
+    "RESERVE_PROTECTION_HORIZON_MS",
+    "STATUSES",
+    "USER_FIELDS",
+    "Accepted",
+    "AuctionState",
+    "Closed",
+    "CoreError",
+    "DuplicateAuction",
+    "InvalidArgument",
+    "InvalidTransition",
+    "ReferenceBidBatch",
+    "ReferenceCore",
+    "Rejected",
+    "UnknownAuction",
+    "UnknownUser",
+    "UserState",
+    "attributes",
+    "deposit",
+    "outcome_fields",
+    "state_of",
+]
+
+#: Exclusive upper bound of a valid amount (and of prices): 10**15 kobo.
+MAX_AMOUNT_KOBO = 10**15
+#: Exclusive upper bound of a wallet balance.
+MAX_BALANCE_KOBO = 10**18
+#: 9999-12-31T23:59:59.999Z in ms since the epoch.
+MAX_TIME_MS = 253_402_300_799_999
+#: Longest anti-sniping window or extension: 7 days.
+MAX_SETTING_MS = 604_800_000
+MAX_SELLERS = 8
+ID_LIMIT = 2**128
+RESERVE_PROTECTION_HORIZON_MS = 3_600_000
+STATUSES = ("scheduled", "live", "ended", "cancelled")
+
+#: Rejection reasons in order of precedence: the first that applies is the answer.
+REASONS = (
+    "invalid_amount",
+    "unknown_auction",
+    "auction_not_live",
+    "auction_ended",
+    "own_auction",
+    "not_eligible",
+    "already_leading",
+    "below_minimum",
+    "insufficient_buying_power",
+)
+#: Indexed by the byte a batch's codes give (0 = accepted).
+REASON_CODES = ("accepted", *REASONS)
+
+
+def deposit(amount_kobo: int, deposit_pct_bp: int) -> int:
+    """``ceil(amount * bp / 10000)`` in integers."""
+    return -(-amount_kobo * deposit_pct_bp // 10_000)
+
+
+# --- results -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Accepted:
+    auction: int
+    user: int
+    amount_kobo: int
+    at_ms: int
+    is_platform: bool
+    seq: int
+    end_time_ms: int
+    extended: bool
+    min_next_bid_kobo: int
+    bid_count: int
+    bidder_count: int
+    bidder_number: int
+    deposit_kobo: int
+    previous_leader: int | None
+    previous_amount_kobo: int | None
+    previous_was_platform: bool
+
+    @property
+    def accepted(self) -> bool:
+        return True
+
+    @property
+    def code(self) -> str:
+        return "accepted"
+
+
+@dataclass(frozen=True)
+class Rejected:
+    code: str
+    auction: int
+    user: int
+    amount_kobo: int
+    at_ms: int
+    is_platform: bool
+
+    @property
+    def accepted(self) -> bool:
+        return False
+
+
+Outcome = Accepted | Rejected
+
+
+@dataclass(frozen=True)
+class Closed:
+    auction: int
+    seq: int
+    leader: int | None
+    leading_amount_kobo: int | None
+    leader_is_platform: bool
+    bid_count: int
+    bidder_count: int
+    platform_bid_count: int
+    end_time_ms: int
+
+
+@dataclass(frozen=True)
+class AuctionState:
+    handle: int
+    auction_id: int
+    status: str
+    sellers: list[int]
+    start_time_ms: int
+    end_time_ms: int
+    original_end_ms: int
+    start_price_kobo: int
+    bid_increment_kobo: int
+    reserve_price_kobo: int | None
+    deposit_pct_bp: int
+    anti_snipe_window_ms: int
+    anti_snipe_extension_ms: int
+    current_price_kobo: int | None
+    min_next_bid_kobo: int
+    leader: int | None
+    leader_is_platform: bool
+    bid_count: int
+    bidder_count: int
+    platform_bid_count: int
+    bidders: list[int]
+    seq: int
+
+
+@dataclass(frozen=True)
+class UserState:
+    handle: int
+    user_id: int
+    balance_kobo: int
+    eligible: bool
+    exposure_kobo: int
+
+
+# --- argument checks (TypeError for a wrong type, InvalidArgument for a wrong value) ---
+
+
+def _int(value: Any) -> int:
+    """An int as the core's integer conversion takes it (anything with __index__)."""
+    return operator.index(value)
+
+
+def _flag(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"expected bool, got {type(value).__name__}")
+    return value
+
+
+def _in_range(name: str, value: Any, low: int, high: int) -> int:
+    """`low <= value <= high`, else InvalidArgument."""
+    value = _int(value)
+    if not low <= value <= high:
+        raise InvalidArgument(f"{name} must be in [{low}, {high}], got {value}")
+    return value
+
+
+def _id(name: str, value: Any) -> int:
+    return _in_range(name, value, 0, ID_LIMIT - 1)
+
+
+def _price(name: str, value: Any) -> int:
+    return _in_range(name, value, 1, MAX_AMOUNT_KOBO - 1)
+
+
+# --- state ---------------------------------------------------------------------------
+
+
+@dataclass
+class _User:
+    user_id: int
+    balance: int
+    eligible: bool
+    exposure: int = 0
+
+
+@dataclass
+class _Auction:
+    auction_id: int
+    status: str
+    sellers: list[int]
+    start: int
+    end: int
+    original_end: int
+    start_price: int
+    increment: int
+    reserve: int | None
+    deposit_bp: int
+    window: int
+    extension: int
+    leader: int | None = None
+    leading_amount: int | None = None
+    leader_is_platform: bool = False
+    bidders: list[int] = field(default_factory=list)
+    #: Each real bidder's 1-based place in `bidders` (kept beside it for speed).
+    bidder_numbers: dict[int, int] = field(default_factory=dict)
+    bid_count: int = 0
+    platform_bid_count: int = 0
+    seq: int = 0
+
+    def min_next(self) -> int:
+        if self.leading_amount is None:
+            return self.start_price
+        return self.leading_amount + self.increment
+
+    def real_lead_deposit(self) -> int:
+        """What the current lead adds to its holder's exposure (0 for none or platform)."""
+        if self.leader is None or self.leader_is_platform:
+            return 0
+        assert self.leading_amount is not None
+        return deposit(self.leading_amount, self.deposit_bp)
+
+
+@dataclass(frozen=True)
+class _AuctionSettings:
+    start: int
+    end: int
+    start_price: int
+    increment: int
+    reserve: int | None
+    deposit_bp: int
+    window: int
+    extension: int
+    sellers: list[int]
+
+
+def _check_settings(
+    start_time_ms: Any,
+    end_time_ms: Any,
+    start_price_kobo: Any,
+    bid_increment_kobo: Any,
+    reserve_price_kobo: Any,
+    deposit_pct_bp: Any,
+    anti_snipe_window_ms: Any,
+    anti_snipe_extension_ms: Any,
+    sellers: Any,
+) -> _AuctionSettings:
+    start = _in_range("start_time_ms", start_time_ms, 0, MAX_TIME_MS)
+    end = _in_range("end_time_ms", end_time_ms, 0, MAX_TIME_MS)
+    if not start < end:
+        raise InvalidArgument(f"start_time_ms {start} must be before end_time_ms {end}")
+    reserve = (
+        None if reserve_price_kobo is None else _price("reserve_price_kobo", reserve_price_kobo)
+    )
+    seller_ids = [_id("seller id", seller) for seller in sellers]
+    if len(seller_ids) > MAX_SELLERS:
+        raise InvalidArgument(f"at most {MAX_SELLERS} sellers, got {len(seller_ids)}")
+    return _AuctionSettings(
+        start=start,
+        end=end,
+        start_price=_price("start_price_kobo", start_price_kobo),
+        increment=_price("bid_increment_kobo", bid_increment_kobo),
+        reserve=reserve,
+        deposit_bp=_in_range("deposit_pct_bp", deposit_pct_bp, 0, 10_000),
+        window=_in_range("anti_snipe_window_ms", anti_snipe_window_ms, 0, MAX_SETTING_MS),
+        extension=_in_range("anti_snipe_extension_ms", anti_snipe_extension_ms, 0, MAX_SETTING_MS),
+        sellers=seller_ids,
+    )
+
+
+# --- batches -------------------------------------------------------------------------
+
+
+class ReferenceBidBatch:
+    """Bids in arrival order, as `bidcore.BidBatch` holds them."""
+
+    def __init__(self) -> None:
+        self.bids: list[tuple[int, int, int, int, bool]] = []
+
+    @staticmethod
+    def from_columns(
+        auctions: Sequence[int],
+        users: Sequence[int],
+        amounts_kobo: Sequence[int],
+        at_ms: Sequence[int],
+        platform: Sequence[bool] | None = None,
+    ) -> ReferenceBidBatch:
+        flags = [False] * len(auctions) if platform is None else list(platform)
+        columns = [list(auctions), list(users), list(amounts_kobo), list(at_ms), flags]
+        if len({len(column) for column in columns}) != 1:
+            raise ValueError("columns differ in length")
+        batch = ReferenceBidBatch()
+        for auction, user, amount, at, is_platform in zip(*columns, strict=True):
+            batch.append(auction, user, amount, at, is_platform)
+        return batch
+
+    def append(
+        self, auction: int, user: int, amount_kobo: int, at_ms: int, platform: bool = False
+    ) -> None:
+        self.bids.append(
+            (_int(auction), _int(user), _int(amount_kobo), _int(at_ms), _flag(platform))
+        )
+
+    def clear(self) -> None:
+        self.bids.clear()
+
+    def __len__(self) -> int:
+        return len(self.bids)
+
+
+# --- the core ------------------------------------------------------------------------
+
+
+class ReferenceCore:
+    """Every loaded auction and every bidder's exposure, decided by the rules."""
+
+    def __init__(self, shards: int = 8, parallel_min_batch: int = 4096) -> None:
+        # Shards and parallelism change nothing an observer can see, only speed.
+        self._shards = _in_range("shards", shards, 1, MAX_SHARDS)
+        self._parallel_min_batch = _in_range("parallel_min_batch", parallel_min_batch, 0, 2**64)
+        self._users: list[_User] = []
+        self._user_by_id: dict[int, int] = {}
+        self._auctions: dict[int, _Auction] = {}
+        self._auction_by_id: dict[int, int] = {}
+        self._next_auction = 0
+
+    @property
+    def shard_count(self) -> int:
+        return self._shards
+
+    @property
+    def auction_count(self) -> int:
+        return len(self._auctions)
+
+    @property
+    def user_count(self) -> int:
+        return len(self._users)
+
+    # Users
+
+    def upsert_user(self, user_id: int, *, balance_kobo: int, eligible: bool) -> int:
+        user_id = _id("user_id", user_id)
+        balance = _in_range("balance_kobo", balance_kobo, 0, MAX_BALANCE_KOBO - 1)
+        eligible = _flag(eligible)
+        handle = self._user_by_id.get(user_id)
+        if handle is None:
+            handle = len(self._users)
+            self._users.append(_User(user_id, balance, eligible))
+            self._user_by_id[user_id] = handle
+        else:
+            self._users[handle].balance = balance
+            self._users[handle].eligible = eligible
+        return handle
+
+    def user_handle(self, user_id: int) -> int | None:
+        return self._user_by_id.get(_int(user_id))
+
+    def set_balance(self, user: int, balance_kobo: int) -> None:
+        balance = _in_range("balance_kobo", balance_kobo, 0, MAX_BALANCE_KOBO - 1)
+        self._user(user).balance = balance
+
+    def set_eligible(self, user: int, eligible: bool) -> None:
+        eligible = _flag(eligible)
+        self._user(user).eligible = eligible
+
+    def user(self, user: int) -> UserState:
+        record = self._user(user)
+        return UserState(
+            handle=user,
+            user_id=record.user_id,
+            balance_kobo=record.balance,
+            eligible=record.eligible,
+            exposure_kobo=record.exposure,
+        )
+
+    def _user(self, handle: Any) -> _User:
+        handle = _int(handle)
+        if not 0 <= handle < len(self._users):
+            raise UnknownUser(f"no user with handle {handle}")
+        return self._users[handle]
+
+    # Auctions
+
+    def add_auction(
+        self,
+        auction_id: int,
+        *,
+        start_time_ms: int,
+        end_time_ms: int,
+        start_price_kobo: int,
+        bid_increment_kobo: int,
+        reserve_price_kobo: int | None = None,
+        deposit_pct_bp: int = 2000,
+        anti_snipe_window_ms: int = 120_000,
+        anti_snipe_extension_ms: int = 120_000,
+        sellers: Sequence[int] | None = None,
+        live: bool = False,
+    ) -> int:
+        auction_id = _id("auction_id", auction_id)
+        settings = _check_settings(
+            start_time_ms,
+            end_time_ms,
+            start_price_kobo,
+            bid_increment_kobo,
+            reserve_price_kobo,
+            deposit_pct_bp,
+            anti_snipe_window_ms,
+            anti_snipe_extension_ms,
+            () if sellers is None else sellers,
+        )
+        live = _flag(live)
+        self._check_not_loaded(auction_id)
+        return self._load(auction_id, settings, "live" if live else "scheduled", settings.end)
+
+    def restore_auction(
+        self,
+        auction_id: int,
+        *,
+        start_time_ms: int,
+        end_time_ms: int,
+        original_end_ms: int,
+        start_price_kobo: int,
+        bid_increment_kobo: int,
+        reserve_price_kobo: int | None,
+        deposit_pct_bp: int,
+        anti_snipe_window_ms: int,
+        anti_snipe_extension_ms: int,
+        sellers: Sequence[int],
+        live: bool,
+        leader: int | None,
+        leading_amount_kobo: int | None,
+        leader_is_platform: bool,
+        bidders: Sequence[int],
+        bid_count: int,
+        platform_bid_count: int,
+        seq: int,
+    ) -> int:
+        auction_id = _id("auction_id", auction_id)
+        settings = _check_settings(
+            start_time_ms,
+            end_time_ms,
+            start_price_kobo,
+            bid_increment_kobo,
+            reserve_price_kobo,
+            deposit_pct_bp,
+            anti_snipe_window_ms,
+            anti_snipe_extension_ms,
+            sellers,
+        )
+        original_end = _int(original_end_ms)
+        if not settings.start < original_end <= settings.end:
+            raise InvalidArgument("original_end_ms must be after the start and not after the end")
+        live = _flag(live)
+        leader_is_platform = _flag(leader_is_platform)
+        bidder_handles = [_int(bidder) for bidder in bidders]
+        bid_count = _in_range("bid_count", bid_count, 0, 2**64 - 1)
+        platform_bid_count = _in_range("platform_bid_count", platform_bid_count, 0, 2**64 - 1)
+        seq = _in_range("seq", seq, 0, 2**64 - 1)
+        if leader is None:
+            if leading_amount_kobo is not None or bid_count:
+                raise InvalidArgument("a leading amount or bids need a leader")
+            leader_is_platform = False  # says nothing without a leader
+        else:
+            leader = _int(leader)
+            if not live:
+                raise InvalidArgument("only a live auction can have a leader")
+            if leading_amount_kobo is None:
+                raise InvalidArgument("a leader needs a leading amount")
+            leading_amount = _price("leading_amount_kobo", leading_amount_kobo)
+            if leading_amount < settings.start_price:
+                raise InvalidArgument("leading_amount_kobo is below start_price_kobo")
+            if not leader_is_platform and leader not in bidder_handles:
+                raise InvalidArgument("a real leader must be among the bidders")
+        if len(set(bidder_handles)) != len(bidder_handles):
+            raise InvalidArgument("bidders must be distinct")
+        if bid_count < len(bidder_handles) + platform_bid_count:
+            raise InvalidArgument("bid_count is below bidders plus platform bids")
+        for handle in [*([] if leader is None else [leader]), *bidder_handles]:
+            self._user(handle)
+        self._check_not_loaded(auction_id)
+
+        handle = self._load(auction_id, settings, "live" if live else "scheduled", original_end)
+        auction = self._auctions[handle]
+        auction.leader = leader
+        auction.leading_amount = None if leader is None else _int(leading_amount_kobo)
+        auction.leader_is_platform = leader_is_platform
+        auction.bidders = bidder_handles
+        auction.bidder_numbers = {user: place for place, user in enumerate(bidder_handles, 1)}
+        auction.bid_count = bid_count
+        auction.platform_bid_count = platform_bid_count
+        auction.seq = seq
+        if leader is not None:
+            self._users[leader].exposure += auction.real_lead_deposit()
+        return handle
+
+    def _check_not_loaded(self, auction_id: int) -> None:
+        if auction_id in self._auction_by_id:
+            raise DuplicateAuction(f"auction {auction_id} is already loaded")
+
+    def _load(
+        self, auction_id: int, settings: _AuctionSettings, status: str, original_end: int
+    ) -> int:
+        handle = self._next_auction
+        self._next_auction += 1
+        self._auctions[handle] = _Auction(
+            auction_id=auction_id,
+            status=status,
+            sellers=settings.sellers,
+            start=settings.start,
+            end=settings.end,
+            original_end=original_end,
+            start_price=settings.start_price,
+            increment=settings.increment,
+            reserve=settings.reserve,
+            deposit_bp=settings.deposit_bp,
+            window=settings.window,
+            extension=settings.extension,
+        )
+        self._auction_by_id[auction_id] = handle
+        return handle
+
+    def auction_handle(self, auction_id: int) -> int | None:
+        return self._auction_by_id.get(_int(auction_id))
+
+    def auction(self, auction: int) -> AuctionState:
+        record = self._auction(auction)
+        return AuctionState(
+            handle=auction,
+            auction_id=record.auction_id,
+            status=record.status,
+            sellers=list(record.sellers),
+            start_time_ms=record.start,
+            end_time_ms=record.end,
+            original_end_ms=record.original_end,
+            start_price_kobo=record.start_price,
+            bid_increment_kobo=record.increment,
+            reserve_price_kobo=record.reserve,
+            deposit_pct_bp=record.deposit_bp,
+            anti_snipe_window_ms=record.window,
+            anti_snipe_extension_ms=record.extension,
+            current_price_kobo=record.leading_amount,
+            min_next_bid_kobo=record.min_next(),
+            leader=record.leader,
+            leader_is_platform=record.leader_is_platform,
+            bid_count=record.bid_count,
+            bidder_count=len(record.bidders),
+            platform_bid_count=record.platform_bid_count,
+            bidders=list(record.bidders),
+            seq=record.seq,
+        )
+
+    def auction_handles(self) -> list[int]:
+        return sorted(self._auctions)
+
+    def status_counts(self) -> dict[str, int]:
+        """How many loaded auctions are in each status (every status, zeros too)."""
+        counts = dict.fromkeys(STATUSES, 0)
+        for record in self._auctions.values():
+            counts[record.status] += 1
+        return counts
+
+    def due(self, now_ms: int) -> tuple[list[int], list[int]]:
+        """(to open, to close): scheduled auctions whose start has come, live ones whose
+        end has, in handle order."""
+        now = _int(now_ms)
+        to_open, to_close = [], []
+        for handle in sorted(self._auctions):
+            record = self._auctions[handle]
+            if record.status == "scheduled" and record.start <= now:
+                to_open.append(handle)
+            elif record.status == "live" and record.end <= now:
+                to_close.append(handle)
+        return to_open, to_close
+
+    def _auction(self, handle: Any) -> _Auction:
+        handle = _int(handle)
+        record = self._auctions.get(handle)
+        if record is None:
+            raise UnknownAuction(f"no auction with handle {handle}")
+        return record
+
+    def _auction_in(self, handle: Any, statuses: tuple[str, ...], operation: str) -> _Auction:
+        record = self._auction(handle)
+        if record.status not in statuses:
+            raise InvalidTransition(f"cannot {operation} a {record.status} auction")
+        return record
+
+    def open_auction(self, auction: int) -> int:
+        record = self._auction_in(auction, ("scheduled",), "open")
+        record.status = "live"
+        record.seq += 1
+        return record.seq
+
+    def close_auction(self, auction: int) -> Closed:
+        record = self._auction_in(auction, ("scheduled", "live"), "close")
+        self._finish(record, "ended")
+        return Closed(
+            auction=auction,
+            seq=record.seq,
+            leader=record.leader,
+            leading_amount_kobo=record.leading_amount,
+            leader_is_platform=record.leader_is_platform,
+            bid_count=record.bid_count,
+            bidder_count=len(record.bidders),
+            platform_bid_count=record.platform_bid_count,
+            end_time_ms=record.end,
+        )
+
+    def cancel_auction(self, auction: int) -> int:
+        record = self._auction_in(auction, ("scheduled", "live"), "cancel")
+        self._finish(record, "cancelled")
+        return record.seq
+
+    def _finish(self, record: _Auction, status: str) -> None:
+        # Only a live auction's lead counts as exposure, so leaving live releases it.
+        if record.leader is not None:
+            self._users[record.leader].exposure -= record.real_lead_deposit()
+        record.status = status
+        record.seq += 1
+
+    def extend_auction(self, auction: int, end_time_ms: int) -> int:
+        record = self._auction_in(auction, ("scheduled", "live"), "extend")
+        end = _int(end_time_ms)
+        if not record.end < end <= MAX_TIME_MS:
+            raise InvalidArgument(
+                f"end_time_ms must be after the current end {record.end} and at most {MAX_TIME_MS}"
+            )
+        record.end = end
+        record.seq += 1
+        return record.seq
+
+    def remove_auction(self, auction: int) -> None:
+        record = self._auction_in(auction, ("ended", "cancelled"), "remove")
+        del self._auctions[_int(auction)]
+        del self._auction_by_id[record.auction_id]
+
+    # Bids
+
+    def place_bid(
+        self, auction: int, user: int, amount_kobo: int, now_ms: int, platform: bool = False
+    ) -> Outcome:
+        return self._decide(
+            _int(auction), _int(user), _int(amount_kobo), _int(now_ms), _flag(platform)
+        )
+
+    def place_batch(self, batch: ReferenceBidBatch) -> list[Outcome]:
+        return [self._decide(*bid) for bid in batch.bids]
+
+    def _decide(self, auction: int, user: int, amount: int, now: int, platform: bool) -> Outcome:
+        reason = self._refusal(auction, user, amount, now, platform)
+        if reason is not None:
+            return Rejected(reason, auction, user, amount, now, platform)
+        return self._accept(auction, user, amount, now, platform)
+
+    def _refusal(
+        self, auction: int, user: int, amount: int, now: int, platform: bool
+    ) -> str | None:
+        """The first rule the bid breaks, or None when it is to be accepted."""
+        if not 0 < amount < MAX_AMOUNT_KOBO:
+            return "invalid_amount"
+        record = self._auctions.get(auction)
+        if record is None:
+            return "unknown_auction"
+        if record.status != "live" or now < record.start:
+            return "auction_not_live"
+        if now >= record.end:
+            return "auction_ended"
+        bidder = self._users[user] if 0 <= user < len(self._users) else None
+        if bidder is not None and bidder.user_id in record.sellers:
+            return "own_auction"
+        if bidder is None or not bidder.eligible:
+            return "not_eligible"
+        if record.leader == user:
+            return "already_leading"
+        if amount < record.min_next():
+            return "below_minimum"
+        if not platform and bidder.balance < bidder.exposure + deposit(amount, record.deposit_bp):
+            return "insufficient_buying_power"
+        return None
+
+    def _accept(self, auction: int, user: int, amount: int, now: int, platform: bool) -> Accepted:
+        record = self._auctions[auction]
+        previous_leader = record.leader
+        previous_amount = record.leading_amount
+        previous_was_platform = record.leader_is_platform
+        if previous_leader is not None:
+            self._users[previous_leader].exposure -= record.real_lead_deposit()
+
+        added = 0 if platform else deposit(amount, record.deposit_bp)
+        self._users[user].exposure += added
+        record.leader = user
+        record.leading_amount = amount
+        record.leader_is_platform = platform
+        record.bid_count += 1
+        if platform:
+            record.platform_bid_count += 1
+            bidder_number = 0
+        else:
+            bidder_number = record.bidder_numbers.get(user, 0)
+            if not bidder_number:
+                record.bidders.append(user)
+                bidder_number = record.bidder_numbers[user] = len(record.bidders)
+        extended = record.end - now < record.window
+        if extended:
+            record.end = min(record.end + record.extension, MAX_TIME_MS)
+        record.seq += 1
+        return Accepted(
+            auction=auction,
+            user=user,
+            amount_kobo=amount,
+            at_ms=now,
+            is_platform=platform,
+            seq=record.seq,
+            end_time_ms=record.end,
+            extended=extended,
+            min_next_bid_kobo=record.min_next(),
+            bid_count=record.bid_count,
+            bidder_count=len(record.bidders),
+            bidder_number=bidder_number,
+            deposit_kobo=added,
+            previous_leader=previous_leader,
+            previous_amount_kobo=previous_amount,
+            previous_was_platform=previous_was_platform,
+        )
+
+    def reserve_protection(self, now_ms: int) -> list[tuple[int, int]]:
+        """The platform bids due now: (auction handle, amount), not yet placed."""
+        now = _int(now_ms)
+        due = []
+        for handle in sorted(self._auctions):
+            record = self._auctions[handle]
+            if record.reserve is None or record.status != "live" or record.leader_is_platform:
+                continue
+            if not record.start <= now < record.end:
+                continue
+            if record.end - now >= RESERVE_PROTECTION_HORIZON_MS:
+                continue
+            current = record.leading_amount or 0
+            min_next = record.min_next()
+            if current * 10 < record.reserve * 9 and min_next * 100 <= record.reserve * 95:
+                due.append((handle, min_next))
+        return due
+
+
+# --- observing a core: the same for the model and the compiled core -------------------
+
+ACCEPTED_FIELDS = ("accepted", "code", *(f.name for f in fields(Accepted)))
+REJECTED_FIELDS = ("accepted", *(f.name for f in fields(Rejected)))
+CLOSED_FIELDS = tuple(f.name for f in fields(Closed))
+AUCTION_FIELDS = tuple(f.name for f in fields(AuctionState))
+USER_FIELDS = tuple(f.name for f in fields(UserState))
+
+
+def attributes(value: Any, names: Sequence[str]) -> dict[str, Any]:
+    return {name: getattr(value, name) for name in names}
+
+
+def outcome_fields(outcome: Any) -> dict[str, Any]:
+    """Every attribute of an outcome, from either implementation."""
+    return attributes(outcome, ACCEPTED_FIELDS if outcome.accepted else REJECTED_FIELDS)
+
+
+def state_of(core: Any) -> dict[str, Any]:
+    """Everything a core lets an observer see: every auction and every user."""
+    handles = core.auction_handles()
+    auctions = {handle: attributes(core.auction(handle), AUCTION_FIELDS) for handle in handles}
+    users = [attributes(core.user(handle), USER_FIELDS) for handle in range(core.user_count)]
+    return {
+        "auction_count": core.auction_count,
+        "user_count": core.user_count,
+        "auction_handles": handles,
+        "status_counts": core.status_counts(),
+        "auction_handle_by_id": {
+            state["auction_id"]: core.auction_handle(state["auction_id"])
+            for state in auctions.values()
+        },
+        "user_handle_by_id": {
+            state["user_id"]: core.user_handle(state["user_id"]) for state in users
+        },
+        "auctions": auctions,
+        "users": users,
+    }
