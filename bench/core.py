@@ -32,9 +32,9 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
 import bidcore
+from bench.reference_model import ReferenceBidBatch, ReferenceCore, outcome_fields, state_of
 from bench.report import Result, environment, progress
 from bench.streams import REASONS, BidStream, StreamParams, generate
-from tests.reference_model import ReferenceBidBatch, ReferenceCore, outcome_fields, state_of
 
 HELP = "the bid core: compiled batch and one-by-one, 8 shards, against the reference model"
 PARALLEL_SHARDS = 8

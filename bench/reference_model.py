@@ -14,37 +14,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-try:
-    from bidcore import (
-        MAX_SHARDS,  # a build limit, not a rule: taken from the core
-        CoreError,
-        DuplicateAuction,
-        InvalidArgument,
-        InvalidTransition,
-        UnknownAuction,
-        UnknownUser,
-    )
-except ImportError:  # the core is not built yet: look-alikes keep the model testable alone
-    MAX_SHARDS = 64
-
-    class CoreError(Exception):  # type: ignore[no-redef]
-        """Base class of the core's errors: misuse, never a rejected bid."""
-
-    class InvalidArgument(CoreError):  # type: ignore[no-redef]
-        """A value out of its documented range."""
-
-    class UnknownAuction(CoreError):  # type: ignore[no-redef]
-        """No auction with that handle is loaded."""
-
-    class UnknownUser(CoreError):  # type: ignore[no-redef]
-        """No user with that handle is loaded."""
-
-    class DuplicateAuction(CoreError):  # type: ignore[no-redef]
-        """An auction with that id is already loaded."""
-
-    class InvalidTransition(CoreError):  # type: ignore[no-redef]
-        """The auction's status does not allow that operation."""
-
+from bidcore import (
+    MAX_SHARDS,  # a build limit, not a rule: taken from the core
+    CoreError,
+    DuplicateAuction,
+    InvalidArgument,
+    InvalidTransition,
+    UnknownAuction,
+    UnknownUser,
+)
 
 __all__ = [
     "ACCEPTED_FIELDS",
@@ -227,10 +205,10 @@ def _flag(value: Any) -> bool:
 
 def _in_range(name: str, value: Any, low: int, high: int) -> int:
     """`low <= value <= high`, else InvalidArgument."""
-    value = _int(value)
-    if not low <= value <= high:
-        raise InvalidArgument(f"{name} must be in [{low}, {high}], got {value}")
-    return value
+    number = _int(value)
+    if not low <= number <= high:
+        raise InvalidArgument(f"{name} must be in [{low}, {high}], got {number}")
+    return number
 
 
 def _id(name: str, value: Any) -> int:
@@ -354,7 +332,13 @@ class ReferenceBidBatch:
         platform: Sequence[bool] | None = None,
     ) -> ReferenceBidBatch:
         flags = [False] * len(auctions) if platform is None else list(platform)
-        columns = [list(auctions), list(users), list(amounts_kobo), list(at_ms), flags]
+        columns: list[list[Any]] = [
+            list(auctions),
+            list(users),
+            list(amounts_kobo),
+            list(at_ms),
+            flags,
+        ]
         if len({len(column) for column in columns}) != 1:
             raise ValueError("columns differ in length")
         batch = ReferenceBidBatch()
@@ -442,10 +426,10 @@ class ReferenceCore:
         )
 
     def _user(self, handle: Any) -> _User:
-        handle = _int(handle)
-        if not 0 <= handle < len(self._users):
-            raise UnknownUser(f"no user with handle {handle}")
-        return self._users[handle]
+        index = _int(handle)
+        if not 0 <= index < len(self._users):
+            raise UnknownUser(f"no user with handle {index}")
+        return self._users[index]
 
     # Auctions
 

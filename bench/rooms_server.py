@@ -4,7 +4,7 @@ Python reference core, for ``python -m bench rooms --compare``.
 The engine cannot be told to run on another core (the class is fixed in
 engine/recovery.py), so this launcher swaps it in from outside, without
 touching engine/ or web/: it rebinds ``bidcore.Core`` (and the outcome classes
-the sequencer tests for) to tests/reference_model.py's, then serves exactly as
+the sequencer tests for) to bench/reference_model.py's, then serves exactly as
 ``python -m engine serve`` does (web.serve.serve), and once started prints
 which core the sequencer holds; the bench refuses to compare without that line.
 (The per-bid-lock baseline needs no launcher: LEDGER_MODE=baseline.)
@@ -35,7 +35,7 @@ def use_reference_core() -> None:
     module's attributes before the app starts is enough; the exceptions are
     bidcore's own in both.
     """
-    from tests import reference_model
+    from bench import reference_model
 
     bidcore.Core = reference_model.ReferenceCore  # type: ignore[misc,assignment]
     bidcore.Accepted = reference_model.Accepted  # type: ignore[misc,assignment]

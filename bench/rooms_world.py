@@ -167,7 +167,7 @@ async def _wait_ready(
 #: What the server's log says when a variant is in place: no line, no comparison.
 _WIRING = {
     "baseline": "LEDGER_MODE=baseline: one locked transaction per bid",
-    "reference": "bench.rooms_server wired: core tests.reference_model.ReferenceCore",
+    "reference": "bench.rooms_server wired: core bench.reference_model.ReferenceCore",
 }
 
 

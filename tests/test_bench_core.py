@@ -4,6 +4,7 @@ never asserted here: these tests hold the stream fixed and the cross-check hones
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,8 +13,8 @@ import pytest
 
 from bench.core import BenchFailure, Run, check_agreement, load
 from bench.core import Path as BenchPath
+from bench.reference_model import REASON_CODES, ReferenceBidBatch, ReferenceCore
 from bench.streams import REASONS, BidStream, StreamParams, generate
-from tests.reference_model import REASON_CODES, ReferenceBidBatch, ReferenceCore
 
 REPO = Path(__file__).resolve().parent.parent
 REQUIRED_RATES = (
@@ -88,10 +89,38 @@ def test_a_path_that_decides_one_bid_differently_fails_the_bench() -> None:
         check_agreement(stream, [path("honest", codes), path("tampered", bytes(tampered))])
 
 
-def test_the_core_scenario_runs_end_to_end_and_its_paths_agree() -> None:
+def without_the_tests_package(tmp_path: Path) -> dict[str, str]:
+    """An environment in which `import tests` fails, as where the wheel or the
+    image is installed (they ship bench/, not tests/)."""
+    shadow = tmp_path / "shadow" / "tests"
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text("raise ImportError('the tests are not shipped')\n")
+    return {**os.environ, "PYTHONPATH": str(shadow.parent)}
+
+
+def test_every_bench_module_imports_without_the_tests(tmp_path: Path) -> None:
+    walk = (
+        "import importlib, pkgutil, bench\n"
+        "for module in pkgutil.walk_packages(bench.__path__, 'bench.'):\n"
+        "    importlib.import_module(module.name)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", walk],
+        cwd=tmp_path,
+        env=without_the_tests_package(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+
+
+def test_the_core_scenario_runs_end_to_end_and_its_paths_agree(tmp_path: Path) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "bench", "core", "--json", "--bids", "20000"],
-        cwd=REPO,
+        cwd=tmp_path,
+        env=without_the_tests_package(tmp_path),
         capture_output=True,
         text=True,
         timeout=600,

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import bidcore
-from tests.reference_model import state_of
+from bench.reference_model import state_of
 
 T0 = 1_700_000_000_000
 HOUR = 3_600_000

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import bidcore
-from tests import reference_model as model
+from bench import reference_model as model
 from tests.test_reference_model import T0, RuleExamples, add_live, add_user
 
 

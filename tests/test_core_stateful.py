@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 import bidcore
-from tests.reference_model import (
+from bench.reference_model import (
     CLOSED_FIELDS,
     MAX_AMOUNT_KOBO,
     MAX_TIME_MS,

@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 
 import pytest
 
-from tests.reference_model import (
+from bench.reference_model import (
     CLOSED_FIELDS,
     MAX_TIME_MS,
     DuplicateAuction,
