@@ -97,7 +97,11 @@ def _add_serve(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def _run_serve(args: argparse.Namespace, settings: Settings) -> int:
     serve = importlib.import_module("web.serve")
-    status = serve.serve(settings, host=args.host, port=args.port)
+    try:
+        status = serve.serve(settings, host=args.host, port=args.port)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     return status if isinstance(status, int) else 0
 
 
@@ -142,7 +146,11 @@ def _add_demo(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
 def _run_demo(args: argparse.Namespace, settings: Settings) -> int:
     # Imported here so the other commands do not load the whole application.
     demo = importlib.import_module("engine.demo")
-    status = demo.main()
+    try:
+        status = demo.main()
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     return status if isinstance(status, int) else 0
 
 

@@ -6,6 +6,7 @@ installed (embedded PostgreSQL, no Redis); production sets the secrets.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 from collections.abc import Mapping
@@ -47,6 +48,7 @@ class Settings:
     ws_bids_per_s: int = 10
     max_body_bytes: int = 65536
     gc_full_interval_s: int = 600  # 0: CPython's own full collections (engine/gcpolicy.py)
+    allow_dev_secrets: bool = False  # serve with the built-in secrets beyond loopback
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -81,6 +83,7 @@ class Settings:
             ws_bids_per_s=env.integer("WS_BIDS_PER_S", defaults.ws_bids_per_s, 1),
             max_body_bytes=env.integer("MAX_BODY_BYTES", defaults.max_body_bytes, 1),
             gc_full_interval_s=env.integer("GC_FULL_INTERVAL_S", defaults.gc_full_interval_s, 0),
+            allow_dev_secrets=env.flag("ALLOW_DEV_SECRETS", defaults.allow_dev_secrets),
         )
 
     @property
@@ -89,6 +92,38 @@ class Settings:
         return (
             self.jwt_secret == DEV_JWT_SECRET or self.internal_api_token == DEV_INTERNAL_API_TOKEN
         )
+
+    def check_secrets_for(self, host: str) -> None:
+        """Refuse to serve on `host` with a development secret, unless that host is
+        loopback only or ALLOW_DEV_SECRETS says this is a throwaway setup: the
+        built-in values are public, and anyone who can reach the server could
+        mint an admin token with one or credit wallets with the other."""
+        if not self.uses_dev_secrets or self.allow_dev_secrets or is_loopback(host):
+            return
+        unset = [
+            name
+            for name, value, dev in (
+                ("JWT_SECRET", self.jwt_secret, DEV_JWT_SECRET),
+                ("INTERNAL_API_TOKEN", self.internal_api_token, DEV_INTERNAL_API_TOKEN),
+            )
+            if value == dev
+        ]
+        raise ConfigError(
+            f"refusing to serve on {host or 'every address'!r} with the built-in development "
+            f"value of {' and '.join(unset)}, which anyone can read in the source: set "
+            "JWT_SECRET and INTERNAL_API_TOKEN to long random strings (e.g. `openssl rand "
+            "-hex 32`), bind to 127.0.0.1, or set ALLOW_DEV_SECRETS=1 for a throwaway setup"
+        )
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` (a --host value) listens on this machine's loopback only."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a name, or "" (every address): cannot be shown to be loopback
 
 
 class _Environment:
@@ -116,6 +151,16 @@ class _Environment:
             )
             return dev_default
         return value
+
+    def flag(self, name: str, default: bool) -> bool:
+        value = self.text(name)
+        if value is None:
+            return default
+        if value.lower() in ("1", "true", "yes", "on"):
+            return True
+        if value.lower() in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"{name}={value!r} is not one of: 1, true, yes, on, 0, false, no, off")
 
     def comma_list(self, name: str) -> tuple[str, ...]:
         value = self.text(name) or ""

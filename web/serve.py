@@ -24,7 +24,11 @@ def serve(
     on_ready: Callable[[web.Application], None] | None = None,
 ) -> int:
     """Serve until SIGTERM or SIGINT; aiohttp then runs the cleanup contexts
-    backwards: bids stop, the ledger is flushed, sockets close (1001)."""
+    backwards: bids stop, the ledger is flushed, sockets close (1001).
+
+    Raises ConfigError, before anything starts, for a development secret on an
+    address beyond loopback."""
+    settings.check_secrets_for(host)
     app = create_app(settings)
     app.cleanup_ctx.append(functools.partial(_gc_policy, GcPolicy(settings.gc_full_interval_s)))
     if on_ready is not None:
@@ -34,7 +38,9 @@ def serve(
 
         app.on_startup.append(ready)
     if settings.uses_dev_secrets:
-        logger.warning("serving with development secrets: set JWT_SECRET and INTERNAL_API_TOKEN")
+        logger.warning(
+            "serving on %s with development secrets: set JWT_SECRET and INTERNAL_API_TOKEN", host
+        )
     web.run_app(
         app,
         host=host,
