@@ -1,7 +1,8 @@
 """PNG plots of the bench's runs (matplotlib, headless).
 
 matplotlib is in the project's `bench` and `dev` extras; it is imported when a
-plot is drawn, so a scenario that draws none runs without it.
+plot is drawn, so a run without it still measures and reports, and says the
+plot was skipped (`unavailable`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,15 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
+
+
+def unavailable() -> str | None:
+    """Why no plot can be drawn here; None when matplotlib is installed."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError as err:
+        return f"matplotlib cannot be imported ({err}): pip install '.[bench]' to draw plots"
+    return None
 
 
 def latency_over_time(

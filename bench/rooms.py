@@ -35,7 +35,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import importlib.util
 import json
 import os
 import pickle
@@ -704,6 +703,13 @@ def _write_reports(args: argparse.Namespace, run: Run, stem: str) -> None:
     result = run.result
     config = result["config"]
     assert isinstance(config, dict)
+    skipped = plot.unavailable()
+    if skipped is not None:
+        result["files"] = {"md": str(md), "png": None}
+        result["plot_skipped"] = skipped
+        md.write_text(rooms_stats.markdown(result, None))
+        progress(f"wrote {md}; the plot was skipped: {skipped}")
+        return
     plot.latency_over_time(
         png,
         run.series,
@@ -757,16 +763,20 @@ async def _compare(args: argparse.Namespace) -> Result:
     png = args.out / f"{stem}.png"
     from bench import plot
 
-    plot.compare_bars(
-        png,
-        {m: float(r["accepted_bids_per_s"]) for m, r in by_mode.items()},  # type: ignore[arg-type]
-        {m: r["ack_p99_ms"] for m, r in by_mode.items()},  # type: ignore[misc]
-        title=f"rooms {args.room_scenario}: the engine, the per-bid-lock baseline, the reference",
-    )
-    md.write_text(
-        rooms_stats.compare_markdown(by_mode, ledger_level, notes) + f"\n![compare]({png.name})\n"
-    )
-    progress(f"wrote {md} and {png}")
+    text = rooms_stats.compare_markdown(by_mode, ledger_level, notes)
+    skipped = plot.unavailable()
+    if skipped is None:
+        plot.compare_bars(
+            png,
+            {m: float(r["accepted_bids_per_s"]) for m, r in by_mode.items()},  # type: ignore[arg-type]
+            {m: r["ack_p99_ms"] for m, r in by_mode.items()},  # type: ignore[misc]
+            title=(
+                f"rooms {args.room_scenario}: the engine, the per-bid-lock baseline, the reference"
+            ),
+        )
+        text += f"\n![compare]({png.name})\n"
+    md.write_text(text)
+    progress(f"wrote {md}" + (f" and {png}" if skipped is None else f"; plot skipped: {skipped}"))
     for result in by_mode.values():
         _fail_if_inconsistent(result)
     keep = (
@@ -792,7 +802,8 @@ async def _compare(args: argparse.Namespace) -> Result:
         "ratios": ratios,
         "ledger_level": ledger_level,
         "compare_notes": notes,
-        "files": {"md": str(md), "png": str(png)},
+        "files": {"md": str(md), "png": str(png) if skipped is None else None},
+        **({"plot_skipped": skipped} if skipped is not None else {}),
     }
 
 
@@ -879,11 +890,6 @@ def run(args: argparse.Namespace) -> Result:
         raise BenchFailure("--seconds must be above 0")
     if args.rate is None:
         args.rate = COMPARE_RATE if args.compare else STEADY_RATE
-    if importlib.util.find_spec("matplotlib") is None:
-        raise BenchFailure(
-            "matplotlib draws the latency plot and is not installed: "
-            "pip install -e '.[bench]' (the dev extra has it too)"
-        )
     try:
         return uvloop.run(_main(args))
     except (asyncio.CancelledError, KeyboardInterrupt):

@@ -6,6 +6,7 @@ asserted here."""
 from __future__ import annotations
 
 import json
+import os
 import random
 import subprocess
 import sys
@@ -24,10 +25,8 @@ LATENCY_KEYS = [
 ]
 
 
-def test_a_tiny_run_reports_latencies_a_consistent_ledger_and_writes_its_files(
-    tmp_path: Path,
-) -> None:
-    done = subprocess.run(
+def tiny_run(out: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
         [
             sys.executable,
             "-m",
@@ -45,13 +44,20 @@ def test_a_tiny_run_reports_latencies_a_consistent_ledger_and_writes_its_files(
             "--rate",
             "200",
             "--out",
-            str(tmp_path),
+            str(out),
         ],
         cwd=REPO,
         capture_output=True,
         text=True,
         timeout=150,
+        env=env,
     )
+
+
+def test_a_tiny_run_reports_latencies_a_consistent_ledger_and_writes_its_files(
+    tmp_path: Path,
+) -> None:
+    done = tiny_run(tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["scenario"] == "rooms"
@@ -66,6 +72,26 @@ def test_a_tiny_run_reports_latencies_a_consistent_ledger_and_writes_its_files(
     assert png.parent == md.parent == tmp_path
     assert png.read_bytes().startswith(b"\x89PNG")
     assert "| bid ack" in md.read_text()
+
+
+def test_without_matplotlib_a_run_still_reports_and_says_the_plot_was_skipped(
+    tmp_path: Path,
+) -> None:
+    hidden = tmp_path / "hide" / "matplotlib"
+    hidden.mkdir(parents=True)
+    (hidden / "__init__.py").write_text("raise ImportError('not installed here')\n")
+    env = {**os.environ, "PYTHONPATH": str(hidden.parent)}
+
+    done = tiny_run(tmp_path / "out", env)
+
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["ledger_consistent"] is True and result["accepted"] > 0
+    assert "matplotlib" in result["plot_skipped"]
+    assert result["files"]["png"] is None
+    assert "plot was skipped" in done.stderr
+    assert not list((tmp_path / "out").glob("*.png"))
+    assert "| bid ack" in Path(result["files"]["md"]).read_text()
 
 
 def test_auctions_get_every_item_and_each_at_least_one() -> None:
