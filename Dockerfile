@@ -2,9 +2,10 @@
 #
 # The auction engine's image, in two stages:
 #   build    Python 3.11 + a Rust toolchain + maturin: builds this project's wheel
-#            (the `bidcore` extension plus the engine, web, jobs and bench packages).
-#   runtime  Python 3.11 slim with only the wheel and its dependencies installed,
-#            run as an unprivileged user.
+#            (the `bidcore` extension plus the engine, web, jobs and bench packages)
+#            and exports uv.lock's runtime dependencies, with their hashes.
+#   runtime  Python 3.11 slim with only the wheel and exactly those locked
+#            dependencies installed, run as an unprivileged user.
 #
 #   docker build -t dealer360/auction-engine .
 #   docker run -p 8080:8080 -e DATABASE_URL=... -e JWT_SECRET=... -e INTERNAL_API_TOKEN=... \
@@ -35,8 +36,9 @@ RUN curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs \
         | sh -s -- -y --no-modify-path --profile minimal --default-toolchain "${RUST_TOOLCHAIN}" \
     && rustc --version
 
-# The same bounds as pyproject's [build-system].
-RUN pip install "maturin>=1.9.4,<2"
+# The versions pyproject.toml pins: maturin (its [build-system]) and uv (the
+# Makefile's UV_VERSION), which reads uv.lock.
+RUN pip install "maturin==1.16.0" "uv==0.13.9"
 
 WORKDIR /src
 COPY . .
@@ -48,6 +50,11 @@ RUN --mount=type=cache,target=/opt/cargo/registry \
     --mount=type=cache,target=/src/target \
     maturin build --release --locked --out /wheels \
     && ls -l /wheels
+
+# The runtime dependencies exactly as uv.lock has them (no extras), each with its
+# hashes; --locked fails the build if uv.lock does not match pyproject.toml.
+RUN uv export --locked --no-dev --no-emit-project --format requirements.txt \
+        --output-file /wheels/requirements.txt
 
 # --------------------------------------------------------------------------- runtime
 FROM python:${PYTHON_VERSION}-slim-${DEBIAN_RELEASE} AS runtime
@@ -69,11 +76,13 @@ RUN groupadd --system --gid 10001 engine \
         --create-home --shell /usr/sbin/nologin engine
 
 # The wheel is bind-mounted from the build stage, so it never becomes a layer of
-# this image. pip installs it with its dependencies from PyPI and byte-compiles
-# them now, as root, so the unprivileged user never needs to write there.
+# this image. pip installs the locked dependencies (every hash checked), then
+# the wheel alone, and byte-compiles them now, as root, so the unprivileged
+# user never needs to write there.
 RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
     python -m venv /opt/engine \
-    && pip install /wheels/*.whl
+    && pip install --require-hashes --no-deps -r /wheels/requirements.txt \
+    && pip install --no-deps /wheels/*.whl
 
 # Migrations: engine/migrations.py reads sql/ next to the engine package
 # (site-packages/sql/), and the wheel does not carry it unless pyproject's

@@ -365,6 +365,78 @@ def test_the_build_context_leaves_out_local_state_but_keeps_the_sources() -> Non
         assert kept not in ignored, f".dockerignore leaves out {kept}, which the build needs"
 
 
+# ------------------------------------------------------------ locked installs
+
+
+def makefile_variable(name: str) -> str:
+    found = re.search(rf"^{name}\s*:?=\s*(\S+)", (ROOT / "Makefile").read_text(), re.MULTILINE)
+    assert found, f"the Makefile sets no {name}"
+    return found.group(1)
+
+
+def test_the_build_backend_is_pinned_and_the_image_builds_with_the_same_one() -> None:
+    requires = tomllib.loads((ROOT / "pyproject.toml").read_text())["build-system"]["requires"]
+    assert len(requires) == 1 and re.fullmatch(r"maturin==[0-9.]+", requires[0]), requires
+    build = stage_named("build")
+    assert build is not None
+    runs = " ".join(args for instruction, args in build if instruction == "RUN")
+    assert f'"{requires[0]}"' in runs, "the image must build with pyproject's maturin"
+    assert f'"uv=={makefile_variable("UV_VERSION")}"' in runs, (
+        "the image's uv is not the Makefile's"
+    )
+
+
+def test_the_image_installs_exactly_the_locked_dependencies() -> None:
+    build = stage_named("build")
+    assert build is not None
+    runs = " ".join(args for instruction, args in build if instruction == "RUN")
+    assert "uv export --locked --no-dev" in runs, "the build stage must export uv.lock"
+    assert "maturin build --release --locked" in runs, "the core must build from Cargo.lock"
+    installs = " ".join(args for instruction, args in dockerfile_stages()[-1][1])
+    assert "pip install --require-hashes --no-deps -r /wheels/requirements.txt" in installs
+    assert re.search(r"pip install --no-deps \S*\.whl", installs), "the wheel alone, no deps"
+
+
+def test_every_path_installs_from_the_lock() -> None:
+    makefile = (ROOT / "Makefile").read_text()
+    assert "sync --locked" in makefile
+    assert "pip install -e" not in makefile, "the venv is uv.lock's, never pip's resolution"
+    assert "cargo test --workspace --release --locked" in makefile
+    assert "--locked -- -D warnings" in makefile  # clippy
+    assert tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["maturin"]["locked"]
+    assert "make test" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_a_lock_that_disagrees_with_pyproject_stops_make_at_once_saying_what_to_do(
+    tmp_path: Path,
+) -> None:
+    uv = ROOT / ".tools" / "bin" / "uv"
+    assert uv.exists(), "make builds .tools/bin/uv before the tests; run them through make"
+    for name in (
+        "Makefile",
+        "pyproject.toml",
+        "uv.lock",
+        "bidcore.pyi",
+        "Cargo.toml",
+        "Cargo.lock",
+    ):
+        (tmp_path / name).write_bytes((ROOT / name).read_bytes())
+    (tmp_path / "bidcore").symlink_to(ROOT / "bidcore")
+    (tmp_path / ".tools").symlink_to(ROOT / ".tools")
+    pyproject = tmp_path / "pyproject.toml"
+    pyproject.write_text(
+        pyproject.read_text().replace("dependencies = [\n", 'dependencies = [\n    "six",\n', 1)
+    )
+
+    done = subprocess.run(
+        ["make", ".venv/.installed"], cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
+
+    assert done.returncode != 0
+    assert "uv.lock does not match pyproject.toml: run 'make lock'" in done.stderr
+    assert not (tmp_path / ".venv").exists(), "nothing may be installed from a stale lock"
+
+
 # ------------------------------------------------------------- docker-compose
 
 

@@ -162,7 +162,7 @@ class RedisBus:
                 await asyncio.sleep(delay)
             finally:
                 with contextlib.suppress(RedisError, OSError):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
+                    await pubsub.aclose()
 
     def _receive(self, data: bytes) -> None:
         try:
