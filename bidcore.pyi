@@ -329,8 +329,10 @@ class Core:
         bid_count: int,
         platform_bid_count: int,
         seq: int,
+        ended: bool = False,
     ) -> int:
-        """Load an auction with its state as the ledger has it (recovery)."""
+        """Load an auction with its state as the ledger has it (recovery); `ended`
+        (with `live`): closed, its end processing not yet done, the leader exposed."""
     def auction_handle(self, auction_id: int) -> int | None: ...
     def auction(self, auction: int) -> AuctionState: ...
     def auction_handles(self) -> list[int]: ...
@@ -339,13 +341,14 @@ class Core:
     def open_auction(self, auction: int) -> int:
         """scheduled -> live; returns the room's new seq."""
     def close_auction(self, auction: int) -> Closed:
-        """scheduled/live -> ended; releases the leader's exposure."""
+        """scheduled/live -> ended; the leader stays exposed until `remove_auction`
+        (end processing takes the deposit in between)."""
     def cancel_auction(self, auction: int) -> int:
         """scheduled/live -> cancelled; releases exposure; returns the new seq."""
     def extend_auction(self, auction: int, end_time_ms: int) -> int:
         """Move a scheduled/live auction's end later; returns the new seq."""
     def remove_auction(self, auction: int) -> None:
-        """Forget an ended or cancelled auction."""
+        """Forget an ended or cancelled auction; an ended one's leader is no longer exposed."""
 
     # Bids
     def place_bid(

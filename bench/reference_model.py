@@ -486,6 +486,7 @@ class ReferenceCore:
         bid_count: int,
         platform_bid_count: int,
         seq: int,
+        ended: bool = False,
     ) -> int:
         auction_id = _id("auction_id", auction_id)
         settings = _check_settings(
@@ -503,6 +504,8 @@ class ReferenceCore:
         if not settings.start < original_end <= settings.end:
             raise InvalidArgument("original_end_ms must be after the start and not after the end")
         live = _flag(live)
+        if _flag(ended) and not live:
+            raise InvalidArgument("an ended auction was live: live and ended go together")
         leader_is_platform = _flag(leader_is_platform)
         bidder_handles = [_int(bidder) for bidder in bidders]
         bid_count = _in_range("bid_count", bid_count, 0, 2**64 - 1)
@@ -531,7 +534,8 @@ class ReferenceCore:
             self._user(handle)
         self._check_not_loaded(auction_id)
 
-        handle = self._load(auction_id, settings, "live" if live else "scheduled", original_end)
+        status = "ended" if ended else "live" if live else "scheduled"
+        handle = self._load(auction_id, settings, status, original_end)
         auction = self._auctions[handle]
         auction.leader = leader
         auction.leading_amount = None if leader is None else _int(leading_amount_kobo)
@@ -661,14 +665,18 @@ class ReferenceCore:
     def cancel_auction(self, auction: int) -> int:
         record = self._auction_in(auction, ("scheduled", "live"), "cancel")
         self._finish(record, "cancelled")
+        self._release(record)
         return record.seq
 
     def _finish(self, record: _Auction, status: str) -> None:
-        # Only a live auction's lead counts as exposure, so leaving live releases it.
-        if record.leader is not None:
-            self._users[record.leader].exposure -= record.real_lead_deposit()
         record.status = status
         record.seq += 1
+
+    def _release(self, record: _Auction) -> None:
+        """A lead counts as exposure while its auction is live or ended (its end
+        processing not done): leaving those releases it."""
+        if record.leader is not None:
+            self._users[record.leader].exposure -= record.real_lead_deposit()
 
     def extend_auction(self, auction: int, end_time_ms: int) -> int:
         record = self._auction_in(auction, ("scheduled", "live"), "extend")
@@ -683,6 +691,8 @@ class ReferenceCore:
 
     def remove_auction(self, auction: int) -> None:
         record = self._auction_in(auction, ("ended", "cancelled"), "remove")
+        if record.status == "ended":
+            self._release(record)
         del self._auctions[_int(auction)]
         del self._auction_by_id[record.auction_id]
 

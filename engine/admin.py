@@ -80,9 +80,10 @@ class StatePublisher(Protocol):
 
 
 class Finisher(Protocol):
-    """End processing and its announcement (jobs/lifecycle.py's `Lifecycle.finish`)."""
+    """End processing and its announcement (jobs/lifecycle.py's `Lifecycle.end`): a
+    failure is counted and left to the sweep, the auction staying `ended`."""
 
-    async def finish(self, auction_id: uuid.UUID, leader: uuid.UUID | None) -> EndResult | None: ...
+    async def end(self, auction_id: uuid.UUID, leader: uuid.UUID | None) -> EndResult | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,7 +242,7 @@ class Admin:
         winner = (
             None if leader is None or closed[0].leader_is_platform else registry.user_id(leader)
         )
-        await self.finisher.finish(auction_id, winner)
+        await self.finisher.end(auction_id, winner)
         return await self._body(auction_id)
 
     # ---- after the end ----------------------------------------------------------------

@@ -76,6 +76,16 @@ LEDGER_AVAILABLE = Gauge(
     "auction_ledger_available", "1 while the ledger takes writes, 0 while bids are refused."
 )
 LIVE_AUCTIONS = Gauge("auction_live_auctions", "Auctions live in this engine's core.")
+END_PROCESSING_FAILURES = Counter(
+    "auction_end_processing_failures_total",
+    "End processing attempts that failed (the auction stays `ended` and is tried again by "
+    "the sweep every few seconds).",
+)
+ENDED_UNPROCESSED = Gauge(
+    "auction_ended_unprocessed",
+    "Auctions closed whose end processing (winner, deposit hold, notices) is not done, as "
+    "the last sweep found them.",
+)
 GC_FULL_PAUSE = Histogram(
     "auction_gc_full_pause_seconds",
     "Full garbage collections the engine runs on its schedule (engine/gcpolicy.py): the "

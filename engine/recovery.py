@@ -2,7 +2,9 @@
 
 On every start (and after an outage) the engine takes a new fencing epoch,
 stamps it on the auctions it will own, then loads every user and every
-scheduled or live auction with its bids into a fresh `bidcore.Core`. It then
+scheduled, live or ended auction with its bids into a fresh `bidcore.Core`
+(ended: closed, its end processing still to do — its leader stays exposed
+until that has taken the deposit). It then
 compares the core with what the ledger says (price, leader, counts, seq,
 every bidder's exposure) and refuses to serve if anything differs.
 """
@@ -30,7 +32,7 @@ IdempotencyKey = tuple[uuid.UUID, uuid.UUID, str]
 # node's epoch so far) takes back only what no newer owner has taken.
 _CLAIM = """
 UPDATE auctions SET epoch = $1
-WHERE status IN ('scheduled', 'live') AND ($2::bigint IS NULL OR epoch <= $2)
+WHERE status IN ('scheduled', 'live', 'ended') AND ($2::bigint IS NULL OR epoch <= $2)
 """
 _USERS = "SELECT id, wallet_balance, role, kyc_status, is_active FROM users"
 _AUCTION_COLUMNS = """
@@ -42,7 +44,8 @@ FROM auctions a JOIN vehicles v ON v.id = a.vehicle_id
 """
 _AUCTIONS = (
     _AUCTION_COLUMNS
-    + "WHERE a.status IN ('scheduled', 'live') AND a.epoch = $1 ORDER BY a.start_time, a.id"
+    + "WHERE a.status IN ('scheduled', 'live', 'ended') AND a.epoch = $1"
+    + " ORDER BY a.start_time, a.id"
 )
 _ONE_AUCTION = _AUCTION_COLUMNS + "WHERE a.id = $1 AND a.status IN ('scheduled', 'live')"
 _CLAIM_ONE = "UPDATE auctions SET epoch = $1 WHERE id = $2 AND status IN ('scheduled', 'live')"
@@ -58,6 +61,10 @@ SELECT b.id, b.auction_id, b.user_id, b.amount, b.is_platform_bid, b.client_bid_
 FROM bids b JOIN auctions a ON a.id = b.auction_id
 WHERE b.auction_id = $1 AND b.user_id = $2 AND b.client_bid_id = $3
 """
+
+
+#: Statuses whose real leader is exposed: live, and ended until end processing.
+_EXPOSED = frozenset({"live", "ended"})
 
 
 class RecoveryMismatch(RuntimeError):
@@ -249,7 +256,8 @@ def _restore(registry: Registry, ledger: _Ledger) -> None:
         anti_snipe_window_ms=row["anti_snipe_window_ms"],
         anti_snipe_extension_ms=row["anti_snipe_extension_ms"],
         sellers=sellers_of(row),
-        live=row["status"] == "live",
+        live=row["status"] in _EXPOSED,
+        ended=row["status"] == "ended",
         leader=registry.user_handle(lead.user_id) if lead else None,
         leading_amount_kobo=lead.amount_kobo if lead else None,
         leader_is_platform=lead.is_platform if lead else False,
@@ -268,7 +276,7 @@ def verify(registry: Registry, ledgers: Iterable[_Ledger]) -> None:
     exposure: dict[uuid.UUID, int] = {}
     for ledger in ledgers:
         lead = ledger.lead
-        if lead and not lead.is_platform and ledger.row["status"] == "live":
+        if lead and not lead.is_platform and ledger.row["status"] in _EXPOSED:
             deposit = bidcore.deposit(lead.amount_kobo, deposit_bp(ledger.row["deposit_pct"]))
             exposure[lead.user_id] = exposure.get(lead.user_id, 0) + deposit
     for user_id in registry.user_ids():

@@ -63,10 +63,12 @@ FROM settlement_offers WHERE user_id = $1 AND outcome = 'open'
 _HAS_OPEN_OFFER = """
 SELECT EXISTS (SELECT 1 FROM settlement_offers WHERE user_id = $1 AND outcome = 'open')
 """
-_LEADS_LIVE = """
+# Ended too: between the close and end processing the winner's deposit is
+# still in the wallet, and must stay there until the hold takes it.
+_LEADS_OPEN = """
 SELECT EXISTS (
   SELECT 1 FROM bids b JOIN auctions a ON a.id = b.auction_id
-  WHERE b.user_id = $1 AND b.is_winning AND a.status = 'live'
+  WHERE b.user_id = $1 AND b.is_winning AND a.status IN ('live', 'ended')
 )
 """
 _IDEMPOTENCY_KEY = "transactions_idempotency_key_key"
@@ -87,7 +89,8 @@ async def held_and_due(conn: asyncpg.Connection, user_id: uuid.UUID) -> tuple[in
 
 
 def exposure(sequencer: Sequencer, user_id: uuid.UUID) -> int:
-    """The deposits of the live auctions this user leads, as the core has them."""
+    """The deposits of the auctions this user leads, as the core has them: live
+    ones, and ended ones whose end processing has not taken the deposit yet."""
     handle = sequencer.registry.user_handle(user_id)
     if handle == NO_HANDLE:
         return 0
@@ -180,7 +183,7 @@ async def _withdrawable(
     """The balance after withdrawing `amount`, or the refusal (RULES.md "Wallet")."""
     user_id = row["id"]
     owes = await conn.fetchval(_HAS_OPEN_OFFER, user_id)
-    leads = await conn.fetchval(_LEADS_LIVE, user_id)
+    leads = await conn.fetchval(_LEADS_OPEN, user_id)
     if owes or leads or exposure(sequencer, user_id) > 0:
         raise Refused(
             "conflict",

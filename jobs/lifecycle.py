@@ -5,8 +5,9 @@ their start and which live ones their end (which moves with anti-sniping and
 admin extensions — the core holds the current value, so there is nothing to
 reschedule). Opening and closing go through the sequencer, ordered with the
 bids and durable before anyone is told. End processing follows (engine/
-settlement.py), exactly once; `sweep_ended` finishes what a crash left
-between the close and its end processing.
+settlement.py), exactly once; `sweep_ended`, every few seconds, finishes
+what a failure or a crash left between a close and its end processing. A
+failure is counted and logged per auction and never stops the others.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Protocol
 import asyncpg
 
 import bidcore
+from engine import metrics
 from engine.clock import Clock
 from engine.ledger import LedgerUnavailable
 from engine.registry import NO_HANDLE
@@ -68,7 +70,7 @@ class Lifecycle:
                     if closed.leader_is_platform or closed.leader is None
                     else (registry.user_id(closed.leader))
                 )
-                await self.finish(auction_id, leader)
+                await self.end(auction_id, leader)
 
     async def finish(self, auction_id: uuid.UUID, leader: uuid.UUID | None) -> EndResult | None:
         """End processing, then the room and the core hear of it."""
@@ -84,15 +86,32 @@ class Lifecycle:
         return result
 
     async def sweep_ended(self) -> list[EndResult]:
-        """Auctions closed but not end-processed (a crash in between): finish them."""
+        """Auctions closed but not end-processed (a failure or a crash in between):
+        finish each; one that fails again is counted and left for the next sweep."""
+        if not self.sequencer.available:
+            return []  # the ledger is away: the next sweep after it is back
         results = []
-        for row in await self.pool.fetch(_ENDED):
+        ended = await self.pool.fetch(_ENDED)
+        metrics.ENDED_UNPROCESSED.set(len(ended))
+        for row in ended:
             leader = await self.pool.fetchrow(_LEADER, row["id"])
             winner = None if leader is None or leader["is_platform_bid"] else leader["user_id"]
-            result = await self.finish(row["id"], winner)
+            result = await self.end(row["id"], winner)
             if result is not None:
                 results.append(result)
         return results
+
+    async def end(self, auction_id: uuid.UUID, leader: uuid.UUID | None) -> EndResult | None:
+        """`finish`, or — if it fails — count and log the failure and leave the
+        auction to the sweep."""
+        try:
+            return await self.finish(auction_id, leader)
+        except Exception:
+            # The auction stays `ended` (its leader still exposed in the core):
+            # the sweep tries again.
+            metrics.END_PROCESSING_FAILURES.inc()
+            logger.exception("end processing of %s failed; the sweep will retry", auction_id)
+            return None
 
 
 @contextlib.contextmanager

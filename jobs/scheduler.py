@@ -33,6 +33,9 @@ logging.getLogger("apscheduler.scheduler").setLevel(logging.ERROR)
 #: Auctions open and close within this of their time (the core refuses late
 #: bids by itself whatever the scheduler does).
 TICK_S = 0.05
+#: End processing that failed is tried again this often (engine.metrics counts
+#: the failures; the AuctionEndProcessingFailing alert watches them).
+SWEEP_S = 2.0
 
 
 @dataclass
@@ -47,6 +50,7 @@ class Jobs:
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 5}
         )
         scheduler.add_job(self.lifecycle.tick, "interval", seconds=TICK_S, id="lifecycle")
+        scheduler.add_job(self.lifecycle.sweep_ended, "interval", seconds=SWEEP_S, id="sweep")
         scheduler.add_job(self.reserve.run, "interval", seconds=RESERVE_INTERVAL_S, id="reserve")
         scheduler.add_job(
             self.settlement.run, "interval", seconds=SETTLEMENT_INTERVAL_S, id="settlement"

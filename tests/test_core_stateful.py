@@ -272,6 +272,7 @@ class CoreAgainstModel(RuleBasedStateMachine):
         platform_bids = data.draw(st.integers(int(platform_lead), 3))
         state.update(
             live=True,
+            ended=data.draw(st.booleans()),  # closed, its end processing not yet done
             leader=data.draw(st.sampled_from(users if platform_lead else bidders)),
             leading_amount_kobo=arguments["start_price_kobo"] + data.draw(st.integers(0, 300_000)),
             leader_is_platform=platform_lead,
@@ -456,11 +457,16 @@ class CoreAgainstModel(RuleBasedStateMachine):
             assert lead == self.top[handle], handle
 
     @invariant()
-    def exposure_is_the_deposits_of_live_real_leads(self) -> None:
+    def exposure_is_the_deposits_of_live_and_ended_real_leads(self) -> None:
+        # Ended: closed and still loaded, its end processing (the deposit hold) to come.
         owed = [0] * self.model.user_count
         for handle in self.model.auction_handles():
             state = self.model.auction(handle)
-            if state.status == "live" and state.leader is not None and not state.leader_is_platform:
+            if (
+                state.status in ("live", "ended")
+                and state.leader is not None
+                and not state.leader_is_platform
+            ):
                 owed[state.leader] += deposit(state.current_price_kobo, state.deposit_pct_bp)
         assert [self.model.user(h).exposure_kobo for h in range(self.model.user_count)] == owed
 

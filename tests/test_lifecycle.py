@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
+import random
 import time
 import uuid
 from typing import Any
 
 import pytest
 
+from engine import metrics
 from engine.bidders import PLATFORM_USER_ID
 from engine.bids import BidAccepted
 from engine.clock import ManualClock, to_ms
@@ -16,14 +19,18 @@ from engine.money import naira_to_kobo
 from engine.registry import NO_HANDLE
 from engine.sequencer import Sequencer
 from engine.settlement import PAYMENT_WINDOW_MS
+from engine.wallet import debit
 from jobs.lifecycle import Lifecycle
 from jobs.reserve import ReserveProtection
+from jobs.scheduler import SWEEP_S, Jobs
 from tests.factories import create_auction, create_user
+from web.messages import Refused, WalletChange
 
 PRICE = 100_000_000
 STEP = 5_000_000
 START = (time.time_ns() // 1_000_000 // 1000) * 1000
 END = START + 3_600_000
+HOUR_MS = 3_600_000
 
 
 class Rooms:
@@ -261,3 +268,158 @@ async def test_reserve_protection_bids_are_labelled_and_stop_at_95_percent(pool:
     assert all(r["user_id"] == PLATFORM_USER_ID for r in rows if r["is_platform_bid"])
     assert max(platform) * 100 <= reserve * 95
     assert await pool.fetchval("SELECT ai_bids_placed FROM auctions WHERE id = $1", auction) == 2
+
+
+# ---- the winner's deposit between the hammer and the hold ---------------------------
+
+
+async def withdraw_all(pool: Any, sequencer: Sequencer, user: uuid.UUID) -> str:
+    """The outcome of withdrawing the whole balance: 'taken' or the refusal's code."""
+    amount = await balance(pool, user)
+    try:
+        await debit(pool, sequencer, user, WalletChange(amount, f"out-{uuid.uuid4().hex}"))
+    except Refused as refused:
+        return refused.code
+    return "taken"
+
+
+async def hold_of(pool: Any, auction: uuid.UUID) -> str:
+    status: str = await pool.fetchval(
+        "SELECT deposit_status FROM settlement_offers WHERE auction_id = $1", auction
+    )
+    return status
+
+
+async def test_between_the_close_and_end_processing_the_deposit_stays_committed(
+    pool: Any,
+) -> None:
+    auction, _ = await world(pool)
+    seller = await create_user(pool, role="dealer")
+    other = await create_auction(pool, seller=seller, start_ms=START, end_ms=END + HOUR_MS)
+    deposit = PRICE // 5
+    winner = await create_user(pool, balance_kobo=deposit + deposit // 2)
+    clock = ManualClock(START + 1000)
+    sequencer, lifecycle, _ = await engine(pool, clock)
+    try:
+        assert isinstance(await sequencer.place_bid(auction, winner, PRICE), BidAccepted)
+        clock.set(END)
+        await sequencer.close_auction(auction)  # the hammer; no hold yet
+        withdrawal = await withdraw_all(pool, sequencer, winner)
+        elsewhere = await sequencer.place_bid(other, winner, PRICE)
+        await lifecycle.finish(auction, winner)
+        exposure_after = sequencer.core.user(sequencer.registry.user_handle(winner)).exposure_kobo
+    finally:
+        await sequencer.close()
+    assert withdrawal == "committed_capital"
+    assert (elsewhere.accepted, getattr(elsewhere, "code", None)) == (
+        False,
+        "insufficient_buying_power",
+    )
+    assert await hold_of(pool, auction) == "held"
+    assert await balance(pool, winner) == deposit // 2
+    assert exposure_after == 0  # the hold has the deposit now
+
+
+async def test_a_restart_between_the_close_and_end_processing_keeps_the_winner_exposed(
+    pool: Any,
+) -> None:
+    auction, bidders = await world(pool)
+    clock = ManualClock(START + 1000)
+    first, _, _ = await engine(pool, clock)
+    await first.place_bid(auction, bidders[0], PRICE)
+    clock.set(END)
+    await first.close_auction(auction)
+    await first.close()  # the process dies before end processing
+    second, lifecycle, _ = await engine(pool, clock)
+    try:
+        handle = second.registry.user_handle(bidders[0])
+        exposed = second.core.user(handle).exposure_kobo
+        withdrawal = await withdraw_all(pool, second, bidders[0])
+        await lifecycle.sweep_ended()
+        exposed_after = second.core.user(handle).exposure_kobo
+    finally:
+        await second.close()
+    assert exposed == PRICE // 5
+    assert withdrawal == "committed_capital"
+    assert (await hold_of(pool, auction), exposed_after) == ("held", 0)
+
+
+async def test_withdrawals_racing_the_hammer_never_escape_the_hold(pool: Any) -> None:
+    rng = random.Random(5)
+    clock = ManualClock(START + 1000)
+    seller = await create_user(pool, role="dealer")
+    sequencer, lifecycle, _ = await engine(pool, clock)
+    try:
+        for round_ in range(25):
+            now = clock.now_ms()
+            end = now + 600_000  # bids now are outside the anti-sniping window
+            auction = await create_auction(pool, seller=seller, start_ms=now - 1000, end_ms=end)
+            assert await sequencer.load_auction(auction)
+            winner = await create_user(pool, balance_kobo=PRICE)
+            sequencer.upsert_user(winner, balance_kobo=PRICE, eligible=True)
+            assert isinstance(await sequencer.place_bid(auction, winner, PRICE), BidAccepted)
+            clock.set(end)
+
+            async def withdraw_soon(winner: uuid.UUID = winner) -> str:
+                for _ in range(rng.randrange(4)):
+                    await asyncio.sleep(0)  # land anywhere in the close and end processing
+                return await withdraw_all(pool, sequencer, winner)
+
+            _, withdrawal = await asyncio.gather(lifecycle.tick(), withdraw_soon())
+            assert withdrawal == "committed_capital", round_
+            assert await hold_of(pool, auction) == "held", round_
+    finally:
+        await sequencer.close()
+
+
+# ---- end processing that fails ------------------------------------------------------
+
+
+async def refuse_notifications(pool: Any) -> None:
+    """End processing writes the notifications outbox: make that write fail."""
+    await pool.execute(
+        """
+        CREATE FUNCTION test_refuse() RETURNS trigger LANGUAGE plpgsql AS
+        $$ BEGIN RAISE EXCEPTION 'injected failure'; END $$;
+        CREATE TRIGGER test_refuse BEFORE INSERT ON notifications
+        FOR EACH ROW EXECUTE FUNCTION test_refuse();
+        """
+    )
+
+
+async def test_a_failed_end_processing_is_counted_and_finished_by_the_next_sweep(
+    pool: Any,
+) -> None:
+    auction, bidders = await world(pool)
+    clock = ManualClock(START + 1000)
+    sequencer, lifecycle, rooms = await engine(pool, clock)
+    failures = metrics.END_PROCESSING_FAILURES._value.get()
+    try:
+        await sequencer.place_bid(auction, bidders[0], PRICE)
+        await refuse_notifications(pool)
+        clock.set(END)
+        await lifecycle.tick()  # closes, then end processing fails: no exception out
+        after_failure = await pool.fetchval("SELECT status FROM auctions WHERE id = $1", auction)
+        still_exposed = sequencer.core.user(sequencer.registry.user_handle(bidders[0]))
+        await lifecycle.sweep_ended()  # fails again
+        unprocessed = metrics.ENDED_UNPROCESSED._value.get()
+        await pool.execute("DROP TRIGGER test_refuse ON notifications")
+        finished = await lifecycle.sweep_ended()
+    finally:
+        await sequencer.close()
+    assert after_failure == "ended"
+    assert still_exposed.exposure_kobo == PRICE // 5
+    assert metrics.END_PROCESSING_FAILURES._value.get() == failures + 2
+    assert unprocessed == 1
+    assert [r.auction_id for r in finished] == [auction]
+    assert [r.auction_id for r in rooms.ended] == [auction]
+    assert await pool.fetchval("SELECT status FROM auctions WHERE id = $1", auction) == (
+        "pending_settlement"
+    )
+    assert await hold_of(pool, auction) == "held"
+
+
+def test_the_sweep_runs_on_a_timer_of_seconds() -> None:
+    assert 0 < SWEEP_S <= 5
+    source = inspect.getsource(Jobs.start)
+    assert 'self.lifecycle.sweep_ended, "interval", seconds=SWEEP_S' in source

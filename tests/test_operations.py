@@ -62,6 +62,8 @@ ALERT_METRICS = (
     "auction_ledger_flush_seconds",
     "auction_bids_total",
     "auction_ledger_available",
+    "auction_end_processing_failures_total",
+    "auction_ended_unprocessed",
     "up",
 )
 #: Modules that define metrics beyond those the web app's route modules import.

@@ -523,9 +523,22 @@ class RuleExamples:
 
     # --- closing, cancelling, extending, removing ----------------------------------------
 
-    def test_close_releases_the_leaders_exposure(self, core: Any, auction: int, alice: int) -> None:
+    def test_close_keeps_the_leader_exposed_until_the_auction_is_removed(
+        self, core: Any, auction: int, alice: int
+    ) -> None:
         core.place_bid(auction, alice, START_PRICE, T0)
+        exposed = core.user(alice).exposure_kobo
         core.close_auction(auction)
+        assert core.user(alice).exposure_kobo == exposed > 0  # end processing is still to come
+        core.remove_auction(auction)
+        assert core.user(alice).exposure_kobo == 0
+
+    def test_removing_a_cancelled_auction_releases_nothing_twice(
+        self, core: Any, auction: int, alice: int
+    ) -> None:
+        core.place_bid(auction, alice, START_PRICE, T0)
+        core.cancel_auction(auction)
+        core.remove_auction(auction)
         assert core.user(alice).exposure_kobo == 0
 
     def test_cancel_releases_the_leaders_exposure(

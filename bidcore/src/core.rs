@@ -150,7 +150,7 @@ impl Core {
         auction_id, *, start_time_ms, end_time_ms, original_end_ms, start_price_kobo,
         bid_increment_kobo, reserve_price_kobo, deposit_pct_bp, anti_snipe_window_ms,
         anti_snipe_extension_ms, sellers, live, leader, leading_amount_kobo,
-        leader_is_platform, bidders, bid_count, platform_bid_count, seq
+        leader_is_platform, bidders, bid_count, platform_bid_count, seq, ended=false
     ))]
     #[allow(clippy::too_many_arguments)]
     fn restore_auction(
@@ -174,6 +174,7 @@ impl Core {
         bid_count: Ranged<u32>,
         platform_bid_count: Ranged<u32>,
         seq: Ranged<u64>,
+        ended: bool,
     ) -> PyResult<u32> {
         let leader = match (leader, leading_amount_kobo) {
             (Some(user), Some(amount)) => Some((user.0, amount.0, leader_is_platform)),
@@ -198,6 +199,7 @@ impl Core {
         );
         let restore = Restore {
             live,
+            ended,
             end_time: end_time_ms.0,
             original_end: original_end_ms.0,
             leader,

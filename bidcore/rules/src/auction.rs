@@ -112,6 +112,8 @@ pub struct Lead {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Restore {
     pub live: bool,
+    /// Closed, its end processing not yet done: the leader is still exposed.
+    pub ended: bool,
     pub end_time: Millis,
     pub original_end: Millis,
     pub leader: Option<(u32, Kobo, bool)>,

@@ -130,6 +130,9 @@ impl Core {
             return Err(CoreError::DuplicateAuction(spec.id));
         }
         let mut auction = Auction::new(spec, restore.live);
+        if restore.ended {
+            auction.status = Status::Ended;
+        }
         auction.end_time = restore.end_time;
         auction.original_end = restore.original_end;
         auction.bid_count = restore.bid_count;
@@ -162,6 +165,11 @@ impl Core {
             return Err(invalid(format!(
                 "restore needs start_time_ms < original_end_ms <= end_time_ms <= {MAX_TIME_MS}"
             )));
+        }
+        if restore.ended && !restore.live {
+            return Err(invalid(
+                "restore: an ended auction was live (live and ended go together)",
+            ));
         }
         for &user in &restore.bidders {
             self.user(user)?;
@@ -285,7 +293,9 @@ impl Core {
         Ok(auction.seq)
     }
 
-    /// Ends an auction and releases its leader's exposure.
+    /// Ends an auction. Its leader stays exposed until `remove_auction`: end
+    /// processing takes the winner's deposit later, and until it has, that
+    /// money must back no other bid and leave no wallet.
     pub fn close_auction(&mut self, handle: u32) -> Result<Closed, CoreError> {
         let lead = self.finish(handle, Status::Ended, "close")?;
         let auction = self.get_mut(handle)?;
@@ -300,13 +310,15 @@ impl Core {
         })
     }
 
+    /// Cancels an auction and releases its leader's exposure.
     pub fn cancel_auction(&mut self, handle: u32) -> Result<u64, CoreError> {
-        self.finish(handle, Status::Cancelled, "cancel")?;
+        if let Some(lead) = self.finish(handle, Status::Cancelled, "cancel")? {
+            release(&self.users, &lead);
+        }
         Ok(self.get_mut(handle)?.seq)
     }
 
-    /// Moves an open auction to `status`; its lead stays for the record but
-    /// no longer counts as exposure.
+    /// Moves an open auction to `status`; its lead stays for the record.
     fn finish(
         &mut self,
         handle: u32,
@@ -317,11 +329,7 @@ impl Core {
         auction.require_open(handle, operation)?;
         auction.status = status;
         auction.seq += 1;
-        let lead = auction.lead;
-        if let Some(lead) = lead {
-            release(&self.users, &lead);
-        }
-        Ok(lead)
+        Ok(auction.lead)
     }
 
     pub fn extend_auction(&mut self, handle: u32, end_time: Millis) -> Result<u64, CoreError> {
@@ -338,6 +346,8 @@ impl Core {
         Ok(auction.seq)
     }
 
+    /// Forgets an ended or cancelled auction; an ended one's leader is no
+    /// longer exposed (its end processing has taken the deposit, or found it unsold).
     pub fn remove_auction(&mut self, handle: u32) -> Result<(), CoreError> {
         let auction = self.get_mut(handle)?;
         if !matches!(auction.status, Status::Ended | Status::Cancelled) {
@@ -348,6 +358,9 @@ impl Core {
             });
         }
         let id = auction.spec.id;
+        if let (Status::Ended, Some(lead)) = (auction.status, auction.lead) {
+            release(&self.users, &lead);
+        }
         let (shard, slot) = self.locate(handle);
         self.shards[shard].auctions[slot] = None;
         self.auction_ids.remove(&id);

@@ -359,7 +359,7 @@ fn bidder_numbers_are_stable_and_counted_once() {
 }
 
 #[test]
-fn close_releases_exposure_and_reports_the_leader() {
+fn close_keeps_the_leader_exposed_until_removal_and_reports_the_leader() {
     let mut w = world();
     w.core.place_bid(&bid(w.auction, w.alice, PRICE, START));
     let closed = w.core.close_auction(w.auction).unwrap();
@@ -367,12 +367,29 @@ fn close_releases_exposure_and_reports_the_leader() {
         closed.lead.map(|l| (l.user, l.amount)),
         Some((w.alice, PRICE))
     );
-    assert_eq!(w.core.user(w.alice).unwrap().exposure, 0);
+    assert_eq!(
+        w.core.user(w.alice).unwrap().exposure,
+        deposit(PRICE, 2000),
+        "end processing has not taken the deposit yet"
+    );
     assert_eq!(w.core.auction(w.auction).unwrap().status, Status::Ended);
     assert_eq!(
         reason(w.core.place_bid(&bid(w.auction, w.bob, PRICE * 2, START))),
         Some(Reason::AuctionNotLive)
     );
+    w.core.remove_auction(w.auction).unwrap();
+    assert_eq!(w.core.user(w.alice).unwrap().exposure, 0);
+}
+
+#[test]
+fn removing_a_cancelled_auction_releases_nothing_twice() {
+    let mut w = world();
+    let other = w.core.add_auction(spec(200), true).unwrap();
+    w.core.place_bid(&bid(w.auction, w.alice, PRICE, START));
+    w.core.place_bid(&bid(other, w.alice, PRICE, START));
+    w.core.cancel_auction(w.auction).unwrap();
+    w.core.remove_auction(w.auction).unwrap();
+    assert_eq!(w.core.user(w.alice).unwrap().exposure, deposit(PRICE, 2000));
 }
 
 #[test]
@@ -417,6 +434,7 @@ fn restore_rebuilds_the_leaders_exposure() {
     let mut w = world();
     let restore = Restore {
         live: true,
+        ended: false,
         end_time: END + 120_000,
         original_end: END,
         leader: Some((w.bob, PRICE + STEP, false)),
@@ -438,10 +456,33 @@ fn restore_rebuilds_the_leaders_exposure() {
 }
 
 #[test]
+fn restore_of_an_ended_auction_keeps_its_leader_exposed() {
+    let mut w = world();
+    let ended = |live| Restore {
+        live,
+        ended: true,
+        end_time: END,
+        original_end: END,
+        leader: Some((w.bob, PRICE, false)),
+        bidders: vec![w.bob],
+        bid_count: 1,
+        platform_bid_count: 0,
+        seq: 2,
+    };
+    assert!(w.core.restore_auction(spec(302), ended(false)).is_err());
+    let h = w.core.restore_auction(spec(303), ended(true)).unwrap();
+    assert_eq!(w.core.auction(h).unwrap().status, Status::Ended);
+    assert_eq!(w.core.user(w.bob).unwrap().exposure, deposit(PRICE, 2000));
+    w.core.remove_auction(h).unwrap();
+    assert_eq!(w.core.user(w.bob).unwrap().exposure, 0);
+}
+
+#[test]
 fn restore_refuses_a_leader_outside_the_bidders() {
     let mut w = world();
     let restore = Restore {
         live: true,
+        ended: false,
         end_time: END,
         original_end: END,
         leader: Some((w.bob, PRICE, false)),
