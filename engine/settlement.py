@@ -46,6 +46,7 @@ from engine.embeddings import similar_vehicles
 from engine.money import format_naira, kobo_to_naira, naira_to_kobo
 from engine.notifications import notify
 from engine.recovery import deposit_bp, effective_reserve_kobo
+from engine.references import provider_key, refuse_reuse
 from engine.users import check_text, user_lock
 from web.messages import Refused
 
@@ -437,29 +438,37 @@ async def read_settlement(pool: asyncpg.Pool, auction_id: uuid.UUID) -> Settleme
 
 
 async def pay(
-    pool: asyncpg.Pool, auction_id: uuid.UUID, amount_kobo: int, reference: str, now_ms: int
+    pool: asyncpg.Pool,
+    auction_id: uuid.UUID,
+    payer_id: uuid.UUID,
+    amount_kobo: int,
+    reference: str,
+    now_ms: int,
 ) -> tuple[PaymentReceipt, bool]:
-    """A payment towards the open offer; True when new, False when the reference
-    was seen (the answer then shows the settlement as it stands now)."""
+    """A payment by `payer_id` towards the open offer, which must be theirs; True
+    when new, False when the reference was seen (the answer then shows the
+    settlement as it stands now)."""
     reference = _checked_payment(amount_kobo, reference)
-    key = f"payment:{reference}"
+    key = provider_key(reference)
     async with pool.acquire() as conn:
         try:
             async with conn.transaction():
                 auction = await conn.fetchrow(_LOCK, auction_id)
                 if auction is None:
                     raise _unknown_auction()
-                record = await _prior_payment(conn, key, auction_id, amount_kobo)
+                record = await _prior_payment(conn, key, auction_id, payer_id, amount_kobo)
                 new = record is None
                 if record is None:
-                    record = await _take_payment(conn, auction, amount_kobo, reference, key, now_ms)
+                    record = await _take_payment(
+                        conn, auction, payer_id, amount_kobo, reference, key, now_ms
+                    )
                 return await _receipt(conn, auction_id, record), new
         except asyncpg.UniqueViolationError as err:
             # Another node wrote this reference first (for another auction: the
             # auction row lock serialises payments to one auction).
             if err.constraint_name != _IDEMPOTENCY_KEY:
                 raise
-            record = await _prior_payment(conn, key, auction_id, amount_kobo)
+            record = await _prior_payment(conn, key, auction_id, payer_id, amount_kobo)
             if record is None:
                 raise
             return await _receipt(conn, auction_id, record), False
@@ -481,17 +490,26 @@ def _checked_payment(amount_kobo: int, reference: str) -> str:
 
 
 async def _prior_payment(
-    conn: asyncpg.Connection, key: str, auction_id: uuid.UUID, amount_kobo: int
+    conn: asyncpg.Connection,
+    key: str,
+    auction_id: uuid.UUID,
+    payer_id: uuid.UUID,
+    amount_kobo: int,
 ) -> asyncpg.Record | None:
     """The payment already written under this reference, if it is this same one."""
     prior = await conn.fetchrow(_PRIOR_PAYMENT, key)
     if prior is None:
         return None
-    if prior["reference_id"] != auction_id or naira_to_kobo(prior["amount"]) != amount_kobo:
+    refuse_reuse(prior["type"], "auction_payment")
+    if (
+        prior["reference_id"] != auction_id
+        or prior["user_id"] != payer_id
+        or naira_to_kobo(prior["amount"]) != amount_kobo
+    ):
         raise Refused(
             "conflict",
             "reference_conflict",
-            "This reference was already used for a different amount or auction; "
+            "This reference was already used for a different payer, amount or auction; "
             "check the payment's reference.",
         )
     return prior
@@ -500,6 +518,7 @@ async def _prior_payment(
 async def _take_payment(
     conn: asyncpg.Connection,
     auction: asyncpg.Record,
+    payer_id: uuid.UUID,
     amount_kobo: int,
     reference: str,
     key: str,
@@ -510,6 +529,15 @@ async def _take_payment(
     offer = await conn.fetchrow(_LOCK_OPEN_OFFER, auction["id"])
     if offer is None:
         raise _not_awaiting_payment(auction["status"])
+    if offer["user_id"] != payer_id:
+        # After a default the offer moves to the next bidder: a late transfer from
+        # the first buyer must not be booked as the new buyer's payment.
+        raise Refused(
+            "conflict",
+            "not_the_buyer",
+            "This payer does not hold this auction's open offer (an offer that lapsed "
+            "has moved on); this payment cannot be taken. Refund it to the payer.",
+        )
     if now_ms >= to_ms(offer["deadline"]):
         raise Refused(
             "conflict",

@@ -3,8 +3,8 @@
 Every balance change is one database transaction that locks the user's row,
 updates `users.wallet_balance` and writes a `transactions` row with
 `balance_after`. Credits and debits are idempotent by the payment provider's
-reference (`transactions.idempotency_key`). The core's balance rises only
-after a COMMIT; a withdrawal lowers it just before (and puts back the
+reference (engine/references.py: one namespace with settlement payments). The
+core's balance rises only after a COMMIT; a withdrawal lowers it just before (and puts back the
 ledger's value if the COMMIT fails), so no bid can be accepted in between
 against money that is leaving. A credit also takes any deposit the user owes
 on a won auction (engine/settlement.py), in the same transaction.
@@ -20,6 +20,7 @@ import msgspec
 
 from engine.clock import to_ms
 from engine.money import format_naira, kobo_to_naira, naira_to_kobo
+from engine.references import provider_key, refuse_reuse
 from engine.registry import NO_HANDLE
 from engine.sequencer import Sequencer
 from engine.settlement import lock_due_deposits, take_due_deposits
@@ -110,14 +111,14 @@ async def credit(
     A deposit due on a won auction (before its deadline: `now_ms`, else the
     database's clock) is taken from the new balance when it covers it."""
     amount, reference = _checked(change)
-    key = f"deposit:{reference}"
+    key = provider_key(reference)
     async with user_lock(user_id):
         async with pool.acquire() as conn:
             try:
                 async with conn.transaction():
                     due = await lock_due_deposits(conn, user_id, now_ms)  # offers, then the user
                     row = await _lock_user(conn, user_id)
-                    prior = await _prior(conn, key, user_id, amount)
+                    prior = await _prior(conn, key, "deposit", user_id, amount)
                     if prior is None:
                         balance = _credited(row, amount)
                         record = await _record(
@@ -125,7 +126,7 @@ async def credit(
                         )
                         balance = await take_due_deposits(conn, user_id, balance, due)
             except asyncpg.UniqueViolationError as err:
-                prior = await _raced(conn, err, key, user_id, amount)
+                prior = await _raced(conn, err, key, "deposit", user_id, amount)
         if prior is not None:
             return await _movement(pool, sequencer, user_id, prior), False
         sync_core(sequencer, row, kobo_to_naira(balance))  # after COMMIT, never before
@@ -137,7 +138,7 @@ async def debit(
 ) -> tuple[WalletMovement, bool]:
     """Withdraw funds. Refused while capital is committed or the balance is short."""
     amount, reference = _checked(change)
-    key = f"withdrawal:{reference}"
+    key = provider_key(reference)
     lowered = committed = False
     async with user_lock(user_id):
         try:
@@ -145,7 +146,7 @@ async def debit(
                 try:
                     async with conn.transaction():
                         row = await _lock_user(conn, user_id)
-                        prior = await _prior(conn, key, user_id, amount)
+                        prior = await _prior(conn, key, "withdrawal", user_id, amount)
                         if prior is None:
                             balance = await _withdrawable(conn, sequencer, row, amount)
                             # No await since the core's exposure was read: lower it now.
@@ -156,7 +157,7 @@ async def debit(
                             )
                     committed = prior is None
                 except asyncpg.UniqueViolationError as err:
-                    prior = await _raced(conn, err, key, user_id, amount)
+                    prior = await _raced(conn, err, key, "withdrawal", user_id, amount)
         finally:
             if lowered and not committed:
                 await _resync(pool, sequencer, user_id)
@@ -225,12 +226,13 @@ async def _lock_user(conn: asyncpg.Connection, user_id: uuid.UUID) -> asyncpg.Re
 
 
 async def _prior(
-    conn: asyncpg.Connection, key: str, user_id: uuid.UUID, amount: int
+    conn: asyncpg.Connection, key: str, kind: str, user_id: uuid.UUID, amount: int
 ) -> asyncpg.Record | None:
     """The transaction already written under this reference, if it is this same request."""
     prior = await conn.fetchrow(_PRIOR, key)
     if prior is None:
         return None
+    refuse_reuse(prior["type"], kind)
     if prior["user_id"] != user_id or naira_to_kobo(prior["amount"]) != amount:
         raise Refused(
             "conflict",
@@ -245,13 +247,14 @@ async def _raced(
     conn: asyncpg.Connection,
     err: asyncpg.UniqueViolationError,
     key: str,
+    kind: str,
     user_id: uuid.UUID,
     amount: int,
 ) -> asyncpg.Record:
     """Another node wrote this reference first: answer with its transaction."""
     if err.constraint_name != _IDEMPOTENCY_KEY:
         raise err
-    prior = await _prior(conn, key, user_id, amount)
+    prior = await _prior(conn, key, kind, user_id, amount)
     if prior is None:
         raise err
     return prior

@@ -195,7 +195,7 @@ async def test_payment_amounts_are_refused_with_their_code(api: Api) -> None:
     assert ended.status == 200, ended.text
 
     def pay(raw: str, reference: str) -> Callable[[], Awaitable[Reply]]:
-        body = with_amount({"reference": reference}, "amount_kobo", raw)
+        body = with_amount({"payer_id": str(bidder), "reference": reference}, "amount_kobo", raw)
         return lambda: api.service("POST", f"/internal/auctions/{auction}/payments", data=body)
 
     for case, raw in OUT_OF_RANGE.items():

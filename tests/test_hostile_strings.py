@@ -175,11 +175,12 @@ async def test_payment_references_are_verbatim_or_refused(api: Api) -> None:
     assert ended.status == 200, ended.text
     path = f"/internal/auctions/{auction}/payments"
     for text in [*SQL, *UNICODE[:4], lengths(100)[0][0]]:
-        reply = await api.service("POST", path, {"amount_kobo": 1, "reference": text})
+        payment = {"payer_id": str(bidder), "amount_kobo": 1, "reference": text}
+        reply = await api.service("POST", path, payment)
         assert reply.status == 201, (text, reply.text)
         assert reply.body["payment"]["reference"] == trimmed(text)
     for text in [*CONTROL, *lengths(100)[1], ""]:
-        payment = {"amount_kobo": 1, "reference": text}
+        payment = {"payer_id": str(bidder), "amount_kobo": 1, "reference": text}
         await refused(
             api, lambda p=payment: api.service("POST", path, p), "invalid", "invalid_reference"
         )

@@ -210,7 +210,7 @@ async def test_every_documented_success_matches_its_struct(api: Api) -> None:
     assert await act("cancel", spare) == 200
     assert await act("force-end", live) == 200
 
-    payment = {"amount_kobo": 1_000, "reference": "pay-1"}
+    payment = {"payer_id": str(bidder), "amount_kobo": 1_000, "reference": "pay-1"}
     template = "/internal/auctions/{id}/payments"
     assert (await doc.service("POST", template, live, body=payment)).status == 201
     assert (await doc.service("POST", template, live, body=payment)).status == 200

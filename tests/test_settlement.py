@@ -69,12 +69,23 @@ class World:
         await self.lifecycle.tick()
         return auction
 
-    async def pay(self, auction: uuid.UUID, amount: int, reference: str | None = None) -> Reply:
-        return await self.api.service(
-            "POST",
-            f"/internal/auctions/{auction}/payments",
-            {"amount_kobo": amount, "reference": reference or uuid.uuid4().hex},
-        )
+    async def pay(
+        self,
+        auction: uuid.UUID,
+        amount: int,
+        reference: str | None = None,
+        payer: uuid.UUID | None = None,
+    ) -> Reply:
+        """A payment from `payer` (default: whoever holds the open offer, as the
+        provider would report the buyer who paid)."""
+        if payer is None:
+            payer = (
+                await self.pool.fetchval("SELECT winner_id FROM auctions WHERE id = $1", auction)
+                or uuid.uuid4()
+            )
+        body = {"payer_id": str(payer), "amount_kobo": amount, "reference": reference}
+        body["reference"] = reference or uuid.uuid4().hex
+        return await self.api.service("POST", f"/internal/auctions/{auction}/payments", body)
 
     async def pass_deadline(self, auction: uuid.UUID) -> list[Any]:
         deadline = await self.pool.fetchval(
@@ -295,6 +306,86 @@ async def test_a_reference_reused_for_another_amount_or_auction_is_409(world: Wo
     assert (amount.status, amount.code) == (409, "reference_conflict")
     assert (elsewhere.status, elsewhere.code) == (409, "reference_conflict")
     assert len(await world.transactions(two, "auction_payment")) == 0
+
+
+async def test_a_payment_names_its_payer_and_only_the_open_offers_buyer_may_pay(
+    world: World,
+) -> None:
+    winner, stranger = await world.api.bidder(FUNDS), await world.api.bidder(FUNDS)
+    auction = await world.won([(winner, PRICE)])
+
+    reply = await world.pay(auction, 10_000_000, "from-a-stranger", payer=stranger)
+
+    assert (reply.status, reply.code) == (409, "not_the_buyer")
+    assert await world.transactions(stranger, "auction_payment") == []
+    assert await world.transactions(winner, "auction_payment") == []
+    unnamed = await world.api.service(
+        "POST",
+        f"/internal/auctions/{auction}/payments",
+        {"amount_kobo": 10_000_000, "reference": "whose"},
+    )
+    assert (unnamed.status, unnamed.code) == (422, "invalid")
+
+
+async def test_after_a_default_the_first_buyers_late_transfer_is_not_the_next_buyers_payment(
+    world: World,
+) -> None:
+    first, second = await world.api.bidder(FUNDS), await world.api.bidder(FUNDS)
+    auction = await world.won([(second, PRICE), (first, PRICE + STEP)])
+    await world.pass_deadline(auction)  # the offer moves to the second bidder
+
+    late = await world.pay(auction, 10_000_000, "late-transfer", payer=first)
+    theirs = await world.pay(auction, 10_000_000, "second-pays", payer=second)
+
+    assert (late.status, late.code) == (409, "not_the_buyer")
+    assert theirs.status == 201, theirs.text
+    assert theirs.body["settlement"]["paid_kobo"] == 10_000_000
+    assert await world.transactions(first, "auction_payment") == []
+
+
+async def test_a_payment_reference_replayed_for_another_payer_is_409(world: World) -> None:
+    winner, other = await world.api.bidder(FUNDS), await world.api.bidder(FUNDS)
+    auction = await world.won([(winner, PRICE)])
+    assert (await world.pay(auction, 10_000_000, "ref-p", payer=winner)).status == 201
+
+    replay = await world.pay(auction, 10_000_000, "ref-p", payer=other)
+
+    assert (replay.status, replay.code) == (409, "reference_conflict")
+
+
+async def test_one_provider_reference_is_one_transaction_whatever_its_kind(world: World) -> None:
+    winner = await world.api.bidder(FUNDS)
+    auction = await world.won([(winner, PRICE)])
+    assert (await world.api.credit(winner, 1_000, "psk-one")).status == 201
+
+    as_payment = await world.pay(auction, 1_000, "psk-one")
+    assert (await world.pay(auction, 1_000, "psk-two")).status == 201
+    as_credit = await world.api.credit(winner, 1_000, "psk-two")
+    as_withdrawal = await world.api.debit(winner, 1_000, "psk-one")
+
+    for reply in (as_payment, as_credit, as_withdrawal):
+        assert (reply.status, reply.code) == (409, "reference_conflict"), reply.text
+    assert "already used for a wallet credit" in as_payment.body["error"]["message"]
+    assert "already used for a settlement payment" in as_credit.body["error"]["message"]
+    assert len(await world.transactions(winner, "deposit")) == 2  # FUNDS, then psk-one
+    assert len(await world.transactions(winner, "auction_payment")) == 1
+
+
+async def test_a_credit_and_a_payment_racing_on_one_reference_book_one(world: World) -> None:
+    winner = await world.api.bidder(FUNDS)
+    auction = await world.won([(winner, PRICE)])
+
+    replies = await asyncio.gather(
+        *(world.api.credit(winner, 1_000, "psk-race") for _ in range(3)),
+        *(world.pay(auction, 1_000, "psk-race") for _ in range(3)),
+    )
+
+    booked = await world.pool.fetchval(
+        "SELECT count(*) FROM transactions WHERE paystack_ref = 'psk-race'"
+    )
+    assert booked == 1
+    statuses = sorted(reply.status for reply in replies)
+    assert statuses.count(201) == 1 and set(statuses) <= {200, 201, 409}, statuses
 
 
 async def test_an_overpayment_is_refused_and_names_the_amount_due(world: World) -> None:

@@ -1,12 +1,16 @@
 """Settlement over the internal API: the payment provider's payments for won
 auctions (via the platform's webhook), and where a settlement stands.
 
-`POST /internal/auctions/{id}/payments` is idempotent by the provider's
-reference: the same reference again answers 200 with the settlement as it
-stands, never a second payment; with another amount or auction, 409.
+`POST /internal/auctions/{id}/payments` names its payer and is idempotent by
+the provider's reference: the same reference again answers 200 with the
+settlement as it stands, never a second payment; with another payer, amount or
+auction, or a reference already used for a wallet movement, 409. A payer who
+does not hold the auction's open offer is refused 409 `not_the_buyer`.
 """
 
 from __future__ import annotations
+
+import uuid
 
 import msgspec
 from aiohttp import web
@@ -19,6 +23,9 @@ from web.messages import json_response, path_uuid, read_json, refusals_as_errors
 
 
 class PaymentRequest(msgspec.Struct, forbid_unknown_fields=True):
+    """`payer_id`: the user the provider says paid; the open offer must be theirs."""
+
+    payer_id: uuid.UUID
     amount_kobo: int
     reference: str
 
@@ -30,7 +37,12 @@ async def post_payment(request: web.Request) -> web.Response:
     auction_id = path_uuid(request)
     spec = await read_json(request, PaymentRequest)
     receipt, new = await settlement.pay(
-        app[DATABASE].pool, auction_id, spec.amount_kobo, spec.reference, app[CLOCK].now_ms()
+        app[DATABASE].pool,
+        auction_id,
+        spec.payer_id,
+        spec.amount_kobo,
+        spec.reference,
+        app[CLOCK].now_ms(),
     )
     return json_response(receipt, 201 if new else 200)
 
