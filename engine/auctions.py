@@ -46,7 +46,8 @@ AUCTION_TYPES = ("timed", "reserve", "no_reserve", "flash")
 #: directly; a dealer's auction is a draft until a manager or admin approves it.
 CREATOR_ROLES = frozenset({"dealer", "manager", "admin"})
 SCHEDULER_ROLES = frozenset({"manager", "admin"})
-#: Statuses anyone may list or watch (drafts are not public).
+#: Statuses anyone may list or watch, among auctions that were ever scheduled
+#: (`published_at`, sql/0016): a draft is not public, nor is one cancelled as a draft.
 PUBLIC_STATUSES = (
     "scheduled",
     "live",
@@ -74,7 +75,8 @@ a.bid_count, a.bidder_count, a.anti_snipe_window_ms, a.anti_snipe_extension_ms, 
 _ONE = """
 SELECT a.id, a.vehicle_id, a.created_by, a.winner_id, a.auction_type, a.status, a.start_price,
 a.reserve_price, a.current_price, a.bid_increment, a.deposit_pct, a.start_time, a.end_time,
-a.bid_count, a.bidder_count, a.anti_snipe_window_ms, a.anti_snipe_extension_ms, a.last_seq
+a.bid_count, a.bidder_count, a.anti_snipe_window_ms, a.anti_snipe_extension_ms, a.last_seq,
+a.published_at
 FROM auctions a WHERE a.id = $1
 """
 _CREATOR = "SELECT role, kyc_status, is_active FROM users WHERE id = $1"
@@ -101,7 +103,7 @@ a.reserve_price, a.current_price, a.bid_increment, a.deposit_pct, a.start_time, 
 a.bid_count, a.bidder_count, a.anti_snipe_window_ms, a.anti_snipe_extension_ms, a.last_seq,
        v.make, v.model, v.year, v.body_type, v.mileage_km, v.color, v.location
 FROM auctions a JOIN vehicles v ON v.id = a.vehicle_id
-WHERE a.status = $1
+WHERE a.status = $1 AND a.published_at IS NOT NULL
 ORDER BY CASE WHEN $2 THEN a.end_time END ASC, a.end_time DESC, a.id
 LIMIT $3
 """
@@ -288,10 +290,11 @@ def _naira_or_none(kobo: int | None) -> Decimal | None:
 async def snapshot(
     pool: asyncpg.Pool, sequencer: Sequencer, auction_id: uuid.UUID, now_ms: int
 ) -> Snapshot | None:
-    """The room's durable state, with the 50 latest bids; None for no auction or a draft."""
+    """The room's durable state, with the 50 latest bids; None for no auction or one
+    that was never public (a draft, or a draft rejected or cancelled)."""
     async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
         row = await conn.fetchrow(_ONE, auction_id)
-        if row is None or row["status"] == "draft":
+        if row is None or row["published_at"] is None:
             return None
         recent = await conn.fetch(_RECENT, auction_id, RECENT_BIDS)
         held = _held_by_core(sequencer, auction_id)  # read after the last ledger read
