@@ -46,7 +46,8 @@ AUCTION_TYPES = ("timed", "reserve", "no_reserve", "flash")
 #: directly; a dealer's auction is a draft until a manager or admin approves it.
 CREATOR_ROLES = frozenset({"dealer", "manager", "admin"})
 SCHEDULER_ROLES = frozenset({"manager", "admin"})
-#: Statuses anyone may list or watch (drafts are not public).
+#: Statuses anyone may list or watch, among auctions that were ever scheduled
+#: (`published_at`, sql/0016): a draft is not public, nor is one cancelled as a draft.
 PUBLIC_STATUSES = (
     "scheduled",
     "live",
@@ -74,7 +75,8 @@ a.bid_count, a.bidder_count, a.anti_snipe_window_ms, a.anti_snipe_extension_ms, 
 _ONE = """
 SELECT a.id, a.vehicle_id, a.created_by, a.winner_id, a.auction_type, a.status, a.start_price,
 a.reserve_price, a.current_price, a.bid_increment, a.deposit_pct, a.start_time, a.end_time,
-a.bid_count, a.bidder_count, a.anti_snipe_window_ms, a.anti_snipe_extension_ms, a.last_seq
+a.bid_count, a.bidder_count, a.anti_snipe_window_ms, a.anti_snipe_extension_ms, a.last_seq,
+a.published_at
 FROM auctions a WHERE a.id = $1
 """
 _CREATOR = "SELECT role, kyc_status, is_active FROM users WHERE id = $1"
@@ -95,15 +97,33 @@ SELECT user_id, number FROM (
   FROM bids WHERE auction_id = $1 AND NOT is_platform_bid GROUP BY user_id
 ) numbered WHERE user_id = ANY($2::uuid[])
 """
-_LIST = """
+# The list in two fixed orders, each an index's own (sql/0017), so a page is read
+# off the index and the walk stops at its LIMIT; one query whose order hangs on a
+# parameter cannot be planned that way (its generic plan sorts the whole status).
+# Open auctions, soonest end first: idx_auctions_status_end_id, forwards.
+_LIST_ENDING_FIRST = """
+SELECT a.id, a.vehicle_id, a.created_by, a.winner_id, a.auction_type, a.status, a.start_price,
+a.reserve_price, a.current_price, a.bid_increment, a.deposit_pct, a.start_time, a.end_time,
+a.bid_count, a.bidder_count, a.anti_snipe_window_ms, a.anti_snipe_extension_ms, a.last_seq,
+       v.make, v.model, v.year, v.body_type, v.mileage_km, v.color, v.location
+FROM auctions a JOIN vehicles v ON v.id = a.vehicle_id
+WHERE a.status = $1 AND a.published_at IS NOT NULL
+ORDER BY a.end_time, a.id
+LIMIT $2
+"""
+# Finished auctions, latest end first: idx_auctions_finished_list, a partial index
+# whose condition is repeated here word for word so that any plan, generic ones
+# included, may use it.
+_LIST_ENDED_LAST = """
 SELECT a.id, a.vehicle_id, a.created_by, a.winner_id, a.auction_type, a.status, a.start_price,
 a.reserve_price, a.current_price, a.bid_increment, a.deposit_pct, a.start_time, a.end_time,
 a.bid_count, a.bidder_count, a.anti_snipe_window_ms, a.anti_snipe_extension_ms, a.last_seq,
        v.make, v.model, v.year, v.body_type, v.mileage_km, v.color, v.location
 FROM auctions a JOIN vehicles v ON v.id = a.vehicle_id
 WHERE a.status = $1
-ORDER BY CASE WHEN $2 THEN a.end_time END ASC, a.end_time DESC, a.id
-LIMIT $3
+  AND a.status NOT IN ('draft', 'scheduled', 'live') AND a.published_at IS NOT NULL
+ORDER BY a.end_time DESC, a.id
+LIMIT $2
 """
 _EXISTS = "SELECT EXISTS (SELECT 1 FROM auctions WHERE id = $1)"
 _HISTORY = """
@@ -288,10 +308,11 @@ def _naira_or_none(kobo: int | None) -> Decimal | None:
 async def snapshot(
     pool: asyncpg.Pool, sequencer: Sequencer, auction_id: uuid.UUID, now_ms: int
 ) -> Snapshot | None:
-    """The room's durable state, with the 50 latest bids; None for no auction or a draft."""
+    """The room's durable state, with the 50 latest bids; None for no auction or one
+    that was never public (a draft, or a draft rejected or cancelled)."""
     async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
         row = await conn.fetchrow(_ONE, auction_id)
-        if row is None or row["status"] == "draft":
+        if row is None or row["published_at"] is None:
             return None
         recent = await conn.fetch(_RECENT, auction_id, RECENT_BIDS)
         held = _held_by_core(sequencer, auction_id)  # read after the last ledger read
@@ -370,8 +391,10 @@ def _recent_bid(bid: asyncpg.Record, numbers: dict[uuid.UUID, int]) -> RecentBid
 
 
 async def list_auctions(pool: asyncpg.Pool, status: str, limit: int) -> list[AuctionSummary]:
-    """Auctions in `status`: open ones ending soonest first, finished ones latest first."""
-    rows = await pool.fetch(_LIST, status, status in ("scheduled", "live"), limit)
+    """Auctions in `status`: open ones ending soonest first, finished ones latest first
+    (ties: lowest id first)."""
+    query = _LIST_ENDING_FIRST if status in ("scheduled", "live") else _LIST_ENDED_LAST
+    rows = await pool.fetch(query, status, limit)
     return [_summary(row) for row in rows]
 
 

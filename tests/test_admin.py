@@ -7,8 +7,10 @@ import json
 import uuid
 from typing import Any
 
+import aiohttp
 import pytest
 
+from engine.auctions import PUBLIC_STATUSES
 from engine.events import StateChange
 from engine.money import naira_to_kobo
 from engine.registry import NO_HANDLE
@@ -160,6 +162,77 @@ async def test_reject_of_a_live_auction_is_409(world: World, manager: uuid.UUID)
     auction, _ = await world.live()
     reply = await act(world, manager, auction, "reject")
     assert (reply.status, reply.code) == (409, "invalid_transition")
+
+
+# ---- a draft that was never public stays private --------------------------------------
+
+
+async def public_view(world: World, auction: uuid.UUID) -> dict[str, Any]:
+    """What guests and bidders can see of the auction: its single read (without and
+    with a bidder's token), the lists it appears in, and its room's handshake."""
+    api = world.api
+    bidder = await api.bidder()
+    reads = [
+        (await api.call("GET", f"/api/auctions/{auction}", token=token)).status
+        for token in (None, token_for(bidder))
+    ]
+    listed_in = []
+    for status in PUBLIC_STATUSES:
+        reply = await api.call("GET", f"/api/auctions?status={status}&limit=500")
+        assert reply.status == 200, reply.text
+        if str(auction) in [summary["id"] for summary in reply.body["auctions"]]:
+            listed_in.append(status)
+    try:
+        socket = await api.client.ws_connect(f"/ws/auctions/{auction}")
+    except aiohttp.WSServerHandshakeError as err:
+        room = err.status
+    else:
+        await socket.close()
+        room = 101
+    return {"reads": reads, "listed_in": listed_in, "room": room}
+
+
+HIDDEN = {"reads": [404, 404], "listed_in": [], "room": 404}
+
+
+@pytest.mark.parametrize("action", ["reject", "cancel"])
+async def test_a_draft_rejected_or_cancelled_before_approval_stays_private(
+    world: World, manager: uuid.UUID, action: str
+) -> None:
+    auction = await draft(world)
+    assert await public_view(world, auction) == HIDDEN
+
+    reply = await act(world, manager, auction, action)
+
+    assert (reply.status, reply.body["auction"]["status"]) == (200, "cancelled")
+    assert await public_view(world, auction) == HIDDEN
+
+
+async def test_staff_and_the_platform_still_read_a_rejected_draft(
+    world: World, manager: uuid.UUID
+) -> None:
+    auction = await draft(world)
+    assert (await act(world, manager, auction, "reject")).status == 200
+
+    again = await act(world, manager, auction, "reject")
+    history = await world.api.service("GET", f"/internal/auctions/{auction}/bids")
+
+    assert (again.status, again.code) == (409, "invalid_transition")
+    assert "cancelled" in again.body["error"]["message"]
+    assert (history.status, history.body) == (200, {"bids": []})
+
+
+async def test_a_cancelled_scheduled_auction_stays_public(world: World, manager: uuid.UUID) -> None:
+    auction = await draft(world)
+    assert (await act(world, manager, auction, "approve")).status == 200
+
+    assert (await act(world, manager, auction, "cancel")).status == 200
+
+    assert await public_view(world, auction) == {
+        "reads": [200, 200],
+        "listed_in": ["cancelled"],
+        "room": 101,
+    }
 
 
 # ---- extend --------------------------------------------------------------------------------

@@ -313,6 +313,36 @@ async def test_list_defaults_to_live_and_takes_other_public_statuses(api: Api) -
     assert [a["id"] for a in listed.body["auctions"]] == [scheduled.body["auction"]["id"]]
 
 
+async def test_list_orders_open_auctions_soonest_end_first_and_finished_ones_latest_first(
+    api: Api,
+) -> None:
+    manager = await api.user(role="manager")
+    start_ms = now_ms() + HOUR_MS
+    ends = [start_ms + 3 * HOUR_MS, start_ms + HOUR_MS, start_ms + 2 * HOUR_MS, start_ms + HOUR_MS]
+    made = []
+    for end_ms in ends:  # two share an end: the id breaks the tie, upwards in both orders
+        reply = await api.create_auction(
+            manager, status="scheduled", start_time_ms=start_ms, end_time_ms=end_ms
+        )
+        assert reply.status == 201, reply.text
+        made.append((end_ms, uuid.UUID(reply.body["auction"]["id"])))
+
+    async def listed(status: str, limit: int) -> list[uuid.UUID]:
+        reply = await api.call("GET", f"/api/auctions?status={status}&limit={limit}")
+        assert reply.status == 200, reply.text
+        return [uuid.UUID(summary["id"]) for summary in reply.body["auctions"]]
+
+    soonest = [auction for _, auction in sorted(made)]
+    assert await listed("scheduled", 10) == soonest
+    assert await listed("scheduled", 3) == soonest[:3]
+    await api.pool.execute(
+        "UPDATE auctions SET status = 'unsold' WHERE id = ANY($1::uuid[])", soonest
+    )
+    latest = [auction for _, auction in sorted(made, key=lambda made: (-made[0], made[1]))]
+    assert await listed("unsold", 10) == latest
+    assert await listed("unsold", 3) == latest[:3]
+
+
 async def test_list_with_an_invalid_query_is_422(api: Api) -> None:
     for query, code in [
         ("status=draft", "invalid_status"),

@@ -15,6 +15,8 @@ import pytest
 from engine.migrations import MIGRATIONS_DIR, MigrationError, load_migrations, migrate
 
 ALL = [m.name for m in load_migrations()]
+# The migrations before auctions remembered whether they were ever public.
+BEFORE_PUBLICATION = [name for name in ALL if name < "0016"]
 
 
 async def _recorded(dsn: str) -> list[asyncpg.Record]:
@@ -179,3 +181,69 @@ def test_migrate_command_reports_a_bad_setting(blank_database_url: str) -> None:
 
     assert result.returncode == 2
     assert "LEDGER_BATCH_MAX=-1 is too small" in result.stderr
+
+
+async def test_publication_backfill_keeps_public_auctions_public_and_drafts_private(
+    blank_database_url: str, tmp_path: Path
+) -> None:
+    before = tmp_path / "sql"
+    before.mkdir()
+    for name in BEFORE_PUBLICATION:
+        shutil.copy(MIGRATIONS_DIR / name, before / name)
+    await migrate(blank_database_url, directory=before)
+    # status, then the audit rows of the auction's history (action, its old status)
+    history: dict[str, tuple[str, list[tuple[str, str]]]] = {
+        "draft": ("draft", []),
+        "rejected draft": ("cancelled", [("reject", "draft")]),
+        "cancelled draft": ("cancelled", [("cancel", "draft")]),
+        "cancelled when scheduled": ("cancelled", [("approve", "draft"), ("cancel", "scheduled")]),
+        "cancelled when live": ("cancelled", [("cancel", "live")]),
+        "voided": ("cancelled", [("void", "pending_settlement")]),
+        "cancelled, no audit row": ("cancelled", []),
+        **{status: (status, []) for status in ("scheduled", "live", "ended", "settled", "unsold")},
+        "relisted": ("relisted", []),
+    }
+    conn = await asyncpg.connect(blank_database_url)
+    try:
+        staff = await conn.fetchval(
+            "INSERT INTO users (email, role) VALUES ('m@example.test', 'manager') RETURNING id"
+        )
+        ids = {}
+        for n, (case, (status, audits)) in enumerate(history.items()):
+            vehicle = await conn.fetchval(
+                "INSERT INTO vehicles (vin, year, make, model, listed_by)"
+                " VALUES ($1, 2019, 'Toyota', 'Camry', $2) RETURNING id",
+                f"JTD{n:014d}",
+                staff,
+            )
+            ids[case] = await conn.fetchval(
+                "INSERT INTO auctions (vehicle_id, created_by, status, start_price, start_time,"
+                " end_time, created_at) VALUES ($1, $2, $3, 1000, now(), now() + interval '1 h',"
+                " now() - $4 * interval '1 day') RETURNING id",
+                vehicle,
+                staff,
+                status,
+                n,
+            )
+            for action, old_status in audits:
+                await conn.execute(
+                    "INSERT INTO admin_audit_log (admin_id, action, target_type, target_id,"
+                    " old_value)"
+                    " VALUES ($1, $2, 'auction', $3, jsonb_build_object('status', $4::text))",
+                    staff,
+                    action,
+                    ids[case],
+                    old_status,
+                )
+
+        await migrate(blank_database_url)
+
+        rows = await conn.fetch("SELECT id, created_at, published_at FROM auctions")
+    finally:
+        await conn.close()
+    found = {row["id"]: row for row in rows}
+    private = {"draft", "rejected draft", "cancelled draft"}
+    for case, auction_id in ids.items():
+        row = found[auction_id]
+        expected = None if case in private else row["created_at"]
+        assert row["published_at"] == expected, case

@@ -238,6 +238,34 @@ async def test_auction_engine_defaults(conn: Any, dealer: uuid.UUID) -> None:
     assert row["auction_type"] == "timed"
 
 
+@pytest.mark.parametrize(
+    ("statuses", "published"),
+    [
+        (["draft"], False),
+        (["draft", "cancelled"], False),  # rejected before approval: never public
+        (["scheduled"], True),
+        (["draft", "scheduled"], True),
+        (["draft", "scheduled", "live", "cancelled"], True),
+        (["draft", "live"], True),
+        (["draft", "scheduled", "live", "ended", "pending_settlement", "cancelled"], True),
+    ],
+)
+async def test_an_auction_is_published_the_first_time_it_leaves_draft_and_stays_so(
+    conn: Any, dealer: uuid.UUID, statuses: list[str], published: bool
+) -> None:
+    """Whatever code moves the row: the public reads rely on this fact alone."""
+    auction_id = await add_auction(conn, await add_vehicle(conn), dealer, status=statuses[0])
+    read = "SELECT published_at FROM auctions WHERE id = $1"
+    first = None
+    for status in statuses[1:]:
+        first = first or await conn.fetchval(read, auction_id)
+        await conn.execute("UPDATE auctions SET status = $2 WHERE id = $1", auction_id, status)
+    first = first or await conn.fetchval(read, auction_id)
+
+    assert (first is not None) == published
+    assert await conn.fetchval(read, auction_id) == first
+
+
 # --- bids ------------------------------------------------------------------------------
 
 
