@@ -723,6 +723,8 @@ class ReferenceCore:
         record = self._auctions.get(auction)
         if record is None:
             return "unknown_auction"
+        if record.status == "ended":
+            return "auction_ended"  # closed, whatever the clock says (a forced end)
         if record.status != "live" or now < record.start:
             return "auction_not_live"
         if now >= record.end:

@@ -154,12 +154,15 @@ class RuleExamples:
     ) -> None:
         assert core.place_bid(auction, alice, START_PRICE, T0).accepted
 
-    @pytest.mark.parametrize("finish", ["close_auction", "cancel_auction"])
-    def test_closed_or_cancelled_auction_is_not_live(
-        self, core: Any, auction: int, alice: int, finish: str
+    @pytest.mark.parametrize(
+        ("finish", "code"),
+        [("close_auction", "auction_ended"), ("cancel_auction", "auction_not_live")],
+    )
+    def test_a_closed_auction_has_ended_and_a_cancelled_one_is_not_live(
+        self, core: Any, auction: int, alice: int, finish: str, code: str
     ) -> None:
-        getattr(core, finish)(auction)
-        assert core.place_bid(auction, alice, START_PRICE, T0).code == "auction_not_live"
+        getattr(core, finish)(auction)  # before its end time: a forced end
+        assert core.place_bid(auction, alice, START_PRICE, T0).code == code
 
     def test_bid_right_at_end_time_is_auction_ended(
         self, core: Any, auction: int, alice: int

@@ -23,6 +23,10 @@ fn check<'a, 'u>(
         return Err(Reason::InvalidAmount);
     }
     let auction = auction.ok_or(Reason::UnknownAuction)?;
+    if auction.status == Status::Ended {
+        // Closed, whatever the clock says (a forced end comes before end_time).
+        return Err(Reason::AuctionEnded);
+    }
     if auction.status != Status::Live || bid.at < auction.spec.start_time {
         return Err(Reason::AuctionNotLive);
     }

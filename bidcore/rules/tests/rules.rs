@@ -375,7 +375,8 @@ fn close_keeps_the_leader_exposed_until_removal_and_reports_the_leader() {
     assert_eq!(w.core.auction(w.auction).unwrap().status, Status::Ended);
     assert_eq!(
         reason(w.core.place_bid(&bid(w.auction, w.bob, PRICE * 2, START))),
-        Some(Reason::AuctionNotLive)
+        Some(Reason::AuctionEnded),
+        "closed before its end time, and still ended"
     );
     w.core.remove_auction(w.auction).unwrap();
     assert_eq!(w.core.user(w.alice).unwrap().exposure, 0);
