@@ -3,6 +3,7 @@ so that every node shares them."""
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import math
 import time
@@ -20,6 +21,24 @@ class RateLimiter(Protocol):
     async def hit(self, key: str, limit: int, window_s: float) -> float | None:
         """Count one hit; None while within `limit` per window, else seconds to wait."""
         ...
+
+
+def ip_key(address: str | None) -> str:
+    """The per-IP limit's key for a peer's address. IPv4 counts per address. IPv6
+    counts per /64: that is the block a subscriber is given, and inside it a client
+    can take a new address for every request. An IPv4-mapped IPv6 address (how a
+    dual-stack listener sees an IPv4 peer) counts as the IPv4 address it is."""
+    if not address:
+        return "ip:unknown"
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return f"ip:{address}"
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return f"ip:{ip.ipv4_mapped}"
+        return f"ip:{ipaddress.IPv6Address(int(ip) >> 64 << 64)}/64"
+    return f"ip:{ip}"
 
 
 class LocalRateLimiter:
