@@ -20,6 +20,7 @@
     won: "You won this auction", lost: "This auction went to another bidder",
   };
   const FEED_MAX = 50;
+  const GUEST_LINE = "Sign in to bid; anyone can watch.";
 
   let socket = null;
   let attempts = 0;
@@ -340,8 +341,12 @@
     const canBid = Boolean(socket && signedIn && open());
     ui.amount.disabled = !canBid;
     ui.button.disabled = !canBid || pendingBid !== null;
-    ui.signIn.hidden = signedIn;
-    if (!signedIn && !ui.message.textContent) say("", "Sign in to bid; anyone can watch.");
+    // Only a guest is asked to sign in: a page holding a token is signing in with
+    // it, or signing in again after a reconnect.
+    const guest = !token;
+    ui.signIn.hidden = !guest;
+    if (guest && !ui.message.textContent) say("", GUEST_LINE);
+    if (!guest && ui.message.textContent === GUEST_LINE) say("", "");
   }
 
   function tick() {
@@ -362,12 +367,16 @@
   ui.signIn.addEventListener("submit", (event) => {
     event.preventDefault();
     const value = ui.token.value.trim();
-    if (!value) return;
+    ui.token.value = "";
+    if (value) signIn(value);
+  });
+
+  function signIn(value) {
     token = value;
     sessionStorage.setItem("d360-token", value);
-    ui.token.value = "";
+    updateForm();
     if (!send({ type: "auth", token: value })) say("error", "Not connected yet; you will be signed in when the room reconnects.");
-  });
+  }
 
   ui.amount.addEventListener("input", () => { amountEdited = true; });
 
