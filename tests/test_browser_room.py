@@ -77,6 +77,7 @@ class Browser:
         if before is not None:
             await page.call("Page.addScriptToEvaluateOnNewDocument", source=before)
         await page.call("Page.navigate", url=url)
+        await page.wait_for("location.href !== 'about:blank' && document.readyState === 'complete'")
         return page
 
 
@@ -99,15 +100,28 @@ class Page:
         return str(value)
 
     async def wait_for(self, expression: str, seconds: float = 10) -> None:
-        """Until `expression` is true in the page (checked there, every 20 ms)."""
+        """Until `expression` is true in the page (checked there, every 20 ms; one
+        that throws, as on a document not loaded yet, counts as false)."""
         waiting = (
-            "new Promise((done) => { const check = () => "
-            f"({expression}) ? done(true) : setTimeout(check, 20); check(); }})"
+            "new Promise((done) => { const check = () => { let ok = false; "
+            f"try {{ ok = Boolean({expression}); }} catch (err) {{}} "
+            "ok ? done(true) : setTimeout(check, 20); }; check(); })"
         )
         async with asyncio.timeout(seconds):
-            await self.call(
-                "Runtime.evaluate", expression=waiting, awaitPromise=True, returnByValue=True
-            )
+            while True:
+                try:
+                    await self.call(
+                        "Runtime.evaluate",
+                        expression=waiting,
+                        awaitPromise=True,
+                        returnByValue=True,
+                    )
+                    return
+                except AssertionError as err:
+                    if "context" not in str(err):
+                        raise
+                    # The document was replaced while waiting (a navigation): ask the new one.
+                    await asyncio.sleep(0.02)
 
     async def wait_text(self, element_id: str, expected: str, seconds: float = 10) -> None:
         try:
