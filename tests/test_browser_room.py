@@ -133,6 +133,11 @@ class Page:
                 f"#{element_id} shows {await self.text(element_id)!r}, not {expected!r}"
             ) from None
 
+    async def addresses(self) -> list[str]:
+        """Every address in the tab's history, the current one last."""
+        history = await self.call("Page.getNavigationHistory")
+        return [str(entry["url"]) for entry in history["entries"]]
+
     async def press_enter(self) -> None:
         for kind in ("keyDown", "keyUp"):
             await self.call(
@@ -199,8 +204,8 @@ async def test_two_bidders_see_the_room_live_on_phone_sized_pages(
     async with serving(database_url) as served, aiohttp.ClientSession() as session:
         room = f"{served.base}/rooms/{world.auction_id}"
         async with chromium(session) as browser:
-            first = await browser.page(f"{room}?token={world.token(alice)}")
-            second = await browser.page(f"{room}?token={world.token(bob)}")
+            first = await browser.page(f"{room}#token={world.token(alice)}")
+            second = await browser.page(f"{room}#token={world.token(bob)}")
             for page in (first, second):
                 await page.wait_text("connection", "Live")
                 await page.wait_for(SIGNED_IN)
@@ -356,7 +361,7 @@ async def test_only_a_guest_is_asked_to_sign_in(pool: Any, database_url: str) ->
         async with chromium(session) as browser:
             guest = await browser.page(room)
             bidder = await browser.page(
-                f"{room}?token={world.token(world.bidders[0])}", before=_WATCH
+                f"{room}#token={world.token(world.bidders[0])}", before=_WATCH
             )
             await guest.wait_text("connection", "Live")
             await guest.wait_text("bid-message", SIGN_IN_LINE)
@@ -369,3 +374,49 @@ async def test_only_a_guest_is_asked_to_sign_in(pool: Any, database_url: str) ->
             await bidder.wait_text("connection", "Live")
             assert SIGN_IN_LINE not in await bidder.js("window.shown")
             assert await bidder.js("window.formShown") is False
+
+
+async def test_a_token_in_the_fragment_signs_in_and_leaves_the_address(
+    pool: Any, database_url: str
+) -> None:
+    world = await make_world(pool, bidders=1)
+    async with serving(database_url) as served, aiohttp.ClientSession() as session:
+        room = f"{served.base}/rooms/{world.auction_id}"
+        async with chromium(session) as browser:
+            page = await browser.page(f"{room}#token={world.token(world.bidders[0])}")
+            await page.wait_for(SIGNED_IN)
+            assert await page.text("who") == "Signed in: you have not bid here yet."
+            assert await page.js("location.href") == room
+            assert not any("token" in address for address in await page.addresses())
+
+
+async def test_a_sign_in_link_opened_on_the_room_signs_in_without_a_reload(
+    pool: Any, database_url: str
+) -> None:
+    world = await make_world(pool, bidders=1)
+    async with serving(database_url) as served, aiohttp.ClientSession() as session:
+        room = f"{served.base}/rooms/{world.auction_id}"
+        async with chromium(session) as browser:
+            page = await browser.page(room)
+            await page.wait_text("connection", "Live")
+            await page.wait_text("bid-message", SIGN_IN_LINE)
+            await page.js("window.loadedOnce = true")
+            await page.js(f"location.hash = 'token={world.token(world.bidders[0])}'")
+            await page.wait_for(SIGNED_IN)
+            assert await page.js("window.loadedOnce") is True  # the same document
+            assert await page.text("bid-message") == ""
+            assert not any("token" in address for address in await page.addresses())
+
+
+async def test_a_token_in_the_query_string_does_not_sign_in(pool: Any, database_url: str) -> None:
+    world = await make_world(pool, bidders=1)
+    async with serving(database_url) as served, aiohttp.ClientSession() as session:
+        room = f"{served.base}/rooms/{world.auction_id}"
+        async with chromium(session) as browser:
+            page = await browser.page(f"{room}?token={world.token(world.bidders[0])}", before=_SPY)
+            await page.wait_text("connection", "Live")  # after `auth`, had it been sent
+            assert await page.js("window.sentFrames.map((f) => f.type)") == ["ping"]
+            assert await page.text("bid-message") == SIGN_IN_LINE
+            assert await page.js(SIGNED_IN) is False
+            # Not kept in the address bar either, though it has reached the server.
+            assert not any("token" in address for address in await page.addresses())
