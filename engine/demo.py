@@ -98,10 +98,11 @@ async def _seed(app: web.Application, settings: Settings, base_url: str) -> None
         "Dealer360 auction engine demo",
         f"  room:    {base_url}/rooms/{auction.id}   (live in {START_IN_MS // 1000} s, "
         f"for {LASTS_MS // 60_000} min)",
-        "  bid as one of the demo bidders (their token is in the address):",
+        "  bid as one of the demo bidders (each link signs one in):",
     ]
     for name, user in bidders:
         token = mint_token(user, "user", settings.jwt_secret, ttl_s=24 * 3600)
-        lines.append(f"    {name}: {base_url}/rooms/{auction.id}?token={token}")
+        # In the fragment, which the browser keeps to itself: no server log sees it.
+        lines.append(f"    {name}: {base_url}/rooms/{auction.id}#token={token}")
     lines.append(f"  REST:    {base_url}/api/auctions/{auction.id}")
     print("\n".join(lines), flush=True)

@@ -27,6 +27,9 @@ from web.app import SEQUENCER
 from web.rooms import ROOMS, RoomTuning
 
 SCREENSHOT = Path("/tmp/dealer360-room-phone.png")
+SIGN_IN_LINE = "Sign in to bid; anyone can watch."
+#: The room knows this page's bidder (its snapshot had `you`).
+SIGNED_IN = "!document.getElementById('who').hidden"
 START = 100_000_000
 PHONE = {"width": 390, "height": 844, "deviceScaleFactor": 2, "mobile": True}
 
@@ -62,7 +65,8 @@ class Browser:
         result: dict[str, Any] = reply["result"]
         return result
 
-    async def page(self, url: str) -> Page:
+    async def page(self, url: str, *, before: str | None = None) -> Page:
+        """A phone-sized page at `url`; `before` runs in it ahead of the page's own script."""
         target = await self.call("Target.createTarget", url="about:blank")
         attached = await self.call(
             "Target.attachToTarget", targetId=target["targetId"], flatten=True
@@ -70,7 +74,10 @@ class Browser:
         page = Page(self, attached["sessionId"])
         await page.call("Page.enable")
         await page.call("Emulation.setDeviceMetricsOverride", **PHONE)
+        if before is not None:
+            await page.call("Page.addScriptToEvaluateOnNewDocument", source=before)
         await page.call("Page.navigate", url=url)
+        await page.wait_for("location.href !== 'about:blank' && document.readyState === 'complete'")
         return page
 
 
@@ -93,15 +100,28 @@ class Page:
         return str(value)
 
     async def wait_for(self, expression: str, seconds: float = 10) -> None:
-        """Until `expression` is true in the page (checked there, every 20 ms)."""
+        """Until `expression` is true in the page (checked there, every 20 ms; one
+        that throws, as on a document not loaded yet, counts as false)."""
         waiting = (
-            "new Promise((done) => { const check = () => "
-            f"({expression}) ? done(true) : setTimeout(check, 20); check(); }})"
+            "new Promise((done) => { const check = () => { let ok = false; "
+            f"try {{ ok = Boolean({expression}); }} catch (err) {{}} "
+            "ok ? done(true) : setTimeout(check, 20); }; check(); })"
         )
         async with asyncio.timeout(seconds):
-            await self.call(
-                "Runtime.evaluate", expression=waiting, awaitPromise=True, returnByValue=True
-            )
+            while True:
+                try:
+                    await self.call(
+                        "Runtime.evaluate",
+                        expression=waiting,
+                        awaitPromise=True,
+                        returnByValue=True,
+                    )
+                    return
+                except AssertionError as err:
+                    if "context" not in str(err):
+                        raise
+                    # The document was replaced while waiting (a navigation): ask the new one.
+                    await asyncio.sleep(0.02)
 
     async def wait_text(self, element_id: str, expected: str, seconds: float = 10) -> None:
         try:
@@ -112,6 +132,11 @@ class Page:
             raise AssertionError(
                 f"#{element_id} shows {await self.text(element_id)!r}, not {expected!r}"
             ) from None
+
+    async def addresses(self) -> list[str]:
+        """Every address in the tab's history, the current one last."""
+        history = await self.call("Page.getNavigationHistory")
+        return [str(entry["url"]) for entry in history["entries"]]
 
     async def press_enter(self) -> None:
         for kind in ("keyDown", "keyUp"):
@@ -179,11 +204,11 @@ async def test_two_bidders_see_the_room_live_on_phone_sized_pages(
     async with serving(database_url) as served, aiohttp.ClientSession() as session:
         room = f"{served.base}/rooms/{world.auction_id}"
         async with chromium(session) as browser:
-            first = await browser.page(f"{room}?token={world.token(alice)}")
-            second = await browser.page(f"{room}?token={world.token(bob)}")
+            first = await browser.page(f"{room}#token={world.token(alice)}")
+            second = await browser.page(f"{room}#token={world.token(bob)}")
             for page in (first, second):
                 await page.wait_text("connection", "Live")
-                await page.wait_for("document.getElementById('sign-in').hidden")  # signed in
+                await page.wait_for(SIGNED_IN)
                 await page.wait_text("price", "No bids yet · starts at ₦1,000,000.00")
                 assert await page.js("document.getElementById('amount').value") == "1,000,000"
                 assert "token=" not in await page.js("location.href")  # out of the address bar
@@ -305,3 +330,93 @@ async def test_the_page_resumes_after_a_gap_and_reconnects_after_a_restart(
             )
             await other.bid(START + 5_000_000)
             await page.wait_text("price", "₦1,050,000.00")
+
+
+# What the page shows that asks its reader to sign in, recorded as it appears
+# (installed before the page's script runs): the lines of `#bid-message` in
+# `window.shown`, `window.formShown` once the sign-in form is visible; and every
+# socket the page opens, in `window.sockets`.
+_WATCH = """
+window.shown = [];
+window.formShown = false;
+new MutationObserver(() => {
+  const line = document.getElementById("bid-message");
+  if (line && window.shown[window.shown.length - 1] !== line.textContent) {
+    window.shown.push(line.textContent);
+  }
+  const form = document.getElementById("sign-in");
+  if (form && !form.hidden) window.formShown = true;
+}).observe(document, { subtree: true, childList: true, characterData: true, attributes: true });
+window.sockets = [];
+window.WebSocket = class extends WebSocket {
+  constructor(...args) { super(...args); window.sockets.push(this); }
+};
+"""
+
+
+async def test_only_a_guest_is_asked_to_sign_in(pool: Any, database_url: str) -> None:
+    world = await make_world(pool, bidders=1)
+    async with serving(database_url) as served, aiohttp.ClientSession() as session:
+        room = f"{served.base}/rooms/{world.auction_id}"
+        async with chromium(session) as browser:
+            guest = await browser.page(room)
+            bidder = await browser.page(
+                f"{room}#token={world.token(world.bidders[0])}", before=_WATCH
+            )
+            await guest.wait_text("connection", "Live")
+            await guest.wait_text("bid-message", SIGN_IN_LINE)
+            assert not await guest.js("document.getElementById('sign-in').hidden")
+
+            await bidder.wait_for(SIGNED_IN)
+            # A lost connection, then a new one: the bidder is signed in again, not asked to.
+            await bidder.js("window.sockets[0].close()")
+            await bidder.wait_for(f"window.sockets.length === 2 && {SIGNED_IN}")
+            await bidder.wait_text("connection", "Live")
+            assert SIGN_IN_LINE not in await bidder.js("window.shown")
+            assert await bidder.js("window.formShown") is False
+
+
+async def test_a_token_in_the_fragment_signs_in_and_leaves_the_address(
+    pool: Any, database_url: str
+) -> None:
+    world = await make_world(pool, bidders=1)
+    async with serving(database_url) as served, aiohttp.ClientSession() as session:
+        room = f"{served.base}/rooms/{world.auction_id}"
+        async with chromium(session) as browser:
+            page = await browser.page(f"{room}#token={world.token(world.bidders[0])}")
+            await page.wait_for(SIGNED_IN)
+            assert await page.text("who") == "Signed in: you have not bid here yet."
+            assert await page.js("location.href") == room
+            assert not any("token" in address for address in await page.addresses())
+
+
+async def test_a_sign_in_link_opened_on_the_room_signs_in_without_a_reload(
+    pool: Any, database_url: str
+) -> None:
+    world = await make_world(pool, bidders=1)
+    async with serving(database_url) as served, aiohttp.ClientSession() as session:
+        room = f"{served.base}/rooms/{world.auction_id}"
+        async with chromium(session) as browser:
+            page = await browser.page(room)
+            await page.wait_text("connection", "Live")
+            await page.wait_text("bid-message", SIGN_IN_LINE)
+            await page.js("window.loadedOnce = true")
+            await page.js(f"location.hash = 'token={world.token(world.bidders[0])}'")
+            await page.wait_for(SIGNED_IN)
+            assert await page.js("window.loadedOnce") is True  # the same document
+            assert await page.text("bid-message") == ""
+            assert not any("token" in address for address in await page.addresses())
+
+
+async def test_a_token_in_the_query_string_does_not_sign_in(pool: Any, database_url: str) -> None:
+    world = await make_world(pool, bidders=1)
+    async with serving(database_url) as served, aiohttp.ClientSession() as session:
+        room = f"{served.base}/rooms/{world.auction_id}"
+        async with chromium(session) as browser:
+            page = await browser.page(f"{room}?token={world.token(world.bidders[0])}", before=_SPY)
+            await page.wait_text("connection", "Live")  # after `auth`, had it been sent
+            assert await page.js("window.sentFrames.map((f) => f.type)") == ["ping"]
+            assert await page.text("bid-message") == SIGN_IN_LINE
+            assert await page.js(SIGNED_IN) is False
+            # Not kept in the address bar either, though it has reached the server.
+            assert not any("token" in address for address in await page.addresses())

@@ -13,6 +13,8 @@ from pathlib import Path
 import aiohttp
 
 ROOT = Path(__file__).resolve().parent.parent
+#: A bidder's sign-in link: the token in the fragment, never in the query string.
+LINK = re.compile(r"/rooms/([0-9a-f-]{36})#token=[\w.-]+$")
 
 
 def free_port() -> int:
@@ -21,7 +23,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-async def test_demo_serves_a_live_auction_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+async def test_demo_prints_sign_in_links_serves_a_live_auction_and_stops_on_sigterm(
+    tmp_path: Path,
+) -> None:
     port = free_port()
     env = {**os.environ, "ENGINE_DATA_DIR": str(tmp_path / "data"), "PORT": str(port)}
     env.pop("DATABASE_URL", None)
@@ -38,13 +42,15 @@ async def test_demo_serves_a_live_auction_and_stops_cleanly_on_sigterm(tmp_path:
     )
     assert process.stdout is not None
     try:
-        room = None
+        printed: list[str] = []
         async with asyncio.timeout(60):
-            while room is None:
+            while not printed or "REST:" not in printed[-1]:  # its last line
                 line = (await process.stdout.readline()).decode()
                 assert line, "the demo exited before printing the room"
-                if found := re.search(r"/rooms/([0-9a-f-]{36})\?token=", line):
-                    room = found.group(1)
+                printed.append(line)
+        links = [found for line in printed if (found := LINK.search(line))]
+        assert len(links) == 3 and "?token=" not in "".join(printed), printed
+        room = links[0].group(1)
         async with aiohttp.ClientSession(f"http://127.0.0.1:{port}") as http:
             assert (await http.get("/readyz")).status == 200
             async with asyncio.timeout(30):

@@ -1,5 +1,6 @@
-"""Who may call: tokens that prove nothing are 401, and rate limits per IP and per
-user (429 with Retry-After), never for the platform's service token."""
+"""Who may call: tokens that prove nothing are 401, and rate limits per IP (an IPv6
+client per /64) and per user (429 with Retry-After), never for the platform's
+service token."""
 
 from __future__ import annotations
 
@@ -11,9 +12,12 @@ from typing import Any
 
 import jwt
 import pytest
+from aiohttp import web
 
 from engine.__main__ import main
-from tests.http_helpers import PRICE, SECRET, Api, start, token_for
+from tests.http_helpers import PRICE, SECRET, Api, Reply, settings, start, token_for
+from web.app import create_app
+from web.errors import Handler
 
 
 @pytest.fixture
@@ -105,6 +109,48 @@ async def test_each_user_is_limited_on_its_own(database_url: str, aiohttp_client
     other = await api.as_user(second, "GET", "/api/auctions")
     assert (limited.status, limited.code) == (429, "rate_limited")
     assert other.status == 200
+
+
+PEER = "X-Test-Peer"
+
+
+@web.middleware
+async def peer_from_header(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Stands in for peers a loopback test cannot be: the request names its address."""
+    return await handler(request.clone(remote=request.headers[PEER]))
+
+
+async def start_with_peers(aiohttp_client: Any, database_url: str, ip_per_min: int) -> Api:
+    app = create_app(settings(database_url, rate_limit_ip_per_min=ip_per_min))
+    app.middlewares.insert(0, peer_from_header)
+    return Api(await aiohttp_client(app))
+
+
+async def from_peer(api: Api, address: str) -> Reply:
+    return await api.call("GET", "/api/auctions", headers={PEER: address})
+
+
+async def test_an_ipv6_client_is_limited_per_64_not_per_address(
+    database_url: str, aiohttp_client: Any
+) -> None:
+    api = await start_with_peers(aiohttp_client, database_url, ip_per_min=2)
+    assert (await from_peer(api, "2001:db8:0:1::1")).status == 200
+    assert (await from_peer(api, "2001:db8:0:1:8a2e:370:7334:1")).status == 200
+    limited = await from_peer(api, "2001:db8:0:1:ffff:ffff:ffff:ffff")  # a third address
+    assert (limited.status, limited.code) == (429, "rate_limited")
+    assert int(limited.headers["Retry-After"]) >= 1
+    assert (await from_peer(api, "2001:db8:0:2::1")).status == 200  # the next /64
+
+
+async def test_an_ipv4_client_is_limited_per_address_also_when_seen_as_ipv6(
+    database_url: str, aiohttp_client: Any
+) -> None:
+    api = await start_with_peers(aiohttp_client, database_url, ip_per_min=2)
+    assert (await from_peer(api, "192.0.2.1")).status == 200
+    assert (await from_peer(api, "::ffff:192.0.2.1")).status == 200  # a dual-stack listener's view
+    limited = await from_peer(api, "192.0.2.1")
+    assert (limited.status, limited.code) == (429, "rate_limited")
+    assert (await from_peer(api, "192.0.2.2")).status == 200  # its neighbour counts apart
 
 
 async def test_token_command_mints_a_token_the_api_accepts(

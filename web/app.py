@@ -21,7 +21,7 @@ from engine.database import Database, open_database
 from engine.sequencer import Sequencer
 from web.auth import AuthError, bearer, is_service, verify_token
 from web.errors import ApiError, Handler, error_middleware, install_parser_errors
-from web.ratelimit import LocalRateLimiter, RateLimiter, RedisRateLimiter
+from web.ratelimit import LocalRateLimiter, RateLimiter, RedisRateLimiter, ip_key
 
 logger = logging.getLogger(__name__)
 
@@ -143,14 +143,14 @@ async def _rooms(app: web.Application) -> AsyncIterator[None]:
 
 @web.middleware
 async def rate_limit_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """100/min per IP (not for the platform's service token), 1000/min per user."""
+    """100/min per IP (an IPv6 client per /64; not for the platform's service
+    token), 1000/min per user."""
     app = request.app
     settings = app[SETTINGS]
     if LIMITER not in app or request.path in _UNLIMITED:
         return await handler(request)
     if not is_service(request, settings.internal_api_token):
-        ip = request.remote or "unknown"
-        wait = await app[LIMITER].hit(f"ip:{ip}", settings.rate_limit_ip_per_min, 60)
+        wait = await app[LIMITER].hit(ip_key(request.remote), settings.rate_limit_ip_per_min, 60)
         _refuse_if_waiting(wait)
         user = _token_subject(request, settings.jwt_secret)
         if user is not None:

@@ -3,9 +3,12 @@ so that every node shares them."""
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import math
 import time
+from collections import OrderedDict
+from collections.abc import Callable
 from typing import Protocol
 
 from redis.asyncio import Redis
@@ -20,30 +23,77 @@ class RateLimiter(Protocol):
         ...
 
 
-class LocalRateLimiter:
-    """Counts in this process (single node)."""
+def ip_key(address: str | None) -> str:
+    """The per-IP limit's key for a peer's address. IPv4 counts per address. IPv6
+    counts per /64: that is the block a subscriber is given, and inside it a client
+    can take a new address for every request. An IPv4-mapped IPv6 address (how a
+    dual-stack listener sees an IPv4 peer) counts as the IPv4 address it is."""
+    if not address:
+        return "ip:unknown"
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return f"ip:{address}"
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return f"ip:{ip.ipv4_mapped}"
+        return f"ip:{ipaddress.IPv6Address(int(ip) >> 64 << 64)}/64"
+    return f"ip:{ip}"
 
-    def __init__(self, max_keys: int = 200_000) -> None:
-        self._windows: dict[str, tuple[int, int]] = {}  # key -> (window number, hits)
-        self._max_keys = max_keys
+
+class LocalRateLimiter:
+    """Counts in this process (single node), in fixed windows aligned on the clock.
+
+    Each window length has a table of its own holding the current window's counts
+    only: a new window replaces it whole, so no request sweeps the table, and one
+    window length's turnover never touches another's counts. A table full at
+    `max_keys` forgets the key hit least recently to take a new one, so memory
+    stays bounded, every hit costs O(1), and a key that keeps hitting (the one a
+    limit is for) keeps its count through a flood of new keys.
+    """
+
+    def __init__(
+        self, max_keys: int = 100_000, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._tables: dict[float, _Window] = {}  # window length (s) -> its current window
+        self._max_keys = max_keys  # per window length
+        self._clock = clock
+
+    def __len__(self) -> int:
+        """The keys counted now, over every window length."""
+        return sum(len(table.counts) for table in self._tables.values())
 
     async def hit(self, key: str, limit: int, window_s: float) -> float | None:
-        now = time.monotonic()
+        now = self._clock()
         window = int(now // window_s)
-        current, hits = self._windows.get(key, (window, 0))
-        if current != window:
-            hits = 0
-        hits += 1
-        if len(self._windows) >= self._max_keys and key not in self._windows:
-            self._forget_old(window_s, now)
-        self._windows[key] = (window, hits)
-        if hits <= limit:
+        table = self._tables.get(window_s)
+        if table is None or table.number != window:
+            table = self._tables[window_s] = _Window(window)
+        if table.count(key, self._max_keys) <= limit:
             return None
         return max((window + 1) * window_s - now, 0.001)
 
-    def _forget_old(self, window_s: float, now: float) -> None:
-        window = int(now // window_s)
-        self._windows = {k: v for k, v in self._windows.items() if v[0] == window}
+
+class _Window:
+    """One window's counts, least recently hit key first."""
+
+    __slots__ = ("counts", "number")
+
+    def __init__(self, number: int) -> None:
+        self.number = number
+        self.counts: OrderedDict[str, int] = OrderedDict()
+
+    def count(self, key: str, max_keys: int) -> int:
+        counts = self.counts
+        hits = counts.get(key)
+        if hits is None:
+            if len(counts) >= max_keys:
+                counts.popitem(last=False)
+            hits = 0
+        else:
+            counts.move_to_end(key)
+        counts[key] = hits + 1
+        return hits + 1
 
 
 # INCR and set the expiry on the first hit, in one round trip.

@@ -20,6 +20,7 @@
     won: "You won this auction", lost: "This auction went to another bidder",
   };
   const FEED_MAX = 50;
+  const GUEST_LINE = "Sign in to bid; anyone can watch.";
 
   let socket = null;
   let attempts = 0;
@@ -73,18 +74,28 @@
 
   // ---- the socket -------------------------------------------------------------------
 
+  // A link signs in with `#token=…`: a fragment never leaves the browser, so no
+  // proxy or access log records it. It leaves the address bar (and so history and
+  // bookmarks) at once; the token is kept for this tab only.
   function takeToken() {
-    const params = new URLSearchParams(location.search);
-    const fromUrl = params.get("token");
-    if (fromUrl) {
-      // Out of the address bar (and history) at once; kept for this tab only.
-      params.delete("token");
-      const rest = params.toString();
-      history.replaceState(null, "", location.pathname + (rest ? "?" + rest : "") + location.hash);
-      sessionStorage.setItem("d360-token", fromUrl);
-      return fromUrl;
-    }
-    return sessionStorage.getItem("d360-token");
+    const fromLink = tokenFromAddress();
+    if (fromLink) sessionStorage.setItem("d360-token", fromLink);
+    return fromLink || sessionStorage.getItem("d360-token");
+  }
+
+  // The fragment's token, if any. A token leaves the address bar either way, but
+  // one in the query string (`?token=`) does not sign in: it was sent to the
+  // server and could be logged on the way, so links must not be made like that.
+  function tokenFromAddress() {
+    const fragment = new URLSearchParams(location.hash.slice(1));
+    const query = new URLSearchParams(location.search);
+    if (!fragment.has("token") && !query.has("token")) return null;
+    const value = fragment.get("token");
+    fragment.delete("token");
+    query.delete("token");
+    const search = query.toString(), hash = fragment.toString();
+    history.replaceState(history.state, "", location.pathname + (search ? "?" + search : "") + (hash ? "#" + hash : ""));
+    return value;
   }
 
   function connect() {
@@ -340,8 +351,12 @@
     const canBid = Boolean(socket && signedIn && open());
     ui.amount.disabled = !canBid;
     ui.button.disabled = !canBid || pendingBid !== null;
-    ui.signIn.hidden = signedIn;
-    if (!signedIn && !ui.message.textContent) say("", "Sign in to bid; anyone can watch.");
+    // Only a guest is asked to sign in: a page holding a token is signing in with
+    // it, or signing in again after a reconnect.
+    const guest = !token;
+    ui.signIn.hidden = !guest;
+    if (guest && !ui.message.textContent) say("", GUEST_LINE);
+    if (!guest && ui.message.textContent === GUEST_LINE) say("", "");
   }
 
   function tick() {
@@ -362,12 +377,23 @@
   ui.signIn.addEventListener("submit", (event) => {
     event.preventDefault();
     const value = ui.token.value.trim();
-    if (!value) return;
+    ui.token.value = "";
+    if (value) signIn(value);
+  });
+
+  // A sign-in link opened in this tab while it shows the room changes only the
+  // fragment: the page is not loaded again, so it signs in here.
+  window.addEventListener("hashchange", () => {
+    const value = tokenFromAddress();
+    if (value) signIn(value);
+  });
+
+  function signIn(value) {
     token = value;
     sessionStorage.setItem("d360-token", value);
-    ui.token.value = "";
+    updateForm();
     if (!send({ type: "auth", token: value })) say("error", "Not connected yet; you will be signed in when the room reconnects.");
-  });
+  }
 
   ui.amount.addEventListener("input", () => { amountEdited = true; });
 
