@@ -786,13 +786,15 @@ async def wallet_problems(dsn: str, record: Record) -> list[str]:
     conn = await asyncpg.connect(dsn)
     try:
         problems = []
-        for prefix, references in (("deposit", record.credits), ("withdrawal", record.withdrawals)):
-            keys = [f"{prefix}:{reference}" for reference in references]
+        for kind, references in (("deposit", record.credits), ("withdrawal", record.withdrawals)):
+            wanted = set(references)
             found = await conn.fetchval(
-                "SELECT count(*) FROM transactions WHERE idempotency_key = ANY($1::text[])", keys
+                "SELECT count(*) FROM transactions WHERE type = $1 AND paystack_ref = ANY($2)",
+                kind,
+                list(wanted),
             )
-            if found != len(set(keys)):
-                problems.append(f"{len(set(keys)) - found} acknowledged {prefix}s are missing")
+            if found != len(wanted):
+                problems.append(f"{len(wanted) - found} acknowledged {kind}s are missing")
         return problems
     finally:
         await conn.close()
