@@ -507,7 +507,8 @@ def build_document() -> Json:
                 "Unix epoch in fields ending `_ms`; ids UUID strings. Every error is "
                 '`{"error": {"code", "message"}}`; besides the statuses listed per operation, '
                 "an unknown address answers 404 `not_found` and a method an address does not "
-                "take 405 `method_not_allowed`. The auction rooms are a WebSocket at "
+                "take 405 `method_not_allowed`, its `Allow` header naming the methods it takes. "
+                "The auction rooms are a WebSocket at "
                 "`/ws/auctions/{id}` (API.md), outside this document."
             ),
         },
