@@ -718,7 +718,9 @@ def build_document(latest_year: int | None = None) -> Json:
             "version": "1",
             "description": (
                 "Amounts are integer kobo in fields ending `_kobo`; times integer ms since the "
-                "Unix epoch in fields ending `_ms`; ids UUID strings. Every error is "
+                "Unix epoch in fields ending `_ms`; ids UUID strings. An integer may be written "
+                "as any JSON number whose value is whole (`1e3`, `152655220.0`), as JSON Schema "
+                "counts it; `1.5` is refused. Every error is "
                 '`{"error": {"code", "message"}}`; besides the statuses listed per operation, '
                 "an unknown address answers 404 `not_found` and a method an address does not "
                 "take 405 `method_not_allowed`, its `Allow` header naming the methods it takes. "
