@@ -47,10 +47,12 @@ logger = logging.getLogger(__name__)
 #: Who may act on auctions (API.md: a manager's or an admin's token).
 STAFF_ROLES = frozenset({"manager", "admin"})
 MAX_REASON = 1000
+#: Never in a reason (a character class's body): newlines and tabs are fine in one.
+REASON_CONTROL_CHARACTERS = r"\x00-\x08\x0b-\x1f\x7f"
 #: A vehicle in one of these is sold or on its way to a buyer: not for auction.
 _VEHICLE_TAKEN = frozenset({"pending_settlement", "in_settlement", "sold", "archived"})
 _IN_CORE = ("scheduled", "live")
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")  # newlines and tabs are fine in a reason
+_CONTROL = re.compile(f"[{REASON_CONTROL_CHARACTERS}]")
 _VOID_ATTEMPTS = 3
 
 _ROW = """
@@ -96,13 +98,13 @@ class Actor:
 
 
 def checked_reason(reason: str | None) -> str:
-    """A reason is required: trimmed, non-empty, at most 1000 characters."""
+    """A reason is required: at most 1000 characters as sent, trimmed, non-empty."""
     text = (reason or "").strip()
     if not text:
         raise Refused(
             "invalid", "reason_required", "Give a `reason` for this action; it is kept in the log."
         )
-    if len(text) > MAX_REASON:
+    if reason is not None and len(reason) > MAX_REASON:
         raise Refused(
             "invalid", "invalid_reason", f"`reason` is too long: at most {MAX_REASON} characters."
         )

@@ -28,8 +28,16 @@ from web.messages import Refused, UserBody, UserUpsert
 ROLES = ("user", "verified_seller", "dealer", "concierge", "manager", "admin")
 KYC_STATUSES = ("none", "pending", "approved", "rejected")
 
+EMAIL_MAX_LENGTH = 255  # users.email is VARCHAR(255)
+DISPLAY_NAME_MAX_LENGTH = 100
+#: What `str.strip()` trims (the characters for which `str.isspace()` holds), spelled
+#: out as a regular expression's character class for the API's document.
+WHITESPACE = r"\t\n\x0b\x0c\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+#: Never in checked text (a character class's body).
+CONTROL_CHARACTERS = r"\x00-\x1f\x7f"
+
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_CONTROL = re.compile(f"[{CONTROL_CHARACTERS}]")
 
 _UPSERT = """
 INSERT INTO users (id, email, role, kyc_status, display_name, is_active)
@@ -89,17 +97,27 @@ def sync_core(sequencer: Sequencer, row: asyncpg.Record, balance: Decimal | None
 
 
 def check_text(field: str, value: str | None, max_length: int) -> str | None:
-    """A free-text field, trimmed: no control characters, at most `max_length`."""
+    """A free-text field of at most `max_length` characters as sent (so the API's
+    document can say it with `maxLength`), trimmed, with no control characters
+    left after trimming."""
     if value is None:
         return None
-    value = value.strip()
-    if _CONTROL.search(value):
-        raise Refused("invalid", "invalid", f"`{field}` must not contain control characters.")
     if len(value) > max_length:
         raise Refused(
             "invalid", "invalid", f"`{field}` is too long: at most {max_length} characters."
         )
+    value = value.strip()
+    if _CONTROL.search(value):
+        raise Refused("invalid", "invalid", f"`{field}` must not contain control characters.")
     return value
+
+
+def checked_email(raw: str) -> str:
+    """The email address, trimmed: one `@` between two parts without whitespace."""
+    email = check_text("email", raw, EMAIL_MAX_LENGTH)
+    if not email or not _EMAIL.fullmatch(email):
+        raise Refused("invalid", "invalid_email", "Give a valid email address, like a@b.ng.")
+    return email
 
 
 def _checked(user_id: uuid.UUID, spec: UserUpsert) -> tuple[str, str | None]:
@@ -110,9 +128,7 @@ def _checked(user_id: uuid.UUID, spec: UserUpsert) -> tuple[str, str | None]:
             "reserved_user",
             "This id belongs to the engine's reserve-protection account; it cannot be changed.",
         )
-    email = check_text("email", spec.email, 255)
-    if not email or not _EMAIL.fullmatch(email):
-        raise Refused("invalid", "invalid_email", "Give a valid email address, like a@b.ng.")
+    email = checked_email(spec.email)
     if spec.role not in ROLES:
         raise Refused("invalid", "invalid_role", f"`role` must be one of: {', '.join(ROLES)}.")
     if spec.kyc_status not in KYC_STATUSES:
@@ -121,7 +137,7 @@ def _checked(user_id: uuid.UUID, spec: UserUpsert) -> tuple[str, str | None]:
             "invalid_kyc_status",
             f"`kyc_status` must be one of: {', '.join(KYC_STATUSES)}.",
         )
-    return email, check_text("display_name", spec.display_name, 100)
+    return email, check_text("display_name", spec.display_name, DISPLAY_NAME_MAX_LENGTH)
 
 
 async def upsert_user(

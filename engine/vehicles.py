@@ -25,6 +25,8 @@ CONDITIONS = ("salvage", "rough", "clean", "excellent", "upgraded")
 FIRST_CAR_YEAR = 1886
 MAX_MILEAGE_KM = 2**31 - 1  # vehicles.mileage_km is an INT
 MAX_PRICE_KOBO = 10**15 - 1  # DECIMAL(15,2) naira
+#: The free-text fields and their longest (vehicles' VARCHAR columns).
+TEXT_LIMITS = {"make": 50, "model": 100, "body_type": 30, "color": 30, "location": 100}
 
 _INSERT = """
 INSERT INTO vehicles (vin, year, make, model, body_type, mileage_km, color, condition, price,
@@ -96,11 +98,16 @@ async def embed_vehicle(conn: asyncpg.Connection, vehicle: VehicleBody) -> None:
     await store_embedding(conn, vehicle.id, attributes)
 
 
+def latest_year(now_ms: int) -> int:
+    """The latest model year a vehicle may have now: next year's models are on sale."""
+    return datetime.fromtimestamp(now_ms / 1000, UTC).year + 1
+
+
 def _checked(spec: VehicleCreate, vin: str, now_ms: int) -> tuple[object, ...]:
-    latest_year = datetime.fromtimestamp(now_ms / 1000, UTC).year + 1
-    if not FIRST_CAR_YEAR <= spec.year <= latest_year:
+    latest = latest_year(now_ms)
+    if not FIRST_CAR_YEAR <= spec.year <= latest:
         raise Refused(
-            "invalid", "invalid_year", f"`year` must be from {FIRST_CAR_YEAR} to {latest_year}."
+            "invalid", "invalid_year", f"`year` must be from {FIRST_CAR_YEAR} to {latest}."
         )
     if spec.mileage_km is not None and not 0 <= spec.mileage_km <= MAX_MILEAGE_KM:
         raise Refused("invalid", "invalid_mileage", "`mileage_km` must be a whole number ≥ 0.")
@@ -114,8 +121,8 @@ def _checked(spec: VehicleCreate, vin: str, now_ms: int) -> tuple[object, ...]:
             "invalid_condition",
             f"`condition` must be one of: {', '.join(CONDITIONS)}.",
         )
-    make = check_text("make", spec.make, 50)
-    model = check_text("model", spec.model, 100)
+    make = check_text("make", spec.make, TEXT_LIMITS["make"])
+    model = check_text("model", spec.model, TEXT_LIMITS["model"])
     if not make or not model:
         raise Refused("invalid", "invalid", "`make` and `model` must not be empty.")
     return (
@@ -123,14 +130,14 @@ def _checked(spec: VehicleCreate, vin: str, now_ms: int) -> tuple[object, ...]:
         spec.year,
         make,
         model,
-        check_text("body_type", spec.body_type, 30),
+        check_text("body_type", spec.body_type, TEXT_LIMITS["body_type"]),
         spec.mileage_km,
-        check_text("color", spec.color, 30),
+        check_text("color", spec.color, TEXT_LIMITS["color"]),
         spec.condition,
         kobo_to_naira(spec.price_kobo) if spec.price_kobo is not None else None,
         spec.listed_by,
         spec.owner_id,
-        check_text("location", spec.location, 100),
+        check_text("location", spec.location, TEXT_LIMITS["location"]),
     )
 
 

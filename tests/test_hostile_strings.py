@@ -357,6 +357,37 @@ async def test_staff_reasons_are_kept_verbatim_or_refused(api: Api) -> None:
     assert cancel_reason == SQL[0]
 
 
+# ---- limits ------------------------------------------------------------------------------------
+
+
+async def test_a_length_limit_counts_the_text_as_sent(api: Api) -> None:
+    """Padding that trimming would remove still counts: the API's document can then
+    say each limit as a `maxLength`."""
+    user, seller = await api.bidder(balance_kobo=PRICE), await api.seller()
+    manager, auction = await api.user(role="manager"), await api.live_auction()
+    padded = " " + "r" * 100
+    credits = f"/internal/users/{user}/wallet/credits"
+    credit = {"amount_kobo": 1, "reference": padded}
+    await refused(api, lambda: api.service("POST", credits, credit), "invalid")
+    vehicle = {"vin": random_vin(), "year": 2019, "make": "Kia" + " " * 48, "model": "Rio"}
+    vehicle["listed_by"] = str(seller)
+    await refused(api, lambda: api.service("POST", "/internal/vehicles", vehicle), "invalid")
+    reason = {"reason": "\n" + "x" * 1000}
+    await refused(
+        api,
+        lambda: api.call(
+            "POST",
+            f"/internal/admin/auctions/{auction}/cancel",
+            token=token_for(manager, "manager"),
+            json_body=reason,
+        ),
+        "invalid_reason",
+    )
+    at_the_limit = {"amount_kobo": 1, "reference": padded[1:]}
+    reply = await api.service("POST", credits, at_the_limit)
+    assert reply.status == 201, reply.text
+
+
 # ---- queries and paths --------------------------------------------------------------------------
 
 

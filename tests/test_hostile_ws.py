@@ -248,14 +248,18 @@ REFUSED_BIDS = [
     _bid(START, "x" * 65, {}),
     _bid(START, "", {}),
     _bid(START, 7, {}),
-    _bid(float(START), "float", {}),
     _bid(str(START), "string", {}),
     _bid(True, "bool", {}),
     _bid(None, "null", {}),
     _bid([START], "list", {}),
     '{"type": "bid", "amount_kobo": 100000000, "client_bid_id": "dup", "type": "auth"}',
-    '{"type": "bid", "amount_kobo": 1e8, "client_bid_id": "exp"}',
 ]
+#: Bids of START written as integral numbers with a fraction or an exponent: JSON's
+#: integers, so bids of START like any other.
+INTEGRAL_BIDS = {
+    "float": _bid(float(START), "float", {}),
+    "exp": '{"type": "bid", "amount_kobo": 1e8, "client_bid_id": "exp"}',
+}
 
 
 def jwt_sub(token: str) -> str:
@@ -338,6 +342,10 @@ async def test_valid_bids_among_hostile_frames_are_the_only_change(room: Room) -
         replies = [*client.seen, *await client.silence(0.3)]
         errors = [assert_acceptable(json.dumps(reply)) for reply in replies]
         assert len([e for e in errors if e["type"] == "error"]) == len(REFUSED_BIDS), replies
+    for client_bid_id, frame in INTEGRAL_BIDS.items():  # bids of START: below the minimum now
+        await first.ws.send_str(frame)
+        result = await first.expect("bid_result", client_bid_id=client_bid_id)
+        assert (result["status"], result["code"]) == ("rejected", "below_minimum"), frame
 
     # ledger_progress: the writer's count of committed batches (sql/0012).
     assert changed(before, await fingerprint(room.pool)) == {"bids", "auctions", "ledger_progress"}

@@ -126,6 +126,21 @@ async def test_unknown_route_and_wrong_method_are_in_our_shape(api: Api) -> None
     assert_api_error(await api.service("GET", f"/internal/users/{uuid.uuid4()}"), 405)
 
 
+async def test_a_wrong_method_names_the_allowed_ones_in_allow(api: Api) -> None:
+    """RFC 9110: a 405 carries `Allow`, the methods the address takes."""
+    for method, path, allowed in [
+        ("DELETE", "/api/bids", {"POST"}),
+        ("PUT", "/api/auctions", {"GET", "HEAD", "POST"}),
+        ("GET", f"/internal/users/{uuid.uuid4()}", {"PUT"}),
+        ("PATCH", f"/internal/users/{uuid.uuid4()}/wallet", {"GET", "HEAD"}),
+    ]:
+        reply = await api.service(method, path)
+        assert_api_error(reply, 405, case=(method, path))
+        assert reply.code == "method_not_allowed"
+        named = {name.strip() for name in reply.headers.get("Allow", "").split(",")}
+        assert named == allowed, (method, path, reply.headers.get("Allow"))
+
+
 async def test_malformed_ids_in_paths_are_404(api: Api) -> None:
     for path in [
         "/api/auctions/123",

@@ -5,17 +5,26 @@ documented status and decode into the struct their schema was generated from."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
+import re
+import sys
 import uuid
+from collections.abc import Callable
 from typing import Any
 
+import hypothesis
 import msgspec
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+from engine import admin, settlement, users, vehicles, wallet
 from tests.http_helpers import PRICE, STEP, Api, Reply, settings, start, token_for
 from tests.tcp_proxy import TcpProxy
 from web.app import create_app
 from web.errors import ErrorEnvelope
+from web.messages import Refused
 from web.openapi import JSON, OPERATIONS, Operation, build_document, find_operation
 
 #: Routes that are not the HTTP API: the room socket, the room page and its files.
@@ -87,6 +96,161 @@ def test_bounds_the_struct_cannot_say_are_documented() -> None:
     reserve = schemas["InternalAuctionCreate"]["properties"]["reserve_price_kobo"]["anyOf"]
     assert {"type": "integer", "minimum": 1, "maximum": 10**15 - 1} in reserve
     assert schemas["UserUpsert"]["properties"]["role"]["enum"][0] == "user"
+
+
+# ---- the document's text rules are the checks' own ----------------------------------------
+
+
+def test_the_whitespace_class_is_what_strip_trims() -> None:
+    whitespace = re.compile(f"[{users.WHITESPACE}]")
+    for code in range(sys.maxunicode + 1):
+        char = chr(code)
+        assert bool(whitespace.fullmatch(char)) == char.isspace(), hex(code)
+
+
+def documented(schema: dict[str, Any], value: str) -> bool:
+    """Whether `value` is valid for a string schema of `pattern` and `maxLength`
+    (JSON Schema counts characters, as Python does)."""
+    if len(value) > schema.get("maxLength", len(value)):
+        return False
+    return re.fullmatch(schema["pattern"], value) is not None
+
+
+def taken(check: Callable[[str], object], value: str) -> bool:
+    try:
+        return check(value) not in (None, "")
+    except Refused:
+        return False
+
+
+@functools.cache
+def schemas() -> dict[str, Any]:
+    found: dict[str, Any] = build_document()["components"]["schemas"]
+    return found
+
+
+def property_schema(component: str, name: str) -> dict[str, Any]:
+    prop: dict[str, Any] = schemas()[component]["properties"][name]
+    return next((branch for branch in prop.get("anyOf", ()) if "pattern" in branch), prop)
+
+
+#: Characters around the rules' edges: whitespace that is trimmed (some of it control
+#: characters), other control characters, the email's `@`, the VIN's alphabet and the
+#: letters it leaves out, and everything else now and then.
+EDGES = st.one_of(
+    st.sampled_from(
+        [" ", "\t", "\n", "\r", "\x0b", "\x1c", "\x1f", "\x85", "\xa0", "\u2028", "\u3000"]
+    ),
+    st.sampled_from(["\x00", "\x08", "\x1b", "\x7f", "\ufeff", "\u200b", "@", "😀"]),
+    st.sampled_from("ABHJNPRZ09ahjnprz" + "IOQioqıſ"),
+    st.characters(),
+)
+
+
+def texts(limit: int) -> st.SearchStrategy[str]:
+    return st.one_of(
+        st.text(EDGES, max_size=limit + 2),
+        st.builds(
+            lambda pad, body, tail: pad + body + tail,
+            st.text(EDGES, max_size=3),
+            st.text(EDGES, min_size=max(limit - 3, 0), max_size=limit),
+            st.text(EDGES, max_size=3),
+        ),
+    )
+
+
+def trimmed_text(limit: int, required: bool) -> Callable[[str], object]:
+    def check(value: str) -> object:
+        kept = users.check_text("field", value, limit)
+        return kept if required else "taken"
+
+    return check
+
+
+TEXT_RULES: list[tuple[str, str, int, Callable[[str], object]]] = [
+    ("UserUpsert", "email", 255, users.checked_email),
+    ("UserUpsert", "display_name", 100, trimmed_text(100, required=False)),
+    ("WalletChange", "reference", 100, trimmed_text(wallet.MAX_REFERENCE, required=True)),
+    ("PaymentRequest", "reference", 100, trimmed_text(settlement.MAX_REFERENCE, required=True)),
+    ("VehicleCreate", "vin", 20, vehicles.normalize_vin),
+    *[
+        ("VehicleCreate", name, limit, trimmed_text(limit, required=name in ("make", "model")))
+        for name, limit in vehicles.TEXT_LIMITS.items()
+    ],
+    ("ActionRequest", "reason", 1000, admin.checked_reason),
+    ("ExtendRequest", "reason", 1000, admin.checked_reason),
+]
+
+
+@pytest.mark.parametrize(
+    ("component", "name", "limit", "check"),
+    TEXT_RULES,
+    ids=[f"{component}.{name}" for component, name, _, _ in TEXT_RULES],
+)
+@hypothesis.settings(max_examples=300, deadline=None)
+@given(data=st.data())
+def test_a_text_field_s_schema_takes_exactly_what_its_check_takes(
+    component: str, name: str, limit: int, check: Callable[[str], object], data: st.DataObject
+) -> None:
+    schema = property_schema(component, name)
+    value = data.draw(texts(limit))
+    assert documented(schema, value) == taken(check, value), repr(value)
+
+
+@pytest.mark.parametrize(
+    ("component", "name", "value"),
+    [
+        ("UserUpsert", "email", " a@b.ng\t"),
+        ("UserUpsert", "email", "😀" * 250 + "@x.ng"),
+        ("VehicleCreate", "vin", "\u3000 1hgbh41jxmn109186\n"),
+        ("VehicleCreate", "make", "\tToyota "),
+        ("WalletChange", "reference", "x" * 100),
+        ("ActionRequest", "reason", " line one\nline two\ttabbed "),
+    ],
+)
+def test_text_the_checks_take_is_documented(component: str, name: str, value: str) -> None:
+    assert documented(property_schema(component, name), value)
+
+
+@pytest.mark.parametrize(
+    ("component", "name", "value"),
+    [
+        ("UserUpsert", "email", "a b@c.ng"),
+        ("UserUpsert", "email", "a@b@c"),
+        ("UserUpsert", "email", "😀" * 251 + "@x.ng"),
+        ("VehicleCreate", "vin", "1HGBH41JXMN1O9186"),
+        ("VehicleCreate", "vin", "ſ" * 17),
+        ("VehicleCreate", "make", " \t "),
+        ("VehicleCreate", "color", "x" * 31),
+        ("WalletChange", "reference", "bad\x00ref"),
+        ("WalletChange", "reference", "r" + " " * 100),
+        ("ActionRequest", "reason", "carriage\rreturn"),
+    ],
+)
+def test_text_the_checks_refuse_is_not_documented(component: str, name: str, value: str) -> None:
+    assert not documented(property_schema(component, name), value)
+
+
+def test_a_vehicle_s_year_runs_to_next_year_s_models() -> None:
+    year = build_document(latest_year=2031)["components"]["schemas"]["VehicleCreate"]
+    assert (year["properties"]["year"]["minimum"], year["properties"]["year"]["maximum"]) == (
+        vehicles.FIRST_CAR_YEAR,
+        2031,
+    )
+
+
+def test_a_staff_action_requires_its_reason_and_only_extend_an_end_time() -> None:
+    document = build_document()
+    schemas = document["components"]["schemas"]
+    assert schemas["ActionRequest"]["required"] == ["reason"]
+    assert schemas["ActionRequest"]["properties"]["end_time_ms"]["type"] == "null"
+    assert schemas["ExtendRequest"]["required"] == ["end_time_ms", "reason"]
+    for path, item in document["paths"].items():
+        if path.startswith("/internal/admin/"):
+            body = item["post"]["requestBody"]
+            expected = "ExtendRequest" if path.endswith("/extend") else "ActionRequest"
+            assert body["required"] is True
+            assert body["content"][JSON]["schema"]["$ref"].endswith(f"/{expected}")
 
 
 # ---- real answers ---------------------------------------------------------------------

@@ -71,12 +71,19 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         if exc.status < 400:
             raise
         code, message = _HTTP_CODES.get(exc.status, ("http_error", exc.reason))
-        return error_response(exc.status, code, message)
+        return error_response(exc.status, code, message, _kept_headers(exc))
     except Exception:
         logger.exception("unhandled error on %s %s", request.method, request.path)
         return error_response(
             500, "internal", "Something went wrong on our side; please try again."
         )
+
+
+def _kept_headers(exc: web.HTTPException) -> dict[str, str] | None:
+    """What aiohttp's own error says in headers that our shape must keep: a 405's
+    `Allow` (RFC 9110 requires it: the methods the address takes)."""
+    allow = exc.headers.get("Allow")
+    return {"Allow": allow} if allow is not None else None
 
 
 def install_parser_errors() -> None:

@@ -1,7 +1,8 @@
 """The HTTP bodies of API.md as msgspec structs, and how they cross the edge.
 
 Request structs forbid unknown fields and are decoded strictly once, at the
-edge (`read_json`); everything past it works with typed values. Response
+edge (`read_json`), an integral number such as `1e3` being the integer it is
+(web/json_numbers.py); everything past it works with typed values. Response
 structs are encoded once (`json_response`). `Snapshot` is shared with the
 WebSocket rooms, which wrap it in their tagged union (it has no `type` field).
 """
@@ -13,7 +14,7 @@ import logging
 import re
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import asyncpg
 import msgspec
@@ -22,6 +23,7 @@ from aiohttp import web
 from engine.bids import BidBody
 from engine.database import UNREACHABLE
 from web.errors import ApiError
+from web.json_numbers import IntegralDecoder
 
 logger = logging.getLogger(__name__)
 
@@ -299,13 +301,24 @@ async def read_json(request: web.Request, kind: type[T]) -> T:
 
 def decode_body(body: bytes, kind: type[T]) -> T:
     try:
-        return msgspec.json.decode(body, type=kind, strict=True)
+        return _decoder(kind).decode(body)
     except msgspec.ValidationError as err:
         raise ApiError(422, "invalid", _validation_message(str(err))) from err
     except (msgspec.DecodeError, UnicodeDecodeError) as err:
         raise ApiError(400, "malformed", "The body is not valid JSON in UTF-8.") from err
     except RecursionError as err:
         raise ApiError(400, "malformed", "The body is nested too deeply to read.") from err
+
+
+_decoders: dict[type, IntegralDecoder[Any]] = {}
+
+
+def _decoder(kind: type[T]) -> IntegralDecoder[T]:
+    """One decoder per request struct, made the first time it is needed."""
+    found: IntegralDecoder[T] | None = _decoders.get(kind)
+    if found is None:
+        found = _decoders[kind] = IntegralDecoder(msgspec.json.Decoder(kind, strict=True))
+    return found
 
 
 def _validation_message(detail: str) -> str:

@@ -2,20 +2,27 @@
 
 The schemas are generated from the msgspec structs the handlers decode and
 encode (`msgspec.json.schema_components`), so a field added to a struct is in
-the document at once. What a struct cannot say — the bounds and choices the
-domain checks with their own error codes — is added from the same constants
-those checks use. The WebSocket (`/ws/auctions/{id}`) and the room page are
-not HTTP APIs and are left out. tests/test_openapi.py holds this table to the
-app's routes and to real answers; tests/test_hostile_api_fuzz.py runs
-schemathesis against it.
+the document at once. What a struct cannot say — the bounds, patterns and
+choices the domain checks with their own error codes (a VIN's is `invalid_vin`,
+a bid amount's `invalid_amount`), which msgspec.Meta would turn into its own
+`invalid` — is added from the same constants those checks use (`_rules`), and
+stated exactly: a request the document calls valid passes those checks, one it
+calls invalid does not. A rule no schema can state (an end after the start and
+after now, a dealer's drafts, an id that must name something) is in the
+field's or the operation's description. The WebSocket (`/ws/auctions/{id}`)
+and the room page are not HTTP APIs and are left out. tests/test_openapi.py
+holds this table to the app's routes, to real answers and to the checks;
+tests/test_hostile_api_fuzz.py runs schemathesis, every check, against it.
 """
 
 from __future__ import annotations
 
 import copy
+import functools
 import re
+import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import msgspec
@@ -25,7 +32,8 @@ import bidcore
 from engine import admin, auctions, settlement, users, vehicles, wallet
 from web import public_api, vehicles_api
 from web.admin_api import ACTIONS, ActionRequest, AdminOutcome
-from web.errors import ErrorEnvelope, Handler
+from web.app import CLOCK
+from web.errors import ErrorEnvelope
 from web.messages import (
     AuctionEnvelope,
     AuctionList,
@@ -94,6 +102,14 @@ class Operation:
     description: str = ""
     content: str = JSON
     conflict: type[msgspec.Struct] | None = None  # the 409 body, when not the plain envelope
+    #: The body's schema by name, when it is not the struct's own (`_rules` makes it).
+    body_schema: str | None = None
+
+    @property
+    def body_name(self) -> str | None:
+        if self.body is None:
+            return None
+        return self.body_schema or self.body.__name__
 
 
 # Statuses in API.md's words (the error envelope's `message` says more).
@@ -124,7 +140,13 @@ def _errors(*statuses: int) -> dict[int, None]:
 
 
 def _admin_operation(name: str) -> Operation:
-    extra = " Takes the new `end_time_ms` (ms since the epoch)." if name == "extend" else ""
+    extend = name == "extend"
+    extra = (
+        " Takes the new `end_time_ms`: later than the auction's current end and than now "
+        "(else 422 `invalid_end_time`)."
+        if extend
+        else ""
+    )
     return Operation(
         "POST",
         f"/internal/admin/auctions/{{id}}/{name}",
@@ -133,7 +155,7 @@ def _admin_operation(name: str) -> Operation:
         {200: AdminOutcome, **_errors(*_USER, *_BODY, 404, 409)},
         auth="user",
         body=ActionRequest,
-        body_required=False,
+        body_schema="ExtendRequest" if extend else None,
         description=(
             "A manager's or an admin's JWT (never the service token: the audit log names the "
             f"person). `reason` is required (≤ {admin.MAX_REASON} characters).{extra}"
@@ -265,6 +287,10 @@ OPERATIONS: tuple[Operation, ...] = (
         {200: WalletMovement, 201: WalletMovement, **_errors(*_SERVICE, *_BODY, 404, 409)},
         auth="service",
         body=WalletChange,
+        description=(
+            f"A wallet holds at most {wallet.MAX_KOBO} kobo: a credit past it is 422 "
+            "`balance_limit`."
+        ),
     ),
     Operation(
         "POST",
@@ -343,12 +369,63 @@ def _one_of(values: Iterable[str]) -> Json:
     return {"type": "string", "enum": list(values)}
 
 
+_WHITESPACE = f"[{users.WHITESPACE}]"
+
+
+def _text(max_length: int, *, required: bool, controls: str = users.CONTROL_CHARACTERS) -> Json:
+    """Text the engine trims (engine.users.check_text): at most `max_length` characters
+    as sent, no control character once the surrounding whitespace (what `str.strip()`
+    trims) is gone, and with `required`, something left."""
+    kept = f"[^{users.WHITESPACE}{controls}]"  # not trimmed, and allowed anywhere
+    core = f"[^{controls}]*{kept}"  # from the first such character to the last
+    middle = core if required else f"(?:{core})?"
+    return {
+        "type": "string",
+        "maxLength": max_length,
+        "pattern": f"^{_WHITESPACE}*{middle}{_WHITESPACE}*$",
+    }
+
+
+def _described(schema: Json, description: str) -> Json:
+    return {**schema, "description": description}
+
+
+_EMAIL_PART = f"[^@{users.WHITESPACE}{users.CONTROL_CHARACTERS}]+"
+_EMAIL: Json = {
+    "type": "string",
+    "maxLength": users.EMAIL_MAX_LENGTH,
+    "pattern": f"^{_WHITESPACE}*{_EMAIL_PART}@{_EMAIL_PART}{_WHITESPACE}*$",
+    "description": "One `@` between two parts without spaces, like `a@b.ng` (trimmed).",
+}
+_VIN: Json = {
+    "type": "string",
+    "pattern": f"^{_WHITESPACE}*[A-HJ-NPR-Za-hj-npr-z0-9]{{{vehicles.VIN_LENGTH}}}{_WHITESPACE}*$",
+    "description": (
+        "17 characters from A–H, J–N, P, R–Z and 0–9 (no I, O or Q), upper-cased on entry; "
+        "surrounding whitespace is trimmed. No check digit is required."
+    ),
+}
+_REFERENCE = _described(
+    _text(wallet.MAX_REFERENCE, required=True),
+    "The payment provider's reference (trimmed); the same one again is the same request.",
+)
 _AMOUNT = _integer(1, auctions.MAX_KOBO)
+_KNOWN_USER = "A user the engine knows (else 422 `unknown_user`)."
 _AUCTION_TERMS: dict[str, Json] = {
-    "start_time_ms": _integer(0),
-    "end_time_ms": _integer(high=bidcore.MAX_TIME_MS),
+    "vehicle_id": _described(
+        UUID,
+        "A vehicle the engine knows (else 422 `unknown_vehicle`), neither sold nor in an "
+        "auction that has not finished (else 409).",
+    ),
+    "start_time_ms": _integer(0, bidcore.MAX_TIME_MS - 1),
+    "end_time_ms": _described(
+        _integer(1, bidcore.MAX_TIME_MS),
+        "After `start_time_ms`, and after now (else 422 `invalid_times`).",
+    ),
     "start_price_kobo": _AMOUNT,
-    "reserve_price_kobo": _AMOUNT,
+    "reserve_price_kobo": _described(
+        _AMOUNT, "Required by a `reserve` auction, refused by a `no_reserve` one."
+    ),
     "bid_increment_kobo": _AMOUNT,
     "auction_type": _one_of(auctions.AUCTION_TYPES),
     "deposit_pct_bp": _integer(0, 10_000),
@@ -356,38 +433,172 @@ _AUCTION_TERMS: dict[str, Json] = {
     "anti_snipe_extension_ms": _integer(0, auctions.MAX_ANTI_SNIPE_MS),
 }
 
-#: Per request struct, per field: the constraint the domain checks (with its own
-#: code). Only exact ones: a field trimmed before its length check has no maxLength.
-CONSTRAINTS: dict[str, dict[str, Json]] = {
-    "BidRequest": {
-        # Raw in the struct, so that a wrong amount gets the rule's `invalid_amount`.
-        "amount_kobo": _integer(1, public_api.MAX_AMOUNT_KOBO),
-        "client_bid_id": {"type": "string", "pattern": f"^{public_api.CLIENT_BID_ID.pattern}$"},
-    },
-    "WalletChange": {"amount_kobo": _integer(1, wallet.MAX_KOBO)},
-    "PaymentRequest": {"amount_kobo": _integer(1, settlement.MAX_PAYMENT_KOBO)},
-    "UserUpsert": {"role": _one_of(users.ROLES), "kyc_status": _one_of(users.KYC_STATUSES)},
-    "VehicleCreate": {
-        "year": _integer(vehicles.FIRST_CAR_YEAR),
-        "mileage_km": _integer(0, vehicles.MAX_MILEAGE_KM),
-        "price_kobo": _integer(0, vehicles.MAX_PRICE_KOBO),
-        "condition": _one_of(vehicles.CONDITIONS),
-    },
-    "InternalAuctionCreate": {**_AUCTION_TERMS, "status": _one_of(("draft", "scheduled"))},
-    "PublicAuctionCreate": {**_AUCTION_TERMS, "status": _one_of(("draft", "scheduled"))},
+
+def _when_type(auction_type: str, then: Json) -> Json:
+    return {
+        "if": {
+            "properties": {"auction_type": {"const": auction_type}},
+            "required": ["auction_type"],
+        },
+        "then": then,
+    }
+
+
+# A `reserve` auction names its reserve price (else 422 `reserve_required`); a
+# `no_reserve` one has none (else 422 `reserve_not_allowed`).
+_RESERVE_RULE: Json = {
+    "allOf": [
+        _when_type(
+            "reserve",
+            {
+                "properties": {"reserve_price_kobo": {"type": "integer"}},
+                "required": ["reserve_price_kobo"],
+            },
+        ),
+        _when_type("no_reserve", {"properties": {"reserve_price_kobo": {"type": "null"}}}),
+    ]
 }
+_REASON = _described(
+    _text(admin.MAX_REASON, required=True, controls=admin.REASON_CONTROL_CHARACTERS),
+    "Why (kept in the audit log, trimmed); new lines and tabs are fine.",
+)
 
 
-def _constrain(components: dict[str, Json]) -> None:
-    for name, fields in CONSTRAINTS.items():
-        properties = components[name]["properties"]
-        for field_name, constraint in fields.items():
+@dataclass(frozen=True, slots=True)
+class Rules:
+    """What a request body's struct cannot say and the domain checks, each with its own
+    code: per field, the schema merged into the field's (into its non-null branch);
+    fields replaced outright; fields required besides the struct's own; rules across
+    fields (merged into the object's schema); and the body's schema made from another
+    struct's (`like`)."""
+
+    fields: Mapping[str, Json] = field(default_factory=dict)
+    replace: Mapping[str, Json] = field(default_factory=dict)
+    required: tuple[str, ...] = ()
+    across: Json = field(default_factory=dict)
+    like: str | None = None
+
+
+def _rules(latest_year: int) -> dict[str, Rules]:
+    """Per request body's schema (by name), its rules; `latest_year` is a vehicle's
+    latest model year (it moves with the calendar)."""
+    action = Rules(replace={"reason": _REASON}, required=("reason",))
+    return {
+        "BidRequest": Rules(
+            fields={
+                # Raw in the struct, so that a wrong amount gets the rule's `invalid_amount`.
+                "amount_kobo": _integer(1, public_api.MAX_AMOUNT_KOBO),
+                "client_bid_id": {
+                    "type": "string",
+                    "pattern": f"^{public_api.CLIENT_BID_ID.pattern}$",
+                },
+                "auction_id": _described(UUID, "A live auction's id (else 409)."),
+            }
+        ),
+        "WalletChange": Rules(
+            fields={"amount_kobo": _integer(1, wallet.MAX_KOBO), "reference": _REFERENCE}
+        ),
+        "PaymentRequest": Rules(
+            fields={
+                "amount_kobo": _integer(1, settlement.MAX_PAYMENT_KOBO),
+                "reference": _described(
+                    _text(settlement.MAX_REFERENCE, required=True),
+                    "The payment provider's reference (trimmed); the same one again is the "
+                    "same payment.",
+                ),
+            }
+        ),
+        "UserUpsert": Rules(
+            fields={
+                "email": _EMAIL,
+                "role": _one_of(users.ROLES),
+                "kyc_status": _one_of(users.KYC_STATUSES),
+                "display_name": _text(users.DISPLAY_NAME_MAX_LENGTH, required=False),
+            }
+        ),
+        "VehicleCreate": Rules(
+            fields={
+                "vin": _VIN,
+                "year": _integer(vehicles.FIRST_CAR_YEAR, latest_year),
+                "mileage_km": _integer(0, vehicles.MAX_MILEAGE_KM),
+                "price_kobo": _integer(0, vehicles.MAX_PRICE_KOBO),
+                "condition": _one_of(vehicles.CONDITIONS),
+                "listed_by": _described(UUID, _KNOWN_USER),
+                "owner_id": _described(UUID, _KNOWN_USER),
+                **{
+                    name: _text(limit, required=name in ("make", "model"))
+                    for name, limit in vehicles.TEXT_LIMITS.items()
+                },
+            }
+        ),
+        "InternalAuctionCreate": Rules(
+            fields={
+                **_AUCTION_TERMS,
+                "status": _one_of(("draft", "scheduled")),
+                "created_by": _described(
+                    UUID,
+                    "An active dealer (KYC approved), manager or admin the engine knows "
+                    "(else 422 `unknown_user` or `creator_not_allowed`, 409 `kyc_required`).",
+                ),
+            },
+            across=_RESERVE_RULE,
+        ),
+        "PublicAuctionCreate": Rules(
+            fields={
+                **_AUCTION_TERMS,
+                "status": _described(
+                    _one_of(("draft", "scheduled")),
+                    "A dealer's auction is a `draft` (`scheduled`: 403 `approval_required`); "
+                    "a manager's or an admin's is `scheduled` unless it says `draft`.",
+                ),
+            },
+            across=_RESERVE_RULE,
+        ),
+        "ActionRequest": Rules(
+            replace={
+                **action.replace,
+                "end_time_ms": _described({"type": "null"}, "Only `extend` takes one."),
+            },
+            required=action.required,
+        ),
+        "ExtendRequest": Rules(
+            like="ActionRequest",
+            replace={
+                **action.replace,
+                "end_time_ms": _described(
+                    _integer(1, bidcore.MAX_TIME_MS),
+                    "The new end (ms since the epoch): later than the auction's current end "
+                    "and than now (else 422 `invalid_end_time`).",
+                ),
+            },
+            required=(*action.required, "end_time_ms"),
+        ),
+    }
+
+
+def _constrain(components: dict[str, Json], rules: Mapping[str, Rules]) -> None:
+    for name, rule in rules.items():  # copies of the structs' own schemas, first
+        if rule.like is not None:
+            components[name] = {**copy.deepcopy(components[rule.like]), "title": name}
+    for name, rule in rules.items():
+        schema = components[name]
+        properties = schema["properties"]
+        for field_name, constraint in rule.fields.items():
             prop = properties[field_name]  # a KeyError: the struct lost a documented field
             nullable = [branch for branch in prop.get("anyOf", ()) if branch != {"type": "null"}]
             target = nullable[0] if nullable else prop
             if "type" in target and target["type"] != constraint["type"]:
                 raise TypeError(f"{name}.{field_name} is {target['type']}, not {constraint}")
-            target.update(copy.deepcopy(constraint))
+            merged = copy.deepcopy(constraint)
+            if "description" in merged:  # the field's, null or not
+                prop["description"] = merged.pop("description")
+            target.update(merged)
+        for field_name, replaced in rule.replace.items():
+            if field_name not in properties:
+                raise KeyError(f"{name} has no field {field_name}")
+            properties[field_name] = copy.deepcopy(replaced)
+        schema["required"] = sorted({*schema.get("required", ()), *rule.required})
+        schema.update(copy.deepcopy(rule.across))
 
 
 # ---- the document -------------------------------------------------------------------
@@ -482,18 +693,21 @@ def _operation(operation: Operation) -> Json:
         document["description"] = operation.description
     if parameters := _parameters(operation):
         document["parameters"] = parameters
-    if operation.body is not None:
+    if operation.body_name is not None:
         document["requestBody"] = {
             "required": operation.body_required,
-            "content": {JSON: {"schema": _ref(operation.body)}},
+            "content": {JSON: {"schema": {"$ref": REF.format(name=operation.body_name)}}},
         }
     return document
 
 
-def build_document() -> Json:
-    """The whole document, as a JSON-ready dict."""
+def build_document(latest_year: int | None = None) -> Json:
+    """The whole document, as a JSON-ready dict; `latest_year`: the latest model year a
+    vehicle may have (default: now's, engine.vehicles.latest_year)."""
+    if latest_year is None:
+        latest_year = vehicles.latest_year(time.time_ns() // 1_000_000)
     _, components = msgspec.json.schema_components(_structs(), ref_template=REF)
-    _constrain(components)
+    _constrain(components, _rules(latest_year))
     paths: dict[str, Json] = {}
     for operation in OPERATIONS:
         paths.setdefault(operation.path, {})[operation.method.lower()] = _operation(operation)
@@ -504,10 +718,13 @@ def build_document() -> Json:
             "version": "1",
             "description": (
                 "Amounts are integer kobo in fields ending `_kobo`; times integer ms since the "
-                "Unix epoch in fields ending `_ms`; ids UUID strings. Every error is "
+                "Unix epoch in fields ending `_ms`; ids UUID strings. An integer may be written "
+                "as any JSON number whose value is whole (`1e3`, `152655220.0`), as JSON Schema "
+                "counts it; `1.5` is refused. Every error is "
                 '`{"error": {"code", "message"}}`; besides the statuses listed per operation, '
                 "an unknown address answers 404 `not_found` and a method an address does not "
-                "take 405 `method_not_allowed`. The auction rooms are a WebSocket at "
+                "take 405 `method_not_allowed`, its `Allow` header naming the methods it takes. "
+                "The auction rooms are a WebSocket at "
                 "`/ws/auctions/{id}` (API.md), outside this document."
             ),
         },
@@ -542,12 +759,16 @@ def find_operation(method: str, path: str) -> Operation | None:
     return None
 
 
-def _serve(document: bytes) -> Handler:
-    async def openapi_json(request: web.Request) -> web.Response:
-        return web.Response(body=document, content_type=JSON)
+@functools.lru_cache(maxsize=2)
+def _encoded(latest_year: int) -> bytes:
+    return msgspec.json.encode(build_document(latest_year))
 
-    return openapi_json
+
+async def openapi_json(request: web.Request) -> web.Response:
+    """The document, made again only when the calendar moves a vehicle's latest year."""
+    latest_year = vehicles.latest_year(request.app[CLOCK].now_ms())
+    return web.Response(body=_encoded(latest_year), content_type=JSON)
 
 
 def install(app: web.Application) -> None:
-    app.router.add_get("/openapi.json", _serve(msgspec.json.encode(build_document())))
+    app.router.add_get("/openapi.json", openapi_json)

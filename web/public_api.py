@@ -20,6 +20,7 @@ from web.app import CLOCK, DATABASE, SEQUENCER, SETTINGS
 from web.auth import Caller, authenticate, require_role
 from web.bidding import BIDS
 from web.errors import ApiError
+from web.json_numbers import IntegralDecoder
 from web.messages import (
     AuctionEnvelope,
     AuctionList,
@@ -36,6 +37,7 @@ MAX_AMOUNT_KOBO = 10**15 - 1
 CLIENT_BID_ID = re.compile(r"[^\x00-\x1f\x7f]{1,64}")
 LIST_LIMIT = 100
 MAX_LIST_LIMIT = 500
+_WHOLE = IntegralDecoder(msgspec.json.Decoder(int, strict=True))
 
 
 @refusals_as_errors
@@ -94,9 +96,10 @@ async def post_bid(request: web.Request) -> web.Response:
 
 
 def _amount(raw: msgspec.Raw) -> int:
-    """Rule 9: a whole number of kobo, 0 < amount < 10^15; anything else is invalid_amount."""
+    """Rule 9: a whole number of kobo, 0 < amount < 10^15; anything else is invalid_amount.
+    An integral number (`1e8`, `100000000.0`) is that whole number."""
     try:
-        amount = msgspec.json.decode(raw, type=int, strict=True)
+        amount = _WHOLE.decode(raw)
     except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError, RecursionError):
         amount = 0
     if not 0 < amount <= MAX_AMOUNT_KOBO:

@@ -1,6 +1,7 @@
 """The WebSocket messages of API.md, as msgspec structs tagged on `type`.
 
-Client frames are decoded once, strictly, into `ClientMessage`; every server
+Client frames are decoded once, strictly, into `ClientMessage` (an integral number
+such as `1e3` being the integer it is: web/json_numbers.py); every server
 message is encoded once into bytes (a room event once for the whole room).
 """
 
@@ -11,6 +12,7 @@ from typing import Annotated, Literal
 import msgspec
 
 from engine.bids import BidBody
+from web.json_numbers import IntegralDecoder
 
 # ---- client → server ---------------------------------------------------------
 
@@ -142,7 +144,7 @@ def bidder_handle(bidder_number: int, is_platform: bool) -> str:
 
 
 encoder = msgspec.json.Encoder()
-client_decoder = msgspec.json.Decoder(ClientMessage, strict=True)
+client_decoder = IntegralDecoder(msgspec.json.Decoder(ClientMessage, strict=True))
 frame_type_decoder = msgspec.json.Decoder(FrameType)
 server_decoder = msgspec.json.Decoder(ServerMessage)
 
