@@ -500,11 +500,17 @@ def _rules(latest_year: int) -> dict[str, Rules]:
         ),
         "PaymentRequest": Rules(
             fields={
+                "payer_id": _described(
+                    UUID,
+                    "The user the provider says paid: the auction's open offer must be theirs "
+                    "(else 409 `not_the_buyer`).",
+                ),
                 "amount_kobo": _integer(1, settlement.MAX_PAYMENT_KOBO),
                 "reference": _described(
                     _text(settlement.MAX_REFERENCE, required=True),
                     "The payment provider's reference (trimmed); the same one again is the "
-                    "same payment.",
+                    "same payment. One namespace with wallet credits and withdrawals: a "
+                    "reference used for one of those is refused (409 `reference_conflict`).",
                 ),
             }
         ),
