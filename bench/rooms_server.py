@@ -20,7 +20,8 @@ from collections.abc import Sequence
 from aiohttp import web
 
 import bidcore
-from engine.config import ConfigError, Settings
+from engine.config import Settings
+from engine.errors import ConfigError
 from web.app import SEQUENCER
 
 #: The prefix of the line saying what was swapped in.

@@ -16,9 +16,10 @@ import sys
 import uuid
 from collections.abc import Callable, Sequence
 
-from engine.config import ConfigError, Settings
-from engine.database import DatabaseStartError, database_dsn
-from engine.migrations import MigrationError, migrate
+from engine.config import Settings
+from engine.database import database_dsn
+from engine.errors import ConfigError, DatabaseStartError, MigrationError
+from engine.migrations import migrate
 
 Handler = Callable[[argparse.Namespace, Settings], int]
 

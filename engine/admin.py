@@ -27,20 +27,19 @@ import asyncpg
 import bidcore
 from engine.auctions import auction_body
 from engine.clock import Clock, to_ms
+from engine.errors import LEDGER_DOWN, Refused, Replan, invalid_transition
 from engine.events import InTransaction, StateChange
 from engine.registry import NO_HANDLE
 from engine.sequencer import Sequencer
 from engine.settlement import (
     EndResult,
-    Replan,
-    invalid_transition,
     lock_auction,
     open_buyer,
     user_locks,
     void_result,
     write_audit,
 )
-from web.messages import LEDGER_DOWN, AuctionBody, Refused
+from web.messages import AuctionBody
 
 logger = logging.getLogger(__name__)
 

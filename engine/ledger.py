@@ -42,7 +42,7 @@ import asyncpg
 from engine import metrics
 from engine.bids import DurableBid
 from engine.clock import to_datetime
-from engine.database import UNREACHABLE
+from engine.errors import UNREACHABLE, Fenced, LedgerConflict, LedgerUnavailable
 from engine.events import StateChange
 from engine.money import kobo_to_naira
 
@@ -120,20 +120,6 @@ _SPLIT_FROM = 64
 
 _FENCED_STATE = "DLF01"  # sql/0012: an auction belongs to a newer epoch
 _CONFLICT_STATE = "DLC01"  # sql/0012: the ledger contradicts the core
-
-
-class LedgerUnavailable(Exception):
-    """The ledger cannot take writes; the bid was not acknowledged."""
-
-
-class Fenced(Exception):
-    """A newer owner (a higher epoch) holds an auction this batch touches: this
-    node must stop writing; it does not take the auctions back."""
-
-
-class LedgerConflict(Exception):
-    """The ledger no longer holds what the core assumed (an auction not live,
-    half a batch already written): the core is rebuilt from the ledger."""
 
 
 class _OutOfOrder(Exception):

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import asyncpg
 
+from engine.errors import MigrationError
+
 logger = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "sql"
@@ -37,10 +39,6 @@ CREATE TABLE IF NOT EXISTS schema_migrations (
   applied_at  TIMESTAMPTZ NOT NULL DEFAULT now()
 )
 """
-
-
-class MigrationError(RuntimeError):
-    """The migrations cannot be applied as they stand; the message says why."""
 
 
 @dataclass(frozen=True, slots=True)

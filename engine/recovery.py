@@ -23,6 +23,7 @@ import bidcore
 from engine.bidders import PLATFORM_USER_ID, may_bid
 from engine.bids import DurableBid
 from engine.clock import to_ms
+from engine.errors import RecoveryMismatch
 from engine.money import naira_to_kobo
 from engine.registry import Registry
 
@@ -65,10 +66,6 @@ WHERE b.auction_id = $1 AND b.user_id = $2 AND b.client_bid_id = $3
 
 #: Statuses whose real leader is exposed: live, and ended until end processing.
 _EXPOSED = frozenset({"live", "ended"})
-
-
-class RecoveryMismatch(RuntimeError):
-    """The rebuilt core does not equal the ledger: the engine must not serve."""
 
 
 @dataclass

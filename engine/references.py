@@ -10,7 +10,7 @@ twice, once as a credit and once as a payment. The database's unique key on
 
 from __future__ import annotations
 
-from web.messages import Refused
+from engine.errors import Refused
 
 #: What each kind of transaction is called in a refusal.
 _KINDS = {

@@ -34,9 +34,9 @@ from engine.bids import (
     rejection,
 )
 from engine.clock import Clock, SystemClock
-from engine.database import UNREACHABLE_OR_REFUSED
+from engine.errors import UNREACHABLE_OR_REFUSED, LedgerUnavailable
 from engine.events import InTransaction, StateChange
-from engine.ledger import DEFAULT_BATCH_MAX, Event, LedgerUnavailable, LedgerWriter
+from engine.ledger import DEFAULT_BATCH_MAX, Event, LedgerWriter
 from engine.recovery import IdempotencyKey, Recovered, find_bid, load_auction, recover
 from engine.registry import NO_HANDLE, Registry
 

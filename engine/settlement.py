@@ -43,12 +43,12 @@ import bidcore
 from engine.bidders import BIDDING_ROLES, PLATFORM_USER_ID
 from engine.clock import to_datetime, to_ms
 from engine.embeddings import similar_vehicles
+from engine.errors import Refused, Replan, invalid_transition, status_words, unknown_auction
 from engine.money import format_naira, kobo_to_naira, naira_to_kobo
 from engine.notifications import notify
 from engine.recovery import deposit_bp, effective_reserve_kobo
 from engine.references import provider_key, refuse_reuse
 from engine.users import check_text, user_lock
-from web.messages import Refused
 
 PAYMENT_WINDOW_MS = 24 * 3_600_000
 SIMILAR_SHOWN = 3
@@ -423,13 +423,13 @@ async def read_settlement(pool: asyncpg.Pool, auction_id: uuid.UUID) -> Settleme
     async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
         status = await conn.fetchval(_STATUS, auction_id)
         if status is None:
-            raise _unknown_auction()
+            raise unknown_auction()
         offer = await conn.fetchrow(_SHOWN_OFFER, auction_id)
         if offer is None:
             raise Refused(
                 "not_found",
                 "no_settlement",
-                f"This auction has no settlement: it is {_words(status)}, and was not sold.",
+                f"This auction has no settlement: it is {status_words(status)}, and was not sold.",
             )
         return _settlement(status, offer, await _paid(conn, auction_id, offer["user_id"]))
 
@@ -455,7 +455,7 @@ async def pay(
             async with conn.transaction():
                 auction = await conn.fetchrow(_LOCK, auction_id)
                 if auction is None:
-                    raise _unknown_auction()
+                    raise unknown_auction()
                 record = await _prior_payment(conn, key, auction_id, payer_id, amount_kobo)
                 new = record is None
                 if record is None:
@@ -676,10 +676,6 @@ class DefaultPlan:
         if self.successor is not None:
             users.add(self.successor)
         return users
-
-
-class Replan(Exception):
-    """The offer or the next bidder changed since the plan was read: plan again."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -1007,7 +1003,7 @@ async def lock_auction(conn: asyncpg.Connection, auction_id: uuid.UUID) -> async
     """The auction's row, locked (the first lock of every settlement writer)."""
     row = await conn.fetchrow(_LOCK, auction_id)
     if row is None:
-        raise _unknown_auction()
+        raise unknown_auction()
     return row
 
 
@@ -1062,25 +1058,9 @@ async def user_locks(users: Iterable[uuid.UUID]) -> AsyncIterator[None]:
         yield
 
 
-def invalid_transition(status: str, action: str, allowed: str) -> Refused:
-    return Refused(
-        "conflict",
-        "invalid_transition",
-        f"This auction is {_words(status)}: {action} applies to {allowed}.",
-    )
-
-
-def _words(status: str) -> str:
-    return status.replace("_", " ")
-
-
-def _unknown_auction() -> Refused:
-    return Refused("not_found", "not_found", "No auction has this id.")
-
-
 def _not_awaiting_payment(status: str) -> Refused:
     return Refused(
         "conflict",
         "not_awaiting_payment",
-        f"This auction is {_words(status)}; it is not awaiting a settlement payment.",
+        f"This auction is {status_words(status)}; it is not awaiting a settlement payment.",
     )

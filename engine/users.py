@@ -20,9 +20,10 @@ import asyncpg
 
 from engine.bidders import PLATFORM_USER_ID, may_bid
 from engine.clock import to_ms
+from engine.errors import Refused
 from engine.money import naira_to_kobo
 from engine.sequencer import Sequencer
-from web.messages import Refused, UserBody, UserUpsert
+from web.messages import UserBody, UserUpsert
 
 #: Roles the platform may give a user (`system` is the engine's own account).
 ROLES = ("user", "verified_seller", "dealer", "concierge", "manager", "admin")

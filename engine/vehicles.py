@@ -15,9 +15,10 @@ import asyncpg
 
 from engine.clock import to_ms
 from engine.embeddings import VehicleAttributes, store_embedding
+from engine.errors import DuplicateVin, Refused
 from engine.money import kobo_to_naira, naira_to_kobo
 from engine.users import check_text
-from web.messages import DuplicateVin, Refused, VehicleBody, VehicleCreate
+from web.messages import VehicleBody, VehicleCreate
 
 VIN_LENGTH = 17
 _VIN = re.compile(r"[A-HJ-NPR-Z0-9]{17}")

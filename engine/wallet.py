@@ -19,20 +19,14 @@ import asyncpg
 import msgspec
 
 from engine.clock import to_ms
+from engine.errors import LEDGER_DOWN, Refused
 from engine.money import format_naira, kobo_to_naira, naira_to_kobo
 from engine.references import provider_key, refuse_reuse
 from engine.registry import NO_HANDLE
 from engine.sequencer import Sequencer
 from engine.settlement import lock_due_deposits, take_due_deposits
 from engine.users import check_text, sync_core, user_lock
-from web.messages import (
-    LEDGER_DOWN,
-    Refused,
-    TransactionBody,
-    WalletBody,
-    WalletChange,
-    WalletMovement,
-)
+from web.messages import TransactionBody, WalletBody, WalletChange, WalletMovement
 
 logger = logging.getLogger(__name__)
 

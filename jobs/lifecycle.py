@@ -24,7 +24,7 @@ import asyncpg
 import bidcore
 from engine import metrics
 from engine.clock import Clock
-from engine.ledger import LedgerUnavailable
+from engine.errors import LedgerUnavailable
 from engine.registry import NO_HANDLE
 from engine.sequencer import Sequencer
 from engine.settlement import EndResult, end_auction

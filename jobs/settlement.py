@@ -18,15 +18,9 @@ import asyncpg
 
 from engine.admin import StatePublisher
 from engine.clock import Clock
+from engine.errors import Replan
 from engine.sequencer import Sequencer
-from engine.settlement import (
-    Default,
-    Replan,
-    default_offer,
-    overdue_auctions,
-    plan_default,
-    user_locks,
-)
+from engine.settlement import Default, default_offer, overdue_auctions, plan_default, user_locks
 
 logger = logging.getLogger(__name__)
 

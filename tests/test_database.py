@@ -12,8 +12,9 @@ import asyncpg
 import pytest
 from pgvector import Vector
 
-from engine.config import DEV_JWT_SECRET, ConfigError, Settings
+from engine.config import DEV_JWT_SECRET, Settings
 from engine.database import EMBEDDED_OS_USER, dsn_for_database, open_database
+from engine.errors import ConfigError
 from engine.ledger import DEFAULT_BATCH_MAX
 from engine.migrations import load_migrations
 

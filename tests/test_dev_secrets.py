@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.config import ConfigError, Settings, is_loopback
+from engine.config import Settings, is_loopback
+from engine.errors import ConfigError
 
 REAL = {"JWT_SECRET": "a" * 64, "INTERNAL_API_TOKEN": "b" * 64}
 

@@ -22,9 +22,9 @@ from prometheus_client import REGISTRY
 
 from engine.bids import BidAccepted, BidOutcome, DurableBid
 from engine.database import create_pool
+from engine.errors import LedgerConflict, RecoveryMismatch
 from engine.ledger import (
     _WRITE_BIDS,
-    LedgerConflict,
     LedgerWriter,
     _auction_rows,
     _bid_rows,
@@ -33,7 +33,7 @@ from engine.ledger import (
     _spread,
 )
 from engine.money import naira_to_kobo
-from engine.recovery import RecoveryMismatch, recover
+from engine.recovery import recover
 from engine.sequencer import Sequencer
 from tests.factories import create_auction, create_user
 from tests.tcp_proxy import TcpProxy

@@ -15,6 +15,7 @@ from engine import metrics
 from engine.bidders import PLATFORM_USER_ID
 from engine.bids import BidAccepted
 from engine.clock import ManualClock, to_ms
+from engine.errors import Refused
 from engine.money import naira_to_kobo
 from engine.registry import NO_HANDLE
 from engine.sequencer import Sequencer
@@ -24,7 +25,7 @@ from jobs.lifecycle import Lifecycle
 from jobs.reserve import ReserveProtection
 from jobs.scheduler import SWEEP_S, Jobs
 from tests.factories import create_auction, create_user
-from web.messages import Refused, WalletChange
+from web.messages import WalletChange
 
 PRICE = 100_000_000
 STEP = 5_000_000

@@ -12,7 +12,8 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from engine.migrations import MIGRATIONS_DIR, MigrationError, load_migrations, migrate
+from engine.errors import MigrationError
+from engine.migrations import MIGRATIONS_DIR, load_migrations, migrate
 
 ALL = [m.name for m in load_migrations()]
 # The migrations before auctions remembered whether they were ever public.

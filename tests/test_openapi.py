@@ -20,11 +20,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from engine import admin, settlement, users, vehicles, wallet
+from engine.errors import Refused
 from tests.http_helpers import PRICE, STEP, Api, Reply, settings, start, token_for
 from tests.tcp_proxy import TcpProxy
 from web.app import create_app
 from web.errors import ErrorEnvelope
-from web.messages import Refused
 from web.openapi import JSON, OPERATIONS, Operation, build_document, find_operation
 
 #: Routes that are not the HTTP API: the room socket, the room page and its files.

@@ -22,12 +22,12 @@ import msgspec
 from aiohttp import web
 
 from engine.admin import STAFF_ROLES, Actor, Admin, Finisher, StatePublisher, checked_reason
-from engine.ledger import LedgerUnavailable
+from engine.errors import LedgerUnavailable
 from jobs.lifecycle import Lifecycle
 from web.app import CLOCK, DATABASE, SEQUENCER, SETTINGS
 from web.auth import authenticate, require_role
 from web.errors import ApiError
-from web.messages import AuctionBody, decode_body, json_response, path_uuid, refusals_as_errors
+from web.messages import AuctionBody, decode_body, json_response, path_uuid
 from web.ws import ROOMS
 
 
@@ -79,7 +79,6 @@ ACTIONS: dict[str, Action] = {
 def _route(name: str) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     action = ACTIONS[name]
 
-    @refusals_as_errors
     async def handle(request: web.Request) -> web.Response:
         app = request.app
         caller = await authenticate(request, app[DATABASE].pool, app[SETTINGS].jwt_secret)

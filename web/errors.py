@@ -1,9 +1,14 @@
 """Errors as API.md promises them: `{"error": {"code", "message"}}` with the
-status that fits, a sentence a person can act on, never a stack trace."""
+status that fits, a sentence a person can act on, never a stack trace.
+
+The one place where the engine's errors become HTTP: the error middleware maps
+a refusal's kind to its status, a lost ledger to 503, and aiohttp's own HTTP
+errors into the same shape."""
 
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Awaitable, Callable
 
 import msgspec
@@ -11,6 +16,8 @@ from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 from aiohttp.web_response import StreamResponse
+
+from engine.errors import LEDGER_DOWN, DuplicateVin, RefusalKind, Refused
 
 logger = logging.getLogger(__name__)
 
@@ -24,6 +31,27 @@ class ErrorBody(msgspec.Struct, frozen=True):
 
 class ErrorEnvelope(msgspec.Struct, frozen=True):
     error: ErrorBody
+
+
+class DuplicateVinBody(msgspec.Struct, frozen=True):
+    """A duplicate VIN's error names the vehicle that has it."""
+
+    code: str
+    message: str
+    vehicle_id: uuid.UUID
+
+
+class DuplicateVinEnvelope(msgspec.Struct, frozen=True):
+    error: DuplicateVinBody
+
+
+#: A refusal's kind as an HTTP status (API.md "Errors").
+REFUSAL_STATUS: dict[RefusalKind, int] = {
+    "invalid": 422,
+    "conflict": 409,
+    "not_found": 404,
+    "forbidden": 403,
+}
 
 
 class ApiError(Exception):
@@ -64,6 +92,23 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return await handler(request)
     except ApiError as err:
         return error_response(err.status, err.code, err.message, err.headers)
+    except DuplicateVin as err:
+        body = DuplicateVinEnvelope(DuplicateVinBody(err.code, err.message, err.vehicle_id))
+        return web.Response(
+            status=REFUSAL_STATUS[err.kind],
+            body=msgspec.json.encode(body),
+            content_type="application/json",
+        )
+    except Refused as err:
+        return error_response(REFUSAL_STATUS[err.kind], err.code, err.message)
+    except LEDGER_DOWN as err:
+        logger.warning("ledger unreachable on %s %s: %r", request.method, request.path, err)
+        return error_response(
+            503,
+            "unavailable",
+            "The engine cannot reach its ledger right now; nothing was lost. "
+            "Please try again shortly.",
+        )
     except web.RequestPayloadError:
         # A body that does not decode as its Content-Encoding says (bad gzip…).
         return error_response(400, "malformed", "The request body could not be read.")

@@ -7,7 +7,7 @@ import asyncio
 
 from aiohttp import web
 
-from engine.database import UNREACHABLE_OR_REFUSED
+from engine.errors import UNREACHABLE_OR_REFUSED
 from web.app import DATABASE, SEQUENCER, metrics_response
 
 

@@ -28,7 +28,6 @@ from web.messages import (
     json_response,
     path_uuid,
     read_json,
-    refusals_as_errors,
 )
 
 
@@ -37,7 +36,6 @@ def _service(request: web.Request) -> tuple[asyncpg.Pool, Sequencer]:
     return request.app[DATABASE].pool, request.app[SEQUENCER]
 
 
-@refusals_as_errors
 async def put_user(request: web.Request) -> web.Response:
     pool, sequencer = _service(request)
     user_id = path_uuid(request)
@@ -46,13 +44,11 @@ async def put_user(request: web.Request) -> web.Response:
     return json_response(UserEnvelope(user), 201 if created else 200)
 
 
-@refusals_as_errors
 async def get_wallet(request: web.Request) -> web.Response:
     pool, sequencer = _service(request)
     return json_response(await wallet.read_wallet(pool, sequencer, path_uuid(request)))
 
 
-@refusals_as_errors
 async def post_credit(request: web.Request) -> web.Response:
     pool, sequencer = _service(request)
     user_id = path_uuid(request)
@@ -61,7 +57,6 @@ async def post_credit(request: web.Request) -> web.Response:
     return json_response(movement, 201 if new else 200)
 
 
-@refusals_as_errors
 async def post_debit(request: web.Request) -> web.Response:
     pool, sequencer = _service(request)
     user_id = path_uuid(request)
@@ -70,7 +65,6 @@ async def post_debit(request: web.Request) -> web.Response:
     return json_response(movement, 201 if new else 200)
 
 
-@refusals_as_errors
 async def post_vehicle(request: web.Request) -> web.Response:
     pool, _ = _service(request)
     spec = await read_json(request, VehicleCreate)
@@ -78,7 +72,6 @@ async def post_vehicle(request: web.Request) -> web.Response:
     return json_response(VehicleEnvelope(vehicle), 201)
 
 
-@refusals_as_errors
 async def post_auction(request: web.Request) -> web.Response:
     pool, sequencer = _service(request)
     spec = await read_json(request, InternalAuctionCreate)
@@ -87,7 +80,6 @@ async def post_auction(request: web.Request) -> web.Response:
     return json_response(AuctionEnvelope(auction), 201)
 
 
-@refusals_as_errors
 async def get_bids(request: web.Request) -> web.Response:
     pool, _ = _service(request)
     history = await auctions.bid_history(pool, path_uuid(request))

@@ -9,19 +9,15 @@ WebSocket rooms, which wrap it in their tagged union (it has no `type` field).
 
 from __future__ import annotations
 
-import functools
 import logging
 import re
 import uuid
-from collections.abc import Awaitable, Callable
-from typing import Any, ClassVar, TypeVar
+from typing import Any, TypeVar
 
-import asyncpg
 import msgspec
 from aiohttp import web
 
 from engine.bids import BidBody
-from engine.database import UNREACHABLE
 from web.errors import ApiError
 from web.json_numbers import IntegralDecoder
 
@@ -278,18 +274,6 @@ class BidEnvelope(msgspec.Struct, frozen=True):
     bid: BidBody
 
 
-class DuplicateVinBody(msgspec.Struct, frozen=True):
-    code: str
-    message: str
-    vehicle_id: uuid.UUID
-
-
-class DuplicateVinEnvelope(msgspec.Struct, frozen=True):
-    error: DuplicateVinBody
-
-
-# ---- the edge -----------------------------------------------------------------------
-
 _AT_FIELD = re.compile(r"^(?P<detail>.*) - at `\$\.?(?P<path>[^`]*)`$")
 
 
@@ -332,73 +316,6 @@ def json_response(body: msgspec.Struct, status: int = 200) -> web.Response:
     return web.Response(
         status=status, body=msgspec.json.encode(body), content_type="application/json"
     )
-
-
-class Refused(Exception):
-    """A request the domain services (engine/users, wallet, vehicles, auctions)
-    refuse, with a code and a sentence for the client; `kind` picks the status."""
-
-    STATUS: ClassVar[dict[str, int]] = {
-        "invalid": 422,
-        "conflict": 409,
-        "not_found": 404,
-        "forbidden": 403,
-    }
-
-    def __init__(self, kind: str, code: str, message: str) -> None:
-        super().__init__(message)
-        self.kind = kind
-        self.code = code
-        self.message = message
-
-    @property
-    def status(self) -> int:
-        return self.STATUS[self.kind]
-
-
-class DuplicateVin(Refused):
-    """A VIN already registered: the error names the vehicle that has it."""
-
-    def __init__(self, vin: str, vehicle_id: uuid.UUID) -> None:
-        super().__init__(
-            "conflict",
-            "duplicate_vin",
-            f"A vehicle with VIN {vin} is already registered as vehicle {vehicle_id}.",
-        )
-        self.vehicle_id = vehicle_id
-
-
-#: The ledger cannot be reached: worth a retry by the client, not a 500.
-LEDGER_DOWN: tuple[type[BaseException], ...] = (
-    *UNREACHABLE,
-    asyncpg.ReadOnlySQLTransactionError,
-)
-
-Route = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-def refusals_as_errors(route: Route) -> Route:
-    """Turn the domain's refusals and a lost ledger into API.md errors."""
-
-    @functools.wraps(route)
-    async def wrapped(request: web.Request) -> web.StreamResponse:
-        try:
-            return await route(request)
-        except DuplicateVin as err:
-            body = DuplicateVinEnvelope(DuplicateVinBody(err.code, err.message, err.vehicle_id))
-            return json_response(body, err.status)
-        except Refused as err:
-            raise ApiError(err.status, err.code, err.message) from err
-        except LEDGER_DOWN as err:
-            logger.warning("ledger unreachable on %s %s: %r", request.method, request.path, err)
-            raise ApiError(
-                503,
-                "unavailable",
-                "The engine cannot reach its ledger right now; nothing was lost. "
-                "Please try again shortly.",
-            ) from err
-
-    return wrapped
 
 
 def path_uuid(request: web.Request, name: str = "id") -> uuid.UUID:

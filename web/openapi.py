@@ -33,14 +33,13 @@ from engine import admin, auctions, settlement, users, vehicles, wallet
 from web import public_api, vehicles_api
 from web.admin_api import ACTIONS, ActionRequest, AdminOutcome
 from web.app import CLOCK
-from web.errors import ErrorEnvelope
+from web.errors import DuplicateVinEnvelope, ErrorEnvelope
 from web.messages import (
     AuctionEnvelope,
     AuctionList,
     BidEnvelope,
     BidHistory,
     BidRequest,
-    DuplicateVinEnvelope,
     InternalAuctionCreate,
     PublicAuctionCreate,
     Snapshot,

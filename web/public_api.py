@@ -30,7 +30,6 @@ from web.messages import (
     json_response,
     path_uuid,
     read_json,
-    refusals_as_errors,
 )
 
 MAX_AMOUNT_KOBO = 10**15 - 1
@@ -40,7 +39,6 @@ MAX_LIST_LIMIT = 500
 _WHOLE = IntegralDecoder(msgspec.json.Decoder(int, strict=True))
 
 
-@refusals_as_errors
 async def list_auctions(request: web.Request) -> web.Response:
     status = request.query.get("status", "live")
     if status not in PUBLIC_STATUSES:
@@ -62,7 +60,6 @@ def _limit(raw: str | None) -> int:
     return int(raw)
 
 
-@refusals_as_errors
 async def get_auction(request: web.Request) -> web.Response:
     auction_id = path_uuid(request)
     app = request.app
@@ -74,7 +71,6 @@ async def get_auction(request: web.Request) -> web.Response:
     return json_response(found)
 
 
-@refusals_as_errors
 async def post_bid(request: web.Request) -> web.Response:
     caller = await _caller(request)
     require_role(caller, BIDDING_ROLES)
@@ -108,7 +104,6 @@ def _amount(raw: msgspec.Raw) -> int:
     return amount
 
 
-@refusals_as_errors
 async def post_auction(request: web.Request) -> web.Response:
     caller = await _caller(request)
     require_role(caller, CREATOR_ROLES)

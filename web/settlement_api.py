@@ -19,7 +19,7 @@ from engine import settlement
 from engine.settlement import SettlementEnvelope
 from web.app import CLOCK, DATABASE, SETTINGS
 from web.auth import require_service
-from web.messages import json_response, path_uuid, read_json, refusals_as_errors
+from web.messages import json_response, path_uuid, read_json
 
 
 class PaymentRequest(msgspec.Struct, forbid_unknown_fields=True):
@@ -30,7 +30,6 @@ class PaymentRequest(msgspec.Struct, forbid_unknown_fields=True):
     reference: str
 
 
-@refusals_as_errors
 async def post_payment(request: web.Request) -> web.Response:
     app = request.app
     require_service(request, app[SETTINGS].internal_api_token)
@@ -47,7 +46,6 @@ async def post_payment(request: web.Request) -> web.Response:
     return json_response(receipt, 201 if new else 200)
 
 
-@refusals_as_errors
 async def get_settlement(request: web.Request) -> web.Response:
     app = request.app
     require_service(request, app[SETTINGS].internal_api_token)

@@ -13,7 +13,7 @@ from engine.embeddings import similar_vehicles
 from engine.money import naira_to_kobo
 from web.app import DATABASE
 from web.errors import ApiError
-from web.messages import json_response, path_uuid, refusals_as_errors
+from web.messages import json_response, path_uuid
 
 DEFAULT_LIMIT = 3
 MAX_LIMIT = 10
@@ -40,7 +40,6 @@ class SimilarVehicles(msgspec.Struct, frozen=True):
     vehicles: list[SimilarVehicle]
 
 
-@refusals_as_errors
 async def get_similar(request: web.Request) -> web.Response:
     vehicle_id = path_uuid(request)
     limit = _limit(request.query.get("limit"))

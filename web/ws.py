@@ -23,7 +23,7 @@ from aiohttp import WSMsgType, web
 
 from engine import auctions
 from engine.bids import BidAccepted
-from engine.database import UNREACHABLE_OR_REFUSED
+from engine.errors import UNREACHABLE_OR_REFUSED
 from engine.sequencer import Sequencer
 from web.app import CLOCK, DATABASE, LIMITER, SEQUENCER, SETTINGS
 from web.auth import AuthError, load_caller, verify_token
