@@ -25,7 +25,7 @@ from typing import Any, Protocol
 import asyncpg
 
 import bidcore
-from engine.auctions import auction_body
+from engine.auctions import AuctionBody, auction_body
 from engine.clock import Clock, to_ms
 from engine.errors import LEDGER_DOWN, Refused, Replan, invalid_transition
 from engine.events import InTransaction, StateChange
@@ -39,7 +39,6 @@ from engine.settlement import (
     void_result,
     write_audit,
 )
-from web.messages import AuctionBody
 
 logger = logging.getLogger(__name__)
 

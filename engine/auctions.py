@@ -16,6 +16,7 @@ from decimal import Decimal
 from typing import NoReturn
 
 import asyncpg
+import msgspec
 
 import bidcore
 from engine.clock import to_datetime, to_ms
@@ -24,18 +25,127 @@ from engine.money import kobo_to_naira, naira_to_kobo
 from engine.recovery import deposit_bp, effective_reserve_kobo
 from engine.registry import NO_HANDLE
 from engine.sequencer import Sequencer
-from web.messages import (
-    AuctionBody,
-    AuctionFields,
-    AuctionSummary,
-    HistoryBid,
-    RecentBid,
-    Snapshot,
-    SnapshotAuction,
-    VehicleSummary,
-)
 
 logger = logging.getLogger(__name__)
+
+
+# ---- what this service takes and gives ----------------------------------------
+
+
+class AuctionFields(msgspec.Struct, forbid_unknown_fields=True):
+    """What both ways of creating an auction take (API.md "Creating an auction")."""
+
+    vehicle_id: uuid.UUID
+    start_time_ms: int
+    end_time_ms: int
+    start_price_kobo: int
+    auction_type: str = "timed"
+    reserve_price_kobo: int | None = None
+    bid_increment_kobo: int = 5_000_000
+    deposit_pct_bp: int = 2000
+    anti_snipe_window_ms: int = 120_000
+    anti_snipe_extension_ms: int = 120_000
+
+
+class AuctionBody(msgspec.Struct, frozen=True):
+    """An auction as created: `snapshot.auction`'s fields and its settings."""
+
+    id: uuid.UUID
+    status: str
+    current_price_kobo: int | None
+    min_next_bid_kobo: int
+    bid_increment_kobo: int
+    start_time_ms: int
+    end_time_ms: int
+    bid_count: int
+    bidder_count: int
+    reserve_met: bool | None
+    vehicle_id: uuid.UUID
+    created_by: uuid.UUID
+    auction_type: str
+    start_price_kobo: int
+    reserve_price_kobo: int | None
+    deposit_pct_bp: int
+    anti_snipe_window_ms: int
+    anti_snipe_extension_ms: int
+    winner_id: uuid.UUID | None
+
+
+class VehicleSummary(msgspec.Struct, frozen=True):
+    make: str | None
+    model: str | None
+    year: int
+    body_type: str | None
+    mileage_km: int | None
+    color: str | None
+    location: str | None
+
+
+class AuctionSummary(msgspec.Struct, frozen=True):
+    id: uuid.UUID
+    status: str
+    auction_type: str
+    current_price_kobo: int | None
+    min_next_bid_kobo: int
+    bid_increment_kobo: int
+    start_price_kobo: int
+    start_time_ms: int
+    end_time_ms: int
+    bid_count: int
+    bidder_count: int
+    reserve_met: bool | None
+    vehicle_id: uuid.UUID
+    vehicle: VehicleSummary
+
+
+class SnapshotAuction(msgspec.Struct, frozen=True):
+    id: uuid.UUID
+    status: str
+    current_price_kobo: int | None  # None until the first bid
+    min_next_bid_kobo: int
+    bid_increment_kobo: int
+    start_time_ms: int
+    end_time_ms: int
+    bid_count: int
+    bidder_count: int
+    reserve_met: bool | None  # None: the auction has no (binding) reserve
+
+
+class RecentBid(msgspec.Struct, frozen=True):
+    amount_kobo: int
+    bidder: str  # "Bidder 3", or "Reserve protection" for a platform bid
+    is_platform_bid: bool
+    at_ms: int
+
+
+class You(msgspec.Struct, frozen=True):
+    handle: str
+    status: str  # "winning", "outbid", "won", "lost" (the rooms fill it in)
+
+
+class Snapshot(msgspec.Struct, frozen=True):
+    """The room's state (API.md `snapshot`, without `type`: the rooms add it)."""
+
+    seq: int
+    server_time_ms: int
+    auction: SnapshotAuction
+    recent_bids: list[RecentBid]  # newest first, at most 50
+    you: You | None = None
+
+
+class HistoryBid(msgspec.Struct, frozen=True):
+    id: uuid.UUID
+    user_id: uuid.UUID
+    amount_kobo: int
+    is_platform_bid: bool
+    at_ms: int
+    client_bid_id: str | None
+    seq: int
+
+
+class BidHistory(msgspec.Struct, frozen=True):
+    bids: list[HistoryBid]
+
 
 RECENT_BIDS = 50
 MAX_KOBO = bidcore.MAX_AMOUNT_KOBO - 1

@@ -13,14 +13,13 @@ import uuid
 
 from aiohttp import web
 
-from engine.auctions import NewAuction, create_auction
+from engine.auctions import AuctionFields, NewAuction, create_auction
 from engine.config import Settings
-from engine.users import upsert_user
-from engine.vehicles import create_vehicle
-from engine.wallet import credit
+from engine.users import UserUpsert, upsert_user
+from engine.vehicles import VehicleCreate, create_vehicle
+from engine.wallet import WalletChange, credit
 from web.app import CLOCK, DATABASE, SEQUENCER
 from web.auth import mint_token
-from web.messages import AuctionFields, UserUpsert, VehicleCreate, WalletChange
 from web.serve import serve
 
 logger = logging.getLogger(__name__)

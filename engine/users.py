@@ -17,13 +17,38 @@ from collections.abc import AsyncIterator, Hashable
 from decimal import Decimal
 
 import asyncpg
+import msgspec
 
 from engine.bidders import PLATFORM_USER_ID, may_bid
 from engine.clock import to_ms
 from engine.errors import Refused
 from engine.money import naira_to_kobo
 from engine.sequencer import Sequencer
-from web.messages import UserBody, UserUpsert
+
+# ---- what this service takes and gives ----------------------------------------
+
+
+class UserUpsert(msgspec.Struct, forbid_unknown_fields=True):
+    """`PUT /internal/users/{id}`. `is_active` absent: unchanged (true for a new user)."""
+
+    email: str
+    role: str
+    kyc_status: str
+    display_name: str | None = None
+    is_active: bool | None = None
+
+
+class UserBody(msgspec.Struct, frozen=True):
+    id: uuid.UUID
+    email: str
+    role: str
+    kyc_status: str
+    display_name: str | None
+    is_active: bool
+    balance_kobo: int
+    created_at_ms: int
+    updated_at_ms: int
+
 
 #: Roles the platform may give a user (`system` is the engine's own account).
 ROLES = ("user", "verified_seller", "dealer", "concierge", "manager", "admin")

@@ -12,13 +12,49 @@ import uuid
 from datetime import UTC, datetime
 
 import asyncpg
+import msgspec
 
 from engine.clock import to_ms
 from engine.embeddings import VehicleAttributes, store_embedding
 from engine.errors import DuplicateVin, Refused
 from engine.money import kobo_to_naira, naira_to_kobo
 from engine.users import check_text
-from web.messages import VehicleBody, VehicleCreate
+
+# ---- what this service takes and gives ----------------------------------------
+
+
+class VehicleCreate(msgspec.Struct, forbid_unknown_fields=True):
+    vin: str
+    year: int
+    make: str
+    model: str
+    listed_by: uuid.UUID
+    body_type: str | None = None
+    mileage_km: int | None = None
+    color: str | None = None
+    condition: str = "clean"
+    price_kobo: int | None = None
+    owner_id: uuid.UUID | None = None
+    location: str | None = None
+
+
+class VehicleBody(msgspec.Struct, frozen=True):
+    id: uuid.UUID
+    vin: str
+    year: int
+    make: str | None
+    model: str | None
+    body_type: str | None
+    mileage_km: int | None
+    color: str | None
+    condition: str
+    price_kobo: int | None
+    listed_by: uuid.UUID | None
+    owner_id: uuid.UUID | None
+    location: str | None
+    status: str
+    created_at_ms: int
+
 
 VIN_LENGTH = 17
 _VIN = re.compile(r"[A-HJ-NPR-Z0-9]{17}")

@@ -26,9 +26,43 @@ from engine.registry import NO_HANDLE
 from engine.sequencer import Sequencer
 from engine.settlement import lock_due_deposits, take_due_deposits
 from engine.users import check_text, sync_core, user_lock
-from web.messages import TransactionBody, WalletBody, WalletChange, WalletMovement
 
 logger = logging.getLogger(__name__)
+
+
+# ---- what this service takes and gives ----------------------------------------
+
+
+class WalletChange(msgspec.Struct, forbid_unknown_fields=True):
+    """A credit or a debit: `reference` (the payment provider's) makes it idempotent."""
+
+    amount_kobo: int
+    reference: str
+
+
+class WalletBody(msgspec.Struct, frozen=True):
+    user_id: uuid.UUID
+    balance_kobo: int
+    exposure_kobo: int
+    available_kobo: int
+    held_kobo: int
+    due_kobo: int
+
+
+class TransactionBody(msgspec.Struct, frozen=True):
+    id: uuid.UUID
+    type: str  # "deposit" (a credit) or "withdrawal" (a debit)
+    amount_kobo: int
+    balance_after_kobo: int
+    reference: str
+    created_at_ms: int
+
+
+class WalletMovement(WalletBody, frozen=True):
+    """The wallet after a credit or debit, and the transaction that made it."""
+
+    transaction: TransactionBody
+
 
 #: DECIMAL(15,2) naira holds at most this many kobo.
 MAX_KOBO = 10**15 - 1

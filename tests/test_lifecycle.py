@@ -20,12 +20,11 @@ from engine.money import naira_to_kobo
 from engine.registry import NO_HANDLE
 from engine.sequencer import Sequencer
 from engine.settlement import PAYMENT_WINDOW_MS
-from engine.wallet import debit
+from engine.wallet import WalletChange, debit
 from jobs.lifecycle import Lifecycle
 from jobs.reserve import ReserveProtection
 from jobs.scheduler import SWEEP_S, Jobs
 from tests.factories import create_auction, create_user
-from web.messages import WalletChange
 
 PRICE = 100_000_000
 STEP = 5_000_000

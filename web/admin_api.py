@@ -22,12 +22,13 @@ import msgspec
 from aiohttp import web
 
 from engine.admin import STAFF_ROLES, Actor, Admin, Finisher, StatePublisher, checked_reason
+from engine.auctions import AuctionBody
 from engine.errors import LedgerUnavailable
 from jobs.lifecycle import Lifecycle
 from web.app import CLOCK, DATABASE, SEQUENCER, SETTINGS
 from web.auth import authenticate, require_role
 from web.errors import ApiError
-from web.messages import AuctionBody, decode_body, json_response, path_uuid
+from web.messages import decode_body, json_response, path_uuid
 from web.ws import ROOMS
 
 

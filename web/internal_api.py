@@ -11,20 +11,19 @@ import asyncpg
 from aiohttp import web
 
 from engine import auctions, users, vehicles, wallet
-from engine.auctions import NewAuction
+from engine.auctions import BidHistory, NewAuction
 from engine.sequencer import Sequencer
+from engine.users import UserUpsert
+from engine.vehicles import VehicleCreate
+from engine.wallet import WalletChange
 from web.app import CLOCK, DATABASE, SEQUENCER, SETTINGS
 from web.auth import require_service
 from web.errors import ApiError
 from web.messages import (
     AuctionEnvelope,
-    BidHistory,
     InternalAuctionCreate,
     UserEnvelope,
-    UserUpsert,
-    VehicleCreate,
     VehicleEnvelope,
-    WalletChange,
     json_response,
     path_uuid,
     read_json,

@@ -30,6 +30,10 @@ from aiohttp import web
 
 import bidcore
 from engine import admin, auctions, settlement, users, vehicles, wallet
+from engine.auctions import BidHistory, Snapshot
+from engine.users import UserUpsert
+from engine.vehicles import VehicleCreate
+from engine.wallet import WalletBody, WalletChange, WalletMovement
 from web import public_api, vehicles_api
 from web.admin_api import ACTIONS, ActionRequest, AdminOutcome
 from web.app import CLOCK
@@ -38,18 +42,11 @@ from web.messages import (
     AuctionEnvelope,
     AuctionList,
     BidEnvelope,
-    BidHistory,
     BidRequest,
     InternalAuctionCreate,
     PublicAuctionCreate,
-    Snapshot,
     UserEnvelope,
-    UserUpsert,
-    VehicleCreate,
     VehicleEnvelope,
-    WalletBody,
-    WalletChange,
-    WalletMovement,
 )
 from web.settlement_api import PaymentRequest
 from web.vehicles_api import SimilarVehicles

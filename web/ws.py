@@ -22,6 +22,7 @@ import msgspec
 from aiohttp import WSMsgType, web
 
 from engine import auctions
+from engine.auctions import Snapshot
 from engine.bids import BidAccepted
 from engine.errors import UNREACHABLE_OR_REFUSED
 from engine.sequencer import Sequencer
@@ -29,7 +30,6 @@ from web.app import CLOCK, DATABASE, LIMITER, SEQUENCER, SETTINGS
 from web.auth import AuthError, load_caller, verify_token
 from web.bidding import BIDS, BidPlacer
 from web.errors import ApiError
-from web.messages import Snapshot
 from web.rooms import (
     ROOM_TUNING,
     Connection,
