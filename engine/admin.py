@@ -4,7 +4,7 @@ Approve and reject move a draft, which the core does not hold, under the
 auction's row lock. Extend, cancel and force-end are decided by the core and
 travel the ledger's queue with the bids; their `also=` writes the audit row
 (and the vehicle) in the ledger transaction that makes the change. Void
-reverses a result awaiting settlement (engine/settlement.py). So the audit
+reverses a result awaiting settlement (engine/voiding.py). So the audit
 log holds a row exactly for each change made: who, what, old and new value,
 reason and IP address.
 
@@ -26,19 +26,16 @@ import asyncpg
 
 import bidcore
 from engine.auctions import AuctionBody, auction_body
+from engine.audit import write_audit
 from engine.clock import Clock, to_ms
+from engine.ending import EndResult
 from engine.errors import LEDGER_DOWN, Refused, Replan, invalid_transition
 from engine.events import InTransaction, StateChange
+from engine.offers import lock_auction
 from engine.registry import NO_HANDLE
 from engine.sequencer import Sequencer
-from engine.settlement import (
-    EndResult,
-    lock_auction,
-    open_buyer,
-    user_locks,
-    void_result,
-    write_audit,
-)
+from engine.users import user_locks
+from engine.voiding import open_buyer, void_result
 
 logger = logging.getLogger(__name__)
 

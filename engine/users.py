@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import re
 import uuid
-from collections.abc import AsyncIterator, Hashable
+from collections.abc import AsyncIterator, Hashable, Iterable
 from decimal import Decimal
 
 import asyncpg
@@ -198,3 +198,13 @@ def user_body(row: asyncpg.Record) -> UserBody:
         created_at_ms=to_ms(row["created_at"]),
         updated_at_ms=to_ms(row["updated_at"]),
     )
+
+
+@contextlib.asynccontextmanager
+async def user_locks(users: Iterable[uuid.UUID]) -> AsyncIterator[None]:
+    """Several users' `user_lock`s, always taken in one order, so two holders of
+    overlapping sets cannot deadlock."""
+    async with contextlib.AsyncExitStack() as stack:
+        for user in sorted(set(users)):
+            await stack.enter_async_context(user_lock(user))
+        yield

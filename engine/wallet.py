@@ -7,7 +7,7 @@ reference (engine/references.py: one namespace with settlement payments). The
 core's balance rises only after a COMMIT; a withdrawal lowers it just before (and puts back the
 ledger's value if the COMMIT fails), so no bid can be accepted in between
 against money that is leaving. A credit also takes any deposit the user owes
-on a won auction (engine/settlement.py), in the same transaction.
+on a won auction (engine/offers.py), in the same transaction.
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ import msgspec
 from engine.clock import to_ms
 from engine.errors import LEDGER_DOWN, Refused
 from engine.money import format_naira, kobo_to_naira, naira_to_kobo
+from engine.offers import lock_due_deposits, take_due_deposits
 from engine.references import provider_key, refuse_reuse
 from engine.registry import NO_HANDLE
 from engine.sequencer import Sequencer
-from engine.settlement import lock_due_deposits, take_due_deposits
 from engine.users import check_text, sync_core, user_lock
 
 logger = logging.getLogger(__name__)

@@ -24,10 +24,10 @@ import asyncpg
 import bidcore
 from engine import metrics
 from engine.clock import Clock
+from engine.ending import EndResult, end_auction
 from engine.errors import LedgerUnavailable
 from engine.registry import NO_HANDLE
 from engine.sequencer import Sequencer
-from engine.settlement import EndResult, end_auction
 from engine.users import user_lock
 
 logger = logging.getLogger(__name__)

@@ -3,7 +3,7 @@
 An open offer past its deadline without full payment is defaulted: the held
 deposit is forfeited to the platform, a due one lapses, and the auction is
 offered to the next-highest distinct real bidder — or is unsold when nobody
-is left (engine/settlement.py, one transaction each, exactly once under
+is left (engine/defaults.py, one transaction each, exactly once under
 races). Every user whose balance the step changes is held under `user_lock`
 from before the transaction until the core has the committed balance.
 """
@@ -18,9 +18,10 @@ import asyncpg
 
 from engine.admin import StatePublisher
 from engine.clock import Clock
+from engine.defaults import Default, default_offer, overdue_auctions, plan_default
 from engine.errors import Replan
 from engine.sequencer import Sequencer
-from engine.settlement import Default, default_offer, overdue_auctions, plan_default, user_locks
+from engine.users import user_locks
 
 logger = logging.getLogger(__name__)
 

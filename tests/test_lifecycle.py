@@ -17,9 +17,9 @@ from engine.bids import BidAccepted
 from engine.clock import ManualClock, to_ms
 from engine.errors import Refused
 from engine.money import naira_to_kobo
+from engine.offers import PAYMENT_WINDOW_MS
 from engine.registry import NO_HANDLE
 from engine.sequencer import Sequencer
-from engine.settlement import PAYMENT_WINDOW_MS
 from engine.wallet import WalletChange, debit
 from jobs.lifecycle import Lifecycle
 from jobs.reserve import ReserveProtection

@@ -19,7 +19,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from engine import admin, settlement, users, vehicles, wallet
+from engine import admin, payments, users, vehicles, wallet
 from engine.errors import Refused
 from tests.http_helpers import PRICE, STEP, Api, Reply, settings, start, token_for
 from tests.tcp_proxy import TcpProxy
@@ -171,7 +171,7 @@ TEXT_RULES: list[tuple[str, str, int, Callable[[str], object]]] = [
     ("UserUpsert", "email", 255, users.checked_email),
     ("UserUpsert", "display_name", 100, trimmed_text(100, required=False)),
     ("WalletChange", "reference", 100, trimmed_text(wallet.MAX_REFERENCE, required=True)),
-    ("PaymentRequest", "reference", 100, trimmed_text(settlement.MAX_REFERENCE, required=True)),
+    ("PaymentRequest", "reference", 100, trimmed_text(payments.MAX_REFERENCE, required=True)),
     ("VehicleCreate", "vin", 20, vehicles.normalize_vin),
     *[
         ("VehicleCreate", name, limit, trimmed_text(limit, required=name in ("make", "model")))

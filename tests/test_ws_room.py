@@ -9,7 +9,7 @@ from typing import Any
 
 import aiohttp
 
-from engine.settlement import EndResult
+from engine.ending import EndResult
 from tests.ws_helpers import RoomClient, make_world, now_ms, serving
 from web.app import SEQUENCER
 from web.rooms import ROOMS, EndAnnouncer, RoomTuning

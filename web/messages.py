@@ -20,6 +20,7 @@ from aiohttp import web
 
 from engine.auctions import AuctionBody, AuctionFields, AuctionSummary
 from engine.bids import BidBody
+from engine.offers import SettlementBody
 from engine.users import UserBody
 from engine.vehicles import VehicleBody
 from web.errors import ApiError
@@ -127,3 +128,7 @@ def path_uuid(request: web.Request, name: str = "id") -> uuid.UUID:
         return uuid.UUID(request.match_info[name])
     except ValueError:
         raise ApiError(404, "not_found", "Nothing exists at this address.") from None
+
+
+class SettlementEnvelope(msgspec.Struct, frozen=True):
+    settlement: SettlementBody

@@ -29,7 +29,7 @@ import msgspec
 from aiohttp import web
 
 import bidcore
-from engine import admin, auctions, settlement, users, vehicles, wallet
+from engine import admin, auctions, payments, users, vehicles, wallet
 from engine.auctions import BidHistory, Snapshot
 from engine.users import UserUpsert
 from engine.vehicles import VehicleCreate
@@ -45,6 +45,7 @@ from web.messages import (
     BidRequest,
     InternalAuctionCreate,
     PublicAuctionCreate,
+    SettlementEnvelope,
     UserEnvelope,
     VehicleEnvelope,
 )
@@ -330,8 +331,8 @@ OPERATIONS: tuple[Operation, ...] = (
         "A settlement payment (idempotent by `reference`: 201 new, 200 seen)",
         "settlement",
         {
-            200: settlement.PaymentReceipt,
-            201: settlement.PaymentReceipt,
+            200: payments.PaymentReceipt,
+            201: payments.PaymentReceipt,
             **_errors(*_SERVICE, *_BODY, 404, 409),
         },
         auth="service",
@@ -342,7 +343,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "/internal/auctions/{id}/settlement",
         "Where an auction's settlement stands",
         "settlement",
-        {200: settlement.SettlementEnvelope, **_errors(*_SERVICE, 404)},
+        {200: SettlementEnvelope, **_errors(*_SERVICE, 404)},
         auth="service",
     ),
     *(_admin_operation(name) for name in ACTIONS),
@@ -501,9 +502,9 @@ def _rules(latest_year: int) -> dict[str, Rules]:
                     "The user the provider says paid: the auction's open offer must be theirs "
                     "(else 409 `not_the_buyer`).",
                 ),
-                "amount_kobo": _integer(1, settlement.MAX_PAYMENT_KOBO),
+                "amount_kobo": _integer(1, payments.MAX_PAYMENT_KOBO),
                 "reference": _described(
-                    _text(settlement.MAX_REFERENCE, required=True),
+                    _text(payments.MAX_REFERENCE, required=True),
                     "The payment provider's reference (trimmed); the same one again is the "
                     "same payment. One namespace with wallet credits and withdrawals: a "
                     "reference used for one of those is refused (409 `reference_conflict`).",

@@ -40,10 +40,10 @@ import bidcore
 from engine.bidders import PLATFORM_USER_ID
 from engine.bids import DurableBid
 from engine.config import Settings
+from engine.ending import EndResult
 from engine.events import StateChange
 from engine.registry import NO_HANDLE
 from engine.sequencer import Sequencer
-from engine.settlement import EndResult
 from web.bus import Bus, BusMessage, LocalBus, RedisBus
 from web.ws_messages import (
     BidEvent,

@@ -15,11 +15,10 @@ import uuid
 import msgspec
 from aiohttp import web
 
-from engine import settlement
-from engine.settlement import SettlementEnvelope
+from engine import offers, payments
 from web.app import CLOCK, DATABASE, SETTINGS
 from web.auth import require_service
-from web.messages import json_response, path_uuid, read_json
+from web.messages import SettlementEnvelope, json_response, path_uuid, read_json
 
 
 class PaymentRequest(msgspec.Struct, forbid_unknown_fields=True):
@@ -35,7 +34,7 @@ async def post_payment(request: web.Request) -> web.Response:
     require_service(request, app[SETTINGS].internal_api_token)
     auction_id = path_uuid(request)
     spec = await read_json(request, PaymentRequest)
-    receipt, new = await settlement.pay(
+    receipt, new = await payments.pay(
         app[DATABASE].pool,
         auction_id,
         spec.payer_id,
@@ -49,7 +48,7 @@ async def post_payment(request: web.Request) -> web.Response:
 async def get_settlement(request: web.Request) -> web.Response:
     app = request.app
     require_service(request, app[SETTINGS].internal_api_token)
-    found = await settlement.read_settlement(app[DATABASE].pool, path_uuid(request))
+    found = await offers.read_settlement(app[DATABASE].pool, path_uuid(request))
     return json_response(SettlementEnvelope(found))
 
 
