@@ -16,7 +16,6 @@ which the core never sees, through the optional `StatePublisher`.
 from __future__ import annotations
 
 import logging
-import re
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -31,10 +30,11 @@ from engine.clock import Clock, to_ms
 from engine.ending import EndResult
 from engine.errors import LEDGER_DOWN, Refused, Replan, invalid_transition
 from engine.events import InTransaction, StateChange
+from engine.locks import user_locks
 from engine.offers import lock_auction
 from engine.registry import NO_HANDLE
 from engine.sequencer import Sequencer
-from engine.users import user_locks
+from engine.text import check_text
 from engine.voiding import open_buyer, void_result
 
 logger = logging.getLogger(__name__)
@@ -42,12 +42,9 @@ logger = logging.getLogger(__name__)
 #: Who may act on auctions (API.md: a manager's or an admin's token).
 STAFF_ROLES = frozenset({"manager", "admin"})
 MAX_REASON = 1000
-#: Never in a reason (a character class's body): newlines and tabs are fine in one.
-REASON_CONTROL_CHARACTERS = r"\x00-\x08\x0b-\x1f\x7f"
 #: A vehicle in one of these is sold or on its way to a buyer: not for auction.
 _VEHICLE_TAKEN = frozenset({"pending_settlement", "in_settlement", "sold", "archived"})
 _IN_CORE = ("scheduled", "live")
-_CONTROL = re.compile(f"[{REASON_CONTROL_CHARACTERS}]")
 _VOID_ATTEMPTS = 3
 
 _ROW = """
@@ -93,18 +90,14 @@ class Actor:
 
 
 def checked_reason(reason: str | None) -> str:
-    """A reason is required: at most 1000 characters as sent, trimmed, non-empty."""
-    text = (reason or "").strip()
-    if not text:
+    """A reason is required: at most 1000 characters as sent, trimmed, non-empty,
+    on several lines if need be."""
+    if not (reason or "").strip():
         raise Refused(
             "invalid", "reason_required", "Give a `reason` for this action; it is kept in the log."
         )
-    if reason is not None and len(reason) > MAX_REASON:
-        raise Refused(
-            "invalid", "invalid_reason", f"`reason` is too long: at most {MAX_REASON} characters."
-        )
-    if _CONTROL.search(text):
-        raise Refused("invalid", "invalid_reason", "`reason` must not contain control characters.")
+    text = check_text("reason", reason, MAX_REASON, code="invalid_reason", multiline=True)
+    assert text is not None  # reason is not None: it was not blank
     return text
 
 

@@ -21,8 +21,7 @@ import msgspec
 import bidcore
 from engine.clock import to_datetime, to_ms
 from engine.errors import LEDGER_DOWN, RefusalKind, Refused
-from engine.money import kobo_to_naira, naira_to_kobo
-from engine.recovery import deposit_bp, effective_reserve_kobo
+from engine.money import MAX_KOBO, deposit_bp, effective_reserve_kobo, kobo_to_naira, naira_to_kobo
 from engine.registry import NO_HANDLE
 from engine.sequencer import Sequencer
 
@@ -148,7 +147,6 @@ class BidHistory(msgspec.Struct, frozen=True):
 
 
 RECENT_BIDS = 50
-MAX_KOBO = bidcore.MAX_AMOUNT_KOBO - 1
 MAX_ANTI_SNIPE_MS = 7 * 24 * 3_600_000
 AUCTION_TYPES = ("timed", "reserve", "no_reserve", "flash")
 #: Who may create auctions (the seed's permission matrix), and who may schedule them

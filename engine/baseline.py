@@ -51,8 +51,8 @@ from engine.bids import (
 )
 from engine.clock import Clock, SystemClock, to_datetime, to_ms
 from engine.errors import UNREACHABLE
-from engine.money import kobo_to_naira, naira_to_kobo
-from engine.recovery import IdempotencyKey, deposit_bp, find_bid
+from engine.money import deposit_bp, kobo_to_naira, naira_to_kobo
+from engine.recovery import IdempotencyKey, find_bid
 from engine.sequencer import REJECTIONS_REMEMBERED
 
 logger = logging.getLogger(__name__)

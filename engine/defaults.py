@@ -15,7 +15,7 @@ from engine.audit import write_audit
 from engine.bidders import BIDDING_ROLES, PLATFORM_USER_ID
 from engine.clock import to_datetime, to_ms
 from engine.errors import Replan
-from engine.money import kobo_to_naira, naira_to_kobo
+from engine.money import effective_reserve_kobo, kobo_to_naira, naira_to_kobo
 from engine.notifications import notify
 from engine.offers import (
     AUCTION,
@@ -32,7 +32,6 @@ from engine.offers import (
     settle_if_covered,
     tell_buyer,
 )
-from engine.recovery import effective_reserve_kobo
 
 FORFEIT_REASON = "The payment deadline passed without full payment."
 _OVERDUE = """

@@ -18,7 +18,7 @@ import asyncpg
 
 from engine.clock import to_datetime
 from engine.embeddings import similar_vehicles
-from engine.money import naira_to_kobo
+from engine.money import effective_reserve_kobo, naira_to_kobo
 from engine.notifications import notify
 from engine.offers import (
     LOCK_AUCTION,
@@ -28,7 +28,6 @@ from engine.offers import (
     settle_if_covered,
     tell_buyer,
 )
-from engine.recovery import effective_reserve_kobo
 
 SIMILAR_SHOWN = 3
 _BIDS = "SELECT user_id, amount, is_platform_bid FROM bids WHERE auction_id = $1 ORDER BY seq"

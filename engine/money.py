@@ -10,6 +10,9 @@ from __future__ import annotations
 from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, Context, Decimal
 
 KOBO_PER_NAIRA = 100
+#: The most kobo any amount, price or balance may be: the ledger's DECIMAL(15,2)
+#: naira holds 10^13 - 0.01, and the core refuses 10^15 and above.
+MAX_KOBO = 10**15 - 1
 
 # Precision large enough that scaling by 100 can never round, whatever the
 # caller's decimal context is.
@@ -46,3 +49,18 @@ def format_naira(kobo: int) -> str:
     sign = "-" if kobo < 0 else ""
     naira, rest = divmod(abs(kobo), KOBO_PER_NAIRA)
     return f"{sign}₦{naira:,}.{rest:02d}"
+
+
+def deposit_bp(deposit_pct: Decimal) -> int:
+    """20.00 % → 2000 basis points, exactly."""
+    bp = deposit_pct * 100
+    if bp != bp.to_integral_value():
+        raise ValueError(f"deposit_pct {deposit_pct} is not a whole number of basis points")
+    return int(bp)
+
+
+def effective_reserve_kobo(auction_type: str, reserve_price: Decimal | None) -> int | None:
+    """RULES.md: a reserve binds unless the auction is `no_reserve`."""
+    if reserve_price is None or auction_type == "no_reserve":
+        return None
+    return naira_to_kobo(reserve_price)

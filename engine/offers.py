@@ -5,7 +5,7 @@ offer moves back (a refund, a release).
 Row locks are always taken in one order — auction, then offer, then user — so
 every settlement writer (end processing, payments, defaults, voids) and the
 wallet's credits cannot deadlock one another. Callers hold
-`engine.users.user_lock` of every user whose balance a step changes and give
+`engine.locks.user_lock` of every user whose balance a step changes and give
 the core the committed balances after COMMIT.
 """
 
@@ -23,9 +23,8 @@ import msgspec
 import bidcore
 from engine.clock import to_datetime, to_ms
 from engine.errors import Refused, status_words, unknown_auction
-from engine.money import kobo_to_naira, naira_to_kobo
+from engine.money import deposit_bp, kobo_to_naira, naira_to_kobo
 from engine.notifications import notify
-from engine.recovery import deposit_bp
 
 PAYMENT_WINDOW_MS = 24 * 3_600_000
 LOCK_AUCTION = """

@@ -11,7 +11,7 @@ import msgspec
 
 from engine.clock import to_ms
 from engine.errors import Refused, unknown_auction
-from engine.money import format_naira, kobo_to_naira, naira_to_kobo
+from engine.money import MAX_KOBO, format_naira, kobo_to_naira, naira_to_kobo
 from engine.offers import (
     AUCTION_STATUS,
     LOCK_AUCTION,
@@ -25,9 +25,8 @@ from engine.offers import (
     settlement_of,
 )
 from engine.references import provider_key, refuse_reuse
-from engine.users import check_text
+from engine.text import check_text
 
-MAX_PAYMENT_KOBO = 10**15 - 1  # DECIMAL(15,2) naira
 MAX_REFERENCE = 100  # transactions.paystack_ref is VARCHAR(100)
 _IDEMPOTENCY_KEY = "transactions_idempotency_key_key"
 _BALANCE = "SELECT wallet_balance FROM users WHERE id = $1 FOR SHARE"
@@ -93,7 +92,7 @@ async def pay(
 
 
 def _checked_payment(amount_kobo: int, reference: str) -> str:
-    if not 0 < amount_kobo <= MAX_PAYMENT_KOBO:
+    if not 0 < amount_kobo <= MAX_KOBO:
         raise Refused(
             "invalid",
             "invalid_amount",

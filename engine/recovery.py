@@ -14,7 +14,6 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import Any
 
 import asyncpg
@@ -24,7 +23,7 @@ from engine.bidders import PLATFORM_USER_ID, may_bid
 from engine.bids import DurableBid
 from engine.clock import to_ms
 from engine.errors import RecoveryMismatch
-from engine.money import naira_to_kobo
+from engine.money import deposit_bp, effective_reserve_kobo, naira_to_kobo
 from engine.registry import Registry
 
 IdempotencyKey = tuple[uuid.UUID, uuid.UUID, str]
@@ -89,24 +88,9 @@ class _Ledger:
         return self.bids[-1] if self.bids else None
 
 
-def deposit_bp(deposit_pct: Decimal) -> int:
-    """20.00 % → 2000 basis points, exactly."""
-    bp = deposit_pct * 100
-    if bp != bp.to_integral_value():
-        raise ValueError(f"deposit_pct {deposit_pct} is not a whole number of basis points")
-    return int(bp)
-
-
 def sellers_of(row: asyncpg.Record) -> list[int]:
     ids = {row["created_by"], row["listed_by"], row["owner_id"]}
     return sorted(seller.int for seller in ids if seller is not None)
-
-
-def effective_reserve_kobo(auction_type: str, reserve_price: Decimal | None) -> int | None:
-    """RULES.md: a reserve binds unless the auction is `no_reserve`."""
-    if reserve_price is None or auction_type == "no_reserve":
-        return None
-    return naira_to_kobo(reserve_price)
 
 
 async def recover(

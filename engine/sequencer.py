@@ -322,7 +322,7 @@ class Sequencer:
         self._recovered.registry.upsert_user(user_id, balance_kobo=balance_kobo, eligible=eligible)
 
     def set_balance(self, user_id: uuid.UUID, balance_kobo: int) -> None:
-        """Take a committed balance into the core (call under `engine.users.user_lock`)."""
+        """Take a committed balance into the core (call under `engine.locks.user_lock`)."""
         registry = self._recovered.registry
         handle = registry.user_handle(user_id)
         if handle != NO_HANDLE:

@@ -9,11 +9,8 @@ writers of one user can never leave the core with the older value.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import re
 import uuid
-from collections.abc import AsyncIterator, Hashable, Iterable
 from decimal import Decimal
 
 import asyncpg
@@ -22,8 +19,10 @@ import msgspec
 from engine.bidders import PLATFORM_USER_ID, may_bid
 from engine.clock import to_ms
 from engine.errors import Refused
+from engine.locks import user_lock
 from engine.money import naira_to_kobo
 from engine.sequencer import Sequencer
+from engine.text import check_text
 
 # ---- what this service takes and gives ----------------------------------------
 
@@ -56,14 +55,8 @@ KYC_STATUSES = ("none", "pending", "approved", "rejected")
 
 EMAIL_MAX_LENGTH = 255  # users.email is VARCHAR(255)
 DISPLAY_NAME_MAX_LENGTH = 100
-#: What `str.strip()` trims (the characters for which `str.isspace()` holds), spelled
-#: out as a regular expression's character class for the API's document.
-WHITESPACE = r"\t\n\x0b\x0c\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
-#: Never in checked text (a character class's body).
-CONTROL_CHARACTERS = r"\x00-\x1f\x7f"
 
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+")
-_CONTROL = re.compile(f"[{CONTROL_CHARACTERS}]")
 
 _UPSERT = """
 INSERT INTO users (id, email, role, kyc_status, display_name, is_active)
@@ -75,37 +68,6 @@ SET email = EXCLUDED.email, role = EXCLUDED.role, kyc_status = EXCLUDED.kyc_stat
 RETURNING id, email, role, kyc_status, display_name, is_active, wallet_balance,
           created_at, updated_at, (xmax = 0) AS created
 """
-
-
-class KeyedLocks:
-    """One asyncio lock per key, forgotten when nobody holds or waits for it."""
-
-    def __init__(self) -> None:
-        self._locks: dict[Hashable, tuple[asyncio.Lock, int]] = {}
-
-    @contextlib.asynccontextmanager
-    async def hold(self, key: Hashable) -> AsyncIterator[None]:
-        held = self._locks.get(key)
-        lock, users = held if held is not None else (asyncio.Lock(), 0)
-        self._locks[key] = (lock, users + 1)
-        try:
-            async with lock:
-                yield
-        finally:
-            lock, users = self._locks[key]
-            if users == 1:
-                del self._locks[key]
-            else:
-                self._locks[key] = (lock, users - 1)
-
-
-_user_locks = KeyedLocks()
-
-
-def user_lock(user_id: uuid.UUID) -> contextlib.AbstractAsyncContextManager[None]:
-    """Held by every writer of a user's balance or eligibility, from its read of the
-    row to the core's update after COMMIT (issue 5's holds must take it too)."""
-    return _user_locks.hold(user_id)
 
 
 def eligible(user_id: uuid.UUID, role: str, kyc_status: str, is_active: bool) -> bool:
@@ -120,22 +82,6 @@ def sync_core(sequencer: Sequencer, row: asyncpg.Record, balance: Decimal | None
         balance_kobo=naira_to_kobo(row["wallet_balance"] if balance is None else balance),
         eligible=eligible(row["id"], row["role"], row["kyc_status"], row["is_active"]),
     )
-
-
-def check_text(field: str, value: str | None, max_length: int) -> str | None:
-    """A free-text field of at most `max_length` characters as sent (so the API's
-    document can say it with `maxLength`), trimmed, with no control characters
-    left after trimming."""
-    if value is None:
-        return None
-    if len(value) > max_length:
-        raise Refused(
-            "invalid", "invalid", f"`{field}` is too long: at most {max_length} characters."
-        )
-    value = value.strip()
-    if _CONTROL.search(value):
-        raise Refused("invalid", "invalid", f"`{field}` must not contain control characters.")
-    return value
 
 
 def checked_email(raw: str) -> str:
@@ -198,13 +144,3 @@ def user_body(row: asyncpg.Record) -> UserBody:
         created_at_ms=to_ms(row["created_at"]),
         updated_at_ms=to_ms(row["updated_at"]),
     )
-
-
-@contextlib.asynccontextmanager
-async def user_locks(users: Iterable[uuid.UUID]) -> AsyncIterator[None]:
-    """Several users' `user_lock`s, always taken in one order, so two holders of
-    overlapping sets cannot deadlock."""
-    async with contextlib.AsyncExitStack() as stack:
-        for user in sorted(set(users)):
-            await stack.enter_async_context(user_lock(user))
-        yield

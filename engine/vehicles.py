@@ -17,8 +17,8 @@ import msgspec
 from engine.clock import to_ms
 from engine.embeddings import VehicleAttributes, store_embedding
 from engine.errors import DuplicateVin, Refused
-from engine.money import kobo_to_naira, naira_to_kobo
-from engine.users import check_text
+from engine.money import MAX_KOBO, kobo_to_naira, naira_to_kobo
+from engine.text import check_text
 
 # ---- what this service takes and gives ----------------------------------------
 
@@ -61,7 +61,6 @@ _VIN = re.compile(r"[A-HJ-NPR-Z0-9]{17}")
 CONDITIONS = ("salvage", "rough", "clean", "excellent", "upgraded")
 FIRST_CAR_YEAR = 1886
 MAX_MILEAGE_KM = 2**31 - 1  # vehicles.mileage_km is an INT
-MAX_PRICE_KOBO = 10**15 - 1  # DECIMAL(15,2) naira
 #: The free-text fields and their longest (vehicles' VARCHAR columns).
 TEXT_LIMITS = {"make": 50, "model": 100, "body_type": 30, "color": 30, "location": 100}
 
@@ -148,7 +147,7 @@ def _checked(spec: VehicleCreate, vin: str, now_ms: int) -> tuple[object, ...]:
         )
     if spec.mileage_km is not None and not 0 <= spec.mileage_km <= MAX_MILEAGE_KM:
         raise Refused("invalid", "invalid_mileage", "`mileage_km` must be a whole number ≥ 0.")
-    if spec.price_kobo is not None and not 0 <= spec.price_kobo <= MAX_PRICE_KOBO:
+    if spec.price_kobo is not None and not 0 <= spec.price_kobo <= MAX_KOBO:
         raise Refused(
             "invalid", "invalid_price", "`price_kobo` must be ≥ 0 and below ₦10 trillion."
         )

@@ -20,12 +20,14 @@ import msgspec
 
 from engine.clock import to_ms
 from engine.errors import LEDGER_DOWN, Refused
-from engine.money import format_naira, kobo_to_naira, naira_to_kobo
+from engine.locks import user_lock
+from engine.money import MAX_KOBO, format_naira, kobo_to_naira, naira_to_kobo
 from engine.offers import lock_due_deposits, take_due_deposits
 from engine.references import provider_key, refuse_reuse
 from engine.registry import NO_HANDLE
 from engine.sequencer import Sequencer
-from engine.users import check_text, sync_core, user_lock
+from engine.text import check_text
+from engine.users import sync_core
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +67,6 @@ class WalletMovement(WalletBody, frozen=True):
 
 
 #: DECIMAL(15,2) naira holds at most this many kobo.
-MAX_KOBO = 10**15 - 1
 MAX_REFERENCE = 100  # transactions.paystack_ref is VARCHAR(100)
 
 _USER = "SELECT id, role, kyc_status, is_active, wallet_balance FROM users WHERE id = $1"

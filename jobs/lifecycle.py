@@ -26,9 +26,9 @@ from engine import metrics
 from engine.clock import Clock
 from engine.ending import EndResult, end_auction
 from engine.errors import LedgerUnavailable
+from engine.locks import user_lock
 from engine.registry import NO_HANDLE
 from engine.sequencer import Sequencer
-from engine.users import user_lock
 
 logger = logging.getLogger(__name__)
 

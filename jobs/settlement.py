@@ -20,8 +20,8 @@ from engine.admin import StatePublisher
 from engine.clock import Clock
 from engine.defaults import Default, default_offer, overdue_auctions, plan_default
 from engine.errors import Replan
+from engine.locks import user_locks
 from engine.sequencer import Sequencer
-from engine.users import user_locks
 
 logger = logging.getLogger(__name__)
 

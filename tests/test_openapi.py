@@ -19,7 +19,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from engine import admin, payments, users, vehicles, wallet
+from engine import admin, payments, text, users, vehicles, wallet
 from engine.errors import Refused
 from tests.http_helpers import PRICE, STEP, Api, Reply, settings, start, token_for
 from tests.tcp_proxy import TcpProxy
@@ -102,7 +102,7 @@ def test_bounds_the_struct_cannot_say_are_documented() -> None:
 
 
 def test_the_whitespace_class_is_what_strip_trims() -> None:
-    whitespace = re.compile(f"[{users.WHITESPACE}]")
+    whitespace = re.compile(f"[{text.WHITESPACE}]")
     for code in range(sys.maxunicode + 1):
         char = chr(code)
         assert bool(whitespace.fullmatch(char)) == char.isspace(), hex(code)
@@ -161,7 +161,7 @@ def texts(limit: int) -> st.SearchStrategy[str]:
 
 def trimmed_text(limit: int, required: bool) -> Callable[[str], object]:
     def check(value: str) -> object:
-        kept = users.check_text("field", value, limit)
+        kept = text.check_text("field", value, limit)
         return kept if required else "taken"
 
     return check

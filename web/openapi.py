@@ -29,7 +29,7 @@ import msgspec
 from aiohttp import web
 
 import bidcore
-from engine import admin, auctions, payments, users, vehicles, wallet
+from engine import admin, auctions, money, payments, text, users, vehicles, wallet
 from engine.auctions import BidHistory, Snapshot
 from engine.users import UserUpsert
 from engine.vehicles import VehicleCreate
@@ -285,7 +285,7 @@ OPERATIONS: tuple[Operation, ...] = (
         auth="service",
         body=WalletChange,
         description=(
-            f"A wallet holds at most {wallet.MAX_KOBO} kobo: a credit past it is 422 "
+            f"A wallet holds at most {money.MAX_KOBO} kobo: a credit past it is 422 "
             "`balance_limit`."
         ),
     ),
@@ -366,14 +366,14 @@ def _one_of(values: Iterable[str]) -> Json:
     return {"type": "string", "enum": list(values)}
 
 
-_WHITESPACE = f"[{users.WHITESPACE}]"
+_WHITESPACE = f"[{text.WHITESPACE}]"
 
 
-def _text(max_length: int, *, required: bool, controls: str = users.CONTROL_CHARACTERS) -> Json:
-    """Text the engine trims (engine.users.check_text): at most `max_length` characters
+def _text(max_length: int, *, required: bool, controls: str = text.CONTROL_CHARACTERS) -> Json:
+    """Text the engine trims (engine.text.check_text): at most `max_length` characters
     as sent, no control character once the surrounding whitespace (what `str.strip()`
     trims) is gone, and with `required`, something left."""
-    kept = f"[^{users.WHITESPACE}{controls}]"  # not trimmed, and allowed anywhere
+    kept = f"[^{text.WHITESPACE}{controls}]"  # not trimmed, and allowed anywhere
     core = f"[^{controls}]*{kept}"  # from the first such character to the last
     middle = core if required else f"(?:{core})?"
     return {
@@ -387,7 +387,7 @@ def _described(schema: Json, description: str) -> Json:
     return {**schema, "description": description}
 
 
-_EMAIL_PART = f"[^@{users.WHITESPACE}{users.CONTROL_CHARACTERS}]+"
+_EMAIL_PART = f"[^@{text.WHITESPACE}{text.CONTROL_CHARACTERS}]+"
 _EMAIL: Json = {
     "type": "string",
     "maxLength": users.EMAIL_MAX_LENGTH,
@@ -406,7 +406,7 @@ _REFERENCE = _described(
     _text(wallet.MAX_REFERENCE, required=True),
     "The payment provider's reference (trimmed); the same one again is the same request.",
 )
-_AMOUNT = _integer(1, auctions.MAX_KOBO)
+_AMOUNT = _integer(1, money.MAX_KOBO)
 _KNOWN_USER = "A user the engine knows (else 422 `unknown_user`)."
 _AUCTION_TERMS: dict[str, Json] = {
     "vehicle_id": _described(
@@ -456,7 +456,7 @@ _RESERVE_RULE: Json = {
     ]
 }
 _REASON = _described(
-    _text(admin.MAX_REASON, required=True, controls=admin.REASON_CONTROL_CHARACTERS),
+    _text(admin.MAX_REASON, required=True, controls=text.MULTILINE_CONTROL_CHARACTERS),
     "Why (kept in the audit log, trimmed); new lines and tabs are fine.",
 )
 
@@ -484,7 +484,7 @@ def _rules(latest_year: int) -> dict[str, Rules]:
         "BidRequest": Rules(
             fields={
                 # Raw in the struct, so that a wrong amount gets the rule's `invalid_amount`.
-                "amount_kobo": _integer(1, public_api.MAX_AMOUNT_KOBO),
+                "amount_kobo": _integer(1, money.MAX_KOBO),
                 "client_bid_id": {
                     "type": "string",
                     "pattern": f"^{public_api.CLIENT_BID_ID.pattern}$",
@@ -493,7 +493,7 @@ def _rules(latest_year: int) -> dict[str, Rules]:
             }
         ),
         "WalletChange": Rules(
-            fields={"amount_kobo": _integer(1, wallet.MAX_KOBO), "reference": _REFERENCE}
+            fields={"amount_kobo": _integer(1, money.MAX_KOBO), "reference": _REFERENCE}
         ),
         "PaymentRequest": Rules(
             fields={
@@ -502,7 +502,7 @@ def _rules(latest_year: int) -> dict[str, Rules]:
                     "The user the provider says paid: the auction's open offer must be theirs "
                     "(else 409 `not_the_buyer`).",
                 ),
-                "amount_kobo": _integer(1, payments.MAX_PAYMENT_KOBO),
+                "amount_kobo": _integer(1, money.MAX_KOBO),
                 "reference": _described(
                     _text(payments.MAX_REFERENCE, required=True),
                     "The payment provider's reference (trimmed); the same one again is the "
@@ -524,7 +524,7 @@ def _rules(latest_year: int) -> dict[str, Rules]:
                 "vin": _VIN,
                 "year": _integer(vehicles.FIRST_CAR_YEAR, latest_year),
                 "mileage_km": _integer(0, vehicles.MAX_MILEAGE_KM),
-                "price_kobo": _integer(0, vehicles.MAX_PRICE_KOBO),
+                "price_kobo": _integer(0, money.MAX_KOBO),
                 "condition": _one_of(vehicles.CONDITIONS),
                 "listed_by": _described(UUID, _KNOWN_USER),
                 "owner_id": _described(UUID, _KNOWN_USER),

@@ -16,6 +16,7 @@ from engine import auctions
 from engine.auctions import CREATOR_ROLES, PUBLIC_STATUSES, SCHEDULER_ROLES, NewAuction
 from engine.bidders import BIDDING_ROLES
 from engine.bids import BidAccepted, rejection
+from engine.money import MAX_KOBO
 from web.app import CLOCK, DATABASE, SEQUENCER, SETTINGS
 from web.auth import Caller, authenticate, require_role
 from web.bidding import BIDS
@@ -32,7 +33,6 @@ from web.messages import (
     read_json,
 )
 
-MAX_AMOUNT_KOBO = 10**15 - 1
 CLIENT_BID_ID = re.compile(r"[^\x00-\x1f\x7f]{1,64}")
 LIST_LIMIT = 100
 MAX_LIST_LIMIT = 500
@@ -98,7 +98,7 @@ def _amount(raw: msgspec.Raw) -> int:
         amount = _WHOLE.decode(raw)
     except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError, RecursionError):
         amount = 0
-    if not 0 < amount <= MAX_AMOUNT_KOBO:
+    if not 0 < amount <= MAX_KOBO:
         refused = rejection("invalid_amount")
         raise ApiError(422, refused.code, refused.message)
     return amount
