@@ -8,7 +8,7 @@ fed the same bid stream (generated before any timing):
 - ``writebehind``: the Sequencer (engine/sequencer.py) with ``--in-flight``
   tasks each submitting the stream's next bid as soon as its last one is
   acknowledged, i.e. committed by the group-commit writer;
-- ``baseline``: BaselineLedger (engine/baseline.py), one transaction per bid,
+- ``baseline``: PerBidLedger (engine/per_bid_ledger.py), one transaction per bid,
   ``--workers`` tasks over a pool of as many connections, each auction's bids
   submitted in stream order (a bid waits for the auction's previous one), so
   none is lost to a race: the baseline at its best;
@@ -75,7 +75,6 @@ from prometheus_client import REGISTRY
 from bench.core import BenchFailure
 from bench.report import Result, environment, progress
 from bench.streams import NAIRA, increment_for
-from engine.baseline import BaselineLedger
 from engine.bids import BidAccepted, BidOutcome, DurableBid
 from engine.clock import SystemClock, to_datetime
 from engine.database import create_pool, dsn_for_database, embedded_server
@@ -84,6 +83,7 @@ from engine.ledger import BID_COLUMNS, DEFAULT_BATCH_MAX
 from engine.ledger import _records as ledger_records  # the rows exactly as the writer COPYs them
 from engine.migrations import migrate
 from engine.money import kobo_to_naira
+from engine.per_bid_ledger import PerBidLedger
 from engine.sequencer import Sequencer
 
 HELP = "durable bids/s: the write-behind ledger against one transaction per bid and raw COPY"
@@ -407,7 +407,7 @@ async def run_baseline(
     mode = Mode("baseline" if in_order else "baseline_free")
     pool = await create_pool(dsn, min_size=args.workers, max_size=args.workers)
     try:
-        ledger = BaselineLedger(pool, clock=SystemClock())
+        ledger = PerBidLedger(pool, clock=SystemClock())
         await submit(mode, ledger.place_bid, stream, args.workers, args.seconds, in_order=in_order)
     finally:
         await pool.close()

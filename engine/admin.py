@@ -29,11 +29,11 @@ from engine.audit import write_audit
 from engine.clock import Clock, to_ms
 from engine.ending import EndResult
 from engine.errors import LEDGER_DOWN, Refused, Replan, invalid_transition
-from engine.events import InTransaction, StateChange
 from engine.locks import user_locks
 from engine.offers import lock_auction
 from engine.registry import NO_HANDLE
 from engine.sequencer import Sequencer
+from engine.state_changes import InTransaction, StateChange
 from engine.text import check_text
 from engine.voiding import open_buyer, void_result
 

@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 import asyncpg
 
 from engine.audit import write_audit
-from engine.bidders import BIDDING_ROLES, PLATFORM_USER_ID
 from engine.clock import to_datetime, to_ms
 from engine.errors import Replan
 from engine.money import effective_reserve_kobo, kobo_to_naira, naira_to_kobo
@@ -32,6 +31,7 @@ from engine.offers import (
     settle_if_covered,
     tell_buyer,
 )
+from engine.roles import BIDDING_ROLES, PLATFORM_USER_ID
 
 FORFEIT_REASON = "The payment deadline passed without full payment."
 _OVERDUE = """

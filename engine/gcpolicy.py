@@ -4,9 +4,9 @@ CPython's cyclic collector walks every tracked object in a full (generation 2)
 collection. A busy server holds about half a million of them: roughly 80 per open
 WebSocket (aiohttp's protocol, reader, writer and futures, the room's
 subscription), the rooms' replay buffers, the idempotency records. A full
-collection of that heap stops the event loop for 300–670 ms on this project's
-machine (bench/README.md, "rooms"), and CPython starts one every few seconds under
-load: every bid waiting meanwhile made the ack p99 about half a second.
+collection of that heap stops the event loop for hundreds of milliseconds
+(bench/README.md, "rooms"), and CPython starts one every few seconds under
+load: every bid waiting meanwhile pushed the ack p99 up by as much.
 
 The policy, for the serving process only:
 

@@ -43,8 +43,8 @@ from engine import metrics
 from engine.bids import DurableBid
 from engine.clock import to_datetime
 from engine.errors import UNREACHABLE, Fenced, LedgerConflict, LedgerUnavailable
-from engine.events import StateChange
 from engine.money import kobo_to_naira
+from engine.state_changes import StateChange
 
 logger = logging.getLogger(__name__)
 
@@ -129,8 +129,9 @@ class _OutOfOrder(Exception):
 
 _RETRYABLE: tuple[type[BaseException], ...] = (*_TRANSIENT, _OutOfOrder)
 
-Event = DurableBid | StateChange
-Entry = tuple[Event, "asyncio.Future[None]"]
+#: What the ledger writes, in the core's order: an accepted bid or a state change.
+LedgerWrite = DurableBid | StateChange
+Entry = tuple[LedgerWrite, "asyncio.Future[None]"]
 
 
 @dataclass(slots=True)
@@ -142,7 +143,7 @@ class _Batch:
     started: float = field(default_factory=time.monotonic)
 
     @property
-    def events(self) -> list[Event]:
+    def events(self) -> list[LedgerWrite]:
         return [event for event, _ in self.entries]
 
 
@@ -156,7 +157,7 @@ class LedgerWriter:
         window_ms: float = 2,
         unavailable_after_ms: int = 3000,
         attempt_timeout_s: float = 5.0,
-        on_commit: Callable[[Sequence[Event]], None] | None = None,
+        on_commit: Callable[[Sequence[LedgerWrite]], None] | None = None,
         on_unavailable: Callable[[], None] | None = None,
         on_recovered: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
@@ -241,7 +242,7 @@ class LedgerWriter:
             raise LedgerUnavailable("the ledger is unavailable")
         await self._idle.wait()
 
-    def submit(self, bid: Event) -> asyncio.Future[None]:
+    def submit(self, bid: LedgerWrite) -> asyncio.Future[None]:
         """Queue an accepted bid or a state change; the future completes once it
         is committed."""
         loop = self._loop
@@ -284,9 +285,8 @@ class LedgerWriter:
 
         `first`: nothing is in flight. Then a long queue is split in two halves, so
         that the second goes out at once behind the first and PostgreSQL works on
-        one while this loop answers the other's bidders (bench ledger, 1,000
-        submitters, one hot auction: 29,035/s in batches of 1,000, 42,955/s in
-        halves)."""
+        one while this loop answers the other's bidders (bench/README.md, "ledger",
+        has the measurement)."""
         limit = self._batch_max
         if first and len(self._queue) >= 2 * _SPLIT_FROM:
             limit = min(limit, (len(self._queue) + 1) // 2)
@@ -464,7 +464,7 @@ class LedgerWriter:
             # The pool has dropped the connection (a lost server, say); nothing waits on it.
             logger.warning("a ledger connection could not be reset for reuse: %r", error)
 
-    async def _write_events(self, events: Sequence[Event], *, retry: bool) -> None:
+    async def _write_events(self, events: Sequence[LedgerWrite], *, retry: bool) -> None:
         """Bids and state changes (which carry statements of their own): one
         transaction of several statements."""
         auction_ids = sorted({event.auction_id for event in events})
@@ -588,10 +588,10 @@ def _bid_rows(
     The leaders are spread evenly among the other rows. Each is updated once, when
     outbid (its `is_winning` cleared), and that update stays on its page, with no
     new index entries (a heap-only update), only if the page has room for the new
-    version: sql/0014 keeps 30 % of each page free, enough while at most ~40 % of a
-    page's rows are leaders. In core order the leaders come last (each auction's
-    last bid), filling whole pages: then 43 % of the clears wrote four index entries
-    each (bench ledger, 200 auctions); spread, none does."""
+    version: sql/0014 keeps part of each page free, enough while at most a share of
+    a page's rows are leaders. In core order the leaders come last (each auction's
+    last bid), filling whole pages, and many clears then wrote four index entries
+    each; spread, none does (bench/README.md, "ledger")."""
     winners = {bid.id for bid in leaders.values()}
     outbid: list[tuple[Any, ...]] = []
     leading: list[tuple[Any, ...]] = []
@@ -664,9 +664,9 @@ def _last_per_auction(bids: Sequence[DurableBid]) -> dict[uuid.UUID, DurableBid]
     return {bid.auction_id: bid for bid in bids}
 
 
-def _auction_columns(events: Sequence[Event]) -> tuple[list[Any], ...]:
+def _auction_columns(events: Sequence[LedgerWrite]) -> tuple[list[Any], ...]:
     """Each touched auction's state after the batch, for one UPDATE."""
-    last_event: dict[uuid.UUID, Event] = {}
+    last_event: dict[uuid.UUID, LedgerWrite] = {}
     last_bid: dict[uuid.UUID, DurableBid] = {}
     last_change: dict[uuid.UUID, StateChange] = {}
     platform_bids: collections.Counter[uuid.UUID] = collections.Counter()

@@ -18,8 +18,8 @@ _bound_label = cast(Callable[[float], str], floatToGoString)
 class LoopHistogram:
     """A histogram observed from the event loop's thread alone: plain counters, no
     lock. prometheus_client's Histogram takes a lock and checks its labels on every
-    observation (about 1 us); the bid path observes once per bid (bench ledger:
-    with the accepted-bids counter, 13 % of the writer process's samples)."""
+    observation; the bid path observes once per bid, where that showed in the
+    writer's profile (bench/README.md, "ledger")."""
 
     def __init__(
         self,

@@ -19,12 +19,12 @@ from typing import Any
 import asyncpg
 
 import bidcore
-from engine.bidders import PLATFORM_USER_ID, may_bid
 from engine.bids import DurableBid
 from engine.clock import to_ms
 from engine.errors import RecoveryMismatch
 from engine.money import deposit_bp, effective_reserve_kobo, naira_to_kobo
 from engine.registry import Registry
+from engine.roles import PLATFORM_USER_ID, may_bid
 
 IdempotencyKey = tuple[uuid.UUID, uuid.UUID, str]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 
 import bidcore
-from engine.bidders import PLATFORM_USER_ID
+from engine.roles import PLATFORM_USER_ID
 
 #: A handle the core knows nothing under: bids naming it are refused by rule.
 NO_HANDLE = 2**32 - 1

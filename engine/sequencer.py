@@ -35,10 +35,10 @@ from engine.bids import (
 )
 from engine.clock import Clock, SystemClock
 from engine.errors import UNREACHABLE_OR_REFUSED, LedgerUnavailable
-from engine.events import InTransaction, StateChange
-from engine.ledger import DEFAULT_BATCH_MAX, Event, LedgerWriter
+from engine.ledger import DEFAULT_BATCH_MAX, LedgerWrite, LedgerWriter
 from engine.recovery import IdempotencyKey, Recovered, find_bid, load_auction, recover
 from engine.registry import NO_HANDLE, Registry
+from engine.state_changes import InTransaction, StateChange
 
 logger = logging.getLogger(__name__)
 
@@ -293,7 +293,7 @@ class Sequencer:
             previous_amount_kobo=outcome.previous_amount_kobo,
         )
 
-    def _committed(self, events: Sequence[Event]) -> None:
+    def _committed(self, events: Sequence[LedgerWrite]) -> None:
         bids = [event for event in events if isinstance(event, DurableBid)]
         _ACCEPTED.inc(len(bids))  # once a batch: every bid in it is acknowledged now
         accepted = self._accepted

@@ -16,11 +16,11 @@ from decimal import Decimal
 import asyncpg
 import msgspec
 
-from engine.bidders import PLATFORM_USER_ID, may_bid
 from engine.clock import to_ms
 from engine.errors import Refused
 from engine.locks import user_lock
 from engine.money import naira_to_kobo
+from engine.roles import PLATFORM_USER_ID, may_bid
 from engine.sequencer import Sequencer
 from engine.text import check_text
 

@@ -97,7 +97,7 @@ def _bad_vin(message: str) -> Refused:
 
 
 async def create_vehicle(pool: asyncpg.Pool, spec: VehicleCreate, now_ms: int) -> VehicleBody:
-    """Check and insert the vehicle (and, with issue 5, its embedding) in one transaction."""
+    """Check and insert the vehicle and its embedding in one transaction."""
     vin = normalize_vin(spec.vin)
     values = _checked(spec, vin, now_ms)
     async with pool.acquire() as conn:

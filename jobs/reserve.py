@@ -6,9 +6,9 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from engine.bidders import PLATFORM_USER_ID
 from engine.bids import BidOutcome
 from engine.clock import Clock
+from engine.roles import PLATFORM_USER_ID
 from engine.sequencer import Sequencer
 
 logger = logging.getLogger(__name__)

@@ -2,8 +2,8 @@
 
 Everything is set up the way the remaining platform and bidders would do it
 (users, credits, vehicles and auctions through the internal API, bids with a
-JWT); only making an auction live is done in SQL plus `load_auction`, as the
-scheduler (issue 5) will.
+JWT); only making an auction live is done in SQL plus `load_auction`, where
+the scheduler would wait for its start.
 """
 
 from __future__ import annotations

@@ -11,9 +11,9 @@ import aiohttp
 import pytest
 
 from engine.auctions import PUBLIC_STATUSES
-from engine.events import StateChange
 from engine.money import naira_to_kobo
 from engine.registry import NO_HANDLE
+from engine.state_changes import StateChange
 from tests.http_helpers import HOUR_MS, PRICE, SERVICE_TOKEN, STEP, Reply, token_for
 from tests.test_settlement import FUNDS, World, deposit, make_world, won_with_deposit_due
 

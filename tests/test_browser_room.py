@@ -21,7 +21,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from engine.bidders import PLATFORM_USER_ID
+from engine.roles import PLATFORM_USER_ID
 from tests.ws_helpers import RoomClient, make_world, serving
 from web.app import SEQUENCER
 from web.rooms import ROOMS, RoomTuning

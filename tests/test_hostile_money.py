@@ -18,7 +18,7 @@ import pytest
 from tests.factories import random_vin
 from tests.http_helpers import PRICE, Api, Reply, start, token_for
 from tests.test_hostile_ledger import changed, fingerprint
-from tests.test_http_hostile import assert_api_error
+from tests.test_hostile_requests import assert_api_error
 from tests.ws_helpers import RoomClient
 
 MAX = 10**15 - 1

@@ -20,7 +20,7 @@ import pytest
 
 from tests.http_helpers import PRICE, SECRET, SERVICE_TOKEN, STEP, Api, Reply, start, token_for
 from tests.test_hostile_ledger import changed, fingerprint
-from tests.test_http_hostile import assert_api_error
+from tests.test_hostile_requests import assert_api_error
 from tests.ws_helpers import RoomClient
 
 OTHER_SECRET = "another-secret-that-is-also-32-bytes-or-longer"

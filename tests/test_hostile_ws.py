@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 
 from tests.factories import create_user
 from tests.test_hostile_ledger import changed, fingerprint
-from tests.test_http_hostile import LEAKS
+from tests.test_hostile_requests import LEAKS
 from tests.ws_helpers import SECRET, RoomClient, Served, make_world, serving
 from web.app import DATABASE
 from web.auth import mint_token

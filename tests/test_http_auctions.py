@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from engine.bidders import PLATFORM_USER_ID
+from engine.roles import PLATFORM_USER_ID
 from tests.http_helpers import HOUR_MS, PRICE, STEP, Api, now_ms, start
 
 

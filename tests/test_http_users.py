@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from engine.bidders import PLATFORM_USER_ID
+from engine.roles import PLATFORM_USER_ID
 from tests.http_helpers import PRICE, Api, start
 
 

@@ -212,7 +212,7 @@ async def test_leader_of_a_zero_deposit_auction_still_cannot_withdraw(api: Api) 
 async def test_a_deposit_held_for_a_won_auction_is_held_and_committed(api: Api) -> None:
     winner = await api.user(balance_kobo=PRICE)
     auction = await api.live_auction()
-    # What end processing (issue 5) writes for a win: the auction awaiting settlement
+    # What end processing writes for a win: the auction awaiting settlement
     # and the deposit moved out of the balance into a hold.
     await api.pool.execute(
         "UPDATE auctions SET status = 'pending_settlement', winner_id = $2 WHERE id = $1",

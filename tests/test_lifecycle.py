@@ -12,13 +12,13 @@ from typing import Any
 import pytest
 
 from engine import metrics
-from engine.bidders import PLATFORM_USER_ID
 from engine.bids import BidAccepted
 from engine.clock import ManualClock, to_ms
 from engine.errors import Refused
 from engine.money import naira_to_kobo
 from engine.offers import PAYMENT_WINDOW_MS
 from engine.registry import NO_HANDLE
+from engine.roles import PLATFORM_USER_ID
 from engine.sequencer import Sequencer
 from engine.wallet import WalletChange, debit
 from jobs.lifecycle import Lifecycle

@@ -44,7 +44,7 @@ SERVICES = ("app", "db", "redis", "prometheus", "grafana")
 APP_PORT = 8080
 SEVERITIES = ("critical", "warning")
 
-#: What an operator must see on the dashboard (issue 6), by metric.
+#: What an operator must see on the dashboard, by metric.
 DASHBOARD_METRICS = (
     "auction_bids_total",
     "auction_bid_latency_seconds",

@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from engine.bidders import PLATFORM_USER_ID
 from engine.clock import ManualClock, to_ms
 from engine.money import format_naira, kobo_to_naira, naira_to_kobo
 from engine.offers import PAYMENT_WINDOW_MS
+from engine.roles import PLATFORM_USER_ID
 from jobs.lifecycle import Lifecycle
 from jobs.settlement import SettlementDeadlines
 from tests.http_helpers import HOUR_MS, PRICE, STEP, Api, Reply, now_ms, settings

@@ -93,13 +93,13 @@ async def _sequencer(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _bids(app: web.Application) -> AsyncIterator[None]:
-    from engine.baseline import BaselineLedger
+    from engine.per_bid_ledger import PerBidLedger
     from web.bidding import BIDS, PublishingBaseline
     from web.ws import ROOMS
 
     if app[SETTINGS].ledger_mode == "baseline":
         logger.warning("LEDGER_MODE=baseline: one locked transaction per bid, for measurement only")
-        baseline = BaselineLedger(app[DATABASE].pool, clock=app[CLOCK])
+        baseline = PerBidLedger(app[DATABASE].pool, clock=app[CLOCK])
         app[BIDS] = PublishingBaseline(baseline, app[ROOMS].publish_bids)
     else:
         app[BIDS] = app[SEQUENCER]

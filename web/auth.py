@@ -16,7 +16,7 @@ import asyncpg
 import jwt
 from aiohttp import web
 
-from engine.bidders import may_bid
+from engine.roles import may_bid
 from web.errors import ApiError
 
 ALGORITHM = "HS256"

@@ -1,6 +1,6 @@
 """Where the web layer sends a bid: the sequencer (the engine's design), or —
 with LEDGER_MODE=baseline, for side-by-side measurement only — the seed's own
-design, one row-locked transaction per bid (engine/baseline.py).
+design, one row-locked transaction per bid (engine/per_bid_ledger.py).
 
 The baseline decides from the database rows and never updates the core, so
 in that mode the core's view (anti-sniping end times the scheduler reads,
@@ -15,8 +15,8 @@ from typing import Protocol
 
 from aiohttp import web
 
-from engine.baseline import BaselineLedger
 from engine.bids import BidAccepted, BidOutcome, DurableBid
+from engine.per_bid_ledger import PerBidLedger
 
 
 class BidPlacer(Protocol):
@@ -38,7 +38,7 @@ class PublishingBaseline:
     """The baseline, telling the rooms of each bid once its transaction committed."""
 
     def __init__(
-        self, baseline: BaselineLedger, publish: Callable[[Sequence[DurableBid]], None]
+        self, baseline: PerBidLedger, publish: Callable[[Sequence[DurableBid]], None]
     ) -> None:
         self._baseline = baseline
         self._publish = publish

@@ -1,8 +1,8 @@
 """The internal HTTP API (API.md "Internal HTTP"): the remaining platform's calls.
 
 Every route needs the platform's service token. Users, wallets, vehicles and
-auctions are written here; `/internal/admin/...` and settlement payments are
-issue 5's.
+auctions are written here; staff actions (`/internal/admin/...`, web/admin_api.py)
+and settlement payments (web/settlement_api.py) have their own modules.
 """
 
 from __future__ import annotations

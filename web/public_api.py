@@ -14,9 +14,9 @@ from aiohttp import web
 
 from engine import auctions
 from engine.auctions import CREATOR_ROLES, PUBLIC_STATUSES, SCHEDULER_ROLES, NewAuction
-from engine.bidders import BIDDING_ROLES
 from engine.bids import BidAccepted, rejection
 from engine.money import MAX_KOBO
+from engine.roles import BIDDING_ROLES
 from web.app import CLOCK, DATABASE, SEQUENCER, SETTINGS
 from web.auth import Caller, authenticate, require_role
 from web.bidding import BIDS

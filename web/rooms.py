@@ -37,13 +37,13 @@ from aiohttp import web
 from prometheus_client import Counter, Gauge, Histogram
 
 import bidcore
-from engine.bidders import PLATFORM_USER_ID
 from engine.bids import DurableBid
 from engine.config import Settings
 from engine.ending import EndResult
-from engine.events import StateChange
 from engine.registry import NO_HANDLE
+from engine.roles import PLATFORM_USER_ID
 from engine.sequencer import Sequencer
+from engine.state_changes import StateChange
 from web.bus import Bus, BusMessage, LocalBus, RedisBus
 from web.ws_messages import (
     BidEvent,

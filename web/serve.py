@@ -50,8 +50,8 @@ def serve(
         shutdown_timeout=10,
         # aiohttp rounds timers longer than this up to a whole second, so every
         # socket opened within one second would send its heartbeat ping in the same
-        # loop iteration: thousands at once, a 100–150 ms stall every heartbeat
-        # (bench rooms, 6,000 sockets). Timers up to a minute stay exact.
+        # loop iteration: thousands at once, a stall every heartbeat (bench/README.md,
+        # "rooms"). Timers up to a minute stay exact.
         timeout_ceil_threshold=60,
         print=lambda message: logger.info("%s", message),
     )

@@ -15,13 +15,13 @@ import asyncpg
 import pytest
 
 from bench.streams import StreamParams, generate
-from engine import baseline
-from engine.baseline import BaselineLedger
-from engine.bidders import PLATFORM_USER_ID
+from engine import per_bid_ledger
 from engine.bids import BidAccepted, BidOutcome, BidRejected, DurableBid
 from engine.clock import ManualClock, to_datetime
 from engine.database import create_pool
 from engine.money import naira_to_kobo
+from engine.per_bid_ledger import PerBidLedger
+from engine.roles import PLATFORM_USER_ID
 from engine.sequencer import Sequencer
 from tests.conftest import PostgresCluster, dsn_database
 from tests.factories import create_auction, create_user
@@ -37,7 +37,7 @@ RICH = 10**12
 class World:
     pool: Any
     clock: ManualClock
-    ledger: BaselineLedger
+    ledger: PerBidLedger
     seller: uuid.UUID
     bidders: list[uuid.UUID]
     auction: uuid.UUID
@@ -49,7 +49,7 @@ async def world(pool: Any) -> World:
     bidders = [await create_user(pool, balance_kobo=RICH) for _ in range(4)]
     auction = await create_auction(pool, seller=seller, start_ms=T0 - HOUR_MS, end_ms=T0 + HOUR_MS)
     clock = ManualClock(T0)
-    return World(pool, clock, BaselineLedger(pool, clock=clock), seller, bidders, auction)
+    return World(pool, clock, PerBidLedger(pool, clock=clock), seller, bidders, auction)
 
 
 def code_of(outcome: BidOutcome) -> str:
@@ -109,7 +109,7 @@ async def test_a_returning_bidder_number_is_read_from_the_ledger_after_a_restart
     a, b = world.bidders[:2]
     await world.ledger.place_bid(world.auction, a, PRICE)
     await world.ledger.place_bid(world.auction, b, PRICE + STEP)
-    restarted = BaselineLedger(world.pool, clock=world.clock)
+    restarted = PerBidLedger(world.pool, clock=world.clock)
     outcome = await restarted.place_bid(world.auction, a, PRICE + 2 * STEP)
     assert isinstance(outcome, BidAccepted)
     assert (outcome.bid.bidder_number, outcome.bid.bidder_count) == (1, 2)
@@ -384,7 +384,7 @@ async def test_the_same_client_bid_id_is_found_after_a_restart_and_the_auction_e
 ) -> None:
     first = await world.ledger.place_bid(world.auction, world.bidders[0], PRICE, "late")
     await world.pool.execute("UPDATE auctions SET status = 'ended' WHERE id = $1", world.auction)
-    again = await BaselineLedger(world.pool, clock=world.clock).place_bid(
+    again = await PerBidLedger(world.pool, clock=world.clock).place_bid(
         world.auction, world.bidders[0], PRICE, "late"
     )
     assert isinstance(first, BidAccepted) and isinstance(again, BidAccepted)
@@ -450,7 +450,7 @@ async def test_a_race_lost_twice_is_refused_as_unavailable_and_writes_nothing(
 
 def fail_writes(monkeypatch: pytest.MonkeyPatch, times: int) -> None:
     """The next `times` writes fail as a deadlock victim would, after their INSERT."""
-    write = baseline._write
+    write = per_bid_ledger._write
     failures = iter([asyncpg.DeadlockDetectedError("deadlock detected")] * times)
 
     async def failing(conn: Any, accept: Any) -> None:
@@ -458,7 +458,7 @@ def fail_writes(monkeypatch: pytest.MonkeyPatch, times: int) -> None:
         if (failure := next(failures, None)) is not None:
             raise failure
 
-    monkeypatch.setattr(baseline, "_write", failing)
+    monkeypatch.setattr(per_bid_ledger, "_write", failing)
 
 
 # --- the same stream through the baseline and the Sequencer ---------------------------
@@ -606,7 +606,7 @@ async def test_the_baseline_decides_and_writes_a_stream_as_the_sequencer_does(
     bids = with_retries_and_platform_bids(stream, ids, seed=5)
     sequencer_clock, baseline_clock = ManualClock(bids[0].at_ms), ManualClock(bids[0].at_ms)
     sequencer = await Sequencer.open(sequencer_pool, clock=sequencer_clock, window_ms=0)
-    ledger = BaselineLedger(baseline_pool, clock=baseline_clock)
+    ledger = PerBidLedger(baseline_pool, clock=baseline_clock)
     seen: set[tuple[uuid.UUID, uuid.UUID, str | None]] = set()
     outcomes: list[BidOutcome] = []
     try:

@@ -15,7 +15,7 @@ import pytest
 
 from tests.http_helpers import SERVICE_TOKEN, Api, Reply, start
 from tests.test_hostile_ledger import changed, fingerprint
-from tests.test_http_hostile import assert_api_error
+from tests.test_hostile_requests import assert_api_error
 
 
 @pytest.fixture

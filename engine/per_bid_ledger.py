@@ -18,7 +18,7 @@ Each bid is decided and written in its own READ COMMITTED transaction:
 
 A rejected bid rolls back (so it never waits on a WAL flush). Outcomes, reason
 codes and ledger rows are the Sequencer's: the same stream of bids with the
-same clock gives the same codes and the same rows (tests/test_baseline.py
+same clock gives the same codes and the same rows (tests/test_per_bid_ledger.py
 holds the two equal). As there, only scheduled and live auctions take bids
 (a bid on any other is `auction_ended` or `auction_not_live`), a `client_bid_id` already in
 the ledger returns that bid, and a rejection is remembered in this process for
@@ -39,7 +39,6 @@ import msgspec
 
 import bidcore
 from engine import metrics
-from engine.bidders import PLATFORM_USER_ID, may_bid
 from engine.bids import (
     UNAVAILABLE,
     BidAccepted,
@@ -53,6 +52,7 @@ from engine.clock import Clock, SystemClock, to_datetime, to_ms
 from engine.errors import UNREACHABLE
 from engine.money import deposit_bp, kobo_to_naira, naira_to_kobo
 from engine.recovery import IdempotencyKey, find_bid
+from engine.roles import PLATFORM_USER_ID, may_bid
 from engine.sequencer import REJECTIONS_REMEMBERED
 
 logger = logging.getLogger(__name__)
@@ -138,7 +138,7 @@ class _Refused(Exception):
         self.outcome = outcome
 
 
-class BaselineLedger:
+class PerBidLedger:
     """Bids decided from the database rows and written one transaction each."""
 
     def __init__(self, pool: asyncpg.Pool, *, clock: Clock | None = None) -> None:
