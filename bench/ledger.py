@@ -80,7 +80,7 @@ from engine.clock import SystemClock, to_datetime
 from engine.database import create_pool, dsn_for_database, embedded_server
 from engine.gcpolicy import GcPolicy, running
 from engine.ledger import BID_COLUMNS, DEFAULT_BATCH_MAX
-from engine.ledger import _records as ledger_records  # the rows exactly as the writer COPYs them
+from engine.ledger import copy_rows  # the rows exactly as the writer COPYs them
 from engine.migrations import migrate
 from engine.money import kobo_to_naira
 from engine.per_bid_ledger import PerBidLedger
@@ -634,7 +634,7 @@ async def _round(
     await _database_stats(dsn, modes["writebehind"])
     _report(modes["writebehind"])
 
-    records = ledger_records(modes["writebehind"].accepted)  # in commit order
+    records = copy_rows(modes["writebehind"].accepted)  # in commit order
     for name, chunk in (("copy", len(records)), ("copy_batched", args.batch_max)):
         dsn = await _fresh_database(admin, admin_dsn, f"bench_{name}_{number}")
         progress(f"{name}: {len(records):,} prebuilt rows, {min(chunk, len(records)):,} per COPY")

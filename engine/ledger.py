@@ -479,7 +479,7 @@ class LedgerWriter:
                 # that is merely opened, extended or closed keeps its own.
                 await conn.execute(_CLEAR_LEADERS, sorted({bid.auction_id for bid in bids}))
                 await conn.copy_records_to_table(
-                    "bids", records=_records(bids), columns=BID_COLUMNS
+                    "bids", records=copy_rows(bids), columns=BID_COLUMNS
                 )
             await conn.execute(_UPDATE_AUCTIONS, *_auction_columns(events))
             for change in changes:
@@ -628,7 +628,7 @@ def _spread(rows: list[Any], *, among: list[Any]) -> list[Any]:
     return spread
 
 
-def _records(bids: Sequence[DurableBid]) -> list[tuple[Any, ...]]:
+def copy_rows(bids: Sequence[DurableBid]) -> list[tuple[Any, ...]]:
     """The bids' rows, for COPY: naira and datetimes, the columns' own types."""
     return [
         (*row[:3], kobo_to_naira(row[3]), *row[4:9], to_datetime(row[9]), to_datetime(row[10]))
