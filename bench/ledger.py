@@ -79,8 +79,11 @@ from engine.bids import BidAccepted, BidOutcome, DurableBid
 from engine.clock import SystemClock, to_datetime
 from engine.database import create_pool, dsn_for_database, embedded_server
 from engine.gcpolicy import GcPolicy, running
-from engine.ledger import BID_COLUMNS, DEFAULT_BATCH_MAX
-from engine.ledger import copy_rows  # the rows exactly as the writer COPYs them
+from engine.ledger import (
+    BID_COLUMNS,
+    DEFAULT_BATCH_MAX,
+    copy_rows,  # the rows exactly as the writer COPYs them
+)
 from engine.migrations import migrate
 from engine.money import kobo_to_naira
 from engine.per_bid_ledger import PerBidLedger
