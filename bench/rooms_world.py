@@ -88,6 +88,8 @@ def server_env(
         RATE_LIMIT_IP_PER_MIN="1000000000",
         RATE_LIMIT_USER_PER_MIN="1000000000",
         WS_BIDS_PER_S="1000000",
+        WS_FRAMES_PER_S="1000000",
+        WS_SOCKETS_PER_IP="1000000",
         LEDGER_MODE="baseline" if mode == "baseline" else "writebehind",
         LOG_LEVEL=os.environ.get("BENCH_SERVER_LOG_LEVEL", "WARNING"),
         PYTHONUNBUFFERED="1",

@@ -157,6 +157,8 @@ def engine_env(database_url: str, **extra: str) -> dict[str, str]:
         "INTERNAL_API_TOKEN": SERVICE_TOKEN,
         "RATE_LIMIT_IP_PER_MIN": "10000000",
         "RATE_LIMIT_USER_PER_MIN": "10000000",
+        "WS_FRAMES_PER_S": "10000000",
+        "WS_SOCKETS_PER_IP": "10000000",
         "LOG_LEVEL": "WARNING",
         "PYTHONUNBUFFERED": "1",
         **extra,

@@ -44,6 +44,8 @@ class Settings:
     rate_limit_ip_per_min: int = 100
     rate_limit_user_per_min: int = 1000
     ws_bids_per_s: int = 10
+    ws_frames_per_s: int = 20  # every frame type, per room socket
+    ws_sockets_per_ip: int = 50  # open room sockets per client address, on this node
     max_body_bytes: int = 65536
     gc_full_interval_s: int = 600  # 0: CPython's own full collections (engine/gcpolicy.py)
     allow_dev_secrets: bool = False  # serve with the built-in secrets beyond loopback
@@ -79,6 +81,8 @@ class Settings:
                 "RATE_LIMIT_USER_PER_MIN", defaults.rate_limit_user_per_min, 1
             ),
             ws_bids_per_s=env.integer("WS_BIDS_PER_S", defaults.ws_bids_per_s, 1),
+            ws_frames_per_s=env.integer("WS_FRAMES_PER_S", defaults.ws_frames_per_s, 1),
+            ws_sockets_per_ip=env.integer("WS_SOCKETS_PER_IP", defaults.ws_sockets_per_ip, 1),
             max_body_bytes=env.integer("MAX_BODY_BYTES", defaults.max_body_bytes, 1),
             gc_full_interval_s=env.integer("GC_FULL_INTERVAL_S", defaults.gc_full_interval_s, 0),
             allow_dev_secrets=env.flag("ALLOW_DEV_SECRETS", defaults.allow_dev_secrets),

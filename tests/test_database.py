@@ -147,6 +147,7 @@ def test_settings_defaults() -> None:
     assert settings.ledger_mode == "writebehind"
     assert (settings.rate_limit_ip_per_min, settings.rate_limit_user_per_min) == (100, 1000)
     assert (settings.ws_bids_per_s, settings.max_body_bytes) == (10, 65536)
+    assert (settings.ws_frames_per_s, settings.ws_sockets_per_ip) == (20, 50)
     assert settings.cors_origins == ()
     assert settings.log_level == "INFO"
 
@@ -165,6 +166,8 @@ def test_settings_read_from_the_environment() -> None:
             "LEDGER_BATCH_WINDOW_MS": "0",
             "LEDGER_MODE": "baseline",
             "WS_BIDS_PER_S": "3",
+            "WS_FRAMES_PER_S": "7",
+            "WS_SOCKETS_PER_IP": "500",
         }
     )
 
@@ -175,6 +178,7 @@ def test_settings_read_from_the_environment() -> None:
     assert (settings.ledger_batch_max, settings.ledger_batch_window_ms) == (100, 0)
     assert settings.ledger_mode == "baseline"
     assert settings.ws_bids_per_s == 3
+    assert (settings.ws_frames_per_s, settings.ws_sockets_per_ip) == (7, 500)
     assert not settings.uses_dev_secrets
 
 
@@ -203,6 +207,8 @@ def test_defaulted_secrets_are_labelled_and_warned_about(caplog: pytest.LogCaptu
         ("RATE_LIMIT_IP_PER_MIN", "-5", "RATE_LIMIT_IP_PER_MIN=-5 is too small"),
         ("RATE_LIMIT_USER_PER_MIN", "x", "RATE_LIMIT_USER_PER_MIN='x'"),
         ("WS_BIDS_PER_S", "-1", "WS_BIDS_PER_S=-1"),
+        ("WS_FRAMES_PER_S", "0", "WS_FRAMES_PER_S=0 is too small"),
+        ("WS_SOCKETS_PER_IP", "many", "WS_SOCKETS_PER_IP='many' is not a whole number"),
         ("MAX_BODY_BYTES", "64k", "MAX_BODY_BYTES='64k'"),
         ("LEDGER_MODE", "eventually", "LEDGER_MODE='eventually' is not one of"),
         ("LOG_LEVEL", "loud", "LOG_LEVEL='LOUD' is not one of"),

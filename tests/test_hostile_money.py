@@ -61,7 +61,11 @@ def with_amount(fields: dict[str, Any], name: str, raw: str) -> str:
 @pytest.fixture
 async def api(database_url: str, aiohttp_client: Any) -> Api:
     return await start(
-        aiohttp_client, database_url, rate_limit_ip_per_min=100_000, ws_bids_per_s=1_000
+        aiohttp_client,
+        database_url,
+        rate_limit_ip_per_min=100_000,
+        ws_bids_per_s=1_000,
+        ws_frames_per_s=1_000,  # a socket sends every hostile amount back to back
     )
 
 

@@ -162,7 +162,7 @@ async def room(pool: Any, database_url: str) -> AsyncIterator[Room]:
     world = await make_world(pool, bidders=2)
     poor = await create_user(pool, balance_kobo=0)
     async with (
-        serving(database_url, ws_bids_per_s=1_000_000) as served,
+        serving(database_url, ws_bids_per_s=1_000_000, ws_frames_per_s=1_000_000) as served,
         aiohttp.ClientSession() as session,
     ):
         yield Room(

@@ -53,7 +53,14 @@ _decode = msgspec.json.Decoder(Event).decode
 async def server(pool: Any, database_url: str) -> AsyncIterator[tuple[ServerProcess, World]]:
     world = await make_world(pool, bidders=BIDDERS)
     process = await ServerProcess.start(
-        process_env(database_url, WS_BIDS_PER_S="100000"),
+        # Every bidder socket sends far more than a person would, and the watchers
+        # all come from one loopback address.
+        process_env(
+            database_url,
+            WS_BIDS_PER_S="100000",
+            WS_FRAMES_PER_S="100000",
+            WS_SOCKETS_PER_IP="100000",
+        ),
         "--queue-bytes",
         str(QUEUE_BYTES),
         "--send-buffer",

@@ -6,6 +6,9 @@ row). Frames are decoded once, strictly, into the `ClientMessage` union; a bad
 one gets an `error` and the socket stays open. A bid goes to the sequencer and
 its `bid_result` comes back once the ledger has committed it — after the room's
 `bid` event, which the commit itself sends.
+
+What a socket may cost is bounded: frames per second per socket and sockets per
+client address (web/ws_limits.py).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from web.app import CLOCK, DATABASE, LIMITER, SEQUENCER, SETTINGS
 from web.auth import AuthError, load_caller, verify_token
 from web.bidding import BIDS, BidPlacer
 from web.errors import ApiError
+from web.ratelimit import ip_key
 from web.rooms import (
     ROOM_TUNING,
     Connection,
@@ -40,6 +44,7 @@ from web.rooms import (
     text_frame,
 )
 from web.rooms import ROOMS as ROOMS  # re-exported: other modules find the rooms here
+from web.ws_limits import FrameBudget, OpenSockets
 from web.ws_messages import (
     GUEST_TYPES,
     Auth,
@@ -67,6 +72,13 @@ MAX_FRAME_BYTES = 64 * 1024
 #: The ledger (or the database behind a snapshot) could not be reached.
 _DATABASE_DOWN = UNREACHABLE_OR_REFUSED
 
+#: Room sockets open on this node per client address (WS_SOCKETS_PER_IP).
+OPEN_SOCKETS = web.AppKey("open_sockets", OpenSockets)
+
+#: A refused socket's Retry-After: a place frees when one of its sockets closes,
+#: which no clock can tell; a few seconds keeps a reconnecting client from spinning.
+_SOCKETS_RETRY_S = 5
+
 
 def install(app: web.Application) -> None:
     app.router.add_get("/ws/auctions/{id}", auction_socket)
@@ -79,6 +91,7 @@ def install(app: web.Application) -> None:
 async def running_rooms(app: web.Application) -> AsyncIterator[Rooms]:
     """The app's rooms and their bus (a cleanup context of web.app)."""
     tuning = app.get(ROOM_TUNING) or RoomTuning()
+    app[OPEN_SOCKETS] = OpenSockets(app[SETTINGS].ws_sockets_per_ip)
     async with open_rooms(app[SETTINGS], app[SEQUENCER], tuning) as rooms:
         app[ROOMS] = rooms
         yield rooms
@@ -103,6 +116,28 @@ async def auction_socket(request: web.Request) -> web.StreamResponse:
     )
     if not ws.can_prepare(request).ok:
         raise ApiError(400, "malformed", "This address takes WebSocket connections only.")
+    # Counted before anything else is spent on the socket, and given back however
+    # it ends: a close by either side, a drop, a failed snapshot, shutdown.
+    sockets, client = app[OPEN_SOCKETS], ip_key(request.remote)
+    if not sockets.open(client):
+        raise ApiError(
+            429,
+            "rate_limited",
+            f"Too many open room connections from your address: at most {sockets.per_key}. "
+            f"Close one, or try again in {_SOCKETS_RETRY_S} s.",
+            headers={"Retry-After": str(_SOCKETS_RETRY_S)},
+        )
+    try:
+        return await _run_socket(request, ws, auction_id)
+    finally:
+        sockets.close(client)
+
+
+async def _run_socket(
+    request: web.Request, ws: web.WebSocketResponse, auction_id: uuid.UUID
+) -> web.WebSocketResponse:
+    app = request.app
+    rooms = app[ROOMS]
     try:
         snap = await room_snapshot(app, auction_id)
     except _DATABASE_DOWN as err:
@@ -123,6 +158,12 @@ async def auction_socket(request: web.Request) -> web.StreamResponse:
         async for message in ws:
             if message.type in (WSMsgType.TEXT, WSMsgType.BINARY):
                 await session.handle_safely(message.data)
+                if pause := session.over_budget_s():
+                    # Over its budget: not read again until a frame would be taken,
+                    # so a flood waits in the client's buffers instead of costing
+                    # this process a refusal per frame. Every frame read is still
+                    # acted on or refused, in order.
+                    await asyncio.sleep(pause)
             elif message.type is WSMsgType.ERROR:
                 break
     finally:
@@ -148,9 +189,25 @@ class Session:
         self._auction_id = auction_id
         self._conn = conn
         self._bids: set[asyncio.Task[None]] = set()
+        frames_per_s = app[SETTINGS].ws_frames_per_s
+        self._budget = FrameBudget(frames_per_s)
+        self._over_budget_s = 0.0
+        self._refusal = text_frame(
+            encode(
+                ErrorMessage(
+                    code="rate_limited",
+                    message=f"Too many messages on this connection: at most {frames_per_s} "
+                    "a second. This one was not acted on; wait a moment and send it again.",
+                )
+            )
+        )
 
     async def handle_safely(self, data: str | bytes) -> None:
         """`handle`, and a bug in it costs this message, not the socket."""
+        if not self._budget.take():
+            self._over_budget_s = self._budget.wait_s()
+            self._rooms.send(self._conn, self._refusal)
+            return
         try:
             await self.handle(data)
         except Exception:
@@ -188,6 +245,11 @@ class Session:
                 self._unauthenticated()  # before any other check, as API.md says
                 return
         self._error("malformed", f"This message could not be read: {err}.")
+
+    def over_budget_s(self) -> float:
+        """After a refused frame: how long until the next would be taken (else 0)."""
+        pause, self._over_budget_s = self._over_budget_s, 0.0
+        return pause
 
     # ---- auth -----------------------------------------------------------------
 
