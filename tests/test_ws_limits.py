@@ -1,20 +1,36 @@
-"""What one client may take of the rooms: frames per socket (WS_FRAMES_PER_S) and
-sockets per address (WS_SOCKETS_PER_IP)."""
+"""What one client may take of the rooms: frames per socket (WS_FRAMES_PER_S),
+sockets per address (WS_SOCKETS_PER_IP), and a flood of guests' `resume` and
+`auth` that the database never sees."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import os
 import socket
+import statistics
+import sys
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import pytest
+import pytest_asyncio
 
 import web.ws_limits
-from tests.ws_helpers import RoomClient, make_world, serving
+from engine import auctions
+from tests.ws_helpers import (
+    ROOT,
+    RoomClient,
+    ServerProcess,
+    World,
+    make_world,
+    process_env,
+    serving,
+)
+from web import auth, ws
 from web.ratelimit import ip_key
 from web.ws import OPEN_SOCKETS
 from web.ws_limits import FrameBudget, OpenSockets
@@ -194,3 +210,130 @@ def _upgrade_headers() -> dict[str, str]:
         "Sec-WebSocket-Key": base64.b64encode(os.urandom(16)).decode(),
         "Sec-WebSocket-Version": "13",
     }
+
+
+# ---- a flood of guests ---------------------------------------------------------------------
+
+FLOOD_SOCKETS = 20
+FLOOD_S = 4.0
+#: Ten times the budget, every socket. Faster only makes the flooding process
+#: itself take a core of a small test machine from the server and the database;
+#: the server reads a socket over its budget no faster than this (web.ws).
+FLOOD_FRAMES_PER_S = 10 * FRAMES_PER_S
+HONEST_BIDDERS = 5
+HONEST_BIDS_PER_S = 25  # 5 a second per bidder: within WS_BIDS_PER_S
+ACK_P99_MS = 25.0  # the rooms' target (tests/README.md)
+#: What a snapshot or a `you` costs the ledger, and the lookup of a signing-in user.
+SNAPSHOT_STATEMENTS = frozenset(
+    {auctions._ONE, auctions._RECENT, auctions._BIDDER_NUMBERS, ws._YOU, auth._CALLER}
+)
+
+
+@pytest_asyncio.fixture
+async def flood_room(pool: Any, database_url: str) -> AsyncIterator[tuple[ServerProcess, World]]:
+    """A live auction with honest bidders, on a server process whose pool's
+    statements are counted (the world first: the server loads it at start)."""
+    world = await make_world(pool, bidders=HONEST_BIDDERS)
+    server = await ServerProcess.start(
+        process_env(
+            database_url,
+            WS_FRAMES_PER_S=str(FRAMES_PER_S),
+            WS_SOCKETS_PER_IP=str(SOCKETS_PER_IP),
+        ),
+        "--count-queries",
+    )
+    try:
+        yield server, world
+    finally:
+        await server.stop()
+
+
+async def _statements(session: aiohttp.ClientSession, server: ServerProcess) -> dict[str, int]:
+    async with session.get(f"{server.base}/test/queries") as answer:
+        counted: dict[str, int] = (await answer.json())["statements"]
+        return counted
+
+
+async def _honest_bids(bidders: list[RoomClient], first: int, seconds: float) -> list[float]:
+    """Rising bids, one bidder after another at HONEST_BIDS_PER_S; each bid's
+    acknowledgement time (sent → `bid_result`), ms. Every one must be accepted."""
+    latencies: list[float] = []
+    interval = 1 / HONEST_BIDS_PER_S
+    began = time.perf_counter()
+    for i in range(int(seconds * HONEST_BIDS_PER_S)):
+        bidder = bidders[i % len(bidders)]
+        sent = time.perf_counter()
+        result = await bidder.bid(START + (first + i) * STEP)
+        latencies.append((time.perf_counter() - sent) * 1000)
+        assert result["status"] == "accepted", result
+        bidder.seen.clear()  # the room's events: not under test here
+        await asyncio.sleep(max(0.0, began + (i + 1) * interval - time.perf_counter()))
+    return latencies
+
+
+def _p99(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[max(0, int(len(ordered) * 0.99) - 1)]
+
+
+async def test_a_flood_of_guest_resumes_and_auths_costs_the_ledger_nothing(
+    flood_room: tuple[ServerProcess, World],
+) -> None:
+    counted_server, world = flood_room
+    url = counted_server.room_url(world.auction_id)
+    async with aiohttp.ClientSession() as session:
+        bidders = [
+            await RoomClient.connect(session, url, token=world.token(user))
+            for user in world.bidders
+        ]
+        calm = await _honest_bids(bidders, 0, 2.0)  # the room has bids to show, too
+
+        flood = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "tests.ws_flood",
+            url,
+            str(FLOOD_SOCKETS),
+            str(FLOOD_S),
+            str(FLOOD_FRAMES_PER_S),
+            cwd=ROOT,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        assert flood.stdin is not None and flood.stdout is not None
+        try:
+            assert await asyncio.wait_for(flood.stdout.readline(), timeout=30) == b"ready\n"
+            await asyncio.sleep(1.0)  # the guests' own snapshots are counted by now
+            before = await _statements(session, counted_server)
+            flood.stdin.write(b"go\n")
+            await flood.stdin.drain()
+            flooded = await _honest_bids(bidders, len(calm), FLOOD_S)
+            report = json.loads(await asyncio.wait_for(flood.stdout.readline(), timeout=60))
+        finally:
+            if flood.returncode is None:
+                flood.kill()
+            await flood.wait()
+        await asyncio.sleep(0.5)
+        after = await _statements(session, counted_server)
+
+    answers = report["answers"]
+    acted_on = answers.get("snapshot", 0) + answers.get("error:unauthenticated", 0)
+    refused = answers.get("error:rate_limited", 0)
+    queries = {text: after.get(text, 0) - before.get(text, 0) for text in after}
+    snapshot_queries = sum(queries.get(text, 0) for text in SNAPSHOT_STATEMENTS)
+    print(
+        f"\nflood: {report['sent']} frames from {FLOOD_SOCKETS} guests in {FLOOD_S:.0f} s: "
+        f"{acted_on} acted on ({answers.get('snapshot', 0)} snapshots), {refused} refused "
+        f"rate_limited, sockets closed early: {report['closed_early']}; statements meanwhile: "
+        f"{sum(queries.values())} in all, {snapshot_queries} for snapshots or sign-ins\n"
+        f"honest acks, ms: calm p50 {statistics.median(calm):.1f} p99 {_p99(calm):.1f}; "
+        f"flood p50 {statistics.median(flooded):.1f} p99 {_p99(flooded):.1f} "
+        f"max {max(flooded):.1f} ({len(flooded)} bids)"
+    )
+    assert refused > 0
+    assert answers.get("snapshot", 0) > 0  # resumes are answered, within the budget
+    # Each socket's burst, then its rate for as long as answers were counted (the
+    # flood, the second after it, and a second's slack).
+    assert acted_on <= FLOOD_SOCKETS * FRAMES_PER_S * (1 + FLOOD_S + 2)
+    assert snapshot_queries == 0
+    assert _p99(flooded) <= ACK_P99_MS

@@ -9,13 +9,17 @@ from typing import Any
 
 import aiohttp
 
-from engine.ending import EndResult
-from tests.ws_helpers import RoomClient, make_world, now_ms, serving
+from engine import auctions
+from engine.ending import EndResult, end_auction
+from tests.ws_helpers import RoomClient, counting_queries, make_world, now_ms, serving
 from web.app import SEQUENCER
 from web.rooms import ROOMS, EndAnnouncer, RoomTuning
+from web.ws import you_view
 
 START = 100_000_000  # the factory's start price, kobo
 STEP = 5_000_000  # the factory's increment, kobo
+INTERNAL_TOKEN = "ws-test-internal-token"  # tests.ws_helpers.settings_for
+SNAPSHOT_ROW = auctions._ONE  # the statement every ledger snapshot starts with
 
 BID_EVENT_FIELDS = {
     "type",
@@ -384,3 +388,144 @@ async def test_a_gap_that_never_fills_is_sent_on_and_resume_repairs_it(
         assert late["seq"] == seq + 2
         await guest.send(type="resume", last_seq=seq)
         assert (await guest.expect("snapshot"))["auction"]["id"] == str(world.auction_id)
+
+
+async def test_a_resume_past_the_kept_events_is_answered_from_memory_as_the_ledger_would(
+    pool: Any, database_url: str
+) -> None:
+    # A reserve and an anti-sniping window that every bid falls in: the snapshot's
+    # reserve_met and end_time_ms move with the bids.
+    world = await make_world(
+        pool,
+        bidders=3,
+        auction_type="reserve",
+        reserve_kobo=START + 2 * STEP,
+        window_ms=7_200_000,
+        extension_ms=60_000,
+    )
+    alice, bob, carol = world.bidders
+    tuning = RoomTuning(replay_events=2)
+    with counting_queries() as queries:
+        async with (
+            serving(database_url, tuning=tuning) as served,
+            aiohttp.ClientSession() as session,
+        ):
+            url = served.room_url(world.auction_id)
+            guest = await RoomClient.connect(session, url)
+            a = await RoomClient.connect(session, url, token=world.token(alice))
+            b = await RoomClient.connect(session, url, token=world.token(bob))
+            c = await RoomClient.connect(session, url, token=world.token(carol))
+            for i, bidder in enumerate([a, b, a, b]):
+                assert (await bidder.bid(START + i * STEP))["status"] == "accepted"
+            new_end = (await guest.expect("bid"))["end_time_ms"] + 600_000
+            await served.app[SEQUENCER].extend_auction(world.auction_id, new_end)
+            # Carol bids elsewhere (REST): her socket hears `you` but not her handle.
+            reply = await session.post(
+                f"{served.base}/api/bids",
+                json={
+                    "auction_id": str(world.auction_id),
+                    "amount_kobo": START + 5 * STEP,
+                    "client_bid_id": "carol-rest",
+                },
+                headers={"Authorization": f"Bearer {world.token(carol)}"},
+            )
+            assert reply.status == 201
+            last = guest.snapshot["seq"] + 6
+            await guest.expect("bid", seq=last)
+            for bidder in (a, b, c):
+                await bidder.expect("bid", seq=last)
+            await asyncio.sleep(0.05)
+
+            before = queries.total
+            resumed = {}
+            for name, client in (("guest", guest), ("a", a), ("b", b)):
+                await client.send(type="resume", last_seq=client.snapshot["seq"])
+                resumed[name] = await client.expect("snapshot")
+            await asyncio.sleep(0.1)  # the query loggers' turn
+            assert queries.total == before  # answered from the room's memory
+
+            ledger = await (
+                await session.get(f"{served.base}/api/auctions/{world.auction_id}")
+            ).json()
+            for snapshot in resumed.values():
+                assert snapshot["seq"] == ledger["seq"] == last
+                assert snapshot["auction"] == ledger["auction"]
+                assert snapshot["recent_bids"] == ledger["recent_bids"]
+            assert ledger["auction"]["status"] == "live"
+            assert ledger["auction"]["end_time_ms"] >= new_end
+            assert ledger["auction"]["reserve_met"] is True
+            assert resumed["guest"]["you"] is None
+            assert resumed["a"]["you"] == {"handle": "Bidder 1", "status": "outbid"}
+            assert resumed["b"]["you"] == {"handle": "Bidder 2", "status": "outbid"}
+            for user, name in ((alice, "a"), (bob, "b")):
+                fresh = await you_view(pool, world.auction_id, user)
+                assert resumed[name]["you"] == {"handle": fresh.handle, "status": fresh.status}
+            # Carol's handle is looked up once (the core knows it): still no query.
+            await asyncio.sleep(0.1)
+            before = queries.total
+            await c.send(type="resume", last_seq=-1)
+            assert (await c.expect("snapshot"))["you"] == {
+                "handle": "Bidder 3",
+                "status": "winning",
+            }
+            await asyncio.sleep(0.1)
+            assert queries.total == before
+
+
+async def test_a_sold_rooms_snapshot_is_read_from_the_ledger_at_most_once_a_while(
+    pool: Any, database_url: str
+) -> None:
+    # A payment settles a sale in the ledger without a room event: a resume then
+    # shows what the ledger says, re-read at most once per settling_reread_s.
+    world = await make_world(pool, bidders=1)
+    alice = world.bidders[0]
+    tuning = RoomTuning(settling_reread_s=2.0)
+    with counting_queries() as queries:
+        async with (
+            serving(database_url, tuning=tuning) as served,
+            aiohttp.ClientSession() as session,
+        ):
+            url = served.room_url(world.auction_id)
+            guest = await RoomClient.connect(session, url)
+            a = await RoomClient.connect(session, url, token=world.token(alice))
+            await a.bid(START)
+            sequencer = served.app[SEQUENCER]
+            await sequencer.close_auction(world.auction_id)
+            # As jobs.lifecycle finishes it.
+            result = await end_auction(pool, world.auction_id, now_ms())
+            assert result is not None and result.sold
+            EndAnnouncer(served.app[ROOMS]).publish_ended(result)
+            sequencer.forget_auction(world.auction_id)
+            assert (await guest.expect("ended"))["result"] == "sold"
+
+            await asyncio.sleep(0.05)
+            before = queries.statements[SNAPSHOT_ROW]
+            for _ in range(5):
+                await guest.send(type="resume", last_seq=-1)
+                sold = await guest.expect("snapshot")
+                assert sold["auction"]["status"] == "pending_settlement"
+            await asyncio.sleep(0.1)
+            assert queries.statements[SNAPSHOT_ROW] - before == 1
+
+            due = await session.get(
+                f"{served.base}/internal/auctions/{world.auction_id}/settlement",
+                headers={"Authorization": f"Bearer {INTERNAL_TOKEN}"},
+            )
+            paid = await session.post(
+                f"{served.base}/internal/auctions/{world.auction_id}/payments",
+                json={
+                    "payer_id": str(alice),
+                    "amount_kobo": (await due.json())["settlement"]["due_kobo"],
+                    "reference": "pay-in-full",
+                },
+                headers={"Authorization": f"Bearer {INTERNAL_TOKEN}"},
+            )
+            assert paid.status == 201, await paid.text()
+            await asyncio.sleep(tuning.settling_reread_s + 0.1)
+            await guest.send(type="resume", last_seq=-1)
+            settled = await guest.expect("snapshot")
+            ledger = await (
+                await session.get(f"{served.base}/api/auctions/{world.auction_id}")
+            ).json()
+            assert settled["auction"]["status"] == ledger["auction"]["status"] == "settled"
+            assert (settled["seq"], settled["auction"]) == (ledger["seq"], ledger["auction"])

@@ -2,15 +2,18 @@
 real socket (in this process, or as its own server process), and a small
 WebSocket client that reads API.md's messages.
 
-`python -m tests.ws_helpers [--queue-bytes N] [--send-buffer N] [--heartbeat S]`
-serves the app (settings from the environment) on a free loopback port and
-prints `ready PORT` once it takes connections; SIGTERM stops it gracefully.
+`python -m tests.ws_helpers [--queue-bytes N] [--send-buffer N] [--heartbeat S]
+[--count-queries]` serves the app (settings from the environment) on a free
+loopback port and prints `ready PORT` once it takes connections; SIGTERM stops it
+gracefully. With `--count-queries`, `GET /test/queries` answers with every
+statement its pool has run so far, counted (`QueryCounter`).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import contextlib
 import json
 import os
@@ -18,7 +21,7 @@ import signal
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +30,7 @@ import aiohttp
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+import engine.database
 from engine.config import Settings
 from tests.factories import create_auction, create_user
 from web.app import create_app
@@ -83,6 +87,43 @@ def settings_for(database_url: str, **overrides: Any) -> Settings:
     }
     values.update(overrides)
     return Settings(**values)
+
+
+# ---- the app's queries -------------------------------------------------------------
+
+
+class QueryCounter:
+    """Every statement run by the pools opened while `counting_queries` is on, as
+    their connections report them (asyncpg's query loggers; a logger hears of a
+    statement on the loop's next turn, so give it one before counting)."""
+
+    def __init__(self) -> None:
+        self.statements: collections.Counter[str] = collections.Counter()
+
+    @property
+    def total(self) -> int:
+        return sum(self.statements.values())
+
+    def log(self, record: Any) -> None:
+        self.statements[record.query] += 1
+
+
+@contextlib.contextmanager
+def counting_queries() -> Iterator[QueryCounter]:
+    """Count the statements of every pool engine.database makes meanwhile (the
+    app's, when the app starts inside): each new connection gets a query logger."""
+    counter = QueryCounter()
+    register = engine.database.register_vector
+
+    async def init(conn: Any) -> None:
+        await register(conn)
+        conn.add_query_logger(counter.log)
+
+    engine.database.register_vector = init
+    try:
+        yield counter
+    finally:
+        engine.database.register_vector = register
 
 
 # ---- the app on a socket ----------------------------------------------------------
@@ -238,10 +279,21 @@ class RoomClient:
 # ---- the server process's entry point ----------------------------------------------
 
 
-async def _serve(tuning: RoomTuning) -> None:
+async def _serve(tuning: RoomTuning, count_queries: bool) -> None:
+    with counting_queries() if count_queries else contextlib.nullcontext() as counter:
+        await _serve_app(tuning, counter)
+
+
+async def _serve_app(tuning: RoomTuning, counter: QueryCounter | None) -> None:
     settings = Settings.from_env()
     app = create_app(settings)
     app[ROOM_TUNING] = tuning
+    if counter is not None:
+
+        async def queries(request: web.Request) -> web.Response:
+            return web.json_response({"statements": dict(counter.statements)})
+
+        app.router.add_get("/test/queries", queries)
     runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=5)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -264,6 +316,7 @@ def main() -> None:
     parser.add_argument("--queue-bytes", type=int, default=defaults.send_queue_bytes)
     parser.add_argument("--send-buffer", type=int, default=defaults.socket_send_buffer)
     parser.add_argument("--heartbeat", type=float, default=defaults.heartbeat_s)
+    parser.add_argument("--count-queries", action="store_true")
     args = parser.parse_args()
     logging.basicConfig(
         level=os.environ.get("LOG_LEVEL", "WARNING"),
@@ -274,7 +327,7 @@ def main() -> None:
         socket_send_buffer=args.send_buffer,
         heartbeat_s=args.heartbeat,
     )
-    uvloop.run(_serve(tuning))
+    uvloop.run(_serve(tuning, args.count_queries))
 
 
 if __name__ == "__main__":

@@ -14,6 +14,14 @@ once each, holding an early one briefly (bids and the core's state changes
 arrive in commit order, but the end processing, staff actions and other nodes
 publish on their own), and keeps the last few hundred for `resume`.
 
+A room also keeps the snapshot of what it has delivered: the first joiner's
+snapshot from the ledger, with each event applied as it goes out. A `resume`
+past the kept events, or an `auth`, is answered from it without a query; a
+socket is only ever sent that snapshot at the room's own `seq`, so the events
+after it follow in order as for everyone. Where the room cannot vouch for it (a
+gap it sent on, or a status the ledger may leave without an event) it is read
+from the ledger again, once for all the sockets asking.
+
 Events come from the sequencer's listeners (committed bids and state changes:
 open, extend, cancel, close), from `publish_state` and `publish_ended` (the end
 processing's result, staff actions, settlement: each with the seq after the
@@ -26,17 +34,21 @@ import asyncio
 import collections
 import contextlib
 import logging
+import math
 import socket
 import struct
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
+import msgspec
 from aiohttp import web
 from prometheus_client import Counter, Gauge, Histogram
 
 import bidcore
+from engine.auctions import RECENT_BIDS, RecentBid, Snapshot, SnapshotAuction
 from engine.bids import DurableBid
 from engine.config import Settings
 from engine.ending import EndResult
@@ -48,8 +60,11 @@ from web.bus import Bus, BusMessage, LocalBus, RedisBus
 from web.ws_messages import (
     BidEvent,
     EndedEvent,
+    RoomEvent,
+    SnapshotMessage,
     StateEvent,
     YouMessage,
+    YouView,
     bidder_handle,
     encode,
 )
@@ -86,6 +101,7 @@ class RoomTuning:
     reorder_hold_s: float = 0.5  # how long an early event waits for the one before it
     heartbeat_s: float = 20.0  # ping every so often; no pong within half of it: closed
     drop_grace_s: float = 5.0  # a dropped client gets this long to read its close frame
+    settling_reread_s: float = 1.0  # a sold room's snapshot is re-read at most this often
 
 
 ROOM_TUNING = web.AppKey("room_tuning", RoomTuning)
@@ -118,7 +134,41 @@ def _frame(first: int, payload: bytes) -> bytes:
     return _HEADER_LONG.pack(first, 127, size) + payload
 
 
-_YOU = {status: encode(YouMessage(status)) for status in ("winning", "outbid", "won", "lost")}
+YouStatus = Literal["winning", "outbid", "won", "lost"]
+_YOU: dict[YouStatus, bytes] = {
+    status: encode(YouMessage(status)) for status in ("winning", "outbid", "won", "lost")
+}
+_STATUS_OF: dict[bytes, YouStatus] = {payload: status for status, payload in _YOU.items()}
+
+_room_event = msgspec.json.Decoder(RoomEvent).decode
+
+#: A sold auction's status: a payment settles it in the ledger without a room
+#: event, so the room's memory of it is re-read rather than trusted.
+_CHANGES_UNANNOUNCED = frozenset({"pending_settlement"})
+
+
+def snapshot_frame(snap: Snapshot, you: YouView | None) -> bytes:
+    """A ledger snapshot, tagged `snapshot`, with this socket's `you`."""
+    return _snapshot_frame(
+        snap.seq,
+        snap.server_time_ms,
+        msgspec.json.encode(snap.auction),
+        msgspec.json.encode(snap.recent_bids),
+        you,
+    )
+
+
+def _snapshot_frame(
+    seq: int, server_time_ms: int, auction: bytes, recent_bids: bytes, you: YouView | None
+) -> bytes:
+    message = SnapshotMessage(
+        seq=seq,
+        server_time_ms=server_time_ms,
+        auction=msgspec.Raw(auction),
+        recent_bids=msgspec.Raw(recent_bids),
+        you=you,
+    )
+    return text_frame(encode(message))
 
 
 # ---- one socket ----------------------------------------------------------------
@@ -127,7 +177,7 @@ _YOU = {status: encode(YouMessage(status)) for status in ("winning", "outbid", "
 class Connection:
     """One client socket: writes go straight to its transport, never waiting."""
 
-    __slots__ = ("_grace_s", "_limit", "closed", "room", "transport", "user_id", "ws")
+    __slots__ = ("_grace_s", "_limit", "closed", "room", "transport", "user_id", "ws", "you")
 
     def __init__(
         self, ws: web.WebSocketResponse, transport: asyncio.Transport, tuning: RoomTuning
@@ -135,6 +185,10 @@ class Connection:
         self.ws = ws
         self.transport = transport
         self.user_id: uuid.UUID | None = None
+        #: The bidder's `you` as this socket last learnt it; None: not known (look
+        #: it up before a snapshot). A status without a handle: they bid, but not
+        #: from here, so the handle is still to be looked up.
+        self.you: YouView | None = None
         self.room: Room | None = None
         self.closed = False
         self._limit = tuning.send_queue_bytes
@@ -160,6 +214,29 @@ class Connection:
         transport.write(data)
         return True
 
+    @property
+    def knows_you(self) -> bool:
+        """Whether `you` can go into a snapshot as it is."""
+        you = self.you
+        return you is not None and (you.handle is not None or you.status is None)
+
+    def heard_status(self, status: YouStatus | None) -> None:
+        """A private `you` went out on this socket: keep its status (None: one this
+        socket cannot read, so look `you` up again)."""
+        if status is None:
+            self.you = None
+            return
+        handle = self.you.handle if self.you is not None else None
+        self.you = YouView(handle, status)
+
+    def bid_accepted(self, handle: str) -> None:
+        """This socket's own bid went in: the bidder has a handle now. The status
+        stays as the private `you` messages (sent before the bid's result) left
+        it; none yet (they travel apart from it between nodes) means winning
+        until one comes."""
+        if self.you is not None:
+            self.you = YouView(handle, self.you.status or "winning")
+
     def close(self, code: int, reason: str, *, grace_s: float) -> None:
         """Send a close frame after what is queued and let go of the socket; a peer
         that does not read it within `grace_s` is cut off."""
@@ -181,18 +258,26 @@ class Connection:
 
 
 class Room:
-    """The sockets of one auction on this node, its recent events, its order."""
+    """The sockets of one auction on this node, its recent events, its order, and
+    the snapshot of what it has delivered."""
 
-    def __init__(self, auction_id: uuid.UUID, baseline_seq: int, tuning: RoomTuning) -> None:
+    def __init__(self, auction_id: uuid.UUID, first: Snapshot, tuning: RoomTuning) -> None:
         self.auction_id = auction_id
         self._tuning = tuning
         self._conns: dict[Connection, None] = {}
         self._bidders: dict[uuid.UUID, set[Connection]] = {}
         self._buffer: collections.deque[tuple[int, bytes]] = collections.deque()
-        self.last_seq = baseline_seq  # the last event delivered (or the first joiner's snapshot)
-        self._covered_from = baseline_seq  # every event after this seq is in the buffer
-        self._held: dict[int, bytes] = {}
+        self.last_seq = first.seq  # the last event delivered (or the first joiner's snapshot)
+        self._covered_from = first.seq  # every event after this seq is in the buffer
+        self._held: dict[int, bytes] = {}  # seq -> encoded event
         self._hold_timer: asyncio.TimerHandle | None = None
+        # The snapshot at last_seq: None while the room cannot vouch for it.
+        self._auction: SnapshotAuction | None = None
+        self._recent: collections.deque[RecentBid] = collections.deque(maxlen=RECENT_BIDS)
+        self._read_at = -math.inf  # when the ledger last confirmed it (monotonic)
+        self._encoded: tuple[int, bytes, bytes] | None = None  # (seq, auction, recent_bids)
+        self._rereading: asyncio.Task[Snapshot | None] | None = None
+        self.adopt(first)
 
     def __len__(self) -> int:
         return len(self._conns)
@@ -215,9 +300,11 @@ class Room:
         self.forget_bidder(conn)
 
     def identify(self, conn: Connection, user_id: uuid.UUID | None) -> None:
-        """The socket now speaks for `user_id` (None: a guest again)."""
+        """The socket now speaks for `user_id` (None: a guest again); its `you` is
+        to be looked up."""
         self.forget_bidder(conn)
         conn.user_id = user_id
+        conn.you = None
         if user_id is not None and conn in self._conns:
             self._bidders.setdefault(user_id, set()).add(conn)
 
@@ -248,6 +335,103 @@ class Room:
             MESSAGES_SENT.inc(len(frames))
         return True
 
+    # the snapshot in memory
+
+    def snapshot_frame(self, you: YouView | None, now_ms: int) -> bytes | None:
+        """The room's snapshot at `last_seq` with this socket's `you`, or None when
+        the room cannot vouch for it (`reread` it from the ledger)."""
+        auction = self._auction
+        if auction is None:
+            return None
+        if (
+            auction.status in _CHANGES_UNANNOUNCED
+            and time.monotonic() - self._read_at > self._tuning.settling_reread_s
+        ):
+            return None
+        encoded = self._encoded
+        if encoded is None or encoded[0] != self.last_seq:
+            encoded = self._encoded = (
+                self.last_seq,
+                msgspec.json.encode(auction),
+                msgspec.json.encode(list(self._recent)),
+            )
+        return _snapshot_frame(self.last_seq, now_ms, encoded[1], encoded[2], you)
+
+    @property
+    def status(self) -> str | None:
+        """The auction's status as the room last showed it (None: not known)."""
+        return self._auction.status if self._auction is not None else None
+
+    def adopt(self, snap: Snapshot) -> None:
+        """Take a ledger snapshot as the room's memory if it shows exactly the state
+        the room has delivered (the same seq, nothing held back)."""
+        if snap.seq != self.last_seq or self._held:
+            return
+        self._auction = snap.auction
+        self._recent = collections.deque(snap.recent_bids, maxlen=RECENT_BIDS)
+        self._read_at = time.monotonic()
+        self._encoded = None
+
+    async def reread(self, load: Callable[[], Awaitable[Snapshot | None]]) -> Snapshot | None:
+        """A snapshot from the ledger (`load`), read once for every socket asking at
+        the same time, and adopted if it fits. It may be ahead of the room: send
+        it, then `replay_after` its seq."""
+        if self._rereading is None:
+            self._rereading = asyncio.create_task(self._reread(load))
+            self._rereading.add_done_callback(_retrieved)
+        # Shielded: a socket that leaves while waiting does not cancel the others' read.
+        return await asyncio.shield(self._rereading)
+
+    async def _reread(self, load: Callable[[], Awaitable[Snapshot | None]]) -> Snapshot | None:
+        try:
+            snap = await load()
+        finally:
+            self._rereading = None
+        if snap is not None:
+            self.adopt(snap)
+        return snap
+
+    def _forget_snapshot(self) -> None:
+        self._auction = None
+        self._encoded = None
+
+    def _apply(self, payload: bytes) -> None:
+        """Bring the memory to the event just delivered."""
+        auction = self._auction
+        if auction is None:
+            return
+        try:
+            event = _room_event(payload)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            logger.warning("room %s: an event it cannot read; snapshot re-read", self.auction_id)
+            self._forget_snapshot()
+            return
+        if isinstance(event, BidEvent):
+            if (event.reserve_met is None) != (auction.reserve_met is None):
+                # Published where the reserve was not known: the ledger can say.
+                self._forget_snapshot()
+                return
+            self._auction = msgspec.structs.replace(
+                auction,
+                current_price_kobo=event.amount_kobo,
+                min_next_bid_kobo=event.min_next_bid_kobo,
+                end_time_ms=event.end_time_ms,
+                bid_count=event.bid_count,
+                bidder_count=event.bidder_count,
+                reserve_met=event.reserve_met,
+            )
+            self._recent.appendleft(
+                RecentBid(event.amount_kobo, event.bidder, event.is_platform_bid, event.at_ms)
+            )
+        elif isinstance(event, StateEvent):
+            self._auction = msgspec.structs.replace(
+                auction, status=event.status, end_time_ms=event.end_time_ms
+            )
+        else:  # the end processing's result (engine.settlement.end_auction)
+            status = "pending_settlement" if event.result == "sold" else "unsold"
+            self._auction = msgspec.structs.replace(auction, status=status)
+            self._read_at = -math.inf  # a sale may have settled at once
+
     # events
 
     def receive(self, events: Iterable[tuple[int, bytes]]) -> int:
@@ -257,11 +441,11 @@ class Room:
             if seq <= self.last_seq:
                 continue  # already delivered (or older than this room's first snapshot)
             if seq == self.last_seq + 1:
-                self._append(seq, text_frame(payload), ready)
+                self._append(seq, payload, ready)
                 while (held := self._held.pop(self.last_seq + 1, None)) is not None:
                     self._append(self.last_seq + 1, held, ready)
             else:
-                self._held[seq] = text_frame(payload)
+                self._held[seq] = payload
         if self._held and self._hold_timer is None:
             loop = asyncio.get_running_loop()
             self._hold_timer = loop.call_later(self._tuning.reorder_hold_s, self._release)
@@ -285,9 +469,13 @@ class Room:
             logger.warning("room %s: sent events after a seq gap", self.auction_id)
             self.broadcast(b"".join(ready), len(ready))
 
-    def _append(self, seq: int, frame: bytes, ready: list[bytes]) -> None:
+    def _append(self, seq: int, payload: bytes, ready: list[bytes]) -> None:
         if seq != self.last_seq + 1:
             self._covered_from = seq - 1
+            self._forget_snapshot()  # it lacks the missing events: re-read when asked
+        else:
+            self._apply(payload)
+        frame = text_frame(payload)
         self._buffer.append((seq, frame))
         if len(self._buffer) > self._tuning.replay_events:
             evicted, _ = self._buffer.popleft()
@@ -313,12 +501,20 @@ class Room:
     def send_to(self, user_ids: Iterable[str], payload: bytes) -> None:
         """A message for some bidders alone (`you`), on every socket they have here."""
         data = text_frame(payload)
+        status = _STATUS_OF.get(payload)
         for user_id in user_ids:
             sockets = self._bidders.get(uuid.UUID(user_id))
             if sockets:
                 for conn in list(sockets):
                     if conn.send(data):
                         MESSAGES_SENT.inc()
+                    conn.heard_status(status)
+
+
+def _retrieved(task: asyncio.Task[Snapshot | None]) -> None:
+    """A re-read whose every asker left still has its failure looked at (and logged)."""
+    if not task.cancelled() and (error := task.exception()) is not None:
+        logger.debug("a room snapshot re-read failed: %r", error)
 
 
 # ---- every room on this node -----------------------------------------------------
@@ -346,15 +542,17 @@ class Rooms:
 
     # sockets
 
-    def join(
-        self, auction_id: uuid.UUID, conn: Connection, snapshot_frame: bytes, snapshot_seq: int
-    ) -> Room:
+    def join(self, auction_id: uuid.UUID, conn: Connection, snap: Snapshot) -> Room:
+        """Add a guest socket to its room with the snapshot read for it (the room's
+        first, or one the room may adopt)."""
         if self._closing:
             conn.close(GOING_AWAY, "server shutting down", grace_s=1.0)
         room = self._rooms.get(auction_id)
         if room is None:
-            room = self._rooms[auction_id] = Room(auction_id, snapshot_seq, self.tuning)
-        room.add(conn, snapshot_frame, snapshot_seq)
+            room = self._rooms[auction_id] = Room(auction_id, snap, self.tuning)
+        else:
+            room.adopt(snap)
+        room.add(conn, snapshot_frame(snap, None), snap.seq)
         CONNECTIONS.inc()
         return room
 
@@ -489,13 +687,13 @@ def _bid_event(bid: DurableBid, reserve_kobo: int | None) -> BidEvent:
 def _statuses(bids: Sequence[DurableBid]) -> list[tuple[list[str], bytes]]:
     """`winning` to each new leader, `outbid` to each bidder they displaced: the
     status each bidder ends this commit with, once."""
-    status: dict[uuid.UUID, str] = {}
+    status: dict[uuid.UUID, YouStatus] = {}
     for bid in bids:
         if bid.previous_leader is not None and bid.previous_leader != PLATFORM_USER_ID:
             status[bid.previous_leader] = "outbid"
         if not bid.is_platform:
             status[bid.user_id] = "winning"
-    grouped: dict[str, list[str]] = {}
+    grouped: dict[YouStatus, list[str]] = {}
     for user_id, value in status.items():
         grouped.setdefault(value, []).append(str(user_id))
     return [(users, _YOU[value]) for value, users in grouped.items()]

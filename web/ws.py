@@ -8,7 +8,9 @@ its `bid_result` comes back once the ledger has committed it — after the room'
 `bid` event, which the commit itself sends.
 
 What a socket may cost is bounded: frames per second per socket and sockets per
-client address (web/ws_limits.py).
+client address (web/ws_limits.py), and `resume` and `auth` are answered from the
+room's own snapshot (web/rooms.py) rather than the database, so a guest has no
+way to keep the pool the ledger writes through busy.
 """
 
 from __future__ import annotations
@@ -24,10 +26,12 @@ import asyncpg
 import msgspec
 from aiohttp import WSMsgType, web
 
+import bidcore
 from engine import auctions
 from engine.auctions import Snapshot
 from engine.bids import BidAccepted
 from engine.errors import UNREACHABLE_OR_REFUSED
+from engine.registry import NO_HANDLE
 from engine.sequencer import Sequencer
 from web.app import CLOCK, DATABASE, LIMITER, SEQUENCER, SETTINGS
 from web.auth import AuthError, load_caller, verify_token
@@ -41,6 +45,7 @@ from web.rooms import (
     Rooms,
     RoomTuning,
     open_rooms,
+    snapshot_frame,
     text_frame,
 )
 from web.rooms import ROOMS as ROOMS  # re-exported: other modules find the rooms here
@@ -56,7 +61,6 @@ from web.ws_messages import (
     Pong,
     Resume,
     ServerMessage,
-    SnapshotMessage,
     YouView,
     bidder_handle,
     client_decoder,
@@ -153,7 +157,7 @@ async def _run_socket(
         return ws
     conn = Connection(ws, transport, rooms.tuning)
     session = Session(app, auction_id, conn)
-    rooms.join(auction_id, conn, snapshot_frame(snap, None), snap.seq)
+    rooms.join(auction_id, conn, snap)
     try:
         async for message in ws:
             if message.type in (WSMsgType.TEXT, WSMsgType.BINARY):
@@ -264,21 +268,25 @@ class Session:
             logger.warning("auth lookup failed: %r", err)
             self._error("unavailable", "Signing in is not possible right now; try again shortly.")
             return
-        room = self._conn.room
         if caller is None or not caller.is_active:
-            if room is not None:
-                room.identify(self._conn, None)
+            self._identify(None)
             self._error(
                 "unauthenticated",
                 "Sign in again: the token is invalid, expired or not for an active account. "
                 "You are watching as a guest.",
             )
             return
-        if room is not None:
-            room.identify(self._conn, caller.user_id)
-        # A fresh snapshot says who this bidder is in the room ("Bidder 3") and where
+        self._identify(caller.user_id)
+        # A snapshot says who this bidder is in the room ("Bidder 3") and where
         # they stand; events since it follow.
-        await self._send_snapshot(room)
+        await self._send_snapshot(self._conn.room)
+
+    def _identify(self, user_id: uuid.UUID | None) -> None:
+        room = self._conn.room
+        if room is not None:
+            room.identify(self._conn, user_id)
+        else:
+            self._conn.user_id, self._conn.you = user_id, None
 
     # ---- resume -------------------------------------------------------------------
 
@@ -289,11 +297,19 @@ class Session:
         await self._send_snapshot(room)  # the events after last_seq are gone
 
     async def _send_snapshot(self, room: Room | None) -> None:
+        """The room's snapshot from its memory; from the ledger only where the room
+        cannot vouch for its own (read once for all who ask at the time)."""
         try:
-            snap = await room_snapshot(self._app, self._auction_id)
-            you = None
-            if self._conn.user_id is not None:
-                you = await you_view(self._app[DATABASE].pool, self._auction_id, self._conn.user_id)
+            if self._conn.user_id is not None and not self._conn.knows_you:
+                await self._look_up_you(room)
+            if room is not None:
+                frame = room.snapshot_frame(self._you(room.status), self._app[CLOCK].now_ms())
+                if frame is not None:
+                    self._rooms.send(self._conn, frame)
+                    return
+                snap = await room.reread(self._ledger_snapshot)
+            else:  # not in a room (the node is shutting down)
+                snap = await self._ledger_snapshot()
         except _DATABASE_DOWN as err:
             logger.warning("snapshot of %s failed: %r", self._auction_id, err)
             self._error("unavailable", "The room cannot be refreshed right now; try again shortly.")
@@ -301,9 +317,39 @@ class Session:
         if snap is None:
             self._error("not_found", "This auction no longer exists.")
             return
-        self._rooms.send(self._conn, snapshot_frame(snap, you))
+        self._rooms.send(self._conn, snapshot_frame(snap, self._you(snap.auction.status)))
         if room is not None:
             room.replay_after(self._conn, snap.seq)
+
+    async def _ledger_snapshot(self) -> Snapshot | None:
+        return await room_snapshot(self._app, self._auction_id)
+
+    def _you(self, auction_status: str | None) -> YouView | None:
+        """This socket's `you` for a snapshot (None for a guest)."""
+        if self._conn.user_id is None:
+            return None
+        you = self._conn.you or YouView(None, None)
+        if auction_status == "cancelled":
+            return YouView(you.handle, None)  # as the ledger tells it (you_view)
+        return you
+
+    async def _look_up_you(self, room: Room | None) -> None:
+        """The bidder's handle and standing, once per sign-in: from the core when it
+        holds the auction, else from the ledger. From then on the socket keeps it
+        current itself (web.rooms.Connection.you)."""
+        conn, user_id = self._conn, self._conn.user_id
+        if user_id is None:
+            return
+        room_seq = room.last_seq if room is not None else None
+        found = you_in_core(self._sequencer, self._auction_id, user_id, room_seq)
+        if found is None:
+            found = await you_view(self._app[DATABASE].pool, self._auction_id, user_id)
+            if conn.user_id != user_id:
+                return  # signed out, or in as someone else, meanwhile
+            heard = conn.you
+            if heard is not None and heard.status is not None:
+                found = YouView(found.handle or heard.handle, heard.status)  # newer than the read
+        conn.you = found
 
     # ---- bids -------------------------------------------------------------------
 
@@ -337,6 +383,8 @@ class Session:
             )
             return
         if isinstance(outcome, BidAccepted):
+            if self._conn.user_id == user_id and not outcome.bid.is_platform:
+                self._conn.bid_accepted(bidder_handle(outcome.bid.bidder_number, False))
             result = BidResult(bid.client_bid_id, "accepted", bid=outcome.bid.body())
         else:
             result = BidResult(
@@ -359,22 +407,36 @@ class Session:
 # ---- snapshots --------------------------------------------------------------------
 
 
-def snapshot_frame(snap: Snapshot, you: YouView | None) -> bytes:
-    """The REST snapshot, tagged `snapshot`, with this socket's `you`."""
-    message = SnapshotMessage(
-        seq=snap.seq,
-        server_time_ms=snap.server_time_ms,
-        auction=msgspec.Raw(msgspec.json.encode(snap.auction)),
-        recent_bids=msgspec.Raw(msgspec.json.encode(snap.recent_bids)),
-        you=you,
-    )
-    return text_frame(encode(message))
-
-
 async def room_snapshot(app: web.Application, auction_id: uuid.UUID) -> Snapshot | None:
     return await auctions.snapshot(
         app[DATABASE].pool, app[SEQUENCER], auction_id, app[CLOCK].now_ms()
     )
+
+
+def you_in_core(
+    sequencer: Sequencer, auction_id: uuid.UUID, user_id: uuid.UUID, room_seq: int | None
+) -> YouView | None:
+    """A bidder's handle and standing from the core, if it holds the auction and is
+    not behind what the room has shown (`room_seq`); None otherwise. The core may
+    be ahead of the room by the bids being written: those events follow."""
+    registry = sequencer.registry
+    handle = registry.auction_handle(auction_id)
+    if handle == NO_HANDLE:
+        return None
+    try:
+        state = sequencer.core.auction(handle)
+    except bidcore.UnknownAuction:
+        return None
+    if room_seq is not None and state.seq < room_seq:
+        return None
+    user = registry.user_handle(user_id)
+    if user == NO_HANDLE or user not in state.bidders:
+        return YouView(handle=None, status=None)
+    you = bidder_handle(state.bidders.index(user) + 1, False)
+    if state.status == "cancelled":
+        return YouView(you, None)
+    leads = state.leader == user and not state.leader_is_platform
+    return YouView(you, "winning" if leads else "outbid")
 
 
 _YOU = """
