@@ -270,3 +270,36 @@ async def test_a_peer_that_does_not_answer_pings_is_dropped(pool: Any, database_
         await alive.send(type="ping", client_time_ms=1)
         assert (await alive.expect("pong"))["client_time_ms"] == 1
         await silent.close()
+
+
+async def test_a_sign_in_ends_when_its_token_expires(pool: Any, database_url: str) -> None:
+    world = await make_world(pool, bidders=2)
+    alice, bob = world.bidders
+    async with serving(database_url) as served, aiohttp.ClientSession() as session:
+        url = served.room_url(world.auction_id)
+        # Alice leads (bidding over REST with a long-lived token), then watches the
+        # room signed in with a token that expires in two or three seconds.
+        placed = await session.post(
+            f"{served.base}/api/bids",
+            json={"auction_id": str(world.auction_id), "amount_kobo": START, "client_bid_id": "a"},
+            headers={"Authorization": f"Bearer {world.token(alice)}"},
+        )
+        assert placed.status == 201
+        a = await RoomClient.connect(session, url, token=mint_token(alice, "user", SECRET, 3))
+        assert a.snapshot["you"] == {"handle": "Bidder 1", "status": "winning"}
+        b = await RoomClient.connect(session, url, token=world.token(bob))
+
+        expired = await a.expect("error", wait_s=6)  # unprompted: the socket sent nothing
+        assert expired["code"] == "unauthenticated"
+        assert "expired" in expired["message"] and "guest" in expired["message"]
+
+        assert (await b.bid(START + STEP))["status"] == "accepted"
+        heard = await a.silence(0.5)
+        assert [m["type"] for m in heard] == ["bid"]  # the room's event, no `you` outbid
+        await a.send(type="bid", amount_kobo=START + 2 * STEP, client_bid_id="late")
+        assert (await a.expect("error"))["code"] == "unauthenticated"
+        assert await pool.fetchval("SELECT count(*) FROM bids") == 2
+
+        await a.send(type="auth", token=world.token(alice))  # a fresh token works again
+        assert (await a.expect("snapshot"))["you"] == {"handle": "Bidder 1", "status": "outbid"}
+        assert (await a.bid(START + 2 * STEP, "again"))["status"] == "accepted"

@@ -46,13 +46,25 @@ def mint_token(user_id: uuid.UUID, role: str, secret: str, ttl_s: int = 3600) ->
     return jwt.encode(claims, secret, algorithm=ALGORITHM)
 
 
+@dataclass(frozen=True, slots=True)
+class TokenClaims:
+    user_id: uuid.UUID
+    expires_at: float  # `exp`, seconds since the Unix epoch
+
+
 def verify_token(token: str, secret: str) -> uuid.UUID:
     """The user id a valid token names; AuthError otherwise (alg none included)."""
+    return verify_token_claims(token, secret).user_id
+
+
+def verify_token_claims(token: str, secret: str) -> TokenClaims:
+    """The user id and the expiry of a valid token (for a sign-in that lasts, such
+    as a room socket's, which must end when the token does); AuthError otherwise."""
     try:
         claims = jwt.decode(
             token, secret, algorithms=[ALGORITHM], options={"require": ["exp", "sub"]}
         )
-        return uuid.UUID(str(claims["sub"]))
+        return TokenClaims(uuid.UUID(str(claims["sub"])), float(claims["exp"]))
     except (jwt.InvalidTokenError, ValueError, TypeError) as err:
         raise AuthError(str(err)) from err
 

@@ -2,10 +2,10 @@
 
 A socket gets the room's `snapshot` first and watches as a guest; `auth` makes
 it a bidder (identity from the token's `sub`, role and KYC from the `users`
-row). Frames are decoded once, strictly, into the `ClientMessage` union; a bad
-one gets an `error` and the socket stays open. A bid goes to the sequencer and
-its `bid_result` comes back once the ledger has committed it — after the room's
-`bid` event, which the commit itself sends.
+row) until the token expires. Frames are decoded once, strictly, into the
+`ClientMessage` union; a bad one gets an `error` and the socket stays open. A
+bid goes to the sequencer and its `bid_result` comes back once the ledger has
+committed it — after the room's `bid` event, which the commit itself sends.
 
 What a socket may cost is bounded: frames per second per socket and sockets per
 client address (web/ws_limits.py), and `resume` and `auth` are answered from the
@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import time
 import uuid
 from collections.abc import AsyncIterator
 
@@ -34,7 +35,7 @@ from engine.errors import UNREACHABLE_OR_REFUSED
 from engine.registry import NO_HANDLE
 from engine.sequencer import Sequencer
 from web.app import CLOCK, DATABASE, LIMITER, SEQUENCER, SETTINGS
-from web.auth import AuthError, load_caller, verify_token
+from web.auth import AuthError, load_caller, verify_token_claims
 from web.bidding import BIDS, BidPlacer
 from web.errors import ApiError
 from web.ratelimit import ip_key
@@ -82,6 +83,9 @@ OPEN_SOCKETS = web.AppKey("open_sockets", OpenSockets)
 #: A refused socket's Retry-After: a place frees when one of its sockets closes,
 #: which no clock can tell; a few seconds keeps a reconnecting client from spinning.
 _SOCKETS_RETRY_S = 5
+
+#: The longest a sign-in's expiry timer sleeps before it looks at the clock again.
+_EXPIRY_CHECK_S = 3600.0
 
 
 def install(app: web.Application) -> None:
@@ -171,6 +175,7 @@ async def _run_socket(
             elif message.type is WSMsgType.ERROR:
                 break
     finally:
+        session.close()
         rooms.leave(conn)
     return ws
 
@@ -205,9 +210,17 @@ class Session:
                 )
             )
         )
+        self._signed_in_until: float | None = None  # the token's `exp` (Unix seconds)
+        self._expiry: asyncio.TimerHandle | None = None
+
+    def close(self) -> None:
+        """The socket is gone: nothing more may fire for it."""
+        self._stop_expiry()
 
     async def handle_safely(self, data: str | bytes) -> None:
         """`handle`, and a bug in it costs this message, not the socket."""
+        if self._signed_in_until is not None and time.time() >= self._signed_in_until:
+            self._sign_in_expired()  # before the frame: it is a guest's now
         if not self._budget.take():
             self._over_budget_s = self._budget.wait_s()
             self._rooms.send(self._conn, self._refusal)
@@ -260,8 +273,8 @@ class Session:
     async def _auth(self, token: str) -> None:
         settings = self._app[SETTINGS]
         try:
-            user_id = verify_token(token, settings.jwt_secret)
-            caller = await load_caller(self._app[DATABASE].pool, user_id)
+            claims = verify_token_claims(token, settings.jwt_secret)
+            caller = await load_caller(self._app[DATABASE].pool, claims.user_id)
         except AuthError:
             caller = None
         except _DATABASE_DOWN as err:
@@ -269,7 +282,7 @@ class Session:
             self._error("unavailable", "Signing in is not possible right now; try again shortly.")
             return
         if caller is None or not caller.is_active:
-            self._identify(None)
+            self._sign_out()
             self._error(
                 "unauthenticated",
                 "Sign in again: the token is invalid, expired or not for an active account. "
@@ -277,6 +290,7 @@ class Session:
             )
             return
         self._identify(caller.user_id)
+        self._sign_in_until(claims.expires_at)
         # A snapshot says who this bidder is in the room ("Bidder 3") and where
         # they stand; events since it follow.
         await self._send_snapshot(self._conn.room)
@@ -287,6 +301,48 @@ class Session:
             room.identify(self._conn, user_id)
         else:
             self._conn.user_id, self._conn.you = user_id, None
+
+    def _sign_in_until(self, expires_at: float) -> None:
+        """The sign-in ends with its token: a timer, so that private messages stop
+        then too, not only at the socket's next frame."""
+        self._stop_expiry()
+        self._signed_in_until = expires_at
+        self._arm_expiry()
+
+    def _arm_expiry(self) -> None:
+        if self._signed_in_until is None:
+            return
+        left = self._signed_in_until - time.time()
+        if left <= 0:
+            self._sign_in_expired()
+            return
+        # Capped: a far-off `exp` is looked at again later instead of trusting a
+        # timer of years (and the loop's clock need not track the wall clock).
+        delay = min(left, _EXPIRY_CHECK_S)
+        self._expiry = asyncio.get_running_loop().call_later(delay, self._expiry_due)
+
+    def _expiry_due(self) -> None:
+        self._expiry = None
+        self._arm_expiry()
+
+    def _stop_expiry(self) -> None:
+        if self._expiry is not None:
+            self._expiry.cancel()
+            self._expiry = None
+
+    def _sign_out(self) -> None:
+        """A guest again: no bids, and the room forgets this socket as a bidder."""
+        self._stop_expiry()
+        self._signed_in_until = None
+        self._identify(None)
+
+    def _sign_in_expired(self) -> None:
+        self._sign_out()
+        self._error(
+            "unauthenticated",
+            "Your sign-in has expired: you are watching as a guest. "
+            "Send `auth` with a fresh token to bid again.",
+        )
 
     # ---- resume -------------------------------------------------------------------
 
