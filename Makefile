@@ -49,6 +49,7 @@ rust-test:
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
 	$(VENV)/bin/mypy
 	$(PY) -m mypy.stubtest bidcore --allowlist .stubtest-allowlist
 
@@ -58,8 +59,8 @@ system-deps:
 pytest: $(STAMP) system-deps
 	$(PY) -m pytest
 
-# The whole suite: Rust unit tests and clippy, ruff, mypy (and the stub check),
-# then every Python test.
+# The whole suite: Rust unit tests and clippy, ruff, the import contracts
+# (import-linter), mypy (and the stub check), then every Python test.
 test: rust-test lint pytest
 
 # tests/README.md's table, rows 1–6a, with their figures printed (-s).

@@ -5,7 +5,7 @@ The engine cannot be told to run on another core (the class is fixed in
 engine/recovery.py), so this launcher swaps it in from outside, without
 touching engine/ or web/: it rebinds ``bidcore.Core`` (and the outcome classes
 the sequencer tests for) to bench/reference_model.py's, then serves exactly as
-``python -m engine serve`` does (web.serve.serve), and once started prints
+``python -m engine serve`` does (server.serve.serve), and once started prints
 which core the sequencer holds; the bench refuses to compare without that line.
 (The per-bid-lock baseline needs no launcher: LEDGER_MODE=baseline.)
 """
@@ -22,7 +22,8 @@ from aiohttp import web
 import bidcore
 from engine.config import Settings
 from engine.errors import ConfigError
-from web.app import SEQUENCER
+from server.serve import serve
+from web.keys import SEQUENCER
 
 #: The prefix of the line saying what was swapped in.
 WIRED = "bench.rooms_server wired:"
@@ -61,8 +62,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     logging.getLogger().setLevel(settings.log_level)
-    from web.serve import serve
-
     use_reference_core()
     return serve(settings, host=args.host, port=args.port, on_ready=_announce_core)
 

@@ -30,7 +30,7 @@ import aiohttp
 from bench.core import BenchFailure
 from bench.report import REPO, progress
 from bench.streams import NAIRA, increment_for
-from web.auth import mint_token
+from engine.tokens import mint_token
 
 T = TypeVar("T")
 

@@ -59,6 +59,7 @@ import uvloop
 from bench.core import BenchFailure
 from bench.report import Result, emit, environment, progress
 from engine.database import dsn_for_database, embedded_server
+from engine.tokens import mint_token
 
 HELP = "a server process under steady load for N minutes: RSS, descriptors, latency drift"
 REPO = Path(__file__).resolve().parent.parent
@@ -379,8 +380,6 @@ class Platform:
 
 
 def token_for(user_id: uuid.UUID, role: str = "user", ttl_s: int = 6 * 3600) -> str:
-    from web.auth import mint_token
-
     return mint_token(user_id, role, SECRET, ttl_s)
 
 
@@ -876,7 +875,7 @@ def verdict(config: SoakConfig, result: Mapping[str, Any]) -> dict[str, Any]:
         if after > bound:
             failures.append(f"{name} p99 drifted: {before} → {after} ms (bound {bound:.1f})")
     fds = result["fds"]
-    pool_max = 20  # web/app.py: the pool's max_size; idle connections stay open
+    pool_max = 20  # server/app.py: the pool's max_size; idle connections stay open
     if fds["client_sockets_held_after"]:
         failures.append(f"{fds['client_sockets_held_after']} client sockets held after the load")
     if fds["idle_after"] > fds["idle_before"] + pool_max:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib
 import logging
 import sys
 import uuid
@@ -20,6 +19,9 @@ from engine.config import Settings
 from engine.database import database_dsn
 from engine.errors import ConfigError, DatabaseStartError, MigrationError
 from engine.migrations import migrate
+from engine.tokens import mint_token
+from server import demo
+from server.serve import serve
 
 Handler = Callable[[argparse.Namespace, Settings], int]
 
@@ -97,13 +99,11 @@ def _add_serve(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _run_serve(args: argparse.Namespace, settings: Settings) -> int:
-    serve = importlib.import_module("web.serve")
     try:
-        status = serve.serve(settings, host=args.host, port=args.port)
+        return serve(settings, host=args.host, port=args.port)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    return status if isinstance(status, int) else 0
 
 
 def _add_token(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -132,8 +132,7 @@ def _positive_seconds(value: str) -> int:
 
 
 def _run_token(args: argparse.Namespace, settings: Settings) -> int:
-    auth = importlib.import_module("web.auth")
-    print(auth.mint_token(args.user, args.role, settings.jwt_secret, ttl_s=args.ttl))
+    print(mint_token(args.user, args.role, settings.jwt_secret, ttl_s=args.ttl))
     return 0
 
 
@@ -145,14 +144,11 @@ def _add_demo(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
 
 
 def _run_demo(args: argparse.Namespace, settings: Settings) -> int:
-    # Imported here so the other commands do not load the whole application.
-    demo = importlib.import_module("engine.demo")
     try:
-        status = demo.main()
+        return demo.main(settings)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    return status if isinstance(status, int) else 0
 
 
 if __name__ == "__main__":

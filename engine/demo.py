@@ -1,26 +1,23 @@
-"""`python -m engine demo` (the README's `make run`): the engine on its embedded
-defaults with something to look at — a dealer, three funded bidders, a vehicle
-and an auction that goes live a few seconds after start-up — and the room's
-address and the bidders' tokens printed to paste into the page."""
+"""The local demo's world (`python -m engine demo`, the README's `make run`,
+which server/demo.py runs): a dealer, three funded bidders, a vehicle and an
+auction that goes live a few seconds after start-up, made through the
+engine's own services; the room's address and sign-in links are printed."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import os
 import random
 import uuid
 
-from aiohttp import web
+import asyncpg
 
 from engine.auctions import AuctionFields, NewAuction, create_auction
 from engine.config import Settings
+from engine.sequencer import Sequencer
+from engine.tokens import mint_token
 from engine.users import UserUpsert, upsert_user
 from engine.vehicles import VehicleCreate, create_vehicle
 from engine.wallet import WalletChange, credit
-from web.app import CLOCK, DATABASE, SEQUENCER
-from web.auth import mint_token
-from web.serve import serve
 
 logger = logging.getLogger(__name__)
 
@@ -32,25 +29,15 @@ START_IN_MS = 5_000
 LASTS_MS = 15 * 60_000
 
 
-def main() -> int:
-    settings = Settings.from_env()
-    host = os.environ.get("HOST", "127.0.0.1")
-    port = int(os.environ.get("PORT", "8080"))
-
-    def ready(app: web.Application) -> None:
-        # A task, so seeding (which needs the jobs' scheduler running) never
-        # holds up start-up.
-        asyncio.get_running_loop().create_task(_seed(app, settings, f"http://{host}:{port}"))
-
-    return serve(settings, host=host, port=port, on_ready=ready)
-
-
 def _user_id(name: str) -> uuid.UUID:
     return uuid.uuid5(_NAMESPACE, name)
 
 
-async def _seed(app: web.Application, settings: Settings, base_url: str) -> None:
-    pool, sequencer, now = app[DATABASE].pool, app[SEQUENCER], app[CLOCK].now_ms()
+async def seed(
+    pool: asyncpg.Pool, sequencer: Sequencer, now: int, settings: Settings, base_url: str
+) -> None:
+    """Make the demo's world (idempotent: the same names give the same users) and
+    print where to find it."""
     dealer = _user_id(DEALER[0])
     await upsert_user(
         pool,

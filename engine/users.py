@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from dataclasses import dataclass
 from decimal import Decimal
 
 import asyncpg
@@ -144,3 +145,26 @@ def user_body(row: asyncpg.Record) -> UserBody:
         created_at_ms=to_ms(row["created_at"]),
         updated_at_ms=to_ms(row["updated_at"]),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    user_id: uuid.UUID
+    role: str
+    kyc_status: str
+    is_active: bool
+    display_name: str | None
+
+    @property
+    def may_bid(self) -> bool:
+        return may_bid(self.role, self.kyc_status, self.is_active)
+
+
+_CALLER = "SELECT id, role, kyc_status, is_active, display_name FROM users WHERE id = $1"
+
+
+async def load_caller(pool: asyncpg.Pool, user_id: uuid.UUID) -> Caller | None:
+    row = await pool.fetchrow(_CALLER, user_id)
+    if row is None:
+        return None
+    return Caller(row["id"], row["role"], row["kyc_status"], row["is_active"], row["display_name"])

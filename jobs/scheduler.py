@@ -9,12 +9,8 @@ import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-import asyncpg
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from engine.clock import Clock
-from engine.reconcile import Reconciler
-from engine.sequencer import Sequencer
 from jobs.lifecycle import Lifecycle
 from jobs.reconcile import INTERVAL_S as RECONCILE_INTERVAL_S
 from jobs.reconcile import Reconciliation
@@ -22,7 +18,6 @@ from jobs.reserve import INTERVAL_S as RESERVE_INTERVAL_S
 from jobs.reserve import ReserveProtection
 from jobs.settlement import INTERVAL_S as SETTLEMENT_INTERVAL_S
 from jobs.settlement import SettlementDeadlines
-from web.rooms import EndAnnouncer, Rooms
 
 logger = logging.getLogger(__name__)
 # apscheduler logs every run at INFO: twenty lines a second for the 50 ms tick.
@@ -63,19 +58,10 @@ class Jobs:
 
 
 @contextlib.asynccontextmanager
-async def running_jobs(
-    pool: asyncpg.Pool, sequencer: Sequencer, clock: Clock, rooms: Rooms
-) -> AsyncIterator[Jobs]:
+async def running_jobs(jobs: Jobs) -> AsyncIterator[Jobs]:
     """Every job, started after recovery; first it finishes what a crash left
     between an auction's close and its end processing."""
-    lifecycle = Lifecycle(pool, sequencer, clock, EndAnnouncer(rooms))
-    jobs = Jobs(
-        lifecycle=lifecycle,
-        reserve=ReserveProtection(sequencer, clock),
-        settlement=SettlementDeadlines(pool, sequencer, clock, rooms),
-        reconcile=Reconciliation(Reconciler(pool), clock),
-    )
-    finished = await lifecycle.sweep_ended()
+    finished = await jobs.lifecycle.sweep_ended()
     if finished:
         logger.info("finished the end processing of %d auctions after a restart", len(finished))
     scheduler = jobs.start()

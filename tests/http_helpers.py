@@ -18,9 +18,10 @@ from typing import Any
 
 from engine.config import Settings
 from engine.sequencer import Sequencer
+from engine.tokens import mint_token
+from server.app import create_app
 from tests.factories import random_vin
-from web.app import DATABASE, SEQUENCER, create_app
-from web.auth import mint_token
+from web.keys import DATABASE, SEQUENCER
 
 SECRET = "test-jwt-secret-long-enough-for-hs256-keys"
 SERVICE_TOKEN = "test-service-token-for-the-platform"

@@ -23,8 +23,8 @@ import pytest
 
 from engine.roles import PLATFORM_USER_ID
 from tests.ws_helpers import RoomClient, make_world, serving
-from web.app import SEQUENCER
-from web.rooms import ROOMS, RoomTuning
+from web.keys import ROOMS, SEQUENCER
+from web.rooms import RoomTuning
 
 SCREENSHOT = Path("/tmp/dealer360-room-phone.png")
 SIGN_IN_LINE = "Sign in to bid; anyone can watch."

@@ -26,12 +26,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from engine.tokens import mint_token
 from tests.factories import create_user
 from tests.test_hostile_ledger import changed, fingerprint
 from tests.test_hostile_requests import LEAKS
 from tests.ws_helpers import SECRET, RoomClient, Served, make_world, serving
-from web.app import DATABASE
-from web.auth import mint_token
+from web.keys import DATABASE
 from web.ws_messages import Auth, Bid, client_decoder, server_decoder
 
 T = TypeVar("T")

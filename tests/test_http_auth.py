@@ -15,8 +15,8 @@ import pytest
 from aiohttp import web
 
 from engine.__main__ import main
+from server.app import create_app
 from tests.http_helpers import PRICE, SECRET, Api, Reply, settings, start, token_for
-from web.app import create_app
 from web.errors import Handler
 
 

@@ -21,9 +21,9 @@ from hypothesis import strategies as st
 
 from engine import admin, payments, text, users, vehicles, wallet
 from engine.errors import Refused
+from server.app import create_app
 from tests.http_helpers import PRICE, STEP, Api, Reply, settings, start, token_for
 from tests.tcp_proxy import TcpProxy
-from web.app import create_app
 from web.errors import ErrorEnvelope
 from web.openapi import JSON, OPERATIONS, Operation, build_document, find_operation
 

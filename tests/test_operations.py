@@ -67,7 +67,7 @@ ALERT_METRICS = (
     "up",
 )
 #: Modules that define metrics beyond those the web app's route modules import.
-METRIC_MODULES = ("engine.metrics", "engine.reconcile", "web.app", "web.rooms")
+METRIC_MODULES = ("engine.metrics", "engine.reconcile", "server.app", "web.rooms")
 
 
 # --------------------------------------------------------------------- helpers
@@ -209,9 +209,7 @@ def exported_metrics() -> tuple[set[str], set[str]]:
     Counters are registered under their name without `_total` by newer
     prometheus_client versions and with it by older ones; both are returned.
     """
-    app = importlib.import_module("web.app")
-    modules = [*METRIC_MODULES, *getattr(app, "ROUTE_MODULES", ())]
-    for name in modules:
+    for name in METRIC_MODULES:  # the composition root imports every route module
         if importlib.util.find_spec(name) is not None:
             importlib.import_module(name)
     names: set[str] = set()

@@ -6,11 +6,11 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from engine.tokens import mint_token
+from server.app import PublishingPerBidLedger, create_app
 from tests.factories import create_auction, create_user
 from tests.http_helpers import SECRET, settings
-from web.app import create_app
-from web.auth import mint_token
-from web.bidding import BIDS, PublishingBaseline
+from web.keys import BIDS
 
 PRICE = 100_000_000
 
@@ -24,7 +24,7 @@ async def test_baseline_mode_places_bids_by_the_per_bid_transaction(
     bidder = await create_user(pool, balance_kobo=10**12)
     app = create_app(settings(database_url, ledger_mode="baseline"), run_jobs=False)
     client = await aiohttp_client(app)
-    assert isinstance(app[BIDS], PublishingBaseline)
+    assert isinstance(app[BIDS], PublishingPerBidLedger)
     token = mint_token(bidder, "user", SECRET)
     async with client.ws_connect(f"/ws/auctions/{auction}") as watcher:
         snapshot = await watcher.receive_json()

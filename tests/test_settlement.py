@@ -18,9 +18,9 @@ from engine.offers import PAYMENT_WINDOW_MS
 from engine.roles import PLATFORM_USER_ID
 from jobs.lifecycle import Lifecycle
 from jobs.settlement import SettlementDeadlines
+from server.app import create_app
 from tests.http_helpers import HOUR_MS, PRICE, STEP, Api, Reply, now_ms, settings
-from web.admin_api import ADMIN_HOOKS, AdminHooks
-from web.app import create_app
+from web.keys import ADMIN_HOOKS, AdminHooks
 
 FUNDS = 200_000_000  # ₦2,000,000 in each bidder's wallet
 
@@ -127,16 +127,28 @@ class World:
         return [row for row in rows if kind is None or row["type"] == kind]
 
 
+class LateFinisher:
+    """Staff actions' end processing on the test's clock, made once the app runs."""
+
+    lifecycle: Lifecycle | None = None
+
+    async def end(self, auction_id: uuid.UUID, leader: uuid.UUID | None) -> Any:
+        assert self.lifecycle is not None
+        return await self.lifecycle.end(auction_id, leader)
+
+
 async def make_world(database_url: str, aiohttp_client: Any) -> World:
     clock = ManualClock(now_ms())
     published = Published()
     app = create_app(settings(database_url), clock=clock)
-    app[ADMIN_HOOKS] = AdminHooks(publisher=published)
+    finisher = LateFinisher()
+    app[ADMIN_HOOKS] = AdminHooks(finisher=finisher, publisher=published)
     api = Api(await aiohttp_client(app))
+    finisher.lifecycle = Lifecycle(api.pool, api.sequencer, clock)
     return World(
         api,
         clock,
-        Lifecycle(api.pool, api.sequencer, clock),
+        finisher.lifecycle,
         SettlementDeadlines(api.pool, api.sequencer, clock, published),
         published,
     )

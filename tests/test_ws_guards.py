@@ -16,11 +16,12 @@ import aiohttp
 import jwt
 import pytest
 
+from engine.tokens import mint_token
 from tests.factories import create_auction, create_user
 from tests.tcp_proxy import TcpProxy
 from tests.ws_helpers import SECRET, RoomClient, make_world, now_ms, serving
-from web.auth import mint_token
-from web.rooms import ROOMS, RoomTuning
+from web.keys import ROOMS
+from web.rooms import RoomTuning
 
 START = 100_000_000
 STEP = 5_000_000

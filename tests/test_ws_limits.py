@@ -20,7 +20,7 @@ import pytest
 import pytest_asyncio
 
 import web.ws_limits
-from engine import auctions
+from engine import auctions, users
 from tests.ws_helpers import (
     ROOT,
     RoomClient,
@@ -30,9 +30,9 @@ from tests.ws_helpers import (
     process_env,
     serving,
 )
-from web import auth, ws
+from web import ws
+from web.keys import OPEN_SOCKETS
 from web.ratelimit import ip_key
-from web.ws import OPEN_SOCKETS
 from web.ws_limits import FrameBudget, OpenSockets
 
 START = 100_000_000
@@ -225,7 +225,7 @@ HONEST_BIDS_PER_S = 25  # 5 a second per bidder: within WS_BIDS_PER_S
 ACK_P99_MS = 25.0  # the rooms' target (tests/README.md)
 #: What a snapshot or a `you` costs the ledger, and the lookup of a signing-in user.
 SNAPSHOT_STATEMENTS = frozenset(
-    {auctions._ONE, auctions._RECENT, auctions._BIDDER_NUMBERS, ws._YOU, auth._CALLER}
+    {auctions._ONE, auctions._RECENT, auctions._BIDDER_NUMBERS, ws._YOU, users._CALLER}
 )
 
 

@@ -11,9 +11,10 @@ import aiohttp
 
 from engine import auctions
 from engine.ending import EndResult, end_auction
+from server.app import EndAnnouncer
 from tests.ws_helpers import RoomClient, counting_queries, make_world, now_ms, serving
-from web.app import SEQUENCER
-from web.rooms import ROOMS, EndAnnouncer, RoomTuning
+from web.keys import ROOMS, SEQUENCER
+from web.rooms import RoomTuning
 from web.ws import you_view
 
 START = 100_000_000  # the factory's start price, kobo

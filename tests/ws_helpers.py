@@ -32,10 +32,11 @@ from aiohttp.test_utils import TestServer
 
 import engine.database
 from engine.config import Settings
+from engine.tokens import mint_token
+from server.app import create_app
 from tests.factories import create_auction, create_user
-from web.app import create_app
-from web.auth import mint_token
-from web.rooms import ROOM_TUNING, RoomTuning
+from web.keys import ROOM_TUNING
+from web.rooms import RoomTuning
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "ws-test-secret-that-is-at-least-32-bytes-long"

@@ -16,32 +16,17 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 
 import msgspec
 from aiohttp import web
 
-from engine.admin import STAFF_ROLES, Actor, Admin, Finisher, StatePublisher, checked_reason
+from engine.admin import STAFF_ROLES, Actor, Admin, checked_reason
 from engine.auctions import AuctionBody
 from engine.errors import LedgerUnavailable
-from jobs.lifecycle import Lifecycle
-from web.app import CLOCK, DATABASE, SEQUENCER, SETTINGS
 from web.auth import authenticate, require_role
 from web.errors import ApiError
+from web.keys import ADMIN_HOOKS, CLOCK, DATABASE, SEQUENCER, SETTINGS
 from web.messages import decode_body, json_response, path_uuid
-from web.ws import ROOMS
-
-
-@dataclass(frozen=True, slots=True)
-class AdminHooks:
-    """Set by the app's wiring: end processing with its room announcement, and
-    where approve/reject/void are published."""
-
-    finisher: Finisher | None = None
-    publisher: StatePublisher | None = None
-
-
-ADMIN_HOOKS = web.AppKey("admin_hooks", AdminHooks)
 
 
 class ActionRequest(msgspec.Struct, forbid_unknown_fields=True):
@@ -110,11 +95,9 @@ async def _body(request: web.Request) -> ActionRequest:
 
 
 def _admin(app: web.Application) -> Admin:
-    hooks = app.get(ADMIN_HOOKS) or AdminHooks()
+    hooks = app[ADMIN_HOOKS]
     pool, sequencer, clock = app[DATABASE].pool, app[SEQUENCER], app[CLOCK]
-    finisher = hooks.finisher or Lifecycle(pool, sequencer, clock)
-    publisher = hooks.publisher or app.get(ROOMS)
-    return Admin(pool, sequencer, clock, finisher, publisher)
+    return Admin(pool, sequencer, clock, hooks.finisher, hooks.publisher)
 
 
 def install(app: web.Application) -> None:

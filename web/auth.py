@@ -1,82 +1,18 @@
-"""Who is calling: bidders and staff by JWT, the remaining platform by its token.
-
-Tokens are issued by the platform's identity service; the engine only verifies
-them (HS256, `exp` required, `sub` a user id). Role and KYC are read from the
-engine's `users` row, never trusted from the token beyond `sub`.
-"""
+"""Who is calling an HTTP route: bidders and staff by their bearer JWT
+(engine/tokens.py verifies it; role and KYC come from the users row), the
+remaining platform by its service token."""
 
 from __future__ import annotations
 
 import hmac
-import time
-import uuid
-from dataclasses import dataclass
 
 import asyncpg
-import jwt
 from aiohttp import web
 
-from engine.roles import may_bid
+from engine.errors import TokenError
+from engine.tokens import verify_token
+from engine.users import Caller, load_caller
 from web.errors import ApiError
-
-ALGORITHM = "HS256"
-
-
-class AuthError(Exception):
-    """A token that proves nothing: missing, malformed, expired or badly signed."""
-
-
-@dataclass(frozen=True, slots=True)
-class Caller:
-    user_id: uuid.UUID
-    role: str
-    kyc_status: str
-    is_active: bool
-    display_name: str | None
-
-    @property
-    def may_bid(self) -> bool:
-        return may_bid(self.role, self.kyc_status, self.is_active)
-
-
-def mint_token(user_id: uuid.UUID, role: str, secret: str, ttl_s: int = 3600) -> str:
-    """A token for local use (`python -m engine token`); production's come from identity."""
-    now = int(time.time())
-    claims = {"sub": str(user_id), "role": role, "iat": now, "exp": now + ttl_s}
-    return jwt.encode(claims, secret, algorithm=ALGORITHM)
-
-
-@dataclass(frozen=True, slots=True)
-class TokenClaims:
-    user_id: uuid.UUID
-    expires_at: float  # `exp`, seconds since the Unix epoch
-
-
-def verify_token(token: str, secret: str) -> uuid.UUID:
-    """The user id a valid token names; AuthError otherwise (alg none included)."""
-    return verify_token_claims(token, secret).user_id
-
-
-def verify_token_claims(token: str, secret: str) -> TokenClaims:
-    """The user id and the expiry of a valid token (for a sign-in that lasts, such
-    as a room socket's, which must end when the token does); AuthError otherwise."""
-    try:
-        claims = jwt.decode(
-            token, secret, algorithms=[ALGORITHM], options={"require": ["exp", "sub"]}
-        )
-        return TokenClaims(uuid.UUID(str(claims["sub"])), float(claims["exp"]))
-    except (jwt.InvalidTokenError, ValueError, TypeError) as err:
-        raise AuthError(str(err)) from err
-
-
-_CALLER = "SELECT id, role, kyc_status, is_active, display_name FROM users WHERE id = $1"
-
-
-async def load_caller(pool: asyncpg.Pool, user_id: uuid.UUID) -> Caller | None:
-    row = await pool.fetchrow(_CALLER, user_id)
-    if row is None:
-        return None
-    return Caller(row["id"], row["role"], row["kyc_status"], row["is_active"], row["display_name"])
 
 
 def bearer(request: web.Request) -> str | None:
@@ -94,7 +30,7 @@ async def authenticate(request: web.Request, pool: asyncpg.Pool, secret: str) ->
         raise ApiError(401, "unauthenticated", "Sign in: this needs a bearer token.")
     try:
         user_id = verify_token(token, secret)
-    except AuthError as err:
+    except TokenError as err:
         raise ApiError(
             401, "unauthenticated", "Sign in again: the token is invalid or expired."
         ) from err

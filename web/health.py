@@ -6,9 +6,10 @@ from __future__ import annotations
 import asyncio
 
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from engine.errors import UNREACHABLE_OR_REFUSED
-from web.app import DATABASE, SEQUENCER, metrics_response
+from web.keys import DATABASE, SEQUENCER
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -35,7 +36,9 @@ def _unavailable() -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    return metrics_response()
+    response = web.Response(body=generate_latest())
+    response.content_type = CONTENT_TYPE_LATEST.split(";")[0]
+    return response
 
 
 def install(app: web.Application) -> None:

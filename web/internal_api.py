@@ -16,9 +16,9 @@ from engine.sequencer import Sequencer
 from engine.users import UserUpsert
 from engine.vehicles import VehicleCreate
 from engine.wallet import WalletChange
-from web.app import CLOCK, DATABASE, SEQUENCER, SETTINGS
 from web.auth import require_service
 from web.errors import ApiError
+from web.keys import CLOCK, DATABASE, SEQUENCER, SETTINGS
 from web.messages import (
     AuctionEnvelope,
     InternalAuctionCreate,

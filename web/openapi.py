@@ -36,8 +36,8 @@ from engine.vehicles import VehicleCreate
 from engine.wallet import WalletBody, WalletChange, WalletMovement
 from web import public_api, vehicles_api
 from web.admin_api import ACTIONS, ActionRequest, AdminOutcome
-from web.app import CLOCK
 from web.errors import DuplicateVinEnvelope, ErrorEnvelope
+from web.keys import CLOCK
 from web.messages import (
     AuctionEnvelope,
     AuctionList,

@@ -17,11 +17,11 @@ from engine.auctions import CREATOR_ROLES, PUBLIC_STATUSES, SCHEDULER_ROLES, New
 from engine.bids import BidAccepted, rejection
 from engine.money import MAX_KOBO
 from engine.roles import BIDDING_ROLES
-from web.app import CLOCK, DATABASE, SEQUENCER, SETTINGS
-from web.auth import Caller, authenticate, require_role
-from web.bidding import BIDS
+from engine.users import Caller
+from web.auth import authenticate, require_role
 from web.errors import ApiError
 from web.json_numbers import IntegralDecoder
+from web.keys import BIDS, CLOCK, DATABASE, SEQUENCER, SETTINGS
 from web.messages import (
     AuctionEnvelope,
     AuctionList,

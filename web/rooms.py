@@ -32,14 +32,12 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import logging
 import math
 import socket
-import struct
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -47,16 +45,12 @@ import msgspec
 from aiohttp import web
 from prometheus_client import Counter, Gauge, Histogram
 
-import bidcore
 from engine.auctions import RECENT_BIDS, RecentBid, Snapshot, SnapshotAuction
 from engine.bids import DurableBid
-from engine.config import Settings
-from engine.ending import EndResult
-from engine.registry import NO_HANDLE
 from engine.roles import PLATFORM_USER_ID
-from engine.sequencer import Sequencer
 from engine.state_changes import StateChange
-from web.bus import Bus, BusMessage, LocalBus, RedisBus
+from web.bus import Bus, BusMessage, LocalBus
+from web.frames import close_frame, text_frame
 from web.ws_messages import (
     BidEvent,
     EndedEvent,
@@ -102,36 +96,6 @@ class RoomTuning:
     heartbeat_s: float = 20.0  # ping every so often; no pong within half of it: closed
     drop_grace_s: float = 5.0  # a dropped client gets this long to read its close frame
     settling_reread_s: float = 1.0  # a sold room's snapshot is re-read at most this often
-
-
-ROOM_TUNING = web.AppKey("room_tuning", RoomTuning)
-
-
-# ---- frames ------------------------------------------------------------------
-
-_HEADER_SHORT = struct.Struct("!BB")
-_HEADER_MEDIUM = struct.Struct("!BBH")
-_HEADER_LONG = struct.Struct("!BBQ")
-_TEXT = 0x81  # FIN + text
-_CLOSE = 0x88  # FIN + close
-
-
-def text_frame(payload: bytes) -> bytes:
-    """One unmasked server text frame, ready for any socket (no compression)."""
-    return _frame(_TEXT, payload)
-
-
-def close_frame(code: int, reason: str = "") -> bytes:
-    return _frame(_CLOSE, struct.pack("!H", code) + reason.encode()[:120])
-
-
-def _frame(first: int, payload: bytes) -> bytes:
-    size = len(payload)
-    if size < 126:
-        return _HEADER_SHORT.pack(first, size) + payload
-    if size < 65536:
-        return _HEADER_MEDIUM.pack(first, 126, size) + payload
-    return _HEADER_LONG.pack(first, 127, size) + payload
 
 
 YouStatus = Literal["winning", "outbid", "won", "lost"]
@@ -697,62 +661,3 @@ def _statuses(bids: Sequence[DurableBid]) -> list[tuple[list[str], bytes]]:
     for user_id, value in status.items():
         grouped.setdefault(value, []).append(str(user_id))
     return [(users, _YOU[value]) for value, users in grouped.items()]
-
-
-# ---- start-up and shutdown ----------------------------------------------------------
-
-#: The app's rooms: `app[ROOMS].publish_ended(...)` from the end processing.
-ROOMS = web.AppKey("rooms", Rooms)
-
-
-class EndAnnouncer:
-    """jobs.lifecycle's `EndedPublisher` (one `EndResult`) on top of the rooms:
-    `ended` for the room, `won` to the winner, `lost` to every other bidder."""
-
-    def __init__(self, rooms: Rooms) -> None:
-        self._rooms = rooms
-
-    def publish_ended(self, result: EndResult) -> None:
-        winner = result.winner_id if result.sold else None
-        handle = None
-        if winner is not None and result.winner_number is not None:
-            handle = bidder_handle(result.winner_number, False)
-        self._rooms.publish_ended(
-            result.auction_id,
-            result.seq,
-            "sold" if result.sold else "unsold",
-            result.final_price_kobo,
-            handle,
-            winner,
-            [bidder for bidder in result.bidders if bidder != winner],
-        )
-
-
-def _reserve_of(sequencer: Sequencer, auction_id: uuid.UUID) -> int | None:
-    """The reserve that binds (the core holds it so), for `bid.reserve_met`."""
-    handle = sequencer.registry.auction_handle(auction_id)
-    if handle == NO_HANDLE:
-        return None
-    try:
-        return sequencer.core.auction(handle).reserve_price_kobo
-    except bidcore.UnknownAuction:
-        return None
-
-
-@contextlib.asynccontextmanager
-async def open_rooms(
-    settings: Settings, sequencer: Sequencer, tuning: RoomTuning
-) -> AsyncIterator[Rooms]:
-    """Rooms fed by the sequencer's commits, over Redis when REDIS_URL is set.
-    On exit every socket is closed with 1001 (going away)."""
-    rooms = Rooms(tuning, reserve_of=lambda auction_id: _reserve_of(sequencer, auction_id))
-    if settings.redis_url is not None:
-        rooms.use_bus(RedisBus(settings.redis_url, rooms.deliver))
-    await rooms.bus.start()
-    sequencer.subscribe(rooms.publish_bids)
-    sequencer.subscribe_state(rooms.publish_change)
-    try:
-        yield rooms
-    finally:
-        rooms.close_all()
-        await rooms.bus.close()

@@ -16,8 +16,8 @@ import msgspec
 from aiohttp import web
 
 from engine import offers, payments
-from web.app import CLOCK, DATABASE, SETTINGS
 from web.auth import require_service
+from web.keys import CLOCK, DATABASE, SETTINGS
 from web.messages import SettlementEnvelope, json_response, path_uuid, read_json
 
 

@@ -11,8 +11,8 @@ from aiohttp import web
 
 from engine.embeddings import similar_vehicles
 from engine.money import naira_to_kobo
-from web.app import DATABASE
 from web.errors import ApiError
+from web.keys import DATABASE
 from web.messages import json_response, path_uuid
 
 DEFAULT_LIMIT = 3

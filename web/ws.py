@@ -16,12 +16,10 @@ way to keep the pool the ledger writes through busy.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 import time
 import uuid
-from collections.abc import AsyncIterator
 
 import asyncpg
 import msgspec
@@ -31,26 +29,27 @@ import bidcore
 from engine import auctions
 from engine.auctions import Snapshot
 from engine.bids import BidAccepted
-from engine.errors import UNREACHABLE_OR_REFUSED
+from engine.errors import UNREACHABLE_OR_REFUSED, TokenError
 from engine.registry import NO_HANDLE
 from engine.sequencer import Sequencer
-from web.app import CLOCK, DATABASE, LIMITER, SEQUENCER, SETTINGS
-from web.auth import AuthError, load_caller, verify_token_claims
-from web.bidding import BIDS, BidPlacer
+from engine.tokens import verify_token_claims
+from engine.users import load_caller
 from web.errors import ApiError
-from web.ratelimit import ip_key
-from web.rooms import (
-    ROOM_TUNING,
-    Connection,
-    Room,
-    Rooms,
-    RoomTuning,
-    open_rooms,
-    snapshot_frame,
-    text_frame,
+from web.frames import text_frame
+from web.keys import (
+    BIDS,
+    CLOCK,
+    DATABASE,
+    LIMITER,
+    OPEN_SOCKETS,
+    ROOMS,
+    SEQUENCER,
+    SETTINGS,
+    BidPlacer,
 )
-from web.rooms import ROOMS as ROOMS  # re-exported: other modules find the rooms here
-from web.ws_limits import FrameBudget, OpenSockets
+from web.ratelimit import ip_key
+from web.rooms import Connection, Room, snapshot_frame
+from web.ws_limits import FrameBudget
 from web.ws_messages import (
     GUEST_TYPES,
     Auth,
@@ -77,8 +76,6 @@ MAX_FRAME_BYTES = 64 * 1024
 #: The ledger (or the database behind a snapshot) could not be reached.
 _DATABASE_DOWN = UNREACHABLE_OR_REFUSED
 
-#: Room sockets open on this node per client address (WS_SOCKETS_PER_IP).
-OPEN_SOCKETS = web.AppKey("open_sockets", OpenSockets)
 
 #: A refused socket's Retry-After: a place frees when one of its sockets closes,
 #: which no clock can tell; a few seconds keeps a reconnecting client from spinning.
@@ -95,16 +92,6 @@ def install(app: web.Application) -> None:
     app.on_shutdown.append(_close_sockets)
 
 
-@contextlib.asynccontextmanager
-async def running_rooms(app: web.Application) -> AsyncIterator[Rooms]:
-    """The app's rooms and their bus (a cleanup context of web.app)."""
-    tuning = app.get(ROOM_TUNING) or RoomTuning()
-    app[OPEN_SOCKETS] = OpenSockets(app[SETTINGS].ws_sockets_per_ip)
-    async with open_rooms(app[SETTINGS], app[SEQUENCER], tuning) as rooms:
-        app[ROOMS] = rooms
-        yield rooms
-
-
 async def _close_sockets(app: web.Application) -> None:
     rooms = app.get(ROOMS)
     if rooms is not None:
@@ -117,7 +104,7 @@ async def auction_socket(request: web.Request) -> web.StreamResponse:
     rooms = app[ROOMS]
     ws = web.WebSocketResponse(
         # ±10 % per socket: sockets opened together (a mass reconnect) do not ping
-        # together; see also web.serve's timeout_ceil_threshold.
+        # together; see also server.serve's timeout_ceil_threshold.
         heartbeat=rooms.tuning.heartbeat_s * random.uniform(0.9, 1.1),
         max_msg_size=MAX_FRAME_BYTES + 1,  # aiohttp refuses a message *of* max_msg_size
         compress=False,  # one prebuilt frame for every socket: no per-socket deflate
@@ -275,7 +262,7 @@ class Session:
         try:
             claims = verify_token_claims(token, settings.jwt_secret)
             caller = await load_caller(self._app[DATABASE].pool, claims.user_id)
-        except AuthError:
+        except TokenError:
             caller = None
         except _DATABASE_DOWN as err:
             logger.warning("auth lookup failed: %r", err)

@@ -11,7 +11,7 @@ from aiohttp import web
 
 from engine.config import Settings
 from engine.gcpolicy import GcPolicy, running
-from web.app import create_app
+from server.app import create_app
 
 logger = logging.getLogger(__name__)
 

@@ -1,0 +1,261 @@
+"""The application, composed: every cleanup context, subscription, adapter and
+route in one place.
+
+Start-up (the cleanup contexts, in order): the database (migrated), the
+sequencer (recovery: the core rebuilt and verified from the ledger, then the
+ledger writer), the rate limiter, the rooms and their bus (subscribed to the
+sequencer's commits), where bids go, and the timed jobs. `/readyz` turns 200
+once all of that is up and the ledger takes writes. Shutdown runs them
+backwards: the jobs stop, bids stop, the ledger is flushed, the sockets close.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import AsyncIterator, Callable, Sequence
+
+from aiohttp import web
+from redis.asyncio import Redis
+
+import bidcore
+from engine.bids import BidAccepted, BidOutcome, DurableBid
+from engine.clock import Clock, SystemClock
+from engine.config import Settings
+from engine.database import open_database
+from engine.ending import EndResult
+from engine.per_bid_ledger import PerBidLedger
+from engine.reconcile import Reconciler
+from engine.registry import NO_HANDLE
+from engine.sequencer import Sequencer
+from jobs.lifecycle import Lifecycle
+from jobs.reconcile import Reconciliation
+from jobs.reserve import ReserveProtection
+from jobs.scheduler import Jobs, running_jobs
+from jobs.settlement import SettlementDeadlines
+from web import (
+    admin_api,
+    health,
+    internal_api,
+    openapi,
+    public_api,
+    room_page,
+    settlement_api,
+    vehicles_api,
+    ws,
+)
+from web.bus import RedisBus
+from web.errors import error_middleware, install_parser_errors
+from web.keys import (
+    ADMIN_HOOKS,
+    BIDS,
+    CLOCK,
+    DATABASE,
+    LIMITER,
+    OPEN_SOCKETS,
+    ROOM_TUNING,
+    ROOMS,
+    SEQUENCER,
+    SETTINGS,
+    AdminHooks,
+)
+from web.middleware import rate_limit_middleware
+from web.ratelimit import LocalRateLimiter, RedisRateLimiter
+from web.rooms import Rooms, RoomTuning
+from web.ws_limits import OpenSockets
+from web.ws_messages import bidder_handle
+
+logger = logging.getLogger(__name__)
+
+#: The route modules, in the order their routes are added.
+ROUTES: tuple[Callable[[web.Application], None], ...] = (
+    health.install,
+    public_api.install,
+    internal_api.install,
+    ws.install,
+    room_page.install,
+    settlement_api.install,
+    admin_api.install,
+    vehicles_api.install,
+    openapi.install,
+)
+
+
+def create_app(
+    settings: Settings, *, clock: Clock | None = None, run_jobs: bool = True
+) -> web.Application:
+    """The engine's app; `run_jobs=False` leaves the timed work (opening and
+    ending auctions, reserve protection, settlement deadlines) to the caller,
+    and staff actions still end auctions at once."""
+    install_parser_errors()
+    app = web.Application(
+        middlewares=[error_middleware, rate_limit_middleware],
+        client_max_size=settings.max_body_bytes,
+    )
+    app[SETTINGS] = settings
+    app[CLOCK] = clock or SystemClock()
+    app.cleanup_ctx.append(_database)
+    app.cleanup_ctx.append(_sequencer)
+    app.cleanup_ctx.append(_rate_limiter)
+    app.cleanup_ctx.append(_rooms)
+    app.cleanup_ctx.append(_bids)
+    app.cleanup_ctx.append(_jobs if run_jobs else _staff_only)
+    for install in ROUTES:
+        install(app)
+    return app
+
+
+async def _database(app: web.Application) -> AsyncIterator[None]:
+    async with open_database(app[SETTINGS], max_size=20) as database:
+        app[DATABASE] = database
+        yield
+
+
+async def _sequencer(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    sequencer = await Sequencer.open(
+        app[DATABASE].pool,
+        clock=app[CLOCK],
+        batch_max=settings.ledger_batch_max,
+        window_ms=settings.ledger_batch_window_ms,
+    )
+    app[SEQUENCER] = sequencer
+    yield
+    await sequencer.close()
+
+
+async def _rate_limiter(app: web.Application) -> AsyncIterator[None]:
+    redis_url = app[SETTINGS].redis_url
+    if redis_url is None:
+        app[LIMITER] = LocalRateLimiter()
+        yield
+        return
+    redis = Redis.from_url(redis_url)
+    app[LIMITER] = RedisRateLimiter(redis)
+    yield
+    await redis.aclose()
+
+
+async def _rooms(app: web.Application) -> AsyncIterator[None]:
+    """The rooms, fed by the sequencer's commits, over Redis when REDIS_URL is set.
+    On exit every socket is closed with 1001 (going away)."""
+    settings, sequencer = app[SETTINGS], app[SEQUENCER]
+    rooms = Rooms(
+        app.get(ROOM_TUNING) or RoomTuning(),
+        reserve_of=lambda auction_id: _reserve_of(sequencer, auction_id),
+    )
+    if settings.redis_url is not None:
+        rooms.use_bus(RedisBus(settings.redis_url, rooms.deliver))
+    await rooms.bus.start()
+    sequencer.subscribe(rooms.publish_bids)
+    sequencer.subscribe_state(rooms.publish_change)
+    app[ROOMS] = rooms
+    app[OPEN_SOCKETS] = OpenSockets(settings.ws_sockets_per_ip)
+    try:
+        yield
+    finally:
+        rooms.close_all()
+        await rooms.bus.close()
+
+
+async def _bids(app: web.Application) -> AsyncIterator[None]:
+    if app[SETTINGS].ledger_mode == "baseline":
+        logger.warning("LEDGER_MODE=baseline: one locked transaction per bid, for measurement only")
+        ledger = PerBidLedger(app[DATABASE].pool, clock=app[CLOCK])
+        app[BIDS] = PublishingPerBidLedger(ledger, app[ROOMS].publish_bids)
+    else:
+        app[BIDS] = app[SEQUENCER]
+    yield
+
+
+def _lifecycle(app: web.Application) -> Lifecycle:
+    return Lifecycle(app[DATABASE].pool, app[SEQUENCER], app[CLOCK], EndAnnouncer(app[ROOMS]))
+
+
+async def _jobs(app: web.Application) -> AsyncIterator[None]:
+    pool, sequencer, clock, rooms = app[DATABASE].pool, app[SEQUENCER], app[CLOCK], app[ROOMS]
+    lifecycle = _lifecycle(app)
+    jobs = Jobs(
+        lifecycle=lifecycle,
+        reserve=ReserveProtection(sequencer, clock),
+        settlement=SettlementDeadlines(pool, sequencer, clock, rooms),
+        reconcile=Reconciliation(Reconciler(pool), clock),
+    )
+    if ADMIN_HOOKS not in app:  # a test may have set its own
+        app[ADMIN_HOOKS] = AdminHooks(finisher=lifecycle, publisher=rooms)
+    async with running_jobs(jobs):
+        yield
+
+
+async def _staff_only(app: web.Application) -> AsyncIterator[None]:
+    """Without the timed jobs, a staff action still runs end processing at once."""
+    if ADMIN_HOOKS not in app:
+        app[ADMIN_HOOKS] = AdminHooks(finisher=_lifecycle(app), publisher=app[ROOMS])
+    yield
+
+
+# ---- adapters ----------------------------------------------------------------------
+
+
+class EndAnnouncer:
+    """The lifecycle's `EndedPublisher` (one `EndResult`) on top of the rooms:
+    `ended` for the room, `won` to the winner, `lost` to every other bidder."""
+
+    def __init__(self, rooms: Rooms) -> None:
+        self._rooms = rooms
+
+    def publish_ended(self, result: EndResult) -> None:
+        winner = result.winner_id if result.sold else None
+        handle = None
+        if winner is not None and result.winner_number is not None:
+            handle = bidder_handle(result.winner_number, False)
+        self._rooms.publish_ended(
+            result.auction_id,
+            result.seq,
+            "sold" if result.sold else "unsold",
+            result.final_price_kobo,
+            handle,
+            winner,
+            [bidder for bidder in result.bidders if bidder != winner],
+        )
+
+
+class PublishingPerBidLedger:
+    """The per-bid-lock ledger (the seed's design, for side-by-side measurement),
+    telling the rooms of each bid once its transaction committed. It decides from
+    the database rows and never updates the core, so in that mode the core's
+    view (anti-sniping end times the scheduler reads, exposure) is not kept
+    current: a yardstick, not a way to run auctions."""
+
+    def __init__(
+        self, ledger: PerBidLedger, publish: Callable[[Sequence[DurableBid]], None]
+    ) -> None:
+        self._ledger = ledger
+        self._publish = publish
+
+    async def place_bid(
+        self,
+        auction_id: uuid.UUID,
+        user_id: uuid.UUID,
+        amount_kobo: int,
+        client_bid_id: str | None = None,
+        *,
+        platform: bool = False,
+    ) -> BidOutcome:
+        outcome = await self._ledger.place_bid(
+            auction_id, user_id, amount_kobo, client_bid_id, platform=platform
+        )
+        if isinstance(outcome, BidAccepted):
+            self._publish([outcome.bid])
+        return outcome
+
+
+def _reserve_of(sequencer: Sequencer, auction_id: uuid.UUID) -> int | None:
+    """The reserve that binds (the core holds it so), for `bid.reserve_met`."""
+    handle = sequencer.registry.auction_handle(auction_id)
+    if handle == NO_HANDLE:
+        return None
+    try:
+        return sequencer.core.auction(handle).reserve_price_kobo
+    except bidcore.UnknownAuction:
+        return None
