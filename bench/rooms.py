@@ -53,7 +53,7 @@ import aiohttp
 import msgspec
 import uvloop
 
-from bench import rooms_stats
+from bench import plot, rooms_stats
 from bench.core import BenchFailure
 from bench.loadgen import MAX_AMOUNT_KOBO, Config, Results
 from bench.report import REPO, Result, environment, progress
@@ -695,8 +695,6 @@ def summarise_profile(path: Path, top: int = 12) -> dict[str, Any] | None:
 
 
 def _write_reports(args: argparse.Namespace, run: Run, stem: str) -> None:
-    from bench import plot
-
     args.out.mkdir(parents=True, exist_ok=True)
     png = args.out / f"{stem}.png"
     md = args.out / f"{stem}.md"
@@ -761,8 +759,6 @@ async def _compare(args: argparse.Namespace) -> Result:
     stem = f"rooms-compare-{args.room_scenario}"
     md = args.out / f"{stem}.md"
     png = args.out / f"{stem}.png"
-    from bench import plot
-
     text = rooms_stats.compare_markdown(by_mode, ledger_level, notes)
     skipped = plot.unavailable()
     if skipped is None:

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from aiohttp import web
 
 import bidcore
+from bench import reference_model
 from engine.config import Settings
 from engine.errors import ConfigError
 from server.serve import serve
@@ -37,8 +38,6 @@ def use_reference_core() -> None:
     module's attributes before the app starts is enough; the exceptions are
     bidcore's own in both.
     """
-    from bench import reference_model
-
     bidcore.Core = reference_model.ReferenceCore  # type: ignore[misc,assignment]
     bidcore.Accepted = reference_model.Accepted  # type: ignore[misc,assignment]
     bidcore.Rejected = reference_model.Rejected  # type: ignore[misc,assignment]
