@@ -30,6 +30,8 @@ import pytest
 import yaml
 from prometheus_client import REGISTRY
 
+import bidcore
+
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"
@@ -750,3 +752,11 @@ def test_every_engine_metric_has_a_panel(dashboard: dict[str, Any]) -> None:
         if family.startswith("auction_") and not series & queried
     )
     assert not missing, f"engine metrics with no dashboard panel: {missing}"
+
+
+def test_the_core_ships_its_stub_and_py_typed() -> None:
+    """maturin installs bidcore.pyi as the package's __init__.pyi beside a py.typed
+    marker, so type checkers of code that uses the core read the stub."""
+    installed = Path(bidcore.__file__).parent
+    assert (installed / "py.typed").exists()
+    assert (installed / "__init__.pyi").read_text() == (ROOT / "bidcore.pyi").read_text()
