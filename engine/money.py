@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, Context, Decimal
 
+from engine.errors import Refused
+
 KOBO_PER_NAIRA = 100
 #: The most kobo any amount, price or balance may be: the ledger's DECIMAL(15,2)
 #: naira holds 10^13 - 0.01, and the core refuses 10^15 and above.
@@ -17,6 +19,17 @@ MAX_KOBO = 10**15 - 1
 # Precision large enough that scaling by 100 can never round, whatever the
 # caller's decimal context is.
 _EXACT = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN)
+
+
+def checked_amount(amount_kobo: int) -> int:
+    """A movement's amount: whole kobo above zero, at most MAX_KOBO."""
+    if not 0 < amount_kobo <= MAX_KOBO:
+        raise Refused(
+            "invalid",
+            "invalid_amount",
+            "Enter a whole amount in kobo above zero and below ₦10 trillion.",
+        )
+    return amount_kobo
 
 
 def naira_to_kobo(naira: Decimal) -> int:

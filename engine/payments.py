@@ -11,7 +11,7 @@ import msgspec
 
 from engine.clock import to_ms
 from engine.errors import Refused, unknown_auction
-from engine.money import MAX_KOBO, format_naira, kobo_to_naira, naira_to_kobo
+from engine.money import checked_amount, format_naira, kobo_to_naira, naira_to_kobo
 from engine.offers import (
     AUCTION_STATUS,
     LOCK_AUCTION,
@@ -24,10 +24,8 @@ from engine.offers import (
     paid_so_far,
     settlement_of,
 )
-from engine.references import provider_key, refuse_reuse
-from engine.text import check_text
+from engine.references import checked_reference, provider_key, refuse_reuse
 
-MAX_REFERENCE = 100  # transactions.paystack_ref is VARCHAR(100)
 _IDEMPOTENCY_KEY = "transactions_idempotency_key_key"
 _BALANCE = "SELECT wallet_balance FROM users WHERE id = $1 FOR SHARE"
 _PRIOR_PAYMENT = """
@@ -92,18 +90,8 @@ async def pay(
 
 
 def _checked_payment(amount_kobo: int, reference: str) -> str:
-    if not 0 < amount_kobo <= MAX_KOBO:
-        raise Refused(
-            "invalid",
-            "invalid_amount",
-            "Enter a whole amount in kobo above zero and below ₦10 trillion.",
-        )
-    checked = check_text("reference", reference, MAX_REFERENCE)
-    if not checked:
-        raise Refused(
-            "invalid", "invalid_reference", "Give the payment's reference (1 to 100 characters)."
-        )
-    return checked
+    checked_amount(amount_kobo)
+    return checked_reference(reference)
 
 
 async def _prior_payment(

@@ -11,6 +11,10 @@ twice, once as a credit and once as a payment. The database's unique key on
 from __future__ import annotations
 
 from engine.errors import Refused
+from engine.text import check_text
+
+#: The longest reference a provider may give (transactions.paystack_ref is VARCHAR(100)).
+MAX_REFERENCE = 100
 
 #: What each kind of transaction is called in a refusal.
 _KINDS = {
@@ -18,6 +22,18 @@ _KINDS = {
     "withdrawal": "a withdrawal",
     "auction_payment": "a settlement payment",
 }
+
+
+def checked_reference(reference: str) -> str:
+    """The provider's reference, trimmed: 1 to MAX_REFERENCE characters."""
+    checked = check_text("reference", reference, MAX_REFERENCE)
+    if not checked:
+        raise Refused(
+            "invalid",
+            "invalid_reference",
+            f"Give the payment's reference (1 to {MAX_REFERENCE} characters).",
+        )
+    return checked
 
 
 def provider_key(reference: str) -> str:

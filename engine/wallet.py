@@ -21,12 +21,11 @@ import msgspec
 from engine.clock import to_ms
 from engine.errors import LEDGER_DOWN, Refused
 from engine.locks import user_lock
-from engine.money import MAX_KOBO, format_naira, kobo_to_naira, naira_to_kobo
+from engine.money import MAX_KOBO, checked_amount, format_naira, kobo_to_naira, naira_to_kobo
 from engine.offers import lock_due_deposits, take_due_deposits
-from engine.references import provider_key, refuse_reuse
+from engine.references import checked_reference, provider_key, refuse_reuse
 from engine.registry import NO_HANDLE
 from engine.sequencer import Sequencer
-from engine.text import check_text
 from engine.users import sync_core
 
 logger = logging.getLogger(__name__)
@@ -67,7 +66,6 @@ class WalletMovement(WalletBody, frozen=True):
 
 
 #: DECIMAL(15,2) naira holds at most this many kobo.
-MAX_REFERENCE = 100  # transactions.paystack_ref is VARCHAR(100)
 
 _USER = "SELECT id, role, kyc_status, is_active, wallet_balance FROM users WHERE id = $1"
 _LOCK_USER = _USER + " FOR UPDATE"
@@ -233,18 +231,7 @@ async def _withdrawable(
 
 
 def _checked(change: WalletChange) -> tuple[int, str]:
-    if not 0 < change.amount_kobo <= MAX_KOBO:
-        raise Refused(
-            "invalid",
-            "invalid_amount",
-            "Enter a whole amount in kobo above zero and below ₦10 trillion.",
-        )
-    reference = check_text("reference", change.reference, MAX_REFERENCE)
-    if not reference:
-        raise Refused(
-            "invalid", "invalid_reference", "Give the payment's reference (1 to 100 characters)."
-        )
-    return change.amount_kobo, reference
+    return checked_amount(change.amount_kobo), checked_reference(change.reference)
 
 
 async def _lock_user(conn: asyncpg.Connection, user_id: uuid.UUID) -> asyncpg.Record:

@@ -100,6 +100,9 @@ def create_app(
     app.cleanup_ctx.append(_rooms)
     app.cleanup_ctx.append(_bids)
     app.cleanup_ctx.append(_jobs if run_jobs else _staff_only)
+    # on_shutdown runs before aiohttp waits for open handlers: close the sockets
+    # there (1001) so shutdown does not sit out its timeout on every watcher.
+    app.on_shutdown.append(_close_sockets)
     for install in ROUTES:
         install(app)
     return app
@@ -156,6 +159,12 @@ async def _rooms(app: web.Application) -> AsyncIterator[None]:
     finally:
         rooms.close_all()
         await rooms.bus.close()
+
+
+async def _close_sockets(app: web.Application) -> None:
+    rooms = app.get(ROOMS)
+    if rooms is not None:
+        rooms.close_all()
 
 
 async def _bids(app: web.Application) -> AsyncIterator[None]:

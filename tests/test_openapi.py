@@ -19,7 +19,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from engine import admin, payments, text, users, vehicles, wallet
+from engine import admin, references, text, users, vehicles
 from engine.errors import Refused
 from server.app import create_app
 from tests.http_helpers import PRICE, STEP, Api, Reply, settings, start, token_for
@@ -170,8 +170,8 @@ def trimmed_text(limit: int, required: bool) -> Callable[[str], object]:
 TEXT_RULES: list[tuple[str, str, int, Callable[[str], object]]] = [
     ("UserUpsert", "email", 255, users.checked_email),
     ("UserUpsert", "display_name", 100, trimmed_text(100, required=False)),
-    ("WalletChange", "reference", 100, trimmed_text(wallet.MAX_REFERENCE, required=True)),
-    ("PaymentRequest", "reference", 100, trimmed_text(payments.MAX_REFERENCE, required=True)),
+    ("WalletChange", "reference", 100, trimmed_text(references.MAX_REFERENCE, required=True)),
+    ("PaymentRequest", "reference", 100, trimmed_text(references.MAX_REFERENCE, required=True)),
     ("VehicleCreate", "vin", 20, vehicles.normalize_vin),
     *[
         ("VehicleCreate", name, limit, trimmed_text(limit, required=name in ("make", "model")))

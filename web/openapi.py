@@ -29,7 +29,7 @@ import msgspec
 from aiohttp import web
 
 import bidcore
-from engine import admin, auctions, money, payments, text, users, vehicles, wallet
+from engine import admin, auctions, money, payments, references, text, users, vehicles
 from engine.auctions import BidHistory, Snapshot
 from engine.users import UserUpsert
 from engine.vehicles import VehicleCreate
@@ -403,7 +403,7 @@ _VIN: Json = {
     ),
 }
 _REFERENCE = _described(
-    _text(wallet.MAX_REFERENCE, required=True),
+    _text(references.MAX_REFERENCE, required=True),
     "The payment provider's reference (trimmed); the same one again is the same request.",
 )
 _AMOUNT = _integer(1, money.MAX_KOBO)
@@ -504,7 +504,7 @@ def _rules(latest_year: int) -> dict[str, Rules]:
                 ),
                 "amount_kobo": _integer(1, money.MAX_KOBO),
                 "reference": _described(
-                    _text(payments.MAX_REFERENCE, required=True),
+                    _text(references.MAX_REFERENCE, required=True),
                     "The payment provider's reference (trimmed); the same one again is the "
                     "same payment. One namespace with wallet credits and withdrawals: a "
                     "reference used for one of those is refused (409 `reference_conflict`).",

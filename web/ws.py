@@ -87,15 +87,6 @@ _EXPIRY_CHECK_S = 3600.0
 
 def install(app: web.Application) -> None:
     app.router.add_get("/ws/auctions/{id}", auction_socket)
-    # on_shutdown runs before aiohttp waits for open handlers: close the sockets
-    # there (1001) so shutdown does not sit out its timeout on every watcher.
-    app.on_shutdown.append(_close_sockets)
-
-
-async def _close_sockets(app: web.Application) -> None:
-    rooms = app.get(ROOMS)
-    if rooms is not None:
-        rooms.close_all()
 
 
 async def auction_socket(request: web.Request) -> web.StreamResponse:
