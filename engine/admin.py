@@ -275,13 +275,7 @@ class Admin:
 
     async def _held(self, auction_id: uuid.UUID, action: str, allowed: str) -> bidcore.AuctionState:
         """The core's state of a scheduled or live auction, or why there is none."""
-        handle = self.sequencer.registry.auction_handle(auction_id)
-        state = None
-        if handle != NO_HANDLE:
-            try:
-                state = self.sequencer.core.auction(handle)
-            except bidcore.UnknownAuction:
-                state = None
+        state = self.sequencer.held(auction_id)
         if state is not None and state.status in _IN_CORE:
             return state
         row = await self._row(auction_id)

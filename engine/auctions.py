@@ -22,7 +22,6 @@ import bidcore
 from engine.clock import to_datetime, to_ms
 from engine.errors import LEDGER_DOWN, RefusalKind, Refused
 from engine.money import MAX_KOBO, deposit_bp, effective_reserve_kobo, kobo_to_naira, naira_to_kobo
-from engine.registry import NO_HANDLE
 from engine.sequencer import Sequencer
 
 logger = logging.getLogger(__name__)
@@ -444,14 +443,10 @@ def _held_by_core(
     sequencer: Sequencer, auction_id: uuid.UUID
 ) -> tuple[bidcore.AuctionState, dict[uuid.UUID, int]] | None:
     """The core's state of the auction and its bidders' numbers, if it holds it."""
+    state = sequencer.held(auction_id)
+    if state is None:
+        return None
     registry = sequencer.registry
-    handle = registry.auction_handle(auction_id)
-    if handle == NO_HANDLE:
-        return None
-    try:
-        state = sequencer.core.auction(handle)
-    except bidcore.UnknownAuction:
-        return None
     numbers = {registry.user_id(user): n for n, user in enumerate(state.bidders, start=1)}
     return state, numbers
 

@@ -148,6 +148,16 @@ class Sequencer:
     def registry(self) -> Registry:
         return self._recovered.registry
 
+    def held(self, auction_id: uuid.UUID) -> bidcore.AuctionState | None:
+        """The core's state of the auction, if the core holds it."""
+        handle = self._recovered.registry.auction_handle(auction_id)
+        if handle == NO_HANDLE:
+            return None
+        try:
+            return self.core.auction(handle)
+        except bidcore.UnknownAuction:
+            return None
+
     def subscribe(self, listener: DurableListener) -> None:
         """Call `listener` with the bids of every committed batch, in commit order."""
         self._listeners.append(listener)

@@ -18,7 +18,6 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from aiohttp import web
 from redis.asyncio import Redis
 
-import bidcore
 from engine.bids import BidAccepted, BidOutcome, DurableBid
 from engine.clock import Clock, SystemClock
 from engine.config import Settings
@@ -26,7 +25,6 @@ from engine.database import open_database
 from engine.ending import EndResult
 from engine.per_bid_ledger import PerBidLedger
 from engine.reconcile import Reconciler
-from engine.registry import NO_HANDLE
 from engine.sequencer import Sequencer
 from jobs.lifecycle import Lifecycle
 from jobs.reconcile import Reconciliation
@@ -261,10 +259,5 @@ class PublishingPerBidLedger:
 
 def _reserve_of(sequencer: Sequencer, auction_id: uuid.UUID) -> int | None:
     """The reserve that binds (the core holds it so), for `bid.reserve_met`."""
-    handle = sequencer.registry.auction_handle(auction_id)
-    if handle == NO_HANDLE:
-        return None
-    try:
-        return sequencer.core.auction(handle).reserve_price_kobo
-    except bidcore.UnknownAuction:
-        return None
+    state = sequencer.held(auction_id)
+    return state.reserve_price_kobo if state is not None else None

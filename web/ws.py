@@ -25,7 +25,6 @@ import asyncpg
 import msgspec
 from aiohttp import WSMsgType, web
 
-import bidcore
 from engine import auctions
 from engine.auctions import Snapshot
 from engine.bids import BidAccepted
@@ -453,17 +452,10 @@ def you_in_core(
     """A bidder's handle and standing from the core, if it holds the auction and is
     not behind what the room has shown (`room_seq`); None otherwise. The core may
     be ahead of the room by the bids being written: those events follow."""
-    registry = sequencer.registry
-    handle = registry.auction_handle(auction_id)
-    if handle == NO_HANDLE:
+    state = sequencer.held(auction_id)
+    if state is None or (room_seq is not None and state.seq < room_seq):
         return None
-    try:
-        state = sequencer.core.auction(handle)
-    except bidcore.UnknownAuction:
-        return None
-    if room_seq is not None and state.seq < room_seq:
-        return None
-    user = registry.user_handle(user_id)
+    user = sequencer.registry.user_handle(user_id)
     if user == NO_HANDLE or user not in state.bidders:
         return YouView(handle=None, status=None)
     you = bidder_handle(state.bidders.index(user) + 1, False)
