@@ -331,10 +331,17 @@ impl Core {
 
     /// Ends an auction. Its leader stays exposed until `remove_auction`: end
     /// processing takes the winner's deposit later, and until it has, that
-    /// money must back no other bid and leave no wallet.
+    /// money must back no other bid and leave no wallet. Pre-bids (a
+    /// scheduled auction's) are released.
     pub fn close_auction(&mut self, handle: u32) -> Result<Closed, CoreError> {
         let lead = self.finish(handle, Status::Ended, "close")?;
-        let auction = self.get_mut(handle)?;
+        let (shard, slot) = self.locate(handle);
+        let auction = self.shards[shard].auctions[slot]
+            .as_mut()
+            .expect("just closed");
+        // A scheduled auction closed before it opened: its pre-bids never
+        // resolve, so nothing of theirs is left for end processing to take.
+        drop_prebids(auction, &self.users);
         Ok(Closed {
             auction: handle,
             seq: auction.seq,

@@ -343,3 +343,18 @@ fn a_batch_with_maximums_equals_placing_its_bids_one_by_one() {
         all.core.auction(all.auction).unwrap()
     );
 }
+
+#[test]
+fn closing_a_scheduled_auction_releases_its_pre_bids() {
+    let mut w = world(false);
+    w.max(w.a, 1_000);
+    w.core.close_auction(w.auction).unwrap();
+    assert_eq!(
+        w.exposure(w.a),
+        0,
+        "a closed auction never opens: no pre-bid resolves"
+    );
+    assert!(w.core.auction(w.auction).unwrap().prebids.is_empty());
+    w.core.remove_auction(w.auction).unwrap();
+    assert_eq!(w.exposure(w.a), 0);
+}
