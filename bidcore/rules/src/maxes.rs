@@ -123,8 +123,9 @@ fn apply(auction: &mut Auction, users: &[User], request: &BidRequest) -> MaxSet 
     let increment = auction.spec.increment;
     let mut bids = Vec::new();
     match auction.lead {
-        Some(lead) if lead.user == user => {
-            // The leader raises its own maximum: no bid, more exposure.
+        Some(lead) if lead.user == user && !lead.platform => {
+            // The leader raises its own maximum: no bid, more exposure. (A
+            // platform lead's holder setting a maximum is any bidder to it.)
             let exposed = deposit(max, auction.spec.deposit_bp);
             users[user as usize].add_exposure(exposed - lead.exposed);
             auction.lead = Some(crate::auction::Lead {

@@ -358,3 +358,22 @@ fn closing_a_scheduled_auction_releases_its_pre_bids() {
     w.core.remove_auction(w.auction).unwrap();
     assert_eq!(w.exposure(w.a), 0);
 }
+
+#[test]
+fn a_maximum_from_the_holder_of_a_platform_lead_is_a_real_bid_over_it() {
+    let mut w = world(true);
+    let platform = w.core.upsert_user(9, RICH, true).unwrap();
+    let outcome = w.core.place_bid(&BidRequest {
+        auction: w.auction,
+        user: platform,
+        amount: 100,
+        at: START,
+        platform: true,
+    });
+    assert!(outcome.is_accepted());
+    let set = w.max(platform, 1_000);
+    assert_eq!(rows(&set.bids), [(platform, 150, true)]);
+    let lead = w.core.auction(w.auction).unwrap().lead.unwrap();
+    assert_eq!((lead.platform, lead.max), (false, Some(1_000)));
+    assert_eq!(w.exposure(platform), deposit(1_000, 2000));
+}
