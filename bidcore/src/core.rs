@@ -152,7 +152,11 @@ impl Core {
         anti_snipe_extension_ms, sellers, live, leader, leading_amount_kobo,
         leader_is_platform, bidders, bid_count, platform_bid_count, seq, ended=false,
         leader_max_kobo=None, prebids=Vec::new()
-    ))]
+    ), text_signature = "(self, /, auction_id, *, start_time_ms, end_time_ms, original_end_ms, \
+        start_price_kobo, bid_increment_kobo, reserve_price_kobo, deposit_pct_bp, \
+        anti_snipe_window_ms, anti_snipe_extension_ms, sellers, live, leader, \
+        leading_amount_kobo, leader_is_platform, bidders, bid_count, platform_bid_count, seq, \
+        ended=False, leader_max_kobo=None, prebids=())")]
     #[allow(clippy::too_many_arguments)]
     fn restore_auction(
         &mut self,
