@@ -2,7 +2,7 @@
 
 use crate::auction::{Auction, Lead, Status};
 use crate::money::{deposit, is_valid_amount, Kobo, Millis, MAX_TIME_MS};
-use crate::outcome::{Accepted, BidRequest, Outcome, Reason, Rejected};
+use crate::outcome::{Accepted, BidRequest, Outbid, Outcome, Reason, Rejected};
 use crate::user::User;
 
 /// Decides `bid` against `auction` (None when no such auction is loaded) and,
@@ -62,15 +62,18 @@ fn check<'a>(
 }
 
 fn accept(auction: &mut Auction, users: &[User], bid: &BidRequest) -> Accepted {
+    let holder_max = auction
+        .lead
+        .and_then(|lead| lead.max.map(|max| (lead.user, max)));
     let mut accepted = place_row(auction, users, bid, false, None);
     // A maximum the bid did not pass answers it at once: min(max, bid + increment),
     // which may equal the bid (the earlier maximum wins a tie).
-    if let Some(previous) = accepted.previous {
-        if let Some(max) = previous.max.filter(|&max| bid.amount <= max) {
+    if let Some((holder, max)) = holder_max {
+        if bid.amount <= max {
             let amount = max.min(bid.amount.saturating_add(auction.spec.increment));
             let answer = BidRequest {
                 auction: bid.auction,
-                user: previous.user,
+                user: holder,
                 amount,
                 at: bid.at,
                 platform: false,
@@ -91,6 +94,7 @@ fn accept(auction: &mut Auction, users: &[User], bid: &BidRequest) -> Accepted {
 /// leads, the previous lead's exposure is released, the counts, the bidder's
 /// number, the anti-sniping extension and `seq` move. `max` is the new
 /// leader's active maximum, if any.
+#[inline]
 pub(crate) fn place_row(
     auction: &mut Auction,
     users: &[User],
@@ -137,7 +141,11 @@ pub(crate) fn place_row(
         bidder_count: auction.bidders.len() as u32,
         bidder_number,
         deposit: exposed,
-        previous,
+        previous: previous.map(|lead| Outbid {
+            user: lead.user,
+            amount: lead.amount,
+            platform: lead.platform,
+        }),
         answer: None,
     }
 }

@@ -24,6 +24,6 @@ pub use crate::money::{
     MAX_SHARDS, MAX_SNIPE_MS, MAX_TIME_MS, RESERVE_PROTECTION_HORIZON_MS,
 };
 pub use crate::outcome::{
-    Accepted, BidRequest, Closed, MaxOutcome, MaxSet, Opened, Outcome, Reason, Rejected,
+    Accepted, BidRequest, Closed, MaxOutcome, MaxSet, Opened, Outbid, Outcome, Reason, Rejected,
 };
 pub use crate::user::UserState;

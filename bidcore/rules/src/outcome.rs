@@ -71,10 +71,20 @@ pub struct Accepted {
     /// 1-based number of a real bidder in this auction; 0 for platform bids.
     pub bidder_number: u32,
     pub deposit: Kobo,
-    pub previous: Option<crate::auction::Lead>,
+    /// The lead this row took, if any.
+    pub previous: Option<Outbid>,
     /// The leader's proxy answering this bid in the same decision (this bid
     /// did not pass the leader's maximum), placed right after it.
     pub answer: Option<Box<Accepted>>,
+}
+
+/// The lead a row took, as its outcome reports it: no more than that, since
+/// a batch holds one outcome per bid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Outbid {
+    pub user: u32,
+    pub amount: Kobo,
+    pub platform: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
