@@ -315,7 +315,9 @@ class _Auction:
         deposit(max) with a max, else deposit(amount)."""
         if self.leader is None or self.leader_is_platform:
             return 0
-        return deposit(self.reach(), self.deposit_bp)
+        assert self.leading_amount is not None
+        reach = self.leading_amount if self.leader_max is None else self.leader_max
+        return deposit(reach, self.deposit_bp)
 
     def ranked_prebids(self) -> list[tuple[int, int]]:
         """Highest max first; among equal maxes, the one set earlier."""
