@@ -27,6 +27,8 @@ __all__ = [
     "DuplicateAuction",
     "InvalidArgument",
     "InvalidTransition",
+    "MaxSet",
+    "Opened",
     "Rejected",
     "UnknownAuction",
     "UnknownUser",
@@ -82,7 +84,7 @@ def deposit(amount_kobo: int, deposit_pct_bp: int) -> int:
 
 @final
 class Accepted:
-    """An accepted bid and the auction's state right after it."""
+    """An accepted bid (one bid row) and the auction's state right after it."""
 
     @property
     def accepted(self) -> Literal[True]: ...
@@ -98,6 +100,13 @@ class Accepted:
     def at_ms(self) -> int: ...
     @property
     def is_platform(self) -> bool: ...
+    @property
+    def is_proxy(self) -> bool:
+        """Placed by the core for a maximum (RULES.md, maximum bids), not by its bidder."""
+    @property
+    def answer(self) -> Accepted | None:
+        """The leader's proxy answering this bid in the same decision (the bid did
+        not pass the leader's maximum), placed right after it; None otherwise."""
     @property
     def seq(self) -> int: ...
     @property
@@ -115,7 +124,8 @@ class Accepted:
         """The bidder's stable number here (1 = first real bidder); 0 for the platform."""
     @property
     def deposit_kobo(self) -> int:
-        """What this bid adds to the bidder's exposure (0 for a platform bid)."""
+        """What this bid adds to the bidder's exposure: deposit(max) for a row
+        carrying a maximum, else deposit(amount); 0 for a platform bid."""
     @property
     def previous_leader(self) -> int | None:
         """The user handle this bid outbid, if any."""
@@ -144,6 +154,43 @@ class Rejected:
     def is_platform(self) -> bool: ...
 
 Outcome = Accepted | Rejected
+
+@final
+class MaxSet:
+    """A maximum set or raised: where it stands and the bid rows it placed."""
+
+    @property
+    def accepted(self) -> Literal[True]: ...
+    @property
+    def code(self) -> Literal["accepted"]: ...
+    @property
+    def auction(self) -> int: ...
+    @property
+    def user(self) -> int: ...
+    @property
+    def max_kobo(self) -> int: ...
+    @property
+    def leading(self) -> bool:
+        """This maximum leads (on a scheduled auction: would lead when it opens)."""
+    @property
+    def price_kobo(self) -> int:
+        """The auction's price after resolution (scheduled: the price it would open at)."""
+    @property
+    def bids(self) -> list[Accepted]:
+        """The rows it placed, in order, all ``is_proxy``: none (a raise by the
+        leader, a pre-bid), one, or two (a maximum met in full and the row passing
+        it, or this maximum's row and the leader's answer)."""
+
+@final
+class Opened:
+    """An auction opened: the state change's seq, then the rows its pre-bids placed."""
+
+    @property
+    def seq(self) -> int:
+        """The room's seq of the state change (the rows' seqs follow it)."""
+    @property
+    def bids(self) -> list[Accepted]:
+        """The pre-bids' rows, in order: none, one (alone, at the start price) or two."""
 
 @final
 class Closed:
@@ -208,6 +255,13 @@ class AuctionState:
     @property
     def leader_is_platform(self) -> bool: ...
     @property
+    def leader_max_kobo(self) -> int | None:
+        """The leader's active maximum (None: a plain lead, a platform lead, or no lead)."""
+    @property
+    def prebids(self) -> list[tuple[int, int]]:
+        """A scheduled auction's pre-bids, (user, max) in the order their amounts were
+        set; empty once it is not scheduled."""
+    @property
     def bid_count(self) -> int: ...
     @property
     def bidder_count(self) -> int: ...
@@ -233,7 +287,9 @@ class UserState:
     def eligible(self) -> bool: ...
     @property
     def exposure_kobo(self) -> int:
-        """Sum of deposits over the live auctions this user leads."""
+        """Sum of deposits over the live and ended auctions this user leads
+        (deposit(max) where its lead has a maximum), plus deposit(max) for each
+        scheduled auction whose pre-bids it would lead."""
 
 @final
 class BidBatch:
@@ -330,21 +386,27 @@ class Core:
         platform_bid_count: int,
         seq: int,
         ended: bool = False,
+        leader_max_kobo: int | None = None,
+        prebids: Sequence[tuple[int, int]] = (),
     ) -> int:
         """Load an auction with its state as the ledger has it (recovery); `ended`
-        (with `live`): closed, its end processing not yet done, the leader exposed."""
+        (with `live`): closed, its end processing not yet done, the leader exposed;
+        `leader_max_kobo`: a real leader's active maximum; `prebids`: a scheduled
+        auction's (user, max) in the order their amounts were set."""
     def auction_handle(self, auction_id: int) -> int | None: ...
     def auction(self, auction: int) -> AuctionState: ...
     def auction_handles(self) -> list[int]: ...
     def status_counts(self) -> dict[AuctionStatus, int]:
         """How many loaded auctions are in each status."""
-    def open_auction(self, auction: int) -> int:
-        """scheduled -> live; returns the room's new seq."""
+    def open_auction(self, auction: int, now_ms: int) -> Opened:
+        """scheduled -> live at `now_ms`; its pre-bids (of bidders still eligible)
+        resolve into bid rows placed right after the state change."""
     def close_auction(self, auction: int) -> Closed:
         """scheduled/live -> ended; the leader stays exposed until `remove_auction`
-        (end processing takes the deposit in between)."""
+        (end processing takes the deposit in between); pre-bids are released."""
     def cancel_auction(self, auction: int) -> int:
-        """scheduled/live -> cancelled; releases exposure; returns the new seq."""
+        """scheduled/live -> cancelled; releases exposure (a lead's, pre-bids');
+        returns the new seq."""
     def extend_auction(self, auction: int, end_time_ms: int) -> int:
         """Move a scheduled/live auction's end later; returns the new seq."""
     def remove_auction(self, auction: int) -> None:
@@ -353,7 +415,11 @@ class Core:
     # Bids
     def place_bid(
         self, auction: int, user: int, amount_kobo: int, now_ms: int, platform: bool = False
-    ) -> Outcome: ...
+    ) -> Outcome:
+        """Decide one bid; an accepted one may carry the leader's proxy `answer`."""
+    def set_max(self, auction: int, user: int, max_kobo: int, now_ms: int) -> MaxSet | Rejected:
+        """Set or raise `user`'s maximum (a pre-bid on a scheduled auction); the
+        rows it places are in `MaxSet.bids`. Rejected: nothing changed."""
     def place_batch(self, batch: BidBatch) -> BatchResult:
         """Decide a batch with the interpreter detached; equal to placing its bids one by one."""
     def due(self, now_ms: int) -> tuple[list[int], list[int]]:

@@ -18,6 +18,13 @@ bid count over the median time. The bench then requires every path (and every
 repeat) to give the same result code for every bid, the same final state of
 every auction and user, and the same outcome fields on a sample of bids; any
 difference fails the run, no figures printed.
+
+Then, unless ``--max-share 0``, the same again on a second stream in which that
+share of bidders use maximum bids (bench/streams.py): the bids go in batches of
+a tick each, with the maxes asked for in a tick set by ``set_max`` between it
+and the next (timed too: a path's rate is its decisions, bids and maxes, over its
+median time), so that leaders' maxes answer bids inside the batches. The maxes'
+result codes and sampled outcomes are cross-checked like the bids'.
 """
 
 from __future__ import annotations
@@ -26,19 +33,21 @@ import argparse
 import gc
 import statistics
 import time
+from bisect import bisect_right
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, TypeVar
 
 import bidcore
 from bench.reference_model import ReferenceBidBatch, ReferenceCore, outcome_fields, state_of
 from bench.report import Result, environment, progress
-from bench.streams import REASONS, BidStream, StreamParams, generate
+from bench.streams import MAX_TICK_BIDS, REASONS, BidStream, MaxEvent, StreamParams, generate
 
 HELP = "the bid core: compiled batch and one-by-one, 8 shards, against the reference model"
 PARALLEL_SHARDS = 8
-OUTCOME_SAMPLE = 1000  # bids whose every outcome field is compared across paths
+OUTCOME_SAMPLE = 1000  # bids (and maxes) whose every outcome field is compared across paths
+DEFAULT_MAX_SHARE = 0.2
 #: bidcore's byte for each outcome name.
 CODE_OF = {name: i for i, name in enumerate(bidcore.REASON_CODES)}
 T = TypeVar("T")
@@ -79,12 +88,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--chunk", type=_positive, default=8192, help="bids per batch for the chunked 8-shard run"
     )
+    parser.add_argument(
+        "--max-share",
+        type=_share,
+        default=DEFAULT_MAX_SHARE,
+        help="share of bidders using maxes in the second stream (0: no second stream)",
+    )
 
 
 def _positive(text: str) -> int:
     value = int(text.replace("_", ""))
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _share(text: str) -> float:
+    value = float(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {value}")
     return value
 
 
@@ -123,6 +145,8 @@ class Run:
     codes: bytes  # bidcore's byte per bid
     core: Any  # kept from the last repeat for the state comparison
     sample: list[dict[str, Any]] = field(default_factory=list)
+    max_codes: bytes = b""  # bidcore's byte per max
+    max_sample: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -136,33 +160,67 @@ class Path:
         return statistics.median(run.seconds for run in self.runs)
 
 
+#: set_max's arguments: (auction, user, max_kobo, now_ms).
+MaxCall = tuple[int, int, int, int]
+#: Bids as columns: auctions, users, amounts, times.
+Columns = tuple[list[int], list[int], list[int], list[int]]
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    """Bids ``start:end`` of the stream, then the maxes set before the next bid."""
+
+    start: int
+    end: int
+    maxes: tuple[MaxCall, ...]
+
+
+def segments(stream: BidStream) -> list[Segment]:
+    """The stream cut where maxes come: one segment for a stream without maxes."""
+    cuts: dict[int, list[MaxCall]] = {}
+    for event in stream.maxes:
+        cuts.setdefault(event.before, []).append(_max_call(event))
+    parts, start = [], 0
+    for before, maxes in sorted(cuts.items()):
+        parts.append(Segment(start, before, tuple(maxes)))
+        start = before
+    if start < len(stream) or not parts:
+        parts.append(Segment(start, len(stream), ()))
+    return parts
+
+
+def _max_call(event: MaxEvent) -> MaxCall:
+    return event.auction, event.user, event.max_kobo, event.at_ms
+
+
 class Bench:
-    """The prepared stream and batches, and one method per timed path."""
+    """The prepared stream and batches (one per segment), and one method per timed path."""
 
     def __init__(self, stream: BidStream, chunk: int) -> None:
         self.stream = stream
         columns = (stream.auction, stream.user, stream.amount_kobo, stream.at_ms)
-        self.columns = columns
+        self.segments = segments(stream)
+        self.single = [
+            (_slice(columns, part.start, part.end), part.maxes) for part in self.segments
+        ]
         started = time.perf_counter()
-        self.batch = bidcore.BidBatch.from_columns(*columns)
+        self.batches = [(_batch(bids), maxes) for bids, maxes in self.single]
         self.batch_build_s = time.perf_counter() - started
         started = time.perf_counter()
-        auctions, users, amounts, at = columns
         self.chunks = [
-            bidcore.BidBatch.from_columns(
-                auctions[i : i + chunk],
-                users[i : i + chunk],
-                amounts[i : i + chunk],
-                at[i : i + chunk],
-            )
-            for i in range(0, len(stream), chunk)
+            ([_batch(_slice(bids, i, i + chunk)) for i in range(0, len(bids[0]), chunk)], maxes)
+            for bids, maxes in self.single
         ]
         self.chunks_build_s = time.perf_counter() - started
         started = time.perf_counter()
-        self.reference_batch = ReferenceBidBatch.from_columns(*columns)
+        self.reference_batches = [
+            (ReferenceBidBatch.from_columns(bids[0], bids[1], bids[2], bids[3]), maxes)
+            for bids, maxes in self.single
+        ]
         self.reference_batch_build_s = time.perf_counter() - started
         step = max(1, len(stream) // OUTCOME_SAMPLE)
         self.sampled = range(0, len(stream), step)
+        self.max_sampled = range(0, len(stream.maxes), max(1, len(stream.maxes) // OUTCOME_SAMPLE))
         self.load_s: float | None = None
 
     def fresh(self, shards: int) -> bidcore.Core:
@@ -174,41 +232,111 @@ class Bench:
 
     def rust_batch(self, shards: int = 1) -> Run:
         core = self.fresh(shards)
-        seconds, result = _timed(lambda: core.place_batch(self.batch))
-        sample = [outcome_fields(result[i]) for i in self.sampled]
-        return Run(seconds, result.codes(), core, sample)
+        place, set_max = core.place_batch, core.set_max
+
+        def decide() -> tuple[list[bidcore.BatchResult], list[Any]]:
+            results, maxes_set = [], []
+            for batch, maxes in self.batches:
+                results.append(place(batch))
+                for call in maxes:
+                    maxes_set.append(set_max(*call))
+            return results, maxes_set
+
+        seconds, (results, maxes_set) = _timed(decide)
+        outcomes = _Concatenated(results)
+        sample = [outcome_fields(outcomes[i]) for i in self.sampled]
+        codes = b"".join(result.codes() for result in results)
+        return Run(seconds, codes, core, sample, *self._maxes_seen(maxes_set))
 
     def rust_batch_parallel(self) -> Run:
         return self.rust_batch(PARALLEL_SHARDS)
 
     def rust_batch_parallel_chunked(self) -> Run:
         core = self.fresh(PARALLEL_SHARDS)
-        place = core.place_batch
-        seconds, results = _timed(lambda: [place(chunk) for chunk in self.chunks])
-        return Run(seconds, b"".join(result.codes() for result in results), core)
+        place, set_max = core.place_batch, core.set_max
+
+        def decide() -> tuple[list[bidcore.BatchResult], list[Any]]:
+            results, maxes_set = [], []
+            for chunks, maxes in self.chunks:
+                results += [place(chunk) for chunk in chunks]
+                for call in maxes:
+                    maxes_set.append(set_max(*call))
+            return results, maxes_set
+
+        seconds, (results, maxes_set) = _timed(decide)
+        codes = b"".join(result.codes() for result in results)
+        return Run(seconds, codes, core, max_codes=self._maxes_seen(maxes_set)[0])
 
     def rust_single(self) -> Run:
         core = self.fresh(1)
-        place = core.place_bid
+        place, set_max = core.place_bid, core.set_max
 
-        def one_by_one() -> list[str]:
+        def one_by_one() -> tuple[list[str], list[str]]:
             # Read each outcome and let it go, as the engine does: outcomes are
             # GC-tracked, and holding a million would time the collector instead.
             codes: list[str] = []
+            max_codes: list[str] = []
             append = codes.append
-            for auction, user, amount, at in zip(*self.columns, strict=True):
-                append(place(auction, user, amount, at).code)
-            return codes
+            for bids, maxes in self.single:
+                for auction, user, amount, at in zip(*bids, strict=True):
+                    append(place(auction, user, amount, at).code)
+                for call in maxes:
+                    max_codes.append(set_max(*call).code)
+            return codes, max_codes
 
-        seconds, codes = _timed(one_by_one)
-        return Run(seconds, bytes(CODE_OF[code] for code in codes), core)
+        seconds, (codes, max_codes) = _timed(one_by_one)
+        return Run(
+            seconds,
+            bytes(CODE_OF[code] for code in codes),
+            core,
+            max_codes=bytes(CODE_OF[code] for code in max_codes),
+        )
 
     def reference(self) -> Run:
         core = ReferenceCore(shards=1)
         load(core, self.stream)
-        seconds, outcomes = _timed(lambda: core.place_batch(self.reference_batch))
+        place, set_max = core.place_batch, core.set_max
+
+        def decide() -> tuple[list[Any], list[Any]]:
+            outcomes, maxes_set = [], []
+            for batch, maxes in self.reference_batches:
+                outcomes += place(batch)
+                for call in maxes:
+                    maxes_set.append(set_max(*call))
+            return outcomes, maxes_set
+
+        seconds, (outcomes, maxes_set) = _timed(decide)
         sample = [outcome_fields(outcomes[i]) for i in self.sampled]
-        return Run(seconds, bytes(CODE_OF[outcome.code] for outcome in outcomes), core, sample)
+        codes = bytes(CODE_OF[outcome.code] for outcome in outcomes)
+        return Run(seconds, codes, core, sample, *self._maxes_seen(maxes_set))
+
+    def _maxes_seen(self, maxes_set: list[Any]) -> tuple[bytes, list[dict[str, Any]]]:
+        """The maxes' codes, and every field of a sample of them."""
+        codes = bytes(CODE_OF[outcome.code] for outcome in maxes_set)
+        return codes, [outcome_fields(maxes_set[i]) for i in self.max_sampled]
+
+
+def _slice(columns: Columns, start: int, end: int) -> Columns:
+    auctions, users, amounts, at = columns
+    return auctions[start:end], users[start:end], amounts[start:end], at[start:end]
+
+
+def _batch(bids: Columns) -> bidcore.BidBatch:
+    return bidcore.BidBatch.from_columns(bids[0], bids[1], bids[2], bids[3])
+
+
+class _Concatenated:
+    """Batch results read as one sequence of outcomes."""
+
+    def __init__(self, results: Sequence[bidcore.BatchResult]) -> None:
+        self.results = results
+        self.starts = [0]
+        for result in results:
+            self.starts.append(self.starts[-1] + len(result))
+
+    def __getitem__(self, index: int) -> Any:
+        part = bisect_right(self.starts, index) - 1
+        return self.results[part][index - self.starts[part]]
 
 
 def _timed(work: Callable[[], T]) -> tuple[float, T]:
@@ -222,15 +350,36 @@ def run(args: argparse.Namespace) -> Result:
     params = StreamParams(
         bids=args.bids, auctions=args.auctions, bidders=args.bidders, seed=args.seed
     )
+    stream, paths, bench, generate_s, generator_agrees = _measure(params, args)
+    result = _result(stream, bench, paths, generate_s, generator_agrees, args)
+    progress(_summary(result))
+    result["maxes"] = None
+    if args.max_share > 0:
+        params = replace(params, max_share=args.max_share)
+        stream, paths, bench, generate_s, generator_agrees = _measure(params, args)
+        maxes = _maxes_result(stream, bench, paths, generate_s, generator_agrees)
+        progress(_maxes_summary(maxes))
+        result["maxes"] = maxes
+    return result
+
+
+def _measure(
+    params: StreamParams, args: argparse.Namespace
+) -> tuple[BidStream, list[Path], Bench, float, bool]:
+    """Generate the stream, run every path on it and cross-check them."""
+    with_maxes = f", {params.max_share:.0%} of bidders using maxes" if params.max_share else ""
     progress(
         f"generating {params.bids:,} bids on {params.auctions:,} auctions from "
-        f"{params.bidders:,} bidders (seed {params.seed})"
+        f"{params.bidders:,} bidders (seed {params.seed}{with_maxes})"
     )
     started = time.perf_counter()
     stream = generate(params)
     generate_s = time.perf_counter() - started
     refused = 1 - stream.mix()["accepted"] / len(stream)
-    progress(f"generated in {generate_s:.2f}s ({refused:.1%} to be rejected); building batches")
+    maxes = f", and {len(stream.maxes):,} maxes" if stream.maxes else ""
+    progress(
+        f"generated in {generate_s:.2f}s ({refused:.1%} to be rejected{maxes}); building batches"
+    )
     bench = Bench(stream, args.chunk)
     # The reference goes last: the heap it churns through slows the page faults
     # of whatever allocates next, which would blur the compiled paths' figures.
@@ -241,18 +390,21 @@ def run(args: argparse.Namespace) -> Result:
         Path("rust_batch_parallel_chunked", bench.rust_batch_parallel_chunked),
         Path("reference", bench.reference),
     ]
+    unit = "decisions/s" if stream.maxes else "bids/s"
     for path in paths:
         for repeat in range(args.repeats):
             path.runs.append(path.place())
             progress(
                 f"repeat {repeat + 1}/{args.repeats} {path.name:<28} "
                 f"{path.runs[-1].seconds:8.3f}s  "
-                f"{len(stream) / path.runs[-1].seconds:>14,.0f} bids/s"
+                f"{stream.decisions / path.runs[-1].seconds:>14,.0f} {unit}"
             )
     progress("cross-checking codes, final states and sampled outcomes")
     check_agreement(stream, paths)
+    first = paths[0].runs[0]
     generator_agrees = (
-        _generator_codes(stream) == paths[0].runs[0].codes
+        _generator_codes(stream.expected) == first.codes
+        and _generator_codes(bytes(event.expected for event in stream.maxes)) == first.max_codes
         and _extensions(_comparable_state(paths[0].runs[-1].core)) == stream.extensions
     )
     if not generator_agrees:
@@ -260,9 +412,7 @@ def run(args: argparse.Namespace) -> Result:
             "warning: the stream generator's own expectation differs from the cores "
             "(bench/streams.py's market model is off; the cores agree with each other)"
         )
-    result = _result(stream, bench, paths, generate_s, generator_agrees, args)
-    progress(_summary(result))
-    return result
+    return stream, paths, bench, generate_s, generator_agrees
 
 
 def _summary(result: Result) -> str:
@@ -284,7 +434,8 @@ def _summary(result: Result) -> str:
 
 
 def check_agreement(stream: BidStream, paths: Sequence[Path]) -> None:
-    """Every path and repeat: same codes, same final state, same sampled outcomes."""
+    """Every path and repeat: same codes (bids' and maxes'), same final state, same
+    sampled outcomes."""
     base = paths[0]
     for path in paths:
         for number, one in enumerate(path.runs, 1):
@@ -296,6 +447,16 @@ def check_agreement(stream: BidStream, paths: Sequence[Path]) -> None:
                         base.runs[0].codes,
                         f"{path.name} (run {number})",
                         one.codes,
+                    )
+                )
+            if one.max_codes != base.runs[0].max_codes:
+                raise BenchFailure(
+                    _max_code_difference(
+                        stream,
+                        base.name,
+                        base.runs[0].max_codes,
+                        f"{path.name} (run {number})",
+                        one.max_codes,
                     )
                 )
     base_state = _comparable_state(base.runs[-1].core)
@@ -314,6 +475,14 @@ def check_agreement(stream: BidStream, paths: Sequence[Path]) -> None:
             if mine != theirs:
                 raise BenchFailure(
                     f"sampled outcome {i} differs between {sampled[0].name} and "
+                    f"{path.name}: {theirs} != {mine}"
+                )
+        for i, (mine, theirs) in enumerate(
+            zip(path.runs[0].max_sample, sampled[0].runs[0].max_sample, strict=True)
+        ):
+            if mine != theirs:
+                raise BenchFailure(
+                    f"sampled max {i} differs between {sampled[0].name} and "
                     f"{path.name}: {theirs} != {mine}"
                 )
 
@@ -335,6 +504,19 @@ def _code_difference(stream: BidStream, name_a: str, a: bytes, name_b: str, b: b
         f"bid {first} (auction, user, amount_kobo, at_ms) = {bid}: {name_a} says "
         f"{names[a[first]]}, {name_b} says {names[b[first]]}, the stream generator expected "
         f"{REASONS[stream.expected[first]]}"
+    )
+
+
+def _max_code_difference(stream: BidStream, name_a: str, a: bytes, name_b: str, b: bytes) -> str:
+    if len(a) != len(b):
+        return f"{name_a} gave {len(a)} max outcomes, {name_b} {len(b)}"
+    first = next(i for i, (x, y) in enumerate(zip(a, b, strict=True)) if x != y)
+    event, names = stream.maxes[first], bidcore.REASON_CODES
+    return (
+        f"{name_a} and {name_b} disagree on max {first} (auction, user, max_kobo, at_ms) = "
+        f"{_max_call(event)}, before bid {event.before}: {name_a} says {names[a[first]]}, "
+        f"{name_b} says {names[b[first]]}, the stream generator expected "
+        f"{REASONS[event.expected]}"
     )
 
 
@@ -365,11 +547,12 @@ def _extensions(state: dict[str, Any]) -> int:
     )
 
 
-def _generator_codes(stream: BidStream) -> bytes:
+def _generator_codes(expected: bytes) -> bytes:
+    """The generator's verdicts (indexes into REASONS) as bidcore's bytes."""
     table = bytearray(range(256))
     for i, name in enumerate(REASONS):
         table[i] = CODE_OF[name]
-    return stream.expected.translate(table)
+    return expected.translate(table)
 
 
 def _result(
@@ -422,3 +605,64 @@ def _result(
         "bidcore_version": getattr(bidcore, "__version__", None),
         **environment(),
     }
+
+
+def _maxes_result(
+    stream: BidStream, bench: Bench, paths: Sequence[Path], generate_s: float, agrees: bool
+) -> Result:
+    """The stream with maxes: rates in decisions (bids and maxes) per second."""
+    n = stream.decisions
+    rate = {path.name: n / path.median_s for path in paths}
+    first = paths[0].runs[0]
+    bid_counts, max_counts = Counter(first.codes), Counter(first.max_codes)
+    names = bidcore.REASON_CODES
+    accepted = bid_counts.get(0, 0)
+    final = _comparable_state(paths[0].runs[-1].core)
+    rows = sum(auction["bid_count"] for auction in final["auctions"].values())
+    return {
+        "max_share": stream.params.max_share,
+        "bids": len(stream),
+        "maxes": len(stream.maxes),
+        "decisions": n,
+        "rust_batch_decisions_per_s": rate["rust_batch"],
+        "rust_single_decisions_per_s": rate["rust_single"],
+        "reference_decisions_per_s": rate["reference"],
+        "ratio_batch_vs_reference": rate["rust_batch"] / rate["reference"],
+        "ratio_single_vs_reference": rate["rust_single"] / rate["reference"],
+        "rust_batch_parallel_decisions_per_s": rate["rust_batch_parallel"],
+        "rust_batch_parallel_chunked_decisions_per_s": rate["rust_batch_parallel_chunked"],
+        "batches": len(bench.segments),
+        "max_tick_bids": MAX_TICK_BIDS,
+        "seconds": {path.name: path.median_s for path in paths},
+        "seconds_best": {path.name: min(run.seconds for run in path.runs) for path in paths},
+        "generate_s": generate_s,
+        "accepted": accepted,
+        "rejected_share": 1 - accepted / len(stream),
+        "rejections": {names[code]: count for code, count in sorted(bid_counts.items()) if code},
+        "max_outcomes": {names[code]: count for code, count in sorted(max_counts.items())},
+        # Rows beyond the accepted bids: placed for maxes (answers, and the maxes' own).
+        "proxy_rows": rows - accepted,
+        "extensions": _extensions(final),
+        "outcomes_agree": True,  # check_agreement raised otherwise
+        "states_agree": True,
+        "outcome_fields_sampled": len(bench.sampled),
+        "max_fields_sampled": len(bench.max_sampled),
+        "generator_agrees": agrees,
+    }
+
+
+def _maxes_summary(result: Result) -> str:
+    def rate(key: str) -> str:
+        value = result[key]
+        assert isinstance(value, float)
+        return f"{value / 1e6:.2f} M" if value >= 1e6 else f"{value / 1e3:.0f} k"
+
+    return (
+        f"with maxes, decisions/s: rust batch {rate('rust_batch_decisions_per_s')}, "
+        f"rust one by one {rate('rust_single_decisions_per_s')}, "
+        f"8 shards {rate('rust_batch_parallel_decisions_per_s')} "
+        f"(chunked {rate('rust_batch_parallel_chunked_decisions_per_s')}), "
+        f"reference {rate('reference_decisions_per_s')}; "
+        f"batch/reference {result['ratio_batch_vs_reference']:.0f}x; "
+        f"{result['maxes']:,} maxes, {result['proxy_rows']:,} rows placed for them"
+    )

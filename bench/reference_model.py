@@ -1,4 +1,5 @@
-"""The bid core in plain Python, written from RULES.md and bidcore/README.md.
+"""The bid core in plain Python, written from RULES.md and bidcore/README.md
+(maximum bids included: set_max, proxy answers, pre-bids resolved at open).
 
 `ReferenceCore` mirrors `bidcore.Core` (same methods, keyword arguments,
 defaults, results and exceptions) so that property tests can drive both with
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from bidcore import (
@@ -32,8 +33,10 @@ __all__ = [
     "MAX_BALANCE_KOBO",
     "MAX_SELLERS",
     "MAX_SETTING_MS",
+    "MAX_SET_FIELDS",
     "MAX_SHARDS",
     "MAX_TIME_MS",
+    "OPENED_FIELDS",
     "REASONS",
     "REASON_CODES",
     "REJECTED_FIELDS",
@@ -47,6 +50,8 @@ __all__ = [
     "DuplicateAuction",
     "InvalidArgument",
     "InvalidTransition",
+    "MaxSet",
+    "Opened",
     "ReferenceBidBatch",
     "ReferenceCore",
     "Rejected",
@@ -55,6 +60,7 @@ __all__ = [
     "UserState",
     "attributes",
     "deposit",
+    "opened_fields",
     "outcome_fields",
     "state_of",
 ]
@@ -103,6 +109,8 @@ class Accepted:
     amount_kobo: int
     at_ms: int
     is_platform: bool
+    #: Placed by the core for a maximum, not by its bidder.
+    is_proxy: bool
     seq: int
     end_time_ms: int
     extended: bool
@@ -114,6 +122,8 @@ class Accepted:
     previous_leader: int | None
     previous_amount_kobo: int | None
     previous_was_platform: bool
+    #: The leader's proxy answering this bid, placed right after it.
+    answer: Accepted | None = None
 
     @property
     def accepted(self) -> bool:
@@ -139,6 +149,36 @@ class Rejected:
 
 
 Outcome = Accepted | Rejected
+
+
+@dataclass(frozen=True)
+class MaxSet:
+    """A maximum set or raised, and the rows it placed in order."""
+
+    auction: int
+    user: int
+    max_kobo: int
+    #: It leads (on a scheduled auction: would lead when it opens).
+    leading: bool
+    #: The price after resolution (scheduled: the price it would open at).
+    price_kobo: int
+    bids: list[Accepted]
+
+    @property
+    def accepted(self) -> bool:
+        return True
+
+    @property
+    def code(self) -> str:
+        return "accepted"
+
+
+@dataclass(frozen=True)
+class Opened:
+    """An auction opened: the state change's seq, then the rows its pre-bids placed."""
+
+    seq: int
+    bids: list[Accepted]
 
 
 @dataclass(frozen=True)
@@ -173,6 +213,8 @@ class AuctionState:
     min_next_bid_kobo: int
     leader: int | None
     leader_is_platform: bool
+    leader_max_kobo: int | None
+    prebids: list[tuple[int, int]]
     bid_count: int
     bidder_count: int
     platform_bid_count: int
@@ -247,6 +289,10 @@ class _Auction:
     leader: int | None = None
     leading_amount: int | None = None
     leader_is_platform: bool = False
+    #: The lead's maximum, if it has one (never a platform lead's).
+    leader_max: int | None = None
+    #: A scheduled auction's pre-bids, (user, max), in the order their amounts were set.
+    prebids: list[tuple[int, int]] = field(default_factory=list)
     bidders: list[int] = field(default_factory=list)
     #: Each real bidder's 1-based place in `bidders` (kept beside it for speed).
     bidder_numbers: dict[int, int] = field(default_factory=dict)
@@ -259,12 +305,36 @@ class _Auction:
             return self.start_price
         return self.leading_amount + self.increment
 
+    def reach(self) -> int:
+        """The most the lead goes to without a new bid: its max, else its amount."""
+        assert self.leading_amount is not None
+        return self.leading_amount if self.leader_max is None else self.leader_max
+
     def real_lead_deposit(self) -> int:
-        """What the current lead adds to its holder's exposure (0 for none or platform)."""
+        """What the current lead adds to its holder's exposure (0 for none or platform):
+        deposit(max) with a max, else deposit(amount)."""
         if self.leader is None or self.leader_is_platform:
             return 0
         assert self.leading_amount is not None
-        return deposit(self.leading_amount, self.deposit_bp)
+        reach = self.leading_amount if self.leader_max is None else self.leader_max
+        return deposit(reach, self.deposit_bp)
+
+    def ranked_prebids(self) -> list[tuple[int, int]]:
+        """Highest max first; among equal maxes, the one set earlier."""
+        order = sorted(range(len(self.prebids)), key=lambda i: (-self.prebids[i][1], i))
+        return [self.prebids[i] for i in order]
+
+    def would_be_leader(self) -> tuple[int, int] | None:
+        """The pre-bid ranked first, (user, max), if any."""
+        ranked = self.ranked_prebids()
+        return ranked[0] if ranked else None
+
+    def prebid_price(self) -> int:
+        """The price the pre-bids would open at."""
+        ranked = self.ranked_prebids()
+        if len(ranked) < 2:
+            return self.start_price
+        return min(ranked[0][1], ranked[1][1] + self.increment)
 
 
 @dataclass(frozen=True)
@@ -487,6 +557,8 @@ class ReferenceCore:
         platform_bid_count: int,
         seq: int,
         ended: bool = False,
+        leader_max_kobo: int | None = None,
+        prebids: Sequence[tuple[int, int]] = (),
     ) -> int:
         auction_id = _id("auction_id", auction_id)
         settings = _check_settings(
@@ -530,7 +602,23 @@ class ReferenceCore:
             raise InvalidArgument("bidders must be distinct")
         if bid_count < len(bidder_handles) + platform_bid_count:
             raise InvalidArgument("bid_count is below bidders plus platform bids")
-        for handle in [*([] if leader is None else [leader]), *bidder_handles]:
+        leader_max = None
+        if leader_max_kobo is not None:
+            leader_max = _price("leader_max_kobo", leader_max_kobo)
+            if leader is None or leader_is_platform:
+                raise InvalidArgument("a leader's max needs a real leader")
+            if leader_max < _int(leading_amount_kobo):
+                raise InvalidArgument("leader_max_kobo is below leading_amount_kobo")
+        prebid_pairs = [(_int(user), _int(max_kobo)) for user, max_kobo in prebids]
+        if prebid_pairs and live:
+            raise InvalidArgument("pre-bids belong to a scheduled auction")
+        for _, max_kobo in prebid_pairs:
+            if not settings.start_price <= max_kobo < MAX_AMOUNT_KOBO:
+                raise InvalidArgument("a pre-bid's max must be valid and >= start_price_kobo")
+        if len({user for user, _ in prebid_pairs}) != len(prebid_pairs):
+            raise InvalidArgument("one pre-bid per bidder")
+        prebidders = [user for user, _ in prebid_pairs]
+        for handle in [*([] if leader is None else [leader]), *bidder_handles, *prebidders]:
             self._user(handle)
         self._check_not_loaded(auction_id)
 
@@ -545,8 +633,11 @@ class ReferenceCore:
         auction.bid_count = bid_count
         auction.platform_bid_count = platform_bid_count
         auction.seq = seq
+        auction.leader_max = leader_max
+        auction.prebids = prebid_pairs
         if leader is not None:
             self._users[leader].exposure += auction.real_lead_deposit()
+        self._expose_prebid_leader(auction, +1)
         return handle
 
     def _check_not_loaded(self, auction_id: int) -> None:
@@ -598,6 +689,8 @@ class ReferenceCore:
             min_next_bid_kobo=record.min_next(),
             leader=record.leader,
             leader_is_platform=record.leader_is_platform,
+            leader_max_kobo=record.leader_max,
+            prebids=list(record.prebids),
             bid_count=record.bid_count,
             bidder_count=len(record.bidders),
             platform_bid_count=record.platform_bid_count,
@@ -641,15 +734,35 @@ class ReferenceCore:
             raise InvalidTransition(f"cannot {operation} a {record.status} auction")
         return record
 
-    def open_auction(self, auction: int) -> int:
+    def open_auction(self, auction: int, now_ms: int) -> Opened:
+        """scheduled -> live; then the pre-bids of bidders still eligible resolve."""
+        now = _int(now_ms)
         record = self._auction_in(auction, ("scheduled",), "open")
         record.status = "live"
         record.seq += 1
-        return record.seq
+        seq = record.seq
+        ranked = [
+            (user, max_kobo)
+            for user, max_kobo in record.ranked_prebids()
+            if self._users[user].eligible
+        ]
+        self._drop_prebids(record)
+        handle = _int(auction)
+        bids = []
+        if len(ranked) == 1:
+            user, max_kobo = ranked[0]
+            bids.append(self._row(handle, record, user, record.start_price, now, max_kobo))
+        elif len(ranked) >= 2:
+            (first, first_max), (second, second_max) = ranked[0], ranked[1]
+            bids.append(self._row(handle, record, second, second_max, now, second_max))
+            price = min(first_max, second_max + record.increment)
+            bids.append(self._row(handle, record, first, price, now, first_max))
+        return Opened(seq=seq, bids=bids)
 
     def close_auction(self, auction: int) -> Closed:
         record = self._auction_in(auction, ("scheduled", "live"), "close")
         self._finish(record, "ended")
+        self._drop_prebids(record)  # a closed auction never opens: they never resolve
         return Closed(
             auction=auction,
             seq=record.seq,
@@ -666,6 +779,7 @@ class ReferenceCore:
         record = self._auction_in(auction, ("scheduled", "live"), "cancel")
         self._finish(record, "cancelled")
         self._release(record)
+        self._drop_prebids(record)
         return record.seq
 
     def _finish(self, record: _Auction, status: str) -> None:
@@ -677,6 +791,17 @@ class ReferenceCore:
         processing not done): leaving those releases it."""
         if record.leader is not None:
             self._users[record.leader].exposure -= record.real_lead_deposit()
+
+    def _expose_prebid_leader(self, record: _Auction, sign: int) -> None:
+        """Adds (+1) or takes off (-1) what the pre-bids' would-be leader is exposed."""
+        top = record.would_be_leader()
+        if top is not None:
+            user, max_kobo = top
+            self._users[user].exposure += sign * deposit(max_kobo, record.deposit_bp)
+
+    def _drop_prebids(self, record: _Auction) -> None:
+        self._expose_prebid_leader(record, -1)
+        record.prebids = []
 
     def extend_auction(self, auction: int, end_time_ms: int) -> int:
         record = self._auction_in(auction, ("scheduled", "live"), "extend")
@@ -744,17 +869,48 @@ class ReferenceCore:
 
     def _accept(self, auction: int, user: int, amount: int, now: int, platform: bool) -> Accepted:
         record = self._auctions[auction]
+        holder, holder_max = record.leader, record.leader_max
+        accepted = self._place_row(auction, record, user, amount, now, platform, False, None)
+        if holder is None or holder_max is None or amount > holder_max:
+            return accepted
+        # Not past the leader's max: its proxy answers at once (a tie to the max,
+        # set earlier).
+        price = min(holder_max, amount + record.increment)
+        answer = self._row(auction, record, holder, price, now, holder_max)
+        return replace(accepted, answer=answer)
+
+    def _row(
+        self, auction: int, record: _Auction, user: int, amount: int, now: int, max_kobo: int
+    ) -> Accepted:
+        """A row placed for a maximum: real, a proxy's, carrying that max."""
+        return self._place_row(auction, record, user, amount, now, False, True, max_kobo)
+
+    def _place_row(
+        self,
+        auction: int,
+        record: _Auction,
+        user: int,
+        amount: int,
+        now: int,
+        platform: bool,
+        is_proxy: bool,
+        max_kobo: int | None,
+    ) -> Accepted:
         previous_leader = record.leader
         previous_amount = record.leading_amount
         previous_was_platform = record.leader_is_platform
         if previous_leader is not None:
             self._users[previous_leader].exposure -= record.real_lead_deposit()
 
-        added = 0 if platform else deposit(amount, record.deposit_bp)
+        if platform:
+            added = 0
+        else:
+            added = deposit(amount if max_kobo is None else max_kobo, record.deposit_bp)
         self._users[user].exposure += added
         record.leader = user
         record.leading_amount = amount
         record.leader_is_platform = platform
+        record.leader_max = max_kobo
         record.bid_count += 1
         if platform:
             record.platform_bid_count += 1
@@ -774,6 +930,7 @@ class ReferenceCore:
             amount_kobo=amount,
             at_ms=now,
             is_platform=platform,
+            is_proxy=is_proxy,
             seq=record.seq,
             end_time_ms=record.end,
             extended=extended,
@@ -785,6 +942,114 @@ class ReferenceCore:
             previous_leader=previous_leader,
             previous_amount_kobo=previous_amount,
             previous_was_platform=previous_was_platform,
+        )
+
+    # Maximum (proxy) bids
+
+    def set_max(self, auction: int, user: int, max_kobo: int, now_ms: int) -> MaxSet | Rejected:
+        """Set or raise `user`'s maximum (a pre-bid on a scheduled auction)."""
+        auction, user, max_kobo, now = _int(auction), _int(user), _int(max_kobo), _int(now_ms)
+        reason = self._max_refusal(auction, user, max_kobo, now)
+        if reason is not None:
+            return Rejected(reason, auction, user, max_kobo, now, False)
+        record = self._auctions[auction]
+        if record.status == "scheduled":
+            return self._set_prebid(auction, record, user, max_kobo)
+        return self._set_live_max(auction, record, user, max_kobo, now)
+
+    def _max_refusal(self, auction: int, user: int, max_kobo: int, now: int) -> str | None:
+        """The first rule the max breaks, or None when it is to be accepted."""
+        if not 0 < max_kobo < MAX_AMOUNT_KOBO:
+            return "invalid_amount"
+        record = self._auctions.get(auction)
+        if record is None:
+            return "unknown_auction"
+        if record.status == "ended":
+            return "auction_ended"
+        if record.status == "cancelled" or (record.status == "live" and now < record.start):
+            return "auction_not_live"
+        if now >= record.end:
+            return "auction_ended"
+        bidder = self._users[user] if 0 <= user < len(self._users) else None
+        if bidder is not None and bidder.user_id in record.sellers:
+            return "own_auction"
+        if bidder is None or not bidder.eligible:
+            return "not_eligible"
+        # No already_leading: the leader may raise its own max, never lower it.
+        own: int | None
+        if record.status == "scheduled":
+            floor = record.start_price
+            own = next((mine for holder, mine in record.prebids if holder == user), None)
+        else:
+            floor = record.min_next()
+            own = record.leader_max if record.leader == user else None
+        if max_kobo < floor or (own is not None and max_kobo <= own):
+            return "below_minimum"
+        if bidder.balance < bidder.exposure - self._exposed_here(record, user) + deposit(
+            max_kobo, record.deposit_bp
+        ):
+            return "insufficient_buying_power"
+        return None
+
+    def _exposed_here(self, record: _Auction, user: int) -> int:
+        """What this auction adds to `user`'s exposure now."""
+        here = record.real_lead_deposit() if record.leader == user else 0
+        top = record.would_be_leader()
+        if top is not None and top[0] == user:
+            here += deposit(top[1], record.deposit_bp)
+        return here
+
+    def _set_prebid(self, auction: int, record: _Auction, user: int, max_kobo: int) -> MaxSet:
+        self._expose_prebid_leader(record, -1)
+        # Set or raised now: it goes after every pre-bid set earlier.
+        record.prebids = [prebid for prebid in record.prebids if prebid[0] != user]
+        record.prebids.append((user, max_kobo))
+        self._expose_prebid_leader(record, +1)
+        top = record.would_be_leader()
+        return MaxSet(
+            auction=auction,
+            user=user,
+            max_kobo=max_kobo,
+            leading=top is not None and top[0] == user,
+            price_kobo=record.prebid_price(),
+            bids=[],
+        )
+
+    def _set_live_max(
+        self, auction: int, record: _Auction, user: int, max_kobo: int, now: int
+    ) -> MaxSet:
+        holder, holder_max = record.leader, record.leader_max
+        bids = []
+        if holder == user and not record.leader_is_platform:
+            # The leader raises its own max: no row, only more exposure.
+            self._users[user].exposure -= record.real_lead_deposit()
+            record.leader_max = max_kobo
+            self._users[user].exposure += record.real_lead_deposit()
+        elif holder is None:
+            bids.append(self._row(auction, record, user, record.start_price, now, max_kobo))
+        elif max_kobo > record.reach():
+            reach = record.reach()
+            assert record.leading_amount is not None
+            if holder_max is not None and holder_max > record.leading_amount:
+                # The leader's max is met in full first, then passed.
+                bids.append(self._row(auction, record, holder, holder_max, now, holder_max))
+            price = min(max_kobo, reach + record.increment)
+            bids.append(self._row(auction, record, user, price, now, max_kobo))
+        else:
+            # Not past the leader's max (so it has one): this one places its all
+            # and is answered at once; a tie goes to the leader's, set earlier.
+            assert holder_max is not None
+            bids.append(self._row(auction, record, user, max_kobo, now, max_kobo))
+            price = min(holder_max, max_kobo + record.increment)
+            bids.append(self._row(auction, record, holder, price, now, holder_max))
+        assert record.leading_amount is not None
+        return MaxSet(
+            auction=auction,
+            user=user,
+            max_kobo=max_kobo,
+            leading=record.leader == user,
+            price_kobo=record.leading_amount,
+            bids=bids,
         )
 
     def reserve_protection(self, now_ms: int) -> list[tuple[int, int]]:
@@ -810,6 +1075,8 @@ class ReferenceCore:
 
 ACCEPTED_FIELDS = ("accepted", "code", *(f.name for f in fields(Accepted)))
 REJECTED_FIELDS = ("accepted", *(f.name for f in fields(Rejected)))
+MAX_SET_FIELDS = ("accepted", "code", *(f.name for f in fields(MaxSet)))
+OPENED_FIELDS = tuple(f.name for f in fields(Opened))
 CLOSED_FIELDS = tuple(f.name for f in fields(Closed))
 AUCTION_FIELDS = tuple(f.name for f in fields(AuctionState))
 USER_FIELDS = tuple(f.name for f in fields(UserState))
@@ -820,8 +1087,23 @@ def attributes(value: Any, names: Sequence[str]) -> dict[str, Any]:
 
 
 def outcome_fields(outcome: Any) -> dict[str, Any]:
-    """Every attribute of an outcome, from either implementation."""
-    return attributes(outcome, ACCEPTED_FIELDS if outcome.accepted else REJECTED_FIELDS)
+    """Every attribute of an outcome (a bid's, with its answer, or a max's, with its
+    rows), from either implementation."""
+    if not outcome.accepted:
+        return attributes(outcome, REJECTED_FIELDS)
+    if hasattr(outcome, "max_kobo"):
+        observed = attributes(outcome, MAX_SET_FIELDS)
+        observed["bids"] = [outcome_fields(bid) for bid in outcome.bids]
+        return observed
+    observed = attributes(outcome, ACCEPTED_FIELDS)
+    if outcome.answer is not None:
+        observed["answer"] = outcome_fields(outcome.answer)
+    return observed
+
+
+def opened_fields(opened: Any) -> dict[str, Any]:
+    """Every attribute of what `open_auction` returns, from either implementation."""
+    return {"seq": opened.seq, "bids": [outcome_fields(bid) for bid in opened.bids]}
 
 
 def state_of(core: Any) -> dict[str, Any]:

@@ -7,8 +7,16 @@ above, or stale below) the minimum that holds when it arrives. It records the
 reason it expects for every bid too (``BidStream.expected``), a third opinion
 the bench compares with the core and the reference model.
 
-Everything is drawn from one ``random.Random(seed)``: the same parameters give
-the same stream, byte for byte.
+With ``max_share`` above 0, that share of bidders use maximum (proxy) bids: when
+one of them would bid on an auction, it may instead ask for a max there. Maxes
+are set between ticks of ``MAX_TICK_BIDS`` bids (the bids of a tick go to the
+core as one batch; ``BidStream.maxes`` says where each max comes), so the
+leaders' maxes answer later bids inside the batches. The market follows
+RULES.md's maximum bids too.
+
+Everything is drawn from one ``random.Random(seed)`` (who uses maxes from a second,
+seeded apart): the same parameters give the same stream, byte for byte, and a
+stream without maxes is the one the parameters gave before maxes existed.
 """
 
 from __future__ import annotations
@@ -81,6 +89,10 @@ P_OVERREACH = 0.08  # a bidder who ignores the buying power the page shows
 P_UNAFFORDABLE = 0.3  # no one who can afford it came along, and someone bids anyway
 PICK_TRIES = 8
 RESCAN_MS = 5_000  # stream time between rescans for auctions closing or just ended
+MAX_TICK_BIDS = 4_096  # bids decided between two rounds of maxes (one batch)
+P_MAX_FIRST = 0.5  # a max bidder's first move on an auction is a max
+P_MAX_AGAIN = 0.1  # ... and a later one, once outbid there (else a plain bid)
+MAX_STEPS = 8  # a max is -1 to MAX_STEPS - 2 increments above the minimum when set
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +101,8 @@ class StreamParams:
     auctions: int = 1_000
     bidders: int = 10_000
     seed: int = 360
+    #: The share of bidders who use maximum bids (0: none, the plain stream).
+    max_share: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +129,19 @@ class AuctionSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class MaxEvent:
+    """A max asked for before bid ``before`` of the stream (``len(stream)``: after
+    the last), with the generator's verdict (an index into REASONS)."""
+
+    before: int
+    auction: int
+    user: int
+    max_kobo: int
+    at_ms: int
+    expected: int
+
+
+@dataclass(frozen=True, slots=True)
 class BidStream:
     """The initial state and the bids, as plain columns of ints."""
 
@@ -129,9 +156,16 @@ class BidStream:
     expected: bytes
     #: How many accepted bids it expects to extend their auction (anti-sniping).
     extensions: int
+    #: The maxes, in order (none without ``max_share``).
+    maxes: tuple[MaxEvent, ...] = ()
 
     def __len__(self) -> int:
         return len(self.auction)
+
+    @property
+    def decisions(self) -> int:
+        """Bids and maxes: what the core decides."""
+        return len(self.auction) + len(self.maxes)
 
     def mix(self) -> dict[str, int]:
         """Expected bids per outcome name, every name present."""
@@ -223,7 +257,8 @@ def _auctions(
 class _Market:
     """The rules of bidcore/README.md over plain lists, enough to steer the stream.
 
-    Only real bids (no platform bids) and only what ``place_bid`` reads.
+    Only real bids (no platform bids), only what ``place_bid`` reads, and maxes on
+    live auctions (no pre-bids).
     """
 
     def __init__(self, users: tuple[UserSpec, ...], auctions: tuple[AuctionSpec, ...]) -> None:
@@ -242,6 +277,7 @@ class _Market:
         ]
         self.leader = [-1] * len(auctions)
         self.lead_amount = [0] * len(auctions)
+        self.lead_max = [0] * len(auctions)  # 0: the lead has no max
         self.extensions = 0
 
     def min_next(self, a: int) -> int:
@@ -271,18 +307,65 @@ class _Market:
             return ALREADY_LEADING
         if amount < self.min_next(a):
             return BELOW_MINIMUM
-        bp = self.bp[a]
-        added = deposit(amount, bp)
-        if self.balance[u] < self.exposure[u] + added:
+        if self.balance[u] < self.exposure[u] + deposit(amount, self.bp[a]):
             return INSUFFICIENT_BUYING_POWER
+        holder_max = self.lead_max[a]
+        self.row(a, u, amount, now, 0)
+        if holder_max and amount <= holder_max:
+            # Not past the leader's max: its proxy answers at once.
+            self.row(a, leader, min(holder_max, amount + self.increment[a]), now, holder_max)
+        return ACCEPTED
+
+    def reach(self, a: int) -> int:
+        return self.lead_max[a] or self.lead_amount[a]
+
+    def row(self, a: int, u: int, amount: int, now: int, max_kobo: int) -> None:
+        """Place one bid row (a bid, or one a max places) that the rules allow."""
+        bp, leader = self.bp[a], self.leader[a]
         if leader >= 0:
-            self.exposure[leader] -= deposit(self.lead_amount[a], bp)
-        self.exposure[u] += added
+            self.exposure[leader] -= deposit(self.reach(a), bp)
+        self.exposure[u] += deposit(max_kobo or amount, bp)
         self.leader[a] = u
         self.lead_amount[a] = amount
+        self.lead_max[a] = max_kobo
         if self.end[a] - now < ANTI_SNIPE_WINDOW_MS:
             self.end[a] += ANTI_SNIPE_EXTENSION_MS
             self.extensions += 1
+
+    def set_max(self, a: int, u: int, max_kobo: int, now: int) -> int:
+        """Decide one max on a live auction and apply it; returns its REASONS index."""
+        if not 0 < max_kobo < MAX_AMOUNT_KOBO:
+            return INVALID_AMOUNT
+        if not self.live[a] or now < self.start[a]:
+            return AUCTION_NOT_LIVE
+        if now >= self.end[a]:
+            return AUCTION_ENDED
+        if u in self.sellers[a]:
+            return OWN_AUCTION
+        if not self.eligible[u]:
+            return NOT_ELIGIBLE
+        leader, bp = self.leader[a], self.bp[a]
+        own = self.lead_max[a] if leader == u else 0
+        if max_kobo < self.min_next(a) or (own and max_kobo <= own):
+            return BELOW_MINIMUM
+        here = deposit(self.reach(a), bp) if leader == u else 0
+        if self.balance[u] < self.exposure[u] - here + deposit(max_kobo, bp):
+            return INSUFFICIENT_BUYING_POWER
+        step = self.increment[a]
+        if leader == u:
+            self.exposure[u] += deposit(max_kobo, bp) - here
+            self.lead_max[a] = max_kobo
+        elif leader < 0:
+            self.row(a, u, self.start_price[a], now, max_kobo)
+        elif max_kobo > self.reach(a):
+            reach, holder_max = self.reach(a), self.lead_max[a]
+            if holder_max > self.lead_amount[a]:
+                self.row(a, leader, holder_max, now, holder_max)  # met in full
+            self.row(a, u, min(max_kobo, reach + step), now, max_kobo)
+        else:
+            holder_max = self.lead_max[a]
+            self.row(a, u, max_kobo, now, max_kobo)
+            self.row(a, leader, min(holder_max, max_kobo + step), now, holder_max)
         return ACCEPTED
 
 
@@ -290,10 +373,21 @@ class _Crowd:
     """Bidders choosing where, who and how much, steered by the market's state."""
 
     def __init__(
-        self, users: tuple[UserSpec, ...], auctions: tuple[AuctionSpec, ...], rng: random.Random
+        self,
+        users: tuple[UserSpec, ...],
+        auctions: tuple[AuctionSpec, ...],
+        rng: random.Random,
+        max_users: list[bool],
     ) -> None:
         self.market = _Market(users, auctions)
         self.random = rng.random
+        self.max_users = max_users
+        #: Maxes asked for this tick, set at its end: (auction, user, increments
+        #: above the minimum then, one less than drawn: a max too low is refused).
+        self.pending: list[tuple[int, int, int]] = []
+        self.asked: set[tuple[int, int]] = set()  # this tick's (auction, user)
+        self.tried: set[tuple[int, int]] = set()  # every (auction, user) that asked
+        self.maxes: list[MaxEvent] = []
         self.auction_order, self.auction_cw = _zipf_ranking(
             [1.0 if a.live else SCHEDULED_WEIGHT for a in auctions], AUCTION_ZIPF_S, rng
         )
@@ -407,12 +501,42 @@ class _Crowd:
             self.add(a, n_users + int(self.random() * n_users), self.amount(a), now)
         else:
             a, u, amount = self.ordinary_bid(now)
+            if self.max_users[u] and self.wants_max(a, u):
+                self.pending.append((a, u, int(self.random() * MAX_STEPS) - 1))
+                self.asked.add((a, u))
+                self.tried.add((a, u))
+                return 0
             self.add(a, u, amount, now)
             if room > 1 and self.random() < P_RACE:
                 # Someone else saw the same page and sent the same amount.
                 self.add(a, self.active_user(a), amount, now)
                 return 2
         return 1
+
+    def wants_max(self, a: int, u: int) -> bool:
+        """A max bidder asks for a max (once a tick per auction) rather than bid."""
+        if not self.market.live[a] or (a, u) in self.asked:
+            return False  # no pre-bids in the stream
+        return self.random() < (P_MAX_AGAIN if (a, u) in self.tried else P_MAX_FIRST)
+
+    def set_maxes(self, before: int, now: int) -> None:
+        """The tick is over: the maxes asked for in it are set, in order."""
+        market = self.market
+        for a, u, steps in self.pending:
+            max_kobo = market.min_next(a) + steps * market.increment[a]
+            code = market.set_max(a, u, max_kobo, now)
+            self.maxes.append(MaxEvent(before, a, u, max_kobo, now, code))
+        self.pending.clear()
+        self.asked.clear()
+
+
+def _max_users(params: StreamParams) -> list[bool]:
+    """Who uses maxes: drawn apart from the market, so that the rest of the stream
+    starts out as the plain one does."""
+    if params.max_share <= 0:
+        return [False] * params.bidders
+    rng = random.Random(f"{params.seed}/maxes")
+    return [rng.random() < params.max_share for _ in range(params.bidders)]
 
 
 def generate(params: StreamParams) -> BidStream:
@@ -422,14 +546,18 @@ def generate(params: StreamParams) -> BidStream:
     rng = random.Random(params.seed)
     users = _users(params, rng)
     auctions = _auctions(params, users, rng)
-    crowd = _Crowd(users, auctions, rng)
-    i, rescan_at = 0, T0_MS
+    crowd = _Crowd(users, auctions, rng, _max_users(params))
+    i, rescan_at, tick_at = 0, T0_MS, MAX_TICK_BIDS
     while i < params.bids:
         now = T0_MS + i * SPAN_MS // params.bids
+        if i >= tick_at:
+            crowd.set_maxes(i, now)
+            tick_at += MAX_TICK_BIDS
         if now >= rescan_at:
             crowd.rescan(now)
             rescan_at = now + RESCAN_MS
         i += crowd.bid(now, params.bids - i)
+    crowd.set_maxes(params.bids, T0_MS + params.bids * SPAN_MS // params.bids)
     return BidStream(
         params=params,
         users=users,
@@ -440,4 +568,5 @@ def generate(params: StreamParams) -> BidStream:
         at_ms=crowd.at,
         expected=bytes(crowd.expected),
         extensions=crowd.market.extensions,
+        maxes=tuple(crowd.maxes),
     )

@@ -8,13 +8,14 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from bench.core import BenchFailure, Run, check_agreement, load
+from bench.core import BenchFailure, Run, check_agreement, load, segments
 from bench.core import Path as BenchPath
 from bench.reference_model import REASON_CODES, ReferenceBidBatch, ReferenceCore
-from bench.streams import REASONS, BidStream, StreamParams, generate
+from bench.streams import MAX_TICK_BIDS, REASONS, BidStream, StreamParams, generate
 
 REPO = Path(__file__).resolve().parent.parent
 REQUIRED_RATES = (
@@ -24,10 +25,31 @@ REQUIRED_RATES = (
     "ratio_batch_vs_reference",
     "rust_batch_parallel_bids_per_s",
 )
+REQUIRED_MAX_RATES = (
+    "rust_batch_decisions_per_s",
+    "rust_single_decisions_per_s",
+    "reference_decisions_per_s",
+    "ratio_batch_vs_reference",
+    "rust_batch_parallel_decisions_per_s",
+    "rust_batch_parallel_chunked_decisions_per_s",
+)
 
 
-def small(bids: int = 20_000, seed: int = 7) -> BidStream:
-    return generate(StreamParams(bids=bids, seed=seed))
+def small(bids: int = 20_000, seed: int = 7, max_share: float = 0.0) -> BidStream:
+    return generate(StreamParams(bids=bids, seed=seed, max_share=max_share))
+
+
+def decided_by_the_reference(stream: BidStream) -> tuple[list[Any], list[Any]]:
+    """Every bid's and every max's outcome, segment by segment as the bench decides them."""
+    core = ReferenceCore(shards=1)
+    load(core, stream)
+    columns = (stream.auction, stream.user, stream.amount_kobo, stream.at_ms)
+    bids, maxes = [], []
+    for part in segments(stream):
+        batch = ReferenceBidBatch.from_columns(*(c[part.start : part.end] for c in columns))
+        bids += core.place_batch(batch)
+        maxes += [core.set_max(*call) for call in part.maxes]
+    return bids, maxes
 
 
 def test_the_same_seed_gives_the_same_stream() -> None:
@@ -73,6 +95,44 @@ def test_the_generators_expectation_is_what_the_reference_model_decides() -> Non
     assert decided == [REASONS[code] for code in stream.expected]
 
 
+def test_a_stream_without_a_max_share_has_no_maxes_and_one_segment() -> None:
+    stream = small(5_000)
+    assert (stream.maxes, len(segments(stream))) == ((), 1)
+
+
+def test_the_same_seed_gives_the_same_stream_with_maxes() -> None:
+    assert small(5_000, max_share=0.2) == small(5_000, max_share=0.2)
+
+
+def test_maxes_come_between_ticks_of_bids_in_order() -> None:
+    stream = small(max_share=0.2)
+    befores = [event.before for event in stream.maxes]
+    assert stream.maxes and befores == sorted(befores)
+    # A tick ends after MAX_TICK_BIDS bids, or one more when a race's pair spans it.
+    assert all(b % MAX_TICK_BIDS <= 1 or b == len(stream) for b in befores), set(befores)
+    assert [event.at_ms for event in stream.maxes] == sorted(event.at_ms for event in stream.maxes)
+
+
+def test_about_a_tenth_of_the_decisions_are_maxes_mostly_accepted() -> None:
+    stream = small(50_000, max_share=0.2)
+    accepted = sum(1 for event in stream.maxes if REASONS[event.expected] == "accepted")
+    assert 0.04 <= len(stream.maxes) / stream.decisions <= 0.15
+    assert accepted / len(stream.maxes) >= 0.5
+
+
+def test_the_generators_expectation_with_maxes_is_what_the_reference_model_decides() -> None:
+    stream = small(max_share=0.2)
+    bids, maxes = decided_by_the_reference(stream)
+    assert [outcome.code for outcome in bids] == [REASONS[code] for code in stream.expected]
+    assert [outcome.code for outcome in maxes] == [REASONS[e.expected] for e in stream.maxes]
+
+
+def test_leaders_maxes_answer_bids_inside_the_batches() -> None:
+    bids, _ = decided_by_the_reference(small(max_share=0.2))
+    answered = [outcome for outcome in bids if outcome.accepted and outcome.answer is not None]
+    assert len(answered) > 100
+
+
 def test_a_path_that_decides_one_bid_differently_fails_the_bench() -> None:
     stream = small(1_000)
     codes = bytes(REASON_CODES.index(REASONS[code]) for code in stream.expected)
@@ -87,6 +147,23 @@ def test_a_path_that_decides_one_bid_differently_fails_the_bench() -> None:
 
     with pytest.raises(BenchFailure, match="first at bid 500"):
         check_agreement(stream, [path("honest", codes), path("tampered", bytes(tampered))])
+
+
+def test_a_path_that_decides_one_max_differently_fails_the_bench() -> None:
+    stream = small(5_000, max_share=0.2)
+    codes = bytes(REASON_CODES.index(REASONS[code]) for code in stream.expected)
+    max_codes = bytes(REASON_CODES.index(REASONS[e.expected]) for e in stream.maxes)
+    tampered = bytearray(max_codes)
+    tampered[3] = (tampered[3] + 1) % len(REASON_CODES)
+
+    def path(name: str, decided: bytes) -> BenchPath:
+        def never() -> Run:
+            raise AssertionError("not run")
+
+        return BenchPath(name, never, [Run(1.0, codes, core=None, max_codes=decided)])
+
+    with pytest.raises(BenchFailure, match="disagree on max 3 "):
+        check_agreement(stream, [path("honest", max_codes), path("tampered", bytes(tampered))])
 
 
 def without_the_tests_package(tmp_path: Path) -> dict[str, str]:
@@ -135,3 +212,27 @@ def test_the_core_scenario_runs_end_to_end_and_its_paths_agree(tmp_path: Path) -
     assert result["outcomes_agree"] is True
     assert result["states_agree"] is True
     assert sum(result["rejections"].values()) + result["accepted"] == 20_000
+    maxes = result["maxes"]  # the stream with maxes (20 % of bidders, by default)
+    for key in REQUIRED_MAX_RATES:
+        assert isinstance(maxes[key], float) and maxes[key] > 0, key
+    assert (maxes["bids"], maxes["decisions"]) == (20_000, 20_000 + maxes["maxes"])
+    assert sum(maxes["max_outcomes"].values()) == maxes["maxes"] > 0
+    assert maxes["proxy_rows"] > 0
+    assert (maxes["outcomes_agree"], maxes["states_agree"]) == (True, True)
+
+
+def test_the_core_scenario_without_a_max_share_runs_the_plain_stream_alone(
+    tmp_path: Path,
+) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "core", "--json", "--bids", "2000", "--max-share", "0"],
+        cwd=tmp_path,
+        env=without_the_tests_package(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert (result["bids"], result["maxes"]) == (2_000, None)

@@ -85,6 +85,9 @@ PLAUSIBLE: dict[str, st.SearchStrategy[Any]] = {
     "bid_increment_kobo": AMOUNTS,
     "reserve_price_kobo": st.one_of(st.none(), AMOUNTS),
     "leading_amount_kobo": st.one_of(st.none(), AMOUNTS),
+    "leader_max_kobo": st.one_of(st.none(), AMOUNTS),
+    "max_kobo": AMOUNTS,
+    "prebids": st.lists(st.tuples(SMALL_HANDLES, AMOUNTS), max_size=4),
     "start_time_ms": TIMES,
     "end_time_ms": TIMES,
     "original_end_ms": TIMES,
@@ -125,6 +128,8 @@ RESTORE_KEYWORDS = [
     "bid_count",
     "platform_bid_count",
     "seq",
+    "leader_max_kobo",
+    "prebids",
 ]
 
 #: Core methods: (positional parameters, keyword-only parameters, changes nothing).
@@ -141,12 +146,13 @@ CORE_METHODS: dict[str, tuple[list[str], list[str], bool]] = {
     "auction_handles": ([], [], True),
     "status_counts": ([], [], True),
     "due": (["now_ms"], [], True),
-    "open_auction": (["auction"], [], False),
+    "open_auction": (["auction", "now_ms"], [], False),
     "close_auction": (["auction"], [], False),
     "cancel_auction": (["auction"], [], False),
     "extend_auction": (["auction", "end_time_ms"], [], False),
     "remove_auction": (["auction"], [], False),
     "place_bid": (["auction", "user", "amount_kobo", "now_ms", "platform"], [], False),
+    "set_max": (["auction", "user", "max_kobo", "now_ms"], [], False),
     "reserve_protection": (["now_ms"], [], True),
 }
 
@@ -192,6 +198,8 @@ VALID_KEYWORDS["restore_auction"] = {
     "bid_count": 1,
     "platform_bid_count": 0,
     "seq": 0,
+    "leader_max_kobo": None,
+    "prebids": [],
 }
 
 
@@ -222,14 +230,15 @@ def arguments(
 
 
 def populated_core(data: st.DataObject) -> Any:
-    """A core with users, live auctions with leads, and a closed one."""
+    """A core with users, live auctions with leads (one with a max), a closed one and
+    a scheduled one with a pre-bid."""
     core = bidcore.Core(
         shards=data.draw(st.sampled_from([8, 1, 3])),
         parallel_min_batch=data.draw(st.sampled_from([4096, 0])),
     )
     for user_id, balance in zip(USER_IDS, [10**9, 50_000, 0, 10**12], strict=True):
         core.upsert_user(user_id, balance_kobo=balance, eligible=user_id != 103)
-    for auction_id in AUCTION_IDS[:3]:
+    for auction_id in AUCTION_IDS:
         core.add_auction(
             auction_id,
             start_time_ms=T0,
@@ -238,11 +247,13 @@ def populated_core(data: st.DataObject) -> Any:
             bid_increment_kobo=1_000,
             reserve_price_kobo=500_000,
             sellers=[USER_IDS[2]],
-            live=True,
+            live=auction_id != AUCTION_IDS[3],
         )
     core.place_bid(0, 0, 10_000, T0)
     core.place_bid(1, 1, 20_000, T0 + HOUR - 1)
+    assert core.set_max(1, 0, 100_000, T0).leading  # passes the bid: user 0 leads at 21 000
     core.close_auction(2)
+    assert core.set_max(3, 3, 50_000, T0).leading  # a pre-bid
     return core
 
 

@@ -1,4 +1,4 @@
-"""The bid rules by example, one behaviour per test.
+"""The bid rules by example, one behaviour per test (maximum bids included).
 
 `RuleExamples` holds the examples once; each implementation runs them by
 subclassing it with its own `implementation` and `batch_class`: the reference
@@ -22,6 +22,8 @@ from bench.reference_model import (
     UnknownAuction,
     UnknownUser,
     attributes,
+    deposit,
+    opened_fields,
     outcome_fields,
     state_of,
 )
@@ -39,6 +41,11 @@ ALICE_ID = 0xA11CE
 BOB_ID = 0xB0B
 CAROL_ID = 0xCA201
 PLATFORM_ID = 0x91A7F0
+DAVE_ID = 0xDA7E
+
+#: RULES.md's maximum-bid examples are in increments of 50 from a start of 100.
+SMALL_START = 100
+SMALL_STEP = 50
 
 
 def add_user(core: Any, user_id: int, balance: int = RICH, eligible: bool = True) -> int:
@@ -82,6 +89,21 @@ def restore_arguments(**changes: Any) -> dict[str, Any]:
     }
     arguments.update(changes)
     return arguments
+
+
+def rows(bids: Any) -> list[tuple[int, int, bool]]:
+    """Bid rows as (user, amount, placed for a max)."""
+    return [(bid.user, bid.amount_kobo, bid.is_proxy) for bid in bids]
+
+
+def lead(core: Any, auction: int) -> tuple[int | None, int | None, int | None]:
+    """(leader, price, the leader's max)."""
+    state = core.auction(auction)
+    return state.leader, state.current_price_kobo, state.leader_max_kobo
+
+
+def exposures(core: Any, *users: int) -> tuple[int, ...]:
+    return tuple(core.user(user).exposure_kobo for user in users)
 
 
 class RuleExamples:
@@ -586,7 +608,8 @@ class RuleExamples:
 
     def test_open_makes_a_scheduled_auction_live(self, core: Any) -> None:
         auction = add_live(core, live=False)
-        assert (core.open_auction(auction), core.auction(auction).status) == (1, "live")
+        opened = core.open_auction(auction, T0)
+        assert (opened.seq, opened.bids, core.auction(auction).status) == (1, [], "live")
 
     @pytest.mark.parametrize("finish", [None, "close_auction", "cancel_auction"])
     def test_open_of_an_auction_not_scheduled_is_invalid_transition(
@@ -595,7 +618,7 @@ class RuleExamples:
         if finish:
             getattr(core, finish)(auction)
         with pytest.raises(InvalidTransition):
-            core.open_auction(auction)
+            core.open_auction(auction, T0)
 
     @pytest.mark.parametrize("operation", ["close_auction", "cancel_auction"])
     @pytest.mark.parametrize("finish", ["close_auction", "cancel_auction"])
@@ -629,14 +652,20 @@ class RuleExamples:
             core.extend_auction(auction, END + HOUR)
 
     @pytest.mark.parametrize(
-        "operation",
-        ["open_auction", "close_auction", "cancel_auction", "remove_auction", "auction"],
+        ("operation", "more"),
+        [
+            ("open_auction", (T0,)),
+            ("close_auction", ()),
+            ("cancel_auction", ()),
+            ("remove_auction", ()),
+            ("auction", ()),
+        ],
     )
     def test_operation_on_unknown_handle_is_unknown_auction(
-        self, core: Any, auction: int, operation: str
+        self, core: Any, auction: int, operation: str, more: tuple[int, ...]
     ) -> None:
         with pytest.raises(UnknownAuction):
-            getattr(core, operation)(auction + 1)
+            getattr(core, operation)(auction + 1, *more)
 
     def test_remove_of_a_live_auction_is_invalid_transition(self, core: Any, auction: int) -> None:
         with pytest.raises(InvalidTransition):
@@ -1012,6 +1041,726 @@ class RuleExamples:
         size = len(batch)
         batch.clear()
         assert (size, len(batch)) == (2, 0)
+
+    # --- maximum (proxy) bids: RULES.md's examples, increment 50 ---------------------
+
+    @pytest.fixture
+    def small(self, core: Any) -> int:
+        """A live auction from 100 in steps of 50, 20 % deposit: RULES.md's examples."""
+        return add_live(
+            core,
+            auction_id=5,
+            start_price_kobo=SMALL_START,
+            bid_increment_kobo=SMALL_STEP,
+            sellers=[SELLER_ID],
+        )
+
+    @pytest.fixture
+    def carol(self, core: Any) -> int:
+        return add_user(core, CAROL_ID)
+
+    def test_a_max_on_an_auction_without_bids_leads_at_the_start_price(
+        self, core: Any, small: int, alice: int
+    ) -> None:
+        result = core.set_max(small, alice, 1_000, T0)
+        assert (rows(result.bids), result.leading, result.price_kobo) == (
+            [(alice, SMALL_START, True)],
+            True,
+            SMALL_START,
+        )
+
+    def test_a_set_max_reports_itself(self, core: Any, small: int, alice: int) -> None:
+        result = core.set_max(small, alice, 1_000, T0)
+        reported = (result.accepted, result.code, result.auction, result.user, result.max_kobo)
+        assert reported == (True, "accepted", small, alice, 1_000)
+
+    def test_rules_example_a_bid_under_a_max_is_answered_one_increment_up(
+        self, core: Any, small: int, alice: int, bob: int
+    ) -> None:
+        core.set_max(small, alice, 1_000, T0)
+        trigger = core.place_bid(small, bob, 500, T0)
+        answer = trigger.answer
+        assert (trigger.accepted, trigger.is_proxy) == (True, False)
+        assert (answer.user, answer.amount_kobo, answer.is_proxy, answer.seq) == (
+            alice,
+            550,
+            True,
+            trigger.seq + 1,
+        )
+        assert lead(core, small) == (alice, 550, 1_000)
+
+    def test_rules_example_a_lower_max_places_itself_and_is_answered(
+        self, core: Any, small: int, alice: int, bob: int
+    ) -> None:
+        core.set_max(small, alice, 1_000, T0)
+        core.place_bid(small, bob, 500, T0)
+        result = core.set_max(small, bob, 800, T0)
+        assert (rows(result.bids), result.leading, result.price_kobo) == (
+            [(bob, 800, True), (alice, 850, True)],
+            False,
+            850,
+        )
+
+    def test_rules_example_an_equal_max_leaves_the_earlier_leading_at_that_amount(
+        self, core: Any, small: int, alice: int, bob: int
+    ) -> None:
+        core.set_max(small, alice, 1_000, T0)
+        core.place_bid(small, bob, 500, T0)
+        core.set_max(small, bob, 800, T0)
+        result = core.set_max(small, bob, 1_000, T0)
+        assert (rows(result.bids), result.leading) == (
+            [(bob, 1_000, True), (alice, 1_000, True)],
+            False,
+        )
+        assert lead(core, small) == (alice, 1_000, 1_000)
+
+    def test_rules_example_a_bid_above_the_max_leads_and_spends_it(
+        self, core: Any, small: int, alice: int, bob: int
+    ) -> None:
+        core.set_max(small, alice, 1_000, T0)
+        core.place_bid(small, bob, 500, T0)
+        core.set_max(small, bob, 1_000, T0)
+        trigger = core.place_bid(small, bob, 1_100, T0)
+        assert (trigger.accepted, trigger.answer, lead(core, small)) == (
+            True,
+            None,
+            (bob, 1_100, None),
+        )
+        assert exposures(core, alice, bob) == (0, deposit(1_100, 2000))
+
+    # --- maximum bids: the edges -------------------------------------------------------
+
+    def test_a_bid_one_increment_under_the_max_is_answered_at_the_max(
+        self, core: Any, small: int, alice: int, bob: int
+    ) -> None:
+        core.set_max(small, alice, 1_000, T0)
+        assert core.place_bid(small, bob, 950, T0).answer.amount_kobo == 1_000
+
+    def test_a_bid_equal_to_the_max_is_answered_at_the_same_amount(
+        self, core: Any, small: int, alice: int, bob: int
+    ) -> None:
+        core.set_max(small, alice, 1_000, T0)
+        answer = core.place_bid(small, bob, 1_000, T0).answer
+        assert (answer.user, answer.amount_kobo) == (alice, 1_000)
+        assert (lead(core, small), exposures(core, bob)) == ((alice, 1_000, 1_000), (0,))
+
+    def test_a_max_met_by_a_tie_answers_nothing_more(
+        self, core: Any, small: int, alice: int, bob: int, carol: int
+    ) -> None:
+        core.set_max(small, alice, 1_000, T0)
+        core.place_bid(small, bob, 1_000, T0)
+        trigger = core.place_bid(small, carol, 1_050, T0)
+        assert (trigger.answer, lead(core, small)) == (None, (carol, 1_050, None))
+
+    def test_the_answered_bidder_is_a_bidder_and_each_row_counts(
+        self, core: Any, small: int, alice: int, bob: int
+    ) -> None:
+        core.set_max(small, alice, 1_000, T0)
+        core.place_bid(small, bob, 500, T0)
+        state = core.auction(small)
+        assert (state.bidders, state.bid_count, state.seq) == ([alice, bob], 3, 3)
+
+    def test_a_row_placed_for_a_max_holds_the_deposit_of_the_max(
+        self, core: Any, small: int, alice: int, bob: int
+    ) -> None:
+        core.set_max(small, alice, 1_000, T0)
+        answer = core.place_bid(small, bob, 500, T0).answer
+        assert (answer.deposit_kobo, exposures(core, alice, bob)) == (
+            deposit(1_000, 2000),
+            (deposit(1_000, 2000), 0),
+        )
+
+    def test_an_answer_reports_the_bid_it_answered_as_previous(
+        self, core: Any, small: int, alice: int, bob: int
+    ) -> None:
+        core.set_max(small, alice, 1_000, T0)
+        answer = core.place_bid(small, bob, 500, T0).answer
+        assert (answer.previous_leader, answer.previous_amount_kobo) == (bob, 500)
+
+    def test_a_max_below_the_minimum_is_below_minimum(
+        self, core: Any, small: int, alice: int, bob: int
+    ) -> None:
+        core.place_bid(small, alice, 500, T0)
+        assert core.set_max(small, bob, 549, T0).code == "below_minimum"
+
+    def test_a_max_equal_to_the_minimum_leads_at_it(
+        self, core: Any, small: int, alice: int, bob: int
+    ) -> None:
+        core.place_bid(small, alice, 500, T0)
+        result = core.set_max(small, bob, 550, T0)
+        assert (rows(result.bids), lead(core, small)) == ([(bob, 550, True)], (bob, 550, 550))
+
+    def test_a_max_against_a_plain_bid_leads_one_increment_up(
+        self, core: Any, small: int, alice: int, bob: int
+    ) -> None:
+        core.place_bid(small, alice, 300, T0)
+        result = core.set_max(small, bob, 2_000, T0)
+        assert (rows(result.bids), exposures(core, alice, bob)) == (
+            [(bob, 350, True)],
+            (0, deposit(2_000, 2000)),
+        )
+
+    def test_a_higher_max_meets_the_leaders_max_in_full_then_passes_it(
+        self, core: Any, small: int, alice: int, bob: int
+    ) -> None:
+        core.set_max(small, alice, 800, T0)
+        result = core.set_max(small, bob, 2_000, T0)
+        assert (rows(result.bids), result.leading, result.price_kobo) == (
+            [(alice, 800, True), (bob, 850, True)],
+            True,
+            850,
+        )
+        assert exposures(core, alice, bob) == (0, deposit(2_000, 2000))
+
+    def test_a_max_passing_by_less_than_an_increment_leads_at_itself(
+        self, core: Any, small: int, alice: int, bob: int
+    ) -> None:
+        core.set_max(small, alice, 800, T0)
+        result = core.set_max(small, bob, 820, T0)
+        assert rows(result.bids) == [(alice, 800, True), (bob, 820, True)]
+
+    def test_equal_maxes_go_to_the_one_set_earlier(
+        self, core: Any, small: int, alice: int, bob: int
+    ) -> None:
+        core.set_max(small, alice, 1_000, T0)
+        result = core.set_max(small, bob, 1_000, T0)
+        assert (result.leading, lead(core, small)) == (False, (alice, 1_000, 1_000))
+
+    def test_the_leader_may_set_a_max_over_its_own_bid(
+        self, core: Any, small: int, alice: int
+    ) -> None:
+        core.place_bid(small, alice, 500, T0)
+        result = core.set_max(small, alice, 1_000, T0)
+        assert (result.bids, result.leading, result.price_kobo) == ([], True, 500)
+        assert (lead(core, small), exposures(core, alice)) == (
+            (alice, 500, 1_000),
+            (deposit(1_000, 2000),),
+        )
+
+    def test_the_leader_raising_its_max_places_no_bid(
+        self, core: Any, small: int, alice: int
+    ) -> None:
+        core.set_max(small, alice, 800, T0)
+        before = core.auction(small)
+        result = core.set_max(small, alice, 1_500, T0)
+        after = core.auction(small)
+        assert (result.bids, after.seq, after.current_price_kobo) == ([], before.seq, SMALL_START)
+        assert (after.leader_max_kobo, exposures(core, alice)) == (1_500, (deposit(1_500, 2000),))
+
+    @pytest.mark.parametrize("again", [800, 700])
+    def test_raising_a_max_to_the_same_or_less_is_below_minimum(
+        self, core: Any, small: int, alice: int, again: int
+    ) -> None:
+        core.set_max(small, alice, 800, T0)
+        assert core.set_max(small, alice, again, T0).code == "below_minimum"
+
+    def test_the_leaders_raise_counts_this_auctions_deposit_once(
+        self, core: Any, small: int
+    ) -> None:
+        user = add_user(core, CAROL_ID, balance=deposit(1_000, 2000))
+        core.set_max(small, user, 800, T0)
+        assert core.set_max(small, user, 1_000, T0).accepted
+
+    def test_a_max_needs_buying_power_for_its_deposit_over_exposure_elsewhere(
+        self, core: Any, small: int, auction: int
+    ) -> None:
+        user = add_user(core, CAROL_ID, balance=20_000 + deposit(1_000, 2000) - 1)
+        core.place_bid(auction, user, START_PRICE, T0)  # 20 000 elsewhere
+        assert core.set_max(small, user, 1_000, T0).code == "insufficient_buying_power"
+
+    def test_a_max_beyond_buying_power_changes_nothing(self, core: Any, small: int) -> None:
+        user = add_user(core, CAROL_ID, balance=deposit(500, 2000))
+        before = state_of(core)
+        outcome = core.set_max(small, user, 1_000, T0)
+        assert (outcome.code, state_of(core)) == ("insufficient_buying_power", before)
+
+    def test_a_bidder_answered_by_a_max_may_set_a_higher_max(
+        self, core: Any, small: int, alice: int, bob: int
+    ) -> None:
+        core.set_max(small, alice, 1_000, T0)
+        core.place_bid(small, bob, 500, T0)
+        result = core.set_max(small, bob, 1_200, T0)
+        assert rows(result.bids) == [(alice, 1_000, True), (bob, 1_050, True)]
+
+    def test_a_reserve_protection_bid_is_answered_by_a_max(
+        self, core: Any, small: int, alice: int, platform: int
+    ) -> None:
+        core.set_max(small, alice, 1_000, T0)
+        trigger = core.place_bid(small, platform, 150, T0, platform=True)
+        assert (trigger.answer.user, trigger.answer.amount_kobo, trigger.answer.is_platform) == (
+            alice,
+            200,
+            False,
+        )
+        assert lead(core, small) == (alice, 200, 1_000)
+
+    def test_a_max_over_a_platform_lead_leads_one_increment_up(
+        self, core: Any, small: int, alice: int, platform: int
+    ) -> None:
+        core.place_bid(small, platform, 500, T0, platform=True)
+        result = core.set_max(small, alice, 1_000, T0)
+        assert rows(result.bids) == [(alice, 550, True)]
+
+    def test_a_max_from_the_holder_of_a_platform_lead_is_a_real_bid_over_it(
+        self, core: Any, small: int
+    ) -> None:
+        holder = add_user(core, PLATFORM_ID)
+        core.place_bid(small, holder, 500, T0, platform=True)
+        result = core.set_max(small, holder, 1_000, T0)
+        state = core.auction(small)
+        assert rows(result.bids) == [(holder, 550, True)]
+        assert (state.leader_is_platform, state.leader_max_kobo) == (False, 1_000)
+
+    def test_every_row_in_the_window_extends_a_bid_and_its_answer(
+        self, core: Any, alice: int, bob: int
+    ) -> None:
+        auction = add_live(
+            core, start_price_kobo=100, bid_increment_kobo=50, anti_snipe_extension_ms=1_000
+        )
+        core.set_max(auction, alice, 1_000, T0)
+        trigger = core.place_bid(auction, bob, 500, END - 1_000)
+        answer = trigger.answer
+        assert [(o.extended, o.end_time_ms) for o in (trigger, answer)] == [
+            (True, END + 1_000),
+            (True, END + 2_000),
+        ]
+
+    def test_every_row_a_max_places_in_the_window_extends(
+        self, core: Any, alice: int, bob: int
+    ) -> None:
+        auction = add_live(
+            core, start_price_kobo=100, bid_increment_kobo=50, anti_snipe_extension_ms=1_000
+        )
+        core.set_max(auction, alice, 800, T0)
+        result = core.set_max(auction, bob, 2_000, END - 1)
+        assert [(bid.extended, bid.end_time_ms) for bid in result.bids] == [
+            (True, END + 1_000),
+            (True, END + 2_000),
+        ]
+
+    def test_an_answer_outside_the_window_the_bid_extended_does_not_extend(
+        self, core: Any, small: int, alice: int, bob: int
+    ) -> None:
+        core.set_max(small, alice, 1_000, T0)
+        trigger = core.place_bid(small, bob, 500, END - 1_000)
+        assert (trigger.extended, trigger.answer.extended, trigger.answer.end_time_ms) == (
+            True,
+            False,
+            END + WINDOW,
+        )
+
+    def test_close_keeps_a_max_leader_exposed_for_its_max_until_removed(
+        self, core: Any, small: int, alice: int
+    ) -> None:
+        core.set_max(small, alice, 1_000, T0)
+        core.close_auction(small)
+        exposed = exposures(core, alice)
+        core.remove_auction(small)
+        assert (exposed, exposures(core, alice)) == ((deposit(1_000, 2000),), (0,))
+
+    def test_cancel_releases_a_max_leaders_exposure(
+        self, core: Any, small: int, alice: int
+    ) -> None:
+        core.set_max(small, alice, 1_000, T0)
+        core.cancel_auction(small)
+        assert exposures(core, alice) == (0,)
+
+    @pytest.mark.parametrize("amount", [0, -1, 10**15, 2**63, 2**64])
+    def test_a_max_outside_one_to_10_15_is_invalid_amount(
+        self, core: Any, small: int, alice: int, amount: int
+    ) -> None:
+        assert core.set_max(small, alice, amount, T0).code == "invalid_amount"
+
+    def test_a_max_that_is_not_an_int_is_type_error(
+        self, core: Any, small: int, alice: int
+    ) -> None:
+        with pytest.raises(TypeError):
+            core.set_max(small, alice, 1_000.0, T0)
+
+    def test_a_rejected_max_reports_the_max(self, core: Any, small: int, alice: int) -> None:
+        outcome = core.set_max(small, alice, 1, T0 + 5)
+        reported = (outcome.accepted, outcome.code, outcome.auction, outcome.user)
+        assert (reported, outcome.amount_kobo, outcome.at_ms, outcome.is_platform) == (
+            (False, "below_minimum", small, alice),
+            1,
+            T0 + 5,
+            False,
+        )
+
+    @pytest.mark.parametrize(
+        ("bidder", "setup", "at", "expected"),
+        [
+            ("alice", None, T0, "invalid_amount"),  # the max is 0 below
+            ("alice", "remove", T0, "unknown_auction"),
+            ("alice", "unknown", T0, "unknown_auction"),
+            ("alice", "cancel", T0, "auction_not_live"),
+            ("alice", None, T0 - 1, "auction_not_live"),
+            ("alice", "close", T0, "auction_ended"),
+            ("alice", None, END, "auction_ended"),
+            ("seller", None, T0, "own_auction"),
+            ("dave", None, T0, "not_eligible"),
+            ("nobody", None, T0, "not_eligible"),
+            ("alice", None, T0, "below_minimum"),  # the max is 549 below
+            ("poor", None, T0, "insufficient_buying_power"),
+        ],
+    )
+    def test_a_rejected_max_changes_nothing(
+        self, core: Any, small: int, bidder: str, setup: str | None, at: int, expected: str
+    ) -> None:
+        users = {
+            "alice": add_user(core, ALICE_ID),
+            "bob": add_user(core, BOB_ID),
+            "seller": add_user(core, SELLER_ID),
+            "dave": add_user(core, DAVE_ID, eligible=False),
+            "poor": add_user(core, 0x9008, balance=deposit(1_000, 2000) - 1),
+        }
+        users["nobody"] = len(users)
+        core.set_max(small, users["bob"], 800, T0)
+        core.place_bid(small, users["alice"], 500, T0)  # answered: bob leads at 550
+        auction = small
+        if setup == "remove":
+            core.cancel_auction(small)
+            core.remove_auction(small)
+        elif setup == "unknown":
+            auction = small + 1
+        elif setup == "cancel":
+            core.cancel_auction(small)
+        elif setup == "close":
+            core.close_auction(small)
+        amount = {"invalid_amount": 0, "below_minimum": 549}.get(expected, 1_000)
+        before = state_of(core)
+        outcome = core.set_max(auction, users[bidder], amount, at)
+        assert (outcome.code, state_of(core)) == (expected, before)
+
+    def test_a_max_on_a_removed_auction_is_unknown_auction(
+        self, core: Any, small: int, alice: int
+    ) -> None:
+        core.cancel_auction(small)
+        core.remove_auction(small)
+        assert core.set_max(small, alice, 1_000, T0).code == "unknown_auction"
+
+    # --- pre-bids: maxes on a scheduled auction -----------------------------------------
+
+    @pytest.fixture
+    def scheduled(self, core: Any) -> int:
+        """Scheduled from T0, from 100 in steps of 50, 20 % deposit."""
+        return add_live(
+            core,
+            auction_id=6,
+            start_price_kobo=SMALL_START,
+            bid_increment_kobo=SMALL_STEP,
+            sellers=[SELLER_ID],
+            live=False,
+        )
+
+    def test_a_pre_bid_places_no_row_and_would_lead_at_the_start_price(
+        self, core: Any, scheduled: int, alice: int
+    ) -> None:
+        result = core.set_max(scheduled, alice, 1_000, T0 - HOUR)
+        state = core.auction(scheduled)
+        assert (result.bids, result.leading, result.price_kobo) == ([], True, SMALL_START)
+        assert (state.prebids, state.seq, state.leader) == ([(alice, 1_000)], 0, None)
+
+    def test_only_the_would_be_leader_of_pre_bids_is_exposed(
+        self, core: Any, scheduled: int, alice: int, bob: int
+    ) -> None:
+        core.set_max(scheduled, alice, 1_000, T0)
+        result = core.set_max(scheduled, bob, 800, T0)
+        assert (result.leading, result.price_kobo) == (False, 850)
+        assert exposures(core, alice, bob) == (deposit(1_000, 2000), 0)
+
+    def test_a_higher_pre_bid_takes_the_would_be_lead_and_its_exposure(
+        self, core: Any, scheduled: int, alice: int, bob: int
+    ) -> None:
+        core.set_max(scheduled, alice, 800, T0)
+        result = core.set_max(scheduled, bob, 1_000, T0)
+        assert (result.leading, result.price_kobo) == (True, 850)
+        assert exposures(core, alice, bob) == (0, deposit(1_000, 2000))
+
+    def test_a_pre_bid_below_the_start_price_is_below_minimum(
+        self, core: Any, scheduled: int, alice: int
+    ) -> None:
+        assert core.set_max(scheduled, alice, SMALL_START - 1, T0).code == "below_minimum"
+
+    @pytest.mark.parametrize("again", [800, 700])
+    def test_raising_a_pre_bid_to_the_same_or_less_is_below_minimum(
+        self, core: Any, scheduled: int, alice: int, again: int
+    ) -> None:
+        core.set_max(scheduled, alice, 800, T0)
+        assert core.set_max(scheduled, alice, again, T0).code == "below_minimum"
+
+    def test_a_pre_bid_needs_buying_power_for_its_deposit(self, core: Any, scheduled: int) -> None:
+        user = add_user(core, CAROL_ID, balance=deposit(1_000, 2000) - 1)
+        assert core.set_max(scheduled, user, 1_000, T0).code == "insufficient_buying_power"
+
+    def test_the_would_be_leaders_raise_counts_its_pre_bid_once(
+        self, core: Any, scheduled: int
+    ) -> None:
+        user = add_user(core, CAROL_ID, balance=deposit(1_000, 2000))
+        core.set_max(scheduled, user, 800, T0)
+        assert core.set_max(scheduled, user, 1_000, T0).accepted
+
+    def test_a_pre_bid_may_come_after_the_start_until_the_auction_opens(
+        self, core: Any, scheduled: int, alice: int
+    ) -> None:
+        assert core.set_max(scheduled, alice, 1_000, END - 1).accepted
+
+    def test_a_pre_bid_at_the_end_time_is_auction_ended(
+        self, core: Any, scheduled: int, alice: int
+    ) -> None:
+        assert core.set_max(scheduled, alice, 1_000, END).code == "auction_ended"
+
+    def test_a_pre_bid_on_ones_own_auction_is_own_auction(self, core: Any, scheduled: int) -> None:
+        seller = add_user(core, SELLER_ID)
+        assert core.set_max(scheduled, seller, 1_000, T0).code == "own_auction"
+
+    def test_one_pre_bid_alone_opens_at_the_start_price(
+        self, core: Any, scheduled: int, alice: int
+    ) -> None:
+        core.set_max(scheduled, alice, 1_000, T0 - HOUR)
+        opened = core.open_auction(scheduled, T0)
+        assert (opened.seq, rows(opened.bids)) == (1, [(alice, SMALL_START, True)])
+        assert (lead(core, scheduled), opened.bids[0].seq) == ((alice, SMALL_START, 1_000), 2)
+
+    def test_two_pre_bids_open_one_increment_above_the_second(
+        self, core: Any, scheduled: int, alice: int, bob: int
+    ) -> None:
+        core.set_max(scheduled, alice, 1_000, T0)
+        core.set_max(scheduled, bob, 800, T0)
+        opened = core.open_auction(scheduled, T0)
+        assert rows(opened.bids) == [(bob, 800, True), (alice, 850, True)]
+        assert (lead(core, scheduled), exposures(core, alice, bob)) == (
+            (alice, 850, 1_000),
+            (deposit(1_000, 2000), 0),
+        )
+
+    def test_pre_bids_are_gone_once_the_auction_opens(
+        self, core: Any, scheduled: int, alice: int
+    ) -> None:
+        core.set_max(scheduled, alice, 1_000, T0)
+        core.open_auction(scheduled, T0)
+        assert core.auction(scheduled).prebids == []
+
+    def test_only_the_two_highest_pre_bids_place_rows(
+        self, core: Any, scheduled: int, alice: int, bob: int, carol: int
+    ) -> None:
+        core.set_max(scheduled, alice, 700, T0)
+        core.set_max(scheduled, bob, 1_000, T0)
+        core.set_max(scheduled, carol, 900, T0)
+        opened = core.open_auction(scheduled, T0)
+        assert rows(opened.bids) == [(carol, 900, True), (bob, 950, True)]
+
+    def test_equal_pre_bids_go_to_the_one_set_earlier(
+        self, core: Any, scheduled: int, alice: int, bob: int
+    ) -> None:
+        core.set_max(scheduled, alice, 1_000, T0)
+        core.set_max(scheduled, bob, 1_000, T0)
+        opened = core.open_auction(scheduled, T0)
+        assert rows(opened.bids) == [(bob, 1_000, True), (alice, 1_000, True)]
+
+    def test_a_raised_pre_bid_loses_its_place_among_equals(
+        self, core: Any, scheduled: int, alice: int, bob: int
+    ) -> None:
+        core.set_max(scheduled, alice, 800, T0)
+        core.set_max(scheduled, bob, 1_000, T0)
+        result = core.set_max(scheduled, alice, 1_000, T0)
+        assert (result.leading, core.auction(scheduled).prebids) == (
+            False,
+            [(bob, 1_000), (alice, 1_000)],
+        )
+        opened = core.open_auction(scheduled, T0)
+        assert rows(opened.bids) == [(alice, 1_000, True), (bob, 1_000, True)]
+        assert exposures(core, alice, bob) == (0, deposit(1_000, 2000))
+
+    def test_pre_bids_of_bidders_no_longer_eligible_do_not_resolve(
+        self, core: Any, scheduled: int, alice: int, bob: int, carol: int
+    ) -> None:
+        core.set_max(scheduled, alice, 1_000, T0)
+        core.set_max(scheduled, bob, 800, T0)
+        core.set_max(scheduled, carol, 700, T0)
+        core.set_eligible(alice, False)
+        opened = core.open_auction(scheduled, T0)
+        assert rows(opened.bids) == [(carol, 700, True), (bob, 750, True)]
+        assert exposures(core, alice, bob, carol) == (0, deposit(800, 2000), 0)
+
+    def test_pre_bid_rows_in_the_window_extend(
+        self, core: Any, scheduled: int, alice: int, bob: int
+    ) -> None:
+        core.set_max(scheduled, alice, 1_000, T0)
+        core.set_max(scheduled, bob, 800, T0)
+        opened = core.open_auction(scheduled, END - 1)
+        assert [(bid.extended, bid.end_time_ms) for bid in opened.bids] == [
+            (True, END + WINDOW),
+            (False, END + WINDOW),
+        ]
+
+    def test_cancel_releases_a_pre_bids_exposure(
+        self, core: Any, scheduled: int, alice: int
+    ) -> None:
+        core.set_max(scheduled, alice, 1_000, T0)
+        core.cancel_auction(scheduled)
+        assert (exposures(core, alice), core.auction(scheduled).prebids) == ((0,), [])
+
+    def test_close_of_a_scheduled_auction_releases_its_pre_bids(
+        self, core: Any, scheduled: int, alice: int
+    ) -> None:
+        core.set_max(scheduled, alice, 1_000, T0)
+        core.close_auction(scheduled)
+        assert (exposures(core, alice), core.auction(scheduled).prebids) == ((0,), [])
+
+    def test_a_pre_bid_on_a_cancelled_auction_is_auction_not_live(
+        self, core: Any, scheduled: int, alice: int
+    ) -> None:
+        core.cancel_auction(scheduled)
+        assert core.set_max(scheduled, alice, 1_000, T0).code == "auction_not_live"
+
+    def test_an_auction_opened_with_pre_bids_answers_bids_by_its_leaders_max(
+        self, core: Any, scheduled: int, alice: int, bob: int
+    ) -> None:
+        core.set_max(scheduled, alice, 1_000, T0)
+        core.open_auction(scheduled, T0)
+        assert core.place_bid(scheduled, bob, 500, T0).answer.amount_kobo == 550
+
+    # --- restoring maxes and pre-bids ---------------------------------------------------
+
+    def test_restore_with_a_leader_max_exposes_the_deposit_of_the_max(
+        self, core: Any, ledger_users: Any
+    ) -> None:
+        handle = core.restore_auction(1, **restore_arguments(leader_max_kobo=500_000))
+        assert (core.auction(handle).leader_max_kobo, exposures(core, 0, 1)) == (
+            500_000,
+            (100_000, 0),
+        )
+
+    def test_a_restored_leader_max_answers_bids(self, core: Any, ledger_users: Any) -> None:
+        handle = core.restore_auction(1, **restore_arguments(leader_max_kobo=500_000))
+        answer = core.place_bid(handle, 1, 300_000, T0).answer
+        assert (answer.user, answer.amount_kobo, answer.is_proxy) == (0, 305_000, True)
+
+    def test_restore_with_pre_bids_exposes_the_would_be_leader(
+        self, core: Any, ledger_users: Any
+    ) -> None:
+        arguments = restore_arguments(
+            live=False,
+            leader=None,
+            leading_amount_kobo=None,
+            bidders=[],
+            bid_count=0,
+            platform_bid_count=0,
+            seq=0,
+            prebids=[(1, 300_000), (0, 300_000)],
+        )
+        handle = core.restore_auction(1, **arguments)
+        assert (core.auction(handle).prebids, exposures(core, 0, 1)) == (
+            [(1, 300_000), (0, 300_000)],
+            (0, 60_000),
+        )
+        opened = core.open_auction(handle, T0)
+        assert rows(opened.bids) == [(0, 300_000, True), (1, 300_000, True)]
+
+    @pytest.mark.parametrize(
+        "changes",
+        [
+            {"leader_max_kobo": 199_999},
+            {"leader_max_kobo": 10**15},
+            {"leader_max_kobo": 300_000, "leader_is_platform": True, "bidders": [1]},
+            {
+                "leader_max_kobo": 300_000,
+                "leader": None,
+                "leading_amount_kobo": None,
+                "bid_count": 0,
+                "platform_bid_count": 0,
+                "bidders": [],
+            },
+            {"prebids": [(1, 300_000)]},  # pre-bids on a live auction
+        ],
+    )
+    def test_inconsistent_restore_of_a_max_is_invalid_argument(
+        self, core: Any, ledger_users: Any, changes: dict[str, Any]
+    ) -> None:
+        with pytest.raises(InvalidArgument):
+            core.restore_auction(1, **restore_arguments(**changes))
+
+    @pytest.mark.parametrize(
+        "prebids",
+        [[(0, START_PRICE - 1)], [(0, 10**15)], [(0, 300_000), (0, 400_000)]],
+    )
+    def test_inconsistent_restored_pre_bids_are_invalid_argument(
+        self, core: Any, ledger_users: Any, prebids: list[tuple[int, int]]
+    ) -> None:
+        arguments = restore_arguments(
+            live=False,
+            leader=None,
+            leading_amount_kobo=None,
+            bidders=[],
+            bid_count=0,
+            platform_bid_count=0,
+            prebids=prebids,
+        )
+        with pytest.raises(InvalidArgument):
+            core.restore_auction(1, **arguments)
+
+    def test_a_restored_pre_bid_of_an_unknown_user_is_unknown_user(
+        self, core: Any, ledger_users: Any
+    ) -> None:
+        arguments = restore_arguments(
+            live=False,
+            leader=None,
+            leading_amount_kobo=None,
+            bidders=[],
+            bid_count=0,
+            platform_bid_count=0,
+            prebids=[(5, 300_000)],
+        )
+        before = state_of(core)
+        with pytest.raises(UnknownUser):
+            core.restore_auction(1, **arguments)
+        assert state_of(core) == before
+
+    # --- maxes and batches --------------------------------------------------------------
+
+    def test_a_batch_answered_by_maxes_decides_like_bids_one_by_one(self) -> None:
+        bids = [
+            (0, 1, 300, T0, False),  # answered at 350
+            (0, 1, 450, T0, False),  # answered at 500
+            (0, 1, 1_000, T0, False),  # answered at 1 000: the tie to the max
+            (0, 2, 1_000, T0, True),  # a platform bid, below the minimum
+            (0, 2, 1_050, END - 1, True),  # a platform bid past the max: leads
+            (1, 1, 150, T0, False),  # answered on the second auction
+            (0, 0, 1_200, END - 1, False),  # the max's holder bids again
+        ]
+        one_by_one, batched = self.implementation(), self.implementation()
+        for core in (one_by_one, batched):
+            for user_id in (ALICE_ID, BOB_ID, PLATFORM_ID):
+                add_user(core, user_id)
+            for auction_id in (1, 2):
+                add_live(core, auction_id, start_price_kobo=100, bid_increment_kobo=50)
+                core.set_max(auction_id - 1, 0, 1_000, T0)
+        expected = [outcome_fields(one_by_one.place_bid(*bid)) for bid in bids]
+        batch = self.batch_class()
+        for bid in bids:
+            batch.append(*bid)
+        outcomes = batched.place_batch(batch)
+        assert [outcome_fields(outcomes[i]) for i in range(len(outcomes))] == expected
+        assert state_of(batched) == state_of(one_by_one)
+        assert [(o.get("answer") or {}).get("amount_kobo") for o in expected] == [
+            350,
+            500,
+            1_000,
+            None,
+            None,
+            200,
+            None,
+        ]
+
+    def test_outcome_and_opened_fields_cover_answers_and_rows(
+        self, core: Any, scheduled: int, alice: int, bob: int
+    ) -> None:
+        core.set_max(scheduled, alice, 1_000, T0)
+        opened = opened_fields(core.open_auction(scheduled, T0))
+        answered = outcome_fields(core.place_bid(scheduled, bob, 500, T0))
+        assert (opened["seq"], opened["bids"][0]["is_proxy"]) == (1, True)
+        assert (answered["is_proxy"], answered["answer"]["amount_kobo"]) == (False, 550)
 
 
 class TestReferenceModel(RuleExamples):

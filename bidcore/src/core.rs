@@ -1,12 +1,12 @@
 //! `Core`: the Python class around the rules' `Core`.
 
-use bidcore_rules::{AuctionSpec, BidRequest, Restore};
+use bidcore_rules::{AuctionSpec, BidRequest, PreBid, Restore};
 use pyo3::prelude::*;
 
 use crate::args::{self, Ranged};
 use crate::batch::BidBatch;
 use crate::errors::PyCoreError;
-use crate::outcomes::{outcome_to_py, BatchResult};
+use crate::outcomes::{max_outcome_to_py, outcome_to_py, BatchResult, Opened};
 use crate::state::{AuctionState, Closed, UserState};
 
 #[pyclass(module = "bidcore")]
@@ -150,8 +150,13 @@ impl Core {
         auction_id, *, start_time_ms, end_time_ms, original_end_ms, start_price_kobo,
         bid_increment_kobo, reserve_price_kobo, deposit_pct_bp, anti_snipe_window_ms,
         anti_snipe_extension_ms, sellers, live, leader, leading_amount_kobo,
-        leader_is_platform, bidders, bid_count, platform_bid_count, seq, ended=false
-    ))]
+        leader_is_platform, bidders, bid_count, platform_bid_count, seq, ended=false,
+        leader_max_kobo=None, prebids=Vec::new()
+    ), text_signature = "(self, /, auction_id, *, start_time_ms, end_time_ms, original_end_ms, \
+        start_price_kobo, bid_increment_kobo, reserve_price_kobo, deposit_pct_bp, \
+        anti_snipe_window_ms, anti_snipe_extension_ms, sellers, live, leader, \
+        leading_amount_kobo, leader_is_platform, bidders, bid_count, platform_bid_count, seq, \
+        ended=False, leader_max_kobo=None, prebids=())")]
     #[allow(clippy::too_many_arguments)]
     fn restore_auction(
         &mut self,
@@ -175,6 +180,8 @@ impl Core {
         platform_bid_count: Ranged<u32>,
         seq: Ranged<u64>,
         ended: bool,
+        leader_max_kobo: Option<Ranged<i64>>,
+        prebids: Vec<(Ranged<u32>, Ranged<i64>)>,
     ) -> PyResult<u32> {
         let leader = match (leader, leading_amount_kobo) {
             (Some(user), Some(amount)) => Some((user.0, amount.0, leader_is_platform)),
@@ -203,6 +210,14 @@ impl Core {
             end_time: end_time_ms.0,
             original_end: original_end_ms.0,
             leader,
+            leader_max: leader_max_kobo.map(|m| m.0),
+            prebids: prebids
+                .into_iter()
+                .map(|(user, max)| PreBid {
+                    user: user.0,
+                    max: max.0,
+                })
+                .collect(),
             bidders: bidders.into_iter().map(|b| b.0).collect(),
             bid_count: bid_count.0,
             platform_bid_count: platform_bid_count.0,
@@ -238,11 +253,12 @@ impl Core {
         self.0.auction_handles()
     }
 
-    fn open_auction(&mut self, auction: &Bound<'_, PyAny>) -> PyResult<u64> {
-        Ok(self
-            .0
-            .open_auction(args::handle(auction)?)
-            .map_err(PyCoreError::from)?)
+    fn open_auction(&mut self, auction: &Bound<'_, PyAny>, now_ms: i64) -> PyResult<Opened> {
+        Ok(Opened(
+            self.0
+                .open_auction(args::handle(auction)?, now_ms)
+                .map_err(PyCoreError::from)?,
+        ))
     }
 
     fn close_auction(&mut self, auction: &Bound<'_, PyAny>) -> PyResult<Closed> {
@@ -299,6 +315,24 @@ impl Core {
             platform,
         };
         outcome_to_py(py, &self.0.place_bid(&bid))
+    }
+
+    /// Sets or raises a maximum (a pre-bid on a scheduled auction).
+    fn set_max(
+        &mut self,
+        py: Python<'_>,
+        auction: &Bound<'_, PyAny>,
+        user: &Bound<'_, PyAny>,
+        max_kobo: &Bound<'_, PyAny>,
+        now_ms: i64,
+    ) -> PyResult<Py<PyAny>> {
+        let outcome = self.0.set_max(
+            args::handle(auction)?,
+            args::handle(user)?,
+            args::amount(max_kobo)?,
+            now_ms,
+        );
+        max_outcome_to_py(py, outcome)
     }
 
     /// Decides a batch with the interpreter detached.

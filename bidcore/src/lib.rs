@@ -42,6 +42,8 @@ fn bidcore(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<outcomes::Accepted>()?;
     m.add_class::<outcomes::Rejected>()?;
     m.add_class::<outcomes::BatchResult>()?;
+    m.add_class::<outcomes::MaxSet>()?;
+    m.add_class::<outcomes::Opened>()?;
     m.add_class::<state::Closed>()?;
     m.add_class::<state::AuctionState>()?;
     m.add_class::<state::UserState>()?;
@@ -61,6 +63,8 @@ fn bidcore(m: &Bound<'_, PyModule>) -> PyResult<()> {
         "DuplicateAuction",
         "InvalidArgument",
         "InvalidTransition",
+        "MaxSet",
+        "Opened",
         "Rejected",
         "UnknownAuction",
         "UnknownUser",

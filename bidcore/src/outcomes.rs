@@ -40,6 +40,15 @@ impl Accepted {
         self.0.bid.platform
     }
     #[getter]
+    fn is_proxy(&self) -> bool {
+        self.0.is_proxy
+    }
+    /// The leader's proxy answer placed right after this bid, if any.
+    #[getter]
+    fn answer(&self) -> Option<Accepted> {
+        self.0.answer.as_deref().cloned().map(Accepted)
+    }
+    #[getter]
     fn seq(&self) -> u64 {
         self.0.seq
     }
@@ -86,13 +95,16 @@ impl Accepted {
     fn __repr__(&self) -> String {
         let a = &self.0;
         format!(
-            "Accepted(auction={}, user={}, amount_kobo={}, seq={}, end_time_ms={}, extended={})",
+            "Accepted(auction={}, user={}, amount_kobo={}, seq={}, end_time_ms={}, extended={}, \
+             is_proxy={}, answered={})",
             a.bid.auction,
             a.bid.user,
             a.bid.amount,
             a.seq,
             a.end_time,
-            if a.extended { "True" } else { "False" }
+            if a.extended { "True" } else { "False" },
+            if a.is_proxy { "True" } else { "False" },
+            if a.answer.is_some() { "True" } else { "False" }
         )
     }
 }
@@ -143,9 +155,87 @@ impl Rejected {
     }
 }
 
+/// A maximum set or raised (`MaxSet`), and the bid rows it placed.
+#[pyclass(module = "bidcore", frozen)]
+pub struct MaxSet(pub bidcore_rules::MaxSet);
+
+#[pymethods]
+impl MaxSet {
+    #[getter]
+    fn accepted(&self) -> bool {
+        true
+    }
+    #[getter]
+    fn code(&self) -> &'static str {
+        "accepted"
+    }
+    #[getter]
+    fn auction(&self) -> u32 {
+        self.0.auction
+    }
+    #[getter]
+    fn user(&self) -> u32 {
+        self.0.user
+    }
+    #[getter]
+    fn max_kobo(&self) -> i64 {
+        self.0.max
+    }
+    #[getter]
+    fn leading(&self) -> bool {
+        self.0.leading
+    }
+    #[getter]
+    fn price_kobo(&self) -> i64 {
+        self.0.price
+    }
+    #[getter]
+    fn bids(&self) -> Vec<Accepted> {
+        self.0.bids.iter().cloned().map(Accepted).collect()
+    }
+    fn __repr__(&self) -> String {
+        let m = &self.0;
+        format!(
+            "MaxSet(auction={}, user={}, max_kobo={}, leading={}, price_kobo={}, bids={})",
+            m.auction,
+            m.user,
+            m.max,
+            if m.leading { "True" } else { "False" },
+            m.price,
+            m.bids.len()
+        )
+    }
+}
+
+/// An auction opened: the state change's seq and the bid rows its pre-bids placed.
+#[pyclass(module = "bidcore", frozen)]
+pub struct Opened(pub bidcore_rules::Opened);
+
+#[pymethods]
+impl Opened {
+    #[getter]
+    fn seq(&self) -> u64 {
+        self.0.seq
+    }
+    #[getter]
+    fn bids(&self) -> Vec<Accepted> {
+        self.0.bids.iter().cloned().map(Accepted).collect()
+    }
+}
+
+pub fn max_outcome_to_py(
+    py: Python<'_>,
+    outcome: bidcore_rules::MaxOutcome,
+) -> PyResult<Py<PyAny>> {
+    Ok(match outcome {
+        bidcore_rules::MaxOutcome::Set(set) => Bound::new(py, MaxSet(set))?.into_any().unbind(),
+        bidcore_rules::MaxOutcome::Rejected(r) => Bound::new(py, Rejected(r))?.into_any().unbind(),
+    })
+}
+
 pub fn outcome_to_py(py: Python<'_>, outcome: &Outcome) -> PyResult<Py<PyAny>> {
     Ok(match outcome {
-        Outcome::Accepted(a) => Bound::new(py, Accepted(*a))?.into_any().unbind(),
+        Outcome::Accepted(a) => Bound::new(py, Accepted(a.clone()))?.into_any().unbind(),
         Outcome::Rejected(r) => Bound::new(py, Rejected(*r))?.into_any().unbind(),
     })
 }
@@ -173,7 +263,7 @@ impl BatchResult {
         self.outcomes
             .iter()
             .filter_map(|o| match o {
-                Outcome::Accepted(a) => Some(Accepted(*a)),
+                Outcome::Accepted(a) => Some(Accepted(a.clone())),
                 Outcome::Rejected(_) => None,
             })
             .collect()

@@ -75,6 +75,16 @@ impl AuctionState {
     fn leader_is_platform(&self) -> bool {
         self.0.lead.is_some_and(|lead| lead.platform)
     }
+    /// The leader's active maximum (None: none, or a platform lead).
+    #[getter]
+    fn leader_max_kobo(&self) -> Option<i64> {
+        self.0.lead.and_then(|lead| lead.max)
+    }
+    /// A scheduled auction's pre-bids, (user, max) in the order they were set.
+    #[getter]
+    fn prebids(&self) -> Vec<(u32, i64)> {
+        self.0.prebids.iter().map(|p| (p.user, p.max)).collect()
+    }
     #[getter]
     fn bid_count(&self) -> u32 {
         self.0.bid_count

@@ -104,8 +104,27 @@ pub struct Lead {
     pub user: u32,
     pub amount: Kobo,
     pub platform: bool,
-    /// What this lead adds to the leader's exposure (0 for a platform bid).
+    /// The leader's active maximum (never below `amount`): the engine answers
+    /// any bid up to it for them. `None` for a plain bid or a platform bid.
+    pub max: Option<Kobo>,
+    /// What this lead adds to the leader's exposure: `deposit(max)` while a
+    /// max is active, else `deposit(amount)`; 0 for a platform bid.
     pub exposed: Kobo,
+}
+
+impl Lead {
+    /// The most this leader will go to without bidding again.
+    #[inline]
+    pub fn reach(&self) -> Kobo {
+        self.max.unwrap_or(self.amount)
+    }
+}
+
+/// A maximum left on a scheduled auction, resolved when it opens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PreBid {
+    pub user: u32,
+    pub max: Kobo,
 }
 
 /// An auction's state as the ledger has it, for recovery.
@@ -117,6 +136,10 @@ pub struct Restore {
     pub end_time: Millis,
     pub original_end: Millis,
     pub leader: Option<(u32, Kobo, bool)>,
+    /// The real leader's active maximum, if any (>= the leading amount).
+    pub leader_max: Option<Kobo>,
+    /// A scheduled auction's pre-bids, in the order their amounts were set.
+    pub prebids: Vec<PreBid>,
     pub bidders: Vec<u32>,
     pub bid_count: u32,
     pub platform_bid_count: u32,
@@ -137,6 +160,8 @@ pub struct AuctionState {
     pub platform_bid_count: u32,
     pub bidders: Vec<u32>,
     pub seq: u64,
+    /// Pre-bids of a scheduled auction, in the order their amounts were set.
+    pub prebids: Vec<PreBid>,
 }
 
 #[derive(Debug, Clone)]
@@ -153,6 +178,12 @@ pub(crate) struct Auction {
     pub bidders: Vec<u32>,
     pub bidder_numbers: FxHashMap<u32, u32>,
     pub seq: u64,
+    /// A scheduled auction's pre-bids, one per bidder, in the order their
+    /// amounts were set (a raise moves a pre-bid to the end: equal maxes go
+    /// to the one set first).
+    pub prebids: Vec<PreBid>,
+    /// The would-be leader of the pre-bids and what that adds to its exposure.
+    pub prebid_exposure: Option<(u32, Kobo)>,
 }
 
 impl Auction {
@@ -173,7 +204,35 @@ impl Auction {
             bidders: Vec::new(),
             bidder_numbers: FxHashMap::default(),
             seq: 0,
+            prebids: Vec::new(),
+            prebid_exposure: None,
         }
+    }
+
+    /// The pre-bids ranked: highest max first, the one set earlier first among
+    /// equals (indices into `prebids`).
+    pub fn ranked_prebids(&self) -> Vec<usize> {
+        let mut order: Vec<usize> = (0..self.prebids.len()).collect();
+        order.sort_by(|&a, &b| {
+            self.prebids[b]
+                .max
+                .cmp(&self.prebids[a].max)
+                .then(a.cmp(&b))
+        });
+        order
+    }
+
+    /// Where the pre-bids would open the auction: (would-be leader, price).
+    pub fn prebid_outlook(&self) -> Option<(u32, Kobo)> {
+        let ranked = self.ranked_prebids();
+        let top = self.prebids[*ranked.first()?];
+        let price = match ranked.get(1) {
+            Some(&second) => top
+                .max
+                .min(self.prebids[second].max.saturating_add(self.spec.increment)),
+            None => self.spec.start_price,
+        };
+        Some((top.user, price))
     }
 
     #[inline]
@@ -219,6 +278,7 @@ impl Auction {
             platform_bid_count: self.platform_bid_count,
             bidders: self.bidders.clone(),
             seq: self.seq,
+            prebids: self.prebids.clone(),
         }
     }
 }

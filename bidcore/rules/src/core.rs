@@ -5,11 +5,12 @@ use rustc_hash::FxHashMap;
 use crate::auction::{Auction, AuctionSpec, AuctionState, Lead, Restore, Status};
 use crate::decide::{decide, release};
 use crate::error::{invalid, CoreError};
+use crate::maxes::{decide_max, drop_prebids, resolve_prebids, restore_exposure};
 use crate::money::{
-    deposit, is_valid_amount, Kobo, Millis, MAX_BALANCE, MAX_SHARDS, MAX_TIME_MS,
+    is_valid_amount, Kobo, Millis, MAX_BALANCE, MAX_SHARDS, MAX_TIME_MS,
     RESERVE_PROTECTION_HORIZON_MS,
 };
-use crate::outcome::{BidRequest, Closed, Outcome};
+use crate::outcome::{BidRequest, Closed, MaxOutcome, Opened, Outcome};
 use crate::user::{User, UserState};
 
 #[derive(Debug, Default)]
@@ -141,20 +142,15 @@ impl Core {
         for &user in &restore.bidders {
             auction.number_bidder(user);
         }
-        if let Some((user, amount, platform)) = restore.leader {
-            let exposed = if platform {
-                0
-            } else {
-                deposit(amount, auction.spec.deposit_bp)
-            };
-            auction.lead = Some(Lead {
-                user,
-                amount,
-                platform,
-                exposed,
-            });
-            self.users[user as usize].add_exposure(exposed);
-        }
+        auction.lead = restore.leader.map(|(user, amount, platform)| Lead {
+            user,
+            amount,
+            platform,
+            max: restore.leader_max,
+            exposed: 0, // set by restore_exposure
+        });
+        auction.prebids = restore.prebids;
+        restore_exposure(&mut auction, &self.users);
         self.insert(auction)
     }
 
@@ -186,6 +182,7 @@ impl Core {
                 "restore: bid_count is below bidders + platform bids",
             ));
         }
+        self.check_restored_maxes(spec, restore)?;
         match restore.leader {
             None if restore.bid_count > 0 => Err(invalid("restore: bids without a leader")),
             None => Ok(()),
@@ -203,6 +200,36 @@ impl Core {
                 Ok(())
             }
         }
+    }
+
+    fn check_restored_maxes(&self, spec: &AuctionSpec, restore: &Restore) -> Result<(), CoreError> {
+        if let Some(max) = restore.leader_max {
+            match restore.leader {
+                Some((_, amount, false)) if is_valid_amount(max) && max >= amount => {}
+                _ => {
+                    return Err(invalid(
+                        "restore: leader_max needs a real leader and amount <= max < 10^15",
+                    ))
+                }
+            }
+        }
+        if !restore.prebids.is_empty() && restore.live {
+            return Err(invalid("restore: pre-bids belong to a scheduled auction"));
+        }
+        let mut seen: Vec<u32> = Vec::with_capacity(restore.prebids.len());
+        for prebid in &restore.prebids {
+            self.user(prebid.user)?;
+            if !is_valid_amount(prebid.max) || prebid.max < spec.start_price {
+                return Err(invalid(
+                    "restore: a pre-bid's max must be valid and >= start_price",
+                ));
+            }
+            if seen.contains(&prebid.user) {
+                return Err(invalid("restore: one pre-bid per bidder"));
+            }
+            seen.push(prebid.user);
+        }
+        Ok(())
     }
 
     fn insert(&mut self, auction: Auction) -> Result<u32, CoreError> {
@@ -279,8 +306,15 @@ impl Core {
             .ok_or(CoreError::UnknownAuction(handle))
     }
 
-    pub fn open_auction(&mut self, handle: u32) -> Result<u64, CoreError> {
-        let auction = self.get_mut(handle)?;
+    /// Opens a scheduled auction at `now`; its pre-bids resolve into bid rows
+    /// placed right after the state change.
+    pub fn open_auction(&mut self, handle: u32, now: Millis) -> Result<Opened, CoreError> {
+        let (shard, slot) = self.locate(handle);
+        let auction = self.shards[shard]
+            .auctions
+            .get_mut(slot)
+            .and_then(Option::as_mut)
+            .ok_or(CoreError::UnknownAuction(handle))?;
         if auction.status != Status::Scheduled {
             return Err(CoreError::InvalidTransition {
                 auction: handle,
@@ -290,15 +324,24 @@ impl Core {
         }
         auction.status = Status::Live;
         auction.seq += 1;
-        Ok(auction.seq)
+        let seq = auction.seq;
+        let bids = resolve_prebids(auction, handle, &self.users, now);
+        Ok(Opened { seq, bids })
     }
 
     /// Ends an auction. Its leader stays exposed until `remove_auction`: end
     /// processing takes the winner's deposit later, and until it has, that
-    /// money must back no other bid and leave no wallet.
+    /// money must back no other bid and leave no wallet. Pre-bids (a
+    /// scheduled auction's) are released.
     pub fn close_auction(&mut self, handle: u32) -> Result<Closed, CoreError> {
         let lead = self.finish(handle, Status::Ended, "close")?;
-        let auction = self.get_mut(handle)?;
+        let (shard, slot) = self.locate(handle);
+        let auction = self.shards[shard].auctions[slot]
+            .as_mut()
+            .expect("just closed");
+        // A scheduled auction closed before it opened: its pre-bids never
+        // resolve, so nothing of theirs is left for end processing to take.
+        drop_prebids(auction, &self.users);
         Ok(Closed {
             auction: handle,
             seq: auction.seq,
@@ -310,12 +353,17 @@ impl Core {
         })
     }
 
-    /// Cancels an auction and releases its leader's exposure.
+    /// Cancels an auction and releases its leader's exposure (or its pre-bids').
     pub fn cancel_auction(&mut self, handle: u32) -> Result<u64, CoreError> {
         if let Some(lead) = self.finish(handle, Status::Cancelled, "cancel")? {
             release(&self.users, &lead);
         }
-        Ok(self.get_mut(handle)?.seq)
+        let (shard, slot) = self.locate(handle);
+        let auction = self.shards[shard].auctions[slot]
+            .as_mut()
+            .expect("just cancelled");
+        drop_prebids(auction, &self.users);
+        Ok(auction.seq)
     }
 
     /// Moves an open auction to `status`; its lead stays for the record.
@@ -368,6 +416,16 @@ impl Core {
     }
 
     // ---- bids --------------------------------------------------------------
+
+    /// Sets or raises `user`'s maximum on an auction (a pre-bid while scheduled).
+    pub fn set_max(&mut self, auction: u32, user: u32, max: Kobo, at: Millis) -> MaxOutcome {
+        let (shard, slot) = self.locate(auction);
+        let found = self.shards[shard]
+            .auctions
+            .get_mut(slot)
+            .and_then(Option::as_mut);
+        decide_max(found, auction, &self.users, user, max, at)
+    }
 
     pub fn place_bid(&mut self, bid: &BidRequest) -> Outcome {
         let (shard, slot) = self.locate(bid.auction);

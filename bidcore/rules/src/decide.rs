@@ -1,24 +1,25 @@
 //! The rules of one bid, in RULES.md's order: the first failure is the reason.
 
 use crate::auction::{Auction, Lead, Status};
-use crate::money::{deposit, is_valid_amount, MAX_TIME_MS};
-use crate::outcome::{Accepted, BidRequest, Outcome, Reason, Rejected};
+use crate::money::{deposit, is_valid_amount, Kobo, Millis, MAX_TIME_MS};
+use crate::outcome::{Accepted, BidRequest, Outbid, Outcome, Reason, Rejected};
 use crate::user::User;
 
 /// Decides `bid` against `auction` (None when no such auction is loaded) and,
-/// if it is accepted, applies it. A rejected bid changes nothing.
+/// if it is accepted, applies it — with the leader's proxy answer when the bid
+/// does not pass the leader's maximum. A rejected bid changes nothing.
 pub(crate) fn decide(auction: Option<&mut Auction>, users: &[User], bid: &BidRequest) -> Outcome {
     match check(auction, users, bid) {
-        Ok((auction, bidder)) => Outcome::Accepted(accept(auction, users, bidder, bid)),
+        Ok(auction) => Outcome::Accepted(accept(auction, users, bid)),
         Err(reason) => Outcome::Rejected(Rejected { bid: *bid, reason }),
     }
 }
 
-fn check<'a, 'u>(
+fn check<'a>(
     auction: Option<&'a mut Auction>,
-    users: &'u [User],
+    users: &[User],
     bid: &BidRequest,
-) -> Result<(&'a mut Auction, &'u User), Reason> {
+) -> Result<&'a mut Auction, Reason> {
     if !is_valid_amount(bid.amount) {
         return Err(Reason::InvalidAmount);
     }
@@ -57,25 +58,68 @@ fn check<'a, 'u>(
             return Err(Reason::InsufficientBuyingPower);
         }
     }
-    Ok((auction, bidder))
+    Ok(auction)
 }
 
-fn accept(auction: &mut Auction, users: &[User], bidder: &User, bid: &BidRequest) -> Accepted {
+fn accept(auction: &mut Auction, users: &[User], bid: &BidRequest) -> Accepted {
+    let holder_max = auction
+        .lead
+        .and_then(|lead| lead.max.map(|max| (lead.user, max)));
+    let mut accepted = place_row(auction, users, bid, false, None);
+    // A maximum the bid did not pass answers it at once: min(max, bid + increment),
+    // which may equal the bid (the earlier maximum wins a tie).
+    if let Some((holder, max)) = holder_max {
+        if bid.amount <= max {
+            let amount = max.min(bid.amount.saturating_add(auction.spec.increment));
+            let answer = BidRequest {
+                auction: bid.auction,
+                user: holder,
+                amount,
+                at: bid.at,
+                platform: false,
+            };
+            accepted.answer = Some(Box::new(place_row(
+                auction,
+                users,
+                &answer,
+                true,
+                Some(max),
+            )));
+        }
+    }
+    accepted
+}
+
+/// Places one bid row that the rules allow (or that a maximum places): it
+/// leads, the previous lead's exposure is released, the counts, the bidder's
+/// number, the anti-sniping extension and `seq` move. `max` is the new
+/// leader's active maximum, if any.
+#[inline]
+pub(crate) fn place_row(
+    auction: &mut Auction,
+    users: &[User],
+    bid: &BidRequest,
+    is_proxy: bool,
+    max: Option<Kobo>,
+) -> Accepted {
     let exposed = if bid.platform {
         0
     } else {
-        deposit(bid.amount, auction.spec.deposit_bp)
+        deposit(max.unwrap_or(bid.amount), auction.spec.deposit_bp)
     };
     let previous = auction.lead.replace(Lead {
         user: bid.user,
         amount: bid.amount,
         platform: bid.platform,
+        max,
         exposed,
     });
     if let Some(previous) = previous {
         release(users, &previous);
     }
-    bidder.add_exposure(exposed);
+    if let Some(bidder) = users.get(bid.user as usize) {
+        bidder.add_exposure(exposed);
+    }
 
     auction.bid_count += 1;
     let bidder_number = if bid.platform {
@@ -84,16 +128,11 @@ fn accept(auction: &mut Auction, users: &[User], bidder: &User, bid: &BidRequest
     } else {
         auction.number_bidder(bid.user)
     };
-    let extended = auction.end_time.saturating_sub(bid.at) < auction.spec.snipe_window;
-    if extended {
-        auction.end_time = auction
-            .end_time
-            .saturating_add(auction.spec.snipe_extension)
-            .min(MAX_TIME_MS);
-    }
+    let extended = extend_if_sniped(auction, bid.at);
     auction.seq += 1;
     Accepted {
         bid: *bid,
+        is_proxy,
         seq: auction.seq,
         end_time: auction.end_time,
         extended,
@@ -102,8 +141,25 @@ fn accept(auction: &mut Auction, users: &[User], bidder: &User, bid: &BidRequest
         bidder_count: auction.bidders.len() as u32,
         bidder_number,
         deposit: exposed,
-        previous,
+        previous: previous.map(|lead| Outbid {
+            user: lead.user,
+            amount: lead.amount,
+            platform: lead.platform,
+        }),
+        answer: None,
     }
+}
+
+/// Anti-sniping: a bid within the window before the end moves the end later.
+fn extend_if_sniped(auction: &mut Auction, at: Millis) -> bool {
+    let extended = auction.end_time.saturating_sub(at) < auction.spec.snipe_window;
+    if extended {
+        auction.end_time = auction
+            .end_time
+            .saturating_add(auction.spec.snipe_extension)
+            .min(MAX_TIME_MS);
+    }
+    extended
 }
 
 /// Takes a lead's deposit off its holder's exposure.

@@ -11,16 +11,19 @@ mod batch;
 mod core;
 mod decide;
 mod error;
+mod maxes;
 mod money;
 mod outcome;
 mod user;
 
-pub use crate::auction::{AuctionSpec, AuctionState, Lead, Restore, Status};
+pub use crate::auction::{AuctionSpec, AuctionState, Lead, PreBid, Restore, Status};
 pub use crate::core::Core;
 pub use crate::error::CoreError;
 pub use crate::money::{
     deposit, is_valid_amount, Kobo, Millis, MAX_AMOUNT, MAX_BALANCE, MAX_BASIS_POINTS, MAX_SELLERS,
     MAX_SHARDS, MAX_SNIPE_MS, MAX_TIME_MS, RESERVE_PROTECTION_HORIZON_MS,
 };
-pub use crate::outcome::{Accepted, BidRequest, Closed, Outcome, Reason, Rejected};
+pub use crate::outcome::{
+    Accepted, BidRequest, Closed, MaxOutcome, MaxSet, Opened, Outbid, Outcome, Reason, Rejected,
+};
 pub use crate::user::UserState;

@@ -56,10 +56,12 @@ impl Reason {
     }
 }
 
-/// An accepted bid and the auction's state right after it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// An accepted bid (one bid row) and the auction's state right after it.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Accepted {
     pub bid: BidRequest,
+    /// Placed by the engine for a maximum (RULES.md "Maximum (proxy) bids").
+    pub is_proxy: bool,
     pub seq: u64,
     pub end_time: Millis,
     pub extended: bool,
@@ -69,7 +71,20 @@ pub struct Accepted {
     /// 1-based number of a real bidder in this auction; 0 for platform bids.
     pub bidder_number: u32,
     pub deposit: Kobo,
-    pub previous: Option<crate::auction::Lead>,
+    /// The lead this row took, if any.
+    pub previous: Option<Outbid>,
+    /// The leader's proxy answering this bid in the same decision (this bid
+    /// did not pass the leader's maximum), placed right after it.
+    pub answer: Option<Box<Accepted>>,
+}
+
+/// The lead a row took, as its outcome reports it: no more than that, since
+/// a batch holds one outcome per bid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Outbid {
+    pub user: u32,
+    pub amount: Kobo,
+    pub platform: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,7 +93,7 @@ pub struct Rejected {
     pub reason: Reason,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     Accepted(Accepted),
     Rejected(Rejected),
@@ -109,4 +124,31 @@ pub struct Closed {
     pub bidder_count: u32,
     pub platform_bid_count: u32,
     pub end_time: Millis,
+}
+
+/// A maximum set or raised: where it stands and the bid rows it placed (none,
+/// one, or a row for the maximum it met and the answer to it), in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MaxSet {
+    pub auction: u32,
+    pub user: u32,
+    pub max: Kobo,
+    /// This maximum leads (on a scheduled auction: would lead when it opens).
+    pub leading: bool,
+    /// The price after resolution (scheduled: the price it would open at).
+    pub price: Kobo,
+    pub bids: Vec<Accepted>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MaxOutcome {
+    Set(MaxSet),
+    Rejected(Rejected),
+}
+
+/// An auction opened: the state change's seq, then the bid rows its pre-bids placed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Opened {
+    pub seq: u64,
+    pub bids: Vec<Accepted>,
 }
