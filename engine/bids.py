@@ -71,6 +71,7 @@ class DurableBid(msgspec.Struct, frozen=True, gc=False):
     bidder_number: int  # "Bidder 3" in this auction; 0 for platform bids
     previous_leader: uuid.UUID | None
     previous_amount_kobo: int | None
+    is_proxy: bool = False  # placed by the engine for a maximum
 
     def body(self) -> BidBody:
         return BidBody(
@@ -96,9 +97,41 @@ class BidBody(msgspec.Struct, frozen=True):
     client_bid_id: str | None
 
 
+class DurableMax(msgspec.Struct, frozen=True):
+    """A maximum set or raised, with the bid rows it placed (`is_proxy`, in order):
+    the ledger writes them in one transaction, and acknowledges them together."""
+
+    id: uuid.UUID
+    auction_id: uuid.UUID
+    user_id: uuid.UUID
+    max_kobo: int
+    at_ms: int
+    client_bid_id: str | None
+    leading: bool  # this maximum leads (scheduled: would lead when the auction opens)
+    price_kobo: int  # the price after it (scheduled: the price it would open at)
+    bids: tuple[DurableBid, ...] = ()
+
+    def body(self) -> MaxBody:
+        return MaxBody(max_kobo=self.max_kobo, leading=self.leading, price_kobo=self.price_kobo)
+
+
+class MaxBody(msgspec.Struct, frozen=True):
+    """A maximum as API.md gives it (`POST /api/auctions/{id}/max`, `bid_result.max`)."""
+
+    max_kobo: int
+    leading: bool
+    price_kobo: int
+
+
 @dataclass(slots=True, frozen=True)
 class BidAccepted:
     bid: DurableBid
+    accepted: bool = True
+
+
+@dataclass(slots=True, frozen=True)
+class MaxAccepted:
+    max: DurableMax
     accepted: bool = True
 
 
@@ -110,6 +143,7 @@ class BidRejected:
 
 
 BidOutcome = BidAccepted | BidRejected
+MaxOutcome = MaxAccepted | BidRejected
 
 UNAVAILABLE = BidRejected(
     "unavailable",
@@ -126,11 +160,17 @@ UNCONFIRMED = BidRejected(
 )
 
 
-def rejection(code: str, min_next_bid_kobo: int | None = None) -> BidRejected:
-    """A rejected bid with a sentence the bidder can act on."""
+def rejection(
+    code: str, min_next_bid_kobo: int | None = None, *, maximum: bool = False
+) -> BidRejected:
+    """A rejected bid (or `maximum`) with a sentence the bidder can act on."""
+    what = "maximum" if maximum else "bid"
     if code == "below_minimum" and min_next_bid_kobo is not None:
-        return BidRejected(code, f"Your bid must be at least {format_naira(min_next_bid_kobo)}.")
-    return BidRejected(code, _MESSAGES.get(code, "Your bid was not accepted."))
+        return BidRejected(code, f"Your {what} must be at least {format_naira(min_next_bid_kobo)}.")
+    messages = _MAX_MESSAGES if maximum else {}
+    return BidRejected(
+        code, messages.get(code) or _MESSAGES.get(code, f"Your {what} was not accepted.")
+    )
 
 
 #: Auction statuses past bidding for good: a bid on one is `auction_ended`.
@@ -159,5 +199,19 @@ _MESSAGES = {
     "insufficient_buying_power": (
         "Your wallet does not cover the deposit for this bid alongside your other "
         "leading bids. Fund your wallet or wait to be outbid elsewhere."
+    ),
+}
+
+#: Where a maximum's refusal reads otherwise than a bid's.
+_MAX_MESSAGES = {
+    "invalid_amount": "Enter a maximum in whole kobo above zero and below ₦10 trillion.",
+    "own_auction": "You cannot set a maximum on your own auction.",
+    "not_eligible": (
+        "Complete your KYC verification to set a maximum; only verified accounts can bid."
+    ),
+    "below_minimum": "Your maximum is below the least you may set now.",
+    "insufficient_buying_power": (
+        "Your wallet does not cover the deposit for this maximum alongside your other "
+        "leading bids. Fund your wallet, or set a lower maximum."
     ),
 }

@@ -9,9 +9,12 @@ ledger_write_bids; one with state changes is several, the bids by COPY). Only
 then are the bids' awaitables completed and `on_commit` called, in order:
 nothing is acknowledged before it is durable.
 
-State changes (an auction going live, extended, cancelled, ended) travel the
-same queue, so the ledger applies every event of an auction in the core's
-order: a bid accepted just before a cancel is written before it.
+State changes (an auction going live, extended, cancelled, ended) and maximum
+bids travel the same queue, so the ledger applies every event of an auction in
+the core's order: a bid accepted just before a cancel is written before it. A
+decision that placed several rows (a bid and the proxy answering it, a maximum
+and the rows it placed, an opening and its pre-bids' rows) is written in one
+transaction and acknowledged as one.
 
 A batch that fails for a passing reason (connection lost, database
 restarting) is retried with backoff. If the ledger stays unreachable past a
@@ -40,7 +43,7 @@ from typing import Any, cast
 import asyncpg
 
 from engine import metrics
-from engine.bids import DurableBid
+from engine.bids import DurableBid, DurableMax
 from engine.clock import to_datetime
 from engine.errors import UNREACHABLE, Fenced, LedgerConflict, LedgerUnavailable
 from engine.money import kobo_to_naira
@@ -60,6 +63,7 @@ BID_COLUMNS = (
     "extended",
     "end_time_after",
     "created_at",
+    "is_proxy",
 )
 
 _LOCK_AUCTIONS = """
@@ -67,6 +71,14 @@ SELECT id, epoch, status FROM auctions WHERE id = ANY($1::uuid[]) ORDER BY id FO
 """
 _OPEN_STATUSES = frozenset({"scheduled", "live"})
 _ALREADY_WRITTEN = "SELECT count(*) FROM bids WHERE id = ANY($1::uuid[])"
+_MAXES_WRITTEN = "SELECT count(*) FROM max_bids WHERE id = ANY($1::uuid[])"
+_INSERT_MAXES = """
+INSERT INTO max_bids (id, auction_id, user_id, max_amount, client_bid_id, created_at)
+SELECT id, auction_id, user_id, max_kobo * 0.01, client_bid_id,
+       timestamptz 'epoch' + at_ms * interval '1 ms'
+FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::bigint[], $5::text[], $6::bigint[])
+     AS m(id, auction_id, user_id, max_kobo, client_bid_id, at_ms)
+"""
 _LAST_SEQ = "SELECT last_seq FROM auctions WHERE id = $1"
 _BATCHES_DONE = "SELECT batches FROM ledger_progress WHERE epoch = $1"
 _CLEAR_LEADERS = "SELECT ledger_clear_leaders($1::uuid[])"  # sql/0014
@@ -129,8 +141,9 @@ class _OutOfOrder(Exception):
 
 _RETRYABLE: tuple[type[BaseException], ...] = (*_TRANSIENT, _OutOfOrder)
 
-#: What the ledger writes, in the core's order: an accepted bid or a state change.
-LedgerWrite = DurableBid | StateChange
+#: What the ledger writes, in the core's order: an accepted bid, a state change (with
+#: the rows it placed), or a maximum (with the rows it placed).
+LedgerWrite = DurableBid | StateChange | DurableMax
 Entry = tuple[LedgerWrite, "asyncio.Future[None]"]
 
 
@@ -267,6 +280,7 @@ class LedgerWriter:
                 entries = [
                     self._queue.popleft() for _ in range(min(self._batch_max, len(self._queue)))
                 ]
+                self._take_answers(entries)
                 await self._write_or_give_up(_Batch(entries, None), retried=False)
             if not self._queue:
                 self._wake.clear()
@@ -293,8 +307,15 @@ class LedgerWriter:
         entries: list[Entry] = []
         while self._queue and len(entries) < limit and isinstance(self._queue[0][0], DurableBid):
             entries.append(self._queue.popleft())
+        self._take_answers(entries)
         self._batches += 1
         return _Batch(entries, self._batches)
+
+    def _take_answers(self, entries: list[Entry]) -> None:
+        """A bid and the proxy answer placed right after it are written together:
+        the cap never falls between them."""
+        while entries and self._queue and _answers(self._queue[0][0], entries[-1][0]):
+            entries.append(self._queue.popleft())
 
     async def _pipeline(self) -> None:
         """Batches of bids, the next sent while the one ahead of it commits (at most
@@ -464,16 +485,20 @@ class LedgerWriter:
             # The pool has dropped the connection (a lost server, say); nothing waits on it.
             logger.warning("a ledger connection could not be reset for reuse: %r", error)
 
-    async def _write_events(self, events: Sequence[LedgerWrite], *, retry: bool) -> None:
-        """Bids and state changes (which carry statements of their own): one
-        transaction of several statements."""
+    async def _write_events(self, writes: Sequence[LedgerWrite], *, retry: bool) -> None:
+        """Bids, state changes (which carry statements of their own) and maximums:
+        one transaction of several statements."""
+        events = flatten(writes)
         auction_ids = sorted({event.auction_id for event in events})
         bids = [event for event in events if isinstance(event, DurableBid)]
         changes = [event for event in events if isinstance(event, StateChange)]
+        maxes = [event for event in events if isinstance(event, DurableMax)]
         async with self._pool.acquire() as conn, conn.transaction():
             await self._lock(conn, auction_ids)
-            if retry and await self._written_before(conn, bids, changes):
+            if retry and await self._written_before(conn, bids, changes, maxes):
                 return
+            if maxes:
+                await conn.execute(_INSERT_MAXES, *_max_columns(maxes))
             if bids:
                 # Only auctions with a bid in this batch have a new leader; one
                 # that is merely opened, extended or closed keeps its own.
@@ -500,12 +525,21 @@ class LedgerWriter:
 
     @staticmethod
     async def _written_before(
-        conn: asyncpg.Connection, bids: Sequence[DurableBid], changes: Sequence[StateChange]
+        conn: asyncpg.Connection,
+        bids: Sequence[DurableBid],
+        changes: Sequence[StateChange],
+        maxes: Sequence[DurableMax],
     ) -> bool:
         """After a lost connection the last COMMIT may have landed: never write twice.
 
-        Bids are found by id; a batch of state changes alone by its last seq.
+        Bids are found by id, then maximums by id; a batch of state changes alone
+        by its last seq.
         """
+        if not bids and maxes:
+            written = await conn.fetchval(_MAXES_WRITTEN, [row.id for row in maxes])
+            if written and written != len(maxes):
+                raise LedgerConflict(f"{written} of {len(maxes)} maximums are already written")
+            return bool(written)
         if not bids:
             last = changes[-1]
             seq = await conn.fetchval(_LAST_SEQ, last.auction_id)
@@ -610,6 +644,7 @@ def _bid_rows(
                 bid.extended,
                 bid.end_time_ms,
                 bid.at_ms,
+                bid.is_proxy,
             )
         )
     return _spread(leading, among=outbid)
@@ -631,7 +666,14 @@ def _spread(rows: list[Any], *, among: list[Any]) -> list[Any]:
 def copy_rows(bids: Sequence[DurableBid]) -> list[tuple[Any, ...]]:
     """The bids' rows, for COPY: naira and datetimes, the columns' own types."""
     return [
-        (*row[:3], kobo_to_naira(row[3]), *row[4:9], to_datetime(row[9]), to_datetime(row[10]))
+        (
+            *row[:3],
+            kobo_to_naira(row[3]),
+            *row[4:9],
+            to_datetime(row[9]),
+            to_datetime(row[10]),
+            row[11],
+        )
         for row in _bid_rows(bids, _last_per_auction(bids))
     ]
 
@@ -664,13 +706,50 @@ def _last_per_auction(bids: Sequence[DurableBid]) -> dict[uuid.UUID, DurableBid]
     return {bid.auction_id: bid for bid in bids}
 
 
+def flatten(writes: Sequence[LedgerWrite]) -> list[LedgerWrite]:
+    """The writes in the core's order, each unit followed by the rows it placed."""
+    events: list[LedgerWrite] = []
+    for write in writes:
+        if isinstance(write, DurableBid) or not write.bids:
+            events.append(write)
+        else:
+            events.append(write)
+            events.extend(write.bids)
+    return events
+
+
+def _answers(bid: LedgerWrite, trigger: LedgerWrite) -> bool:
+    """`bid` is the proxy answer placed right after `trigger`, in the same decision."""
+    return (
+        isinstance(bid, DurableBid)
+        and bid.is_proxy
+        and isinstance(trigger, DurableBid)
+        and bid.auction_id == trigger.auction_id
+        and bid.seq == trigger.seq + 1
+    )
+
+
+def _max_columns(maxes: Sequence[DurableMax]) -> tuple[list[Any], ...]:
+    return (
+        [row.id for row in maxes],
+        [row.auction_id for row in maxes],
+        [row.user_id for row in maxes],
+        [row.max_kobo for row in maxes],
+        [row.client_bid_id for row in maxes],
+        [row.at_ms for row in maxes],
+    )
+
+
 def _auction_columns(events: Sequence[LedgerWrite]) -> tuple[list[Any], ...]:
-    """Each touched auction's state after the batch, for one UPDATE."""
-    last_event: dict[uuid.UUID, LedgerWrite] = {}
+    """Each touched auction's state after the batch, for one UPDATE (a maximum
+    alone changes no auction's row)."""
+    last_event: dict[uuid.UUID, DurableBid | StateChange] = {}
     last_bid: dict[uuid.UUID, DurableBid] = {}
     last_change: dict[uuid.UUID, StateChange] = {}
     platform_bids: collections.Counter[uuid.UUID] = collections.Counter()
     for event in events:
+        if isinstance(event, DurableMax):
+            continue
         last_event[event.auction_id] = event
         if isinstance(event, DurableBid):
             last_bid[event.auction_id] = event

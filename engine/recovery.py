@@ -19,7 +19,7 @@ from typing import Any
 import asyncpg
 
 import bidcore
-from engine.bids import DurableBid
+from engine.bids import DurableBid, DurableMax
 from engine.clock import to_ms
 from engine.errors import RecoveryMismatch
 from engine.money import deposit_bp, effective_reserve_kobo, naira_to_kobo
@@ -51,15 +51,20 @@ _ONE_AUCTION = _AUCTION_COLUMNS + "WHERE a.id = $1 AND a.status IN ('scheduled',
 _CLAIM_ONE = "UPDATE auctions SET epoch = $1 WHERE id = $2 AND status IN ('scheduled', 'live')"
 _BIDS = """
 SELECT id, auction_id, user_id, amount, is_platform_bid, client_bid_id, seq, extended,
-       end_time_after, created_at
+       end_time_after, created_at, is_proxy
 FROM bids WHERE auction_id = ANY($1::uuid[])
 ORDER BY auction_id, seq
 """
 _ONE_BID = """
 SELECT b.id, b.auction_id, b.user_id, b.amount, b.is_platform_bid, b.client_bid_id, b.seq,
-       b.extended, b.end_time_after, b.created_at, a.bid_increment
+       b.extended, b.end_time_after, b.created_at, b.is_proxy, a.bid_increment
 FROM bids b JOIN auctions a ON a.id = b.auction_id
 WHERE b.auction_id = $1 AND b.user_id = $2 AND b.client_bid_id = $3
+"""
+_MAXES = """
+SELECT id, auction_id, user_id, max_amount, client_bid_id, created_at
+FROM max_bids WHERE auction_id = ANY($1::uuid[])
+ORDER BY auction_id, position
 """
 
 
@@ -72,7 +77,7 @@ class Recovered:
     registry: Registry
     epoch: int
     #: (auction, user, client_bid_id) → the durable bid, for idempotent retries.
-    accepted: dict[IdempotencyKey, DurableBid] = field(default_factory=dict)
+    accepted: dict[IdempotencyKey, DurableBid | DurableMax] = field(default_factory=dict)
 
 
 @dataclass
@@ -82,6 +87,34 @@ class _Ledger:
     row: asyncpg.Record
     bids: list[DurableBid] = field(default_factory=list)
     bidders: list[uuid.UUID] = field(default_factory=list)
+    #: Each bidder's latest maximum, in the order those were set (the dict's order).
+    maxes: dict[uuid.UUID, DurableMax] = field(default_factory=dict)
+    all_maxes: list[DurableMax] = field(default_factory=list)
+
+    @property
+    def leader_max(self) -> int | None:
+        """The leader's active maximum: its latest, where not below the lead."""
+        lead = self.lead
+        if lead is None or lead.is_platform:
+            return None
+        latest = self.maxes.get(lead.user_id)
+        return latest.max_kobo if latest and latest.max_kobo >= lead.amount_kobo else None
+
+    @property
+    def exposed(self) -> tuple[uuid.UUID, int] | None:
+        """Who this auction exposes, on what amount: a live or ended auction's real
+        leader on its active maximum or its bid; a scheduled auction's would-be
+        leader (the highest pre-bid, the earlier among equals) on its maximum."""
+        lead = self.lead
+        if self.row["status"] in _EXPOSED and lead is not None and not lead.is_platform:
+            return lead.user_id, self.leader_max or lead.amount_kobo
+        ranked = sorted(enumerate(self.prebids), key=lambda p: (-p[1].max_kobo, p[0]))
+        return (ranked[0][1].user_id, ranked[0][1].max_kobo) if ranked else None
+
+    @property
+    def prebids(self) -> list[DurableMax]:
+        """A scheduled auction's pre-bids, in the order they were set."""
+        return list(self.maxes.values()) if self.row["status"] == "scheduled" else []
 
     @property
     def lead(self) -> DurableBid | None:
@@ -106,7 +139,9 @@ async def recover(
         async with conn.transaction(isolation="repeatable_read", readonly=True):
             users = await conn.fetch(_USERS)
             auctions = await conn.fetch(_AUCTIONS, epoch)
-            bids = await conn.fetch(_BIDS, [row["id"] for row in auctions])
+            ids = [row["id"] for row in auctions]
+            bids = await conn.fetch(_BIDS, ids)
+            maxes = await conn.fetch(_MAXES, ids)
     registry = Registry(bidcore.Core(shards=shards))
     for row in users:
         registry.upsert_user(
@@ -115,15 +150,21 @@ async def recover(
             eligible=row["id"] == PLATFORM_USER_ID
             or may_bid(row["role"], row["kyc_status"], row["is_active"]),
         )
-    ledgers = _read_ledgers(auctions, bids)
+    ledgers = _read_ledgers(auctions, bids, maxes)
     recovered = Recovered(registry=registry, epoch=epoch)
     for ledger in ledgers.values():
         _restore(registry, ledger)
-        for bid in ledger.bids:
-            if bid.client_bid_id is not None:
-                recovered.accepted[(bid.auction_id, bid.user_id, bid.client_bid_id)] = bid
+        _remember(recovered, ledger)
     verify(registry, ledgers.values())
     return recovered
+
+
+def _remember(recovered: Recovered, ledger: _Ledger) -> None:
+    """The auction's bids and maximums by idempotency key, for retries."""
+    writes: list[DurableBid | DurableMax] = [*ledger.bids, *ledger.all_maxes]
+    for write in writes:
+        if write.client_bid_id is not None:
+            recovered.accepted[(write.auction_id, write.user_id, write.client_bid_id)] = write
 
 
 async def load_auction(
@@ -139,12 +180,11 @@ async def load_auction(
         if row is None:
             return False
         bids = await conn.fetch(_BIDS, [auction_id])
-    ledgers = _read_ledgers([row], bids)
+        maxes = await conn.fetch(_MAXES, [auction_id])
+    ledgers = _read_ledgers([row], bids, maxes)
     _restore(recovered.registry, ledgers[auction_id])
     verify_auctions(recovered.registry, ledgers.values())
-    for bid in ledgers[auction_id].bids:
-        if bid.client_bid_id is not None:
-            recovered.accepted[(bid.auction_id, bid.user_id, bid.client_bid_id)] = bid
+    _remember(recovered, ledgers[auction_id])
     return True
 
 
@@ -168,9 +208,17 @@ async def find_bid(
 
 
 def _read_ledgers(
-    auctions: Sequence[asyncpg.Record], bids: Iterable[asyncpg.Record]
+    auctions: Sequence[asyncpg.Record],
+    bids: Iterable[asyncpg.Record],
+    maxes: Iterable[asyncpg.Record] = (),
 ) -> dict[uuid.UUID, _Ledger]:
     ledgers = {row["id"]: _Ledger(row) for row in auctions}
+    for row in maxes:  # in the order they were set
+        ledger = ledgers[row["auction_id"]]
+        latest = _max(row)
+        ledger.all_maxes.append(latest)
+        ledger.maxes.pop(latest.user_id, None)  # a raise moves it to the end
+        ledger.maxes[latest.user_id] = latest
     for row in bids:
         ledger = ledgers[row["auction_id"]]
         if not row["is_platform_bid"] and row["user_id"] not in ledger.bidders:
@@ -190,6 +238,21 @@ def _read_ledgers(
             )
         )
     return ledgers
+
+
+def _max(row: asyncpg.Record) -> DurableMax:
+    """A maximum as the ledger holds it (where it led then is not kept: a retry of
+    it is answered with where it stands in the core)."""
+    return DurableMax(
+        id=row["id"],
+        auction_id=row["auction_id"],
+        user_id=row["user_id"],
+        max_kobo=naira_to_kobo(row["max_amount"]),
+        at_ms=to_ms(row["created_at"]),
+        client_bid_id=row["client_bid_id"],
+        leading=False,
+        price_kobo=0,
+    )
 
 
 def _bid(
@@ -218,6 +281,7 @@ def _bid(
         bidder_number=bidder_number,
         previous_leader=previous.user_id if previous else None,
         previous_amount_kobo=previous.amount_kobo if previous else None,
+        is_proxy=row["is_proxy"],
     )
 
 
@@ -246,6 +310,8 @@ def _restore(registry: Registry, ledger: _Ledger) -> None:
         bid_count=len(ledger.bids),
         platform_bid_count=sum(bid.is_platform for bid in ledger.bids),
         seq=row["last_seq"],
+        leader_max_kobo=ledger.leader_max,
+        prebids=[(registry.user_handle(p.user_id), p.max_kobo) for p in ledger.prebids],
     )
     registry.track_auction(row["id"], handle)
 
@@ -256,10 +322,11 @@ def verify(registry: Registry, ledgers: Iterable[_Ledger]) -> None:
     problems = _auction_problems(registry, ledgers)
     exposure: dict[uuid.UUID, int] = {}
     for ledger in ledgers:
-        lead = ledger.lead
-        if lead and not lead.is_platform and ledger.row["status"] in _EXPOSED:
-            deposit = bidcore.deposit(lead.amount_kobo, deposit_bp(ledger.row["deposit_pct"]))
-            exposure[lead.user_id] = exposure.get(lead.user_id, 0) + deposit
+        exposed = ledger.exposed
+        if exposed is not None:
+            user, amount = exposed
+            deposit = bidcore.deposit(amount, deposit_bp(ledger.row["deposit_pct"]))
+            exposure[user] = exposure.get(user, 0) + deposit
     for user_id in registry.user_ids():
         held = registry.core.user(registry.user_handle(user_id)).exposure_kobo
         owed = exposure.get(user_id, 0)

@@ -29,6 +29,9 @@ from engine.bids import (
     BidOutcome,
     BidRejected,
     DurableBid,
+    DurableMax,
+    MaxAccepted,
+    MaxOutcome,
     new_bid_id,
     refusal_for_status,
     rejection,
@@ -60,14 +63,22 @@ _ACCEPTED = metrics.BIDS.labels("accepted", "none")  # the hot path's counter, l
 
 
 class _Pending(NamedTuple):
-    """An accepted bid on its way to the ledger: `written` completes once it is
-    durable (None: its first caller went away; LedgerWriter.flush tells)."""
+    """An accepted bid or maximum on its way to the ledger: `written` completes
+    once it is durable (None: its first caller went away; LedgerWriter.flush tells)."""
 
-    bid: DurableBid
+    bid: DurableBid | DurableMax
     written: asyncio.Future[None] | None
 
 
-_Known = DurableBid | _Pending | BidRejected
+_Known = DurableBid | DurableMax | _Pending | BidRejected
+
+#: Bids and maximums share one client_bid_id namespace per bidder: an id that
+#: named one cannot name the other.
+_REUSED = BidRejected(
+    "client_bid_id_reused",
+    "This client_bid_id already named another bid or maximum of yours on this "
+    "auction; send this one with a new client_bid_id.",
+)
 
 DurableListener = Callable[[Sequence[DurableBid]], None]
 StateListener = Callable[[StateChange], None]
@@ -191,6 +202,11 @@ class Sequencer:
             return result
         bid = self._durable(outcome, client_bid_id)
         written = self.writer.submit(bid)
+        answer = outcome.answer
+        if answer is not None:
+            # The leader's proxy answer, in the same batch (the writer keeps a bid
+            # and its answer together): the bid is acknowledged once both are durable.
+            written = self.writer.submit(self._durable(answer, None))
         if key is not None:
             self._accepted[key] = _Pending(bid, written)  # _committed records the bid
         try:
@@ -211,23 +227,95 @@ class Sequencer:
 
     async def _again(self, key: IdempotencyKey, known: _Known) -> BidOutcome:
         """The first outcome of a bid sent again with its client_bid_id."""
-        if isinstance(known, BidRejected):
+        first = await self._first(key, known)
+        if isinstance(first, BidRejected):
+            return first
+        return BidAccepted(first) if isinstance(first, DurableBid) else _REUSED
+
+    async def _first(
+        self, key: IdempotencyKey, known: _Known
+    ) -> DurableBid | DurableMax | BidRejected:
+        """What a client_bid_id first named, once durable; or its refusal."""
+        if isinstance(known, BidRejected | DurableBid | DurableMax):
             return known
-        if isinstance(known, DurableBid):
-            return BidAccepted(known)
         if known.written is not None and not known.written.cancelled():
             try:
                 # Shielded: this retry going away must not cancel the first caller's wait.
                 await asyncio.shield(known.written)
             except LedgerUnavailable:
                 return UNCONFIRMED
-            return BidAccepted(known.bid)
+            return known.bid
         try:  # its first caller went away: wait for the writer instead
             await self.writer.flush()
         except LedgerUnavailable:
             return UNCONFIRMED
         settled = self._accepted.get(key)
-        return BidAccepted(settled) if isinstance(settled, DurableBid) else UNCONFIRMED
+        return settled if isinstance(settled, DurableBid | DurableMax) else UNCONFIRMED
+
+    # ---- maximums -------------------------------------------------------------
+
+    async def set_max(
+        self,
+        auction_id: uuid.UUID,
+        user_id: uuid.UUID,
+        max_kobo: int,
+        client_bid_id: str | None = None,
+    ) -> MaxOutcome:
+        """Set or raise a maximum (a pre-bid on a scheduled auction), with the rows
+        it places; answered once durable. Idempotent by client_bid_id, in the
+        namespace of the bidder's bids."""
+        key = (auction_id, user_id, client_bid_id) if client_bid_id is not None else None
+        if key is not None and (known := self._accepted.get(key) or self._rejections.get(key)):
+            first = await self._first(key, known)
+            if isinstance(first, BidRejected):
+                return first
+            return MaxAccepted(first) if isinstance(first, DurableMax) else _REUSED
+        if not self.available:
+            return UNAVAILABLE
+        registry = self._recovered.registry
+        now = self._clock.now_ms()
+        outcome = registry.core.set_max(
+            registry.auction_handle(auction_id), registry.user_handle(user_id), max_kobo, now
+        )
+        if isinstance(outcome, bidcore.Rejected):
+            rejected = await self._rejected(outcome, auction_id, key, floor=self._max_floor)
+            if isinstance(rejected, BidAccepted):
+                return _REUSED  # the ledger holds a bid under this id
+            return rejected
+        row = DurableMax(
+            id=new_bid_id(),
+            auction_id=registry.auction_id(outcome.auction),
+            user_id=registry.user_id(outcome.user),
+            max_kobo=outcome.max_kobo,
+            at_ms=now,
+            client_bid_id=client_bid_id,
+            leading=outcome.leading,
+            price_kobo=outcome.price_kobo,
+            bids=tuple(self._durable(placed, None) for placed in outcome.bids),
+        )
+        written = self.writer.submit(row)
+        if key is not None:
+            self._accepted[key] = _Pending(row, written)  # _committed records it
+        try:
+            await written
+        except LedgerUnavailable:
+            if key is not None and isinstance(self._accepted.get(key), _Pending):
+                del self._accepted[key]
+            return UNCONFIRMED
+        except asyncio.CancelledError:
+            if key is not None and isinstance(self._accepted.get(key), _Pending):
+                self._accepted[key] = _Pending(row, None)
+            raise
+        return MaxAccepted(row)
+
+    def _max_floor(self, outcome: bidcore.Rejected) -> int:
+        """The least maximum this bidder may set now (for the refusal's sentence)."""
+        state = self.core.auction(outcome.auction)
+        if state.status == "scheduled":
+            own = dict(state.prebids).get(outcome.user)
+            return state.start_price_kobo if own is None else own + 1
+        own = state.leader_max_kobo if state.leader == outcome.user else None
+        return state.min_next_bid_kobo if own is None else max(own + 1, state.min_next_bid_kobo)
 
     def _decide(
         self, auction_id: uuid.UUID, user_id: uuid.UUID, amount_kobo: int, platform: bool
@@ -242,8 +330,15 @@ class Sequencer:
         )
 
     async def _rejected(
-        self, outcome: bidcore.Rejected, auction_id: uuid.UUID, key: IdempotencyKey | None
+        self,
+        outcome: bidcore.Rejected,
+        auction_id: uuid.UUID,
+        key: IdempotencyKey | None,
+        *,
+        floor: Callable[[bidcore.Rejected], int] | None = None,
     ) -> BidRejected | BidAccepted:
+        """The refusal (`floor`: a maximum's least amount, else the next bid's), or
+        the earlier bid the ledger holds under this key for an auction the core let go."""
         code: str = outcome.code
         if key is not None and code in _LOOK_IN_LEDGER:
             async with self._pool.acquire() as conn:
@@ -252,10 +347,14 @@ class Sequencer:
                 return BidAccepted(earlier)
         if code == "unknown_auction":
             code = await self._refusal_off_core(auction_id)
-        min_next = None
+        least = None
         if code == "below_minimum":
-            min_next = self.core.auction(outcome.auction).min_next_bid_kobo
-        result = rejection(code, min_next)
+            least = (
+                floor(outcome)
+                if floor is not None
+                else self.core.auction(outcome.auction).min_next_bid_kobo
+            )
+        result = rejection(code, least, maximum=floor is not None)
         if key is not None:
             self._rejections[key] = result
             if len(self._rejections) > REJECTIONS_REMEMBERED:
@@ -301,29 +400,45 @@ class Sequencer:
             bidder_number=outcome.bidder_number,
             previous_leader=registry.user_id(previous) if previous is not None else None,
             previous_amount_kobo=outcome.previous_amount_kobo,
+            is_proxy=outcome.is_proxy,
         )
 
-    def _committed(self, events: Sequence[LedgerWrite]) -> None:
-        bids = [event for event in events if isinstance(event, DurableBid)]
-        _ACCEPTED.inc(len(bids))  # once a batch: every bid in it is acknowledged now
+    def _committed(self, writes: Sequence[LedgerWrite]) -> None:
+        """A batch is durable: record its outcomes for retries and tell the
+        listeners, bids and state changes in the order they were decided."""
         accepted = self._accepted
-        for bid in bids:  # settled: keep the record, not the future
-            if bid.client_bid_id is not None:
-                accepted[(bid.auction_id, bid.user_id, bid.client_bid_id)] = bid
-        # A listener's failure must not stop acknowledgements: log it loudly.
-        if bids:
-            for listener in self._listeners:
+        bids: list[DurableBid] = []
+        for event in writes:
+            if isinstance(event, DurableBid):
+                bids.append(event)
+                if event.client_bid_id is not None:  # settled: the record, not the future
+                    accepted[(event.auction_id, event.user_id, event.client_bid_id)] = event
+                continue
+            if isinstance(event, DurableMax):
+                if event.client_bid_id is not None:
+                    accepted[(event.auction_id, event.user_id, event.client_bid_id)] = event
+                bids.extend(event.bids)
+                continue
+            self._tell(bids)
+            bids = []
+            for state_listener in self._state_listeners:
                 try:
-                    listener(bids)
+                    state_listener(event)
                 except Exception:
-                    logger.exception("a listener failed on a committed batch")
-        for change in events:
-            if isinstance(change, StateChange):
-                for state_listener in self._state_listeners:
-                    try:
-                        state_listener(change)
-                    except Exception:
-                        logger.exception("a listener failed on a state change")
+                    logger.exception("a listener failed on a state change")
+            bids.extend(event.bids)
+        self._tell(bids)
+
+    def _tell(self, bids: list[DurableBid]) -> None:
+        if not bids:
+            return
+        _ACCEPTED.inc(len(bids))  # once a batch: every bid in it is acknowledged now
+        # A listener's failure must not stop acknowledgements: log it loudly.
+        for listener in self._listeners:
+            try:
+                listener(bids)
+            except Exception:
+                logger.exception("a listener failed on a committed batch")
 
     # ---- what the core holds ------------------------------------------------
 
@@ -349,8 +464,15 @@ class Sequencer:
     # raises the core's errors (bidcore.InvalidTransition, UnknownAuction, …).
 
     async def open_auction(self, auction_id: uuid.UUID) -> StateChange:
-        """scheduled → live."""
-        return await self._change(auction_id, "live", self.core.open_auction)
+        """scheduled → live; its pre-bids resolve into bid rows written with it."""
+        placed: list[DurableBid] = []
+
+        def open_(handle: int) -> int:
+            opened = self.core.open_auction(handle, self._clock.now_ms())
+            placed.extend(self._durable(row, None) for row in opened.bids)
+            return opened.seq
+
+        return await self._change(auction_id, "live", open_, bids=placed)
 
     async def extend_auction(
         self, auction_id: uuid.UUID, end_time_ms: int, *, also: InTransaction | None = None
@@ -401,13 +523,23 @@ class Sequencer:
         *,
         reason: str | None = None,
         also: InTransaction | None = None,
+        bids: list[DurableBid] | None = None,
     ) -> StateChange:
         if not self.available:
             raise LedgerUnavailable("the ledger is unavailable")
         handle = self._recovered.registry.auction_handle(auction_id)
-        seq = apply(handle)
+        seq = apply(handle)  # fills `bids` when the change placed rows
         state = self.core.auction(handle)
-        change = StateChange(auction_id, seq, kind, state.status, state.end_time_ms, reason, also)
+        change = StateChange(
+            auction_id,
+            seq,
+            kind,
+            state.status,
+            state.end_time_ms,
+            reason,
+            also,
+            tuple(bids or ()),
+        )
         await self.writer.submit(change)
         return change
 
@@ -438,7 +570,9 @@ class Sequencer:
 
     def _adopt(self, recovered: Recovered) -> None:
         self._recovered = recovered
-        self._accepted: dict[IdempotencyKey, DurableBid | _Pending] = dict(recovered.accepted)
+        self._accepted: dict[IdempotencyKey, DurableBid | DurableMax | _Pending] = dict(
+            recovered.accepted
+        )
         self._rejections: collections.OrderedDict[IdempotencyKey, BidRejected] = (
             collections.OrderedDict()
         )

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from engine.bids import DurableBid
+
 #: Work done in the same transaction as the state change (audit log, vehicle).
 InTransaction = Callable[[asyncpg.Connection], Awaitable[None]]
 
@@ -24,3 +26,5 @@ class StateChange:
     end_time_ms: int
     reason: str | None = None
     also: InTransaction | None = None
+    #: Bid rows decided with the change, after it (an opening's pre-bids).
+    bids: tuple[DurableBid, ...] = ()
