@@ -27,6 +27,14 @@ above, and every wallet covers every deposit, so a mode that decides the bids
 in stream order accepts every one. ``--hot`` puts every bid on one auction;
 otherwise each round of ``--auctions`` bids touches every auction once.
 
+``--proxy-share S`` gives a share S of the auctions a bidder's maximum, set
+before the timed run, high enough that the engine answers every later bid
+there with a proxy bid: two rows a bid (the bid, then the answer, in one
+transaction), and the stream's amounts follow the answered prices. The
+write-behind's figures then count rows written (``writebehind_rows_per_s``,
+against COPY's rows) beside acknowledged bids; the baselines (the seed's
+design has no maximums) take the same bids as plain bids.
+
 The process collects its garbage as the engine's server does (engine/gcpolicy.py:
 survivors frozen every 5 s, no full collection of its own during a run), so
 that a mode is not charged for walking the stream and the other modes' results.
@@ -122,6 +130,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=3,
         help="write-behind/COPY pairs, run one after another; the median pair is reported",
     )
+    parser.add_argument(
+        "--proxy-share",
+        type=float,
+        default=0.0,
+        help="share of auctions whose every bid a leader's maximum answers (0..1)",
+    )
     parser.add_argument("--seed", type=int, default=360)
 
 
@@ -159,13 +173,22 @@ class Stream:
     user: list[uuid.UUID]
     amount_kobo: list[int]
     client_bid_id: list[str]
+    #: (auction, bidder, max): maximums set before the run, answering every bid there.
+    maxes: list[tuple[uuid.UUID, uuid.UUID, int]] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.auction)
 
 
-def generate(bids: int, auctions: int, bidders: int, hot: bool, seed: int) -> tuple[World, Stream]:
-    """A world and a stream every bid of which is valid when placed in stream order."""
+#: A maximum no bid in a stream reaches (₦100 billion; its deposit fits every wallet).
+PROXY_MAX_KOBO = 10**13
+
+
+def generate(
+    bids: int, auctions: int, bidders: int, hot: bool, seed: int, proxy_share: float = 0.0
+) -> tuple[World, Stream]:
+    """A world and a stream every bid of which is valid when placed in stream order
+    (answered by a proxy on a share `proxy_share` of the auctions)."""
     rng = random.Random(seed)
 
     def ids(n: int) -> list[uuid.UUID]:
@@ -183,6 +206,15 @@ def generate(bids: int, auctions: int, bidders: int, hot: bool, seed: int) -> tu
     ]
     lead: list[int | None] = [None] * auctions
     stream = Stream([], [], [], [])
+    holders: dict[int, int] = {}  # auction -> the bidder whose maximum answers there
+    for a, u in zip(
+        rng.sample(range(auctions), int(proxy_share * auctions + 0.5)),
+        rng.sample(range(bidders), bidders),
+        strict=False,
+    ):
+        holders[a] = u
+        lead[a] = world.auctions[a].start_price_kobo  # the maximum leads at the start price
+        stream.maxes.append((world.auctions[a].id, world.bidders[u], PROXY_MAX_KOBO))
     order = list(range(auctions))
     for i in range(bids):
         if hot:
@@ -193,14 +225,15 @@ def generate(bids: int, auctions: int, bidders: int, hot: bool, seed: int) -> tu
             a = order[i % auctions]
         auction = world.auctions[a]
         u = rng.randrange(bidders)
-        while u in recent[a]:
+        while u in recent[a] or u == holders.get(a):
             u = rng.randrange(bidders)
         recent[a].append(u)
         leading = lead[a]
         minimum = auction.start_price_kobo if leading is None else leading + auction.increment_kobo
         r = rng.random()
         amount = minimum + auction.increment_kobo * (0 if r < 0.7 else 1 if r < 0.95 else 2)
-        lead[a] = amount
+        # On a proxy auction the maximum answers one increment up (RULES.md).
+        lead[a] = amount + auction.increment_kobo if a in holders else amount
         stream.auction.append(auction.id)
         stream.user.append(world.bidders[u])
         stream.amount_kobo.append(amount)
@@ -273,6 +306,10 @@ class Mode:
     seconds: float = 0.0
     rejections: collections.Counter[str] = field(default_factory=collections.Counter)
     accepted: list[DurableBid] = field(default_factory=list)
+    #: Rows written during the timed run (bids and proxy answers); None: the accepted.
+    rows: list[DurableBid] | None = None
+    #: Rows written before it (the maximums' first rows), in the ledger too.
+    setup_rows: list[DurableBid] = field(default_factory=list)
     details: dict[str, object] = field(default_factory=dict)
     python_cpu_s: float = 0.0  # this process (submitters and engine), not the server
     machine_busy: float | None = None  # share of every core's time not idle (all processes)
@@ -280,6 +317,14 @@ class Mode:
     @property
     def rate(self) -> float:
         return self.acknowledged / self.seconds if self.seconds else 0.0
+
+    @property
+    def written(self) -> list[DurableBid]:
+        return self.accepted if self.rows is None else self.rows
+
+    @property
+    def row_rate(self) -> float:
+        return len(self.written) / self.seconds if self.seconds else 0.0
 
     def summary(self) -> dict[str, object]:
         decided = self.acknowledged + sum(self.rejections.values())
@@ -378,6 +423,13 @@ async def run_writebehind(dsn: str, stream: Stream, args: argparse.Namespace) ->
         sequencer = await Sequencer.open(
             pool, clock=SystemClock(), batch_max=args.batch_max, window_ms=args.window_ms
         )
+        written: list[DurableBid] = []
+        sequencer.subscribe(written.extend)
+        for auction, holder, maximum in stream.maxes:  # before the timed run
+            outcome = await sequencer.set_max(auction, holder, maximum)
+            if not outcome.accepted:
+                raise BenchFailure(f"a stream's maximum was refused: {outcome}")
+        mode.setup_rows, written[:] = list(written), []
         sequencer.subscribe(lambda bids: sizes.append(len(bids)))
         flushing = _flush_seconds()
         try:
@@ -386,6 +438,7 @@ async def run_writebehind(dsn: str, stream: Stream, args: argparse.Namespace) ->
             )
         finally:
             await sequencer.close()
+        mode.rows = written
         flushing = _flush_seconds() - flushing
     finally:
         await pool.close()
@@ -397,6 +450,8 @@ async def run_writebehind(dsn: str, stream: Stream, args: argparse.Namespace) ->
         "batch_max_seen": max(sizes, default=0),
         "batch_max": args.batch_max,
         "window_ms": args.window_ms,
+        "rows": len(written),
+        "rows_per_s": round(mode.row_rate, 1),
         # From the writer's taking a batch to its commit: near 1, the writer never waits.
         "writer_busy_share": round(flushing / mode.seconds, 3),
         "flush_ms_mean": round(flushing / len(sizes) * 1000, 2) if sizes else 0,
@@ -447,16 +502,19 @@ WHERE a.current_price IS DISTINCT FROM b.top OR a.bid_count <> coalesce(b.n, 0)
 
 
 async def verify(dsn: str, mode: Mode, *, auctions_moved: bool) -> None:
-    """The ledger holds exactly the acknowledged bids, and the auctions agree with them."""
+    """The ledger holds exactly the acknowledged bids (and the proxy answers written
+    with them), and the auctions agree with them."""
+    written = [*mode.setup_rows, *mode.written]
+    expected = len(written) if mode.written else len(mode.setup_rows) + mode.acknowledged
     conn = await asyncpg.connect(dsn)
     try:
         rows = await conn.fetchval("SELECT count(*) FROM bids")
-        if rows != mode.acknowledged:
+        if rows != expected:
             raise BenchFailure(
-                f"{mode.name}: {mode.acknowledged:,} bids acknowledged, {rows:,} in the ledger"
+                f"{mode.name}: {expected:,} rows acknowledged, {rows:,} in the ledger"
             )
-        if mode.accepted and {row["id"] for row in await conn.fetch("SELECT id FROM bids")} != {
-            bid.id for bid in mode.accepted
+        if mode.written and {row["id"] for row in await conn.fetch("SELECT id FROM bids")} != {
+            bid.id for bid in written
         }:
             raise BenchFailure(f"{mode.name}: the ledger's bids are not the acknowledged ones")
         if auctions_moved and (off := await conn.fetchval(_AUCTIONS_OFF)):
@@ -532,7 +590,9 @@ async def _run(args: argparse.Namespace) -> Result:
     shape = "one hot auction" if args.hot else f"{args.auctions:,} auctions"
     progress(f"generating {args.bids:,} bids on {shape} from {args.bidders:,} bidders")
     auctions = 1 if args.hot else args.auctions
-    world, stream = generate(args.bids, auctions, args.bidders, args.hot, args.seed)
+    world, stream = generate(
+        args.bids, auctions, args.bidders, args.hot, args.seed, args.proxy_share
+    )
     progress("starting an embedded PostgreSQL (fsync on) in a temporary directory")
     async with bench_server() as admin_dsn:
         admin = await asyncpg.connect(admin_dsn)
@@ -569,9 +629,12 @@ async def _run(args: argparse.Namespace) -> Result:
         "baseline_bids_per_s": base.rate,
         "copy_rows_per_s": copy.rate,
         "ratio_vs_baseline": wb.rate / base.rate if base.rate else None,
-        "ratio_vs_copy": wb.rate / copy.rate if copy.rate else None,
+        "writebehind_rows_per_s": wb.row_rate,
+        "ratio_vs_copy": wb.row_rate / copy.rate if copy.rate else None,
         "copy_batched_rows_per_s": batched.rate,
-        "ratio_vs_copy_batched": wb.rate / batched.rate if batched.rate else None,
+        "ratio_vs_copy_batched": wb.row_rate / batched.rate if batched.rate else None,
+        "proxy_share": args.proxy_share,
+        "proxy_auctions": len(stream.maxes),
         "hot": args.hot,
         "bids": len(stream),
         "auctions": auctions,
@@ -637,7 +700,7 @@ async def _round(
     await _database_stats(dsn, modes["writebehind"])
     _report(modes["writebehind"])
 
-    records = copy_rows(modes["writebehind"].accepted)  # in commit order
+    records = copy_rows(modes["writebehind"].written)  # in commit order
     for name, chunk in (("copy", len(records)), ("copy_batched", args.batch_max)):
         dsn = await _fresh_database(admin, admin_dsn, f"bench_{name}_{number}")
         progress(f"{name}: {len(records):,} prebuilt rows, {min(chunk, len(records)):,} per COPY")
@@ -648,8 +711,9 @@ async def _round(
 
 
 def _ratio_vs_copy(modes: dict[str, Mode]) -> float:
+    """Rows written per second against COPY's: with proxy answers a bid writes two."""
     copy = modes["copy"].rate
-    return modes["writebehind"].rate / copy if copy else 0.0
+    return modes["writebehind"].row_rate / copy if copy else 0.0
 
 
 def _report(mode: Mode) -> None:
@@ -672,10 +736,12 @@ def _table(modes: dict[str, Mode], rounds: list[dict[str, Mode]]) -> None:
             f"{mode.name:<14}{mode.acknowledged:>14,}{mode.seconds:>10.2f}"
             f"{mode.rate:>12,.0f}{sum(mode.rejections.values()):>10,}"
         )
-    wb = modes["writebehind"].rate
-    for name in ("baseline", "copy", "copy_batched"):
+    wb, rows = modes["writebehind"].rate, modes["writebehind"].row_rate
+    if modes["baseline"].rate:
+        progress(f"writebehind / baseline (bids): {wb / modes['baseline'].rate:.2f}")
+    for name in ("copy", "copy_batched"):
         if modes[name].rate:
-            progress(f"writebehind / {name}: {wb / modes[name].rate:.2f}")
+            progress(f"writebehind / {name} (rows): {rows / modes[name].rate:.2f}")
 
 
 def run(args: argparse.Namespace) -> Result:
