@@ -44,6 +44,8 @@ from web.messages import (
     BidEnvelope,
     BidRequest,
     InternalAuctionCreate,
+    MaxEnvelope,
+    MaxRequest,
     PublicAuctionCreate,
     SettlementEnvelope,
     UserEnvelope,
@@ -238,6 +240,28 @@ OPERATIONS: tuple[Operation, ...] = (
             "201 once the bid is durable. A rejected bid is 409 with the rule's code "
             "(RULES.md), `invalid_amount` 422. The same `client_bid_id` again answers the "
             "first outcome, never a second bid."
+        ),
+    ),
+    Operation(
+        "POST",
+        "/api/auctions/{id}/max",
+        "Set or raise a maximum (proxy) bid; on a scheduled auction, a pre-bid",
+        "public",
+        {201: MaxEnvelope, **_errors(*_USER, *_BODY, 404, 409)},
+        auth="user",
+        body=MaxRequest,
+        description=(
+            "201 once the maximum and the bids it placed are durable: `max.leading` says "
+            "whether it leads (on a scheduled auction: would lead when it opens) and "
+            "`max.price_kobo` the auction's price after it (scheduled: the price it would "
+            "open at). The engine then bids for the caller, one increment at a time, up to "
+            "it (RULES.md, maximum bids). Refused as a bid is, 409 with the rule's code "
+            "(`unknown_auction`, `auction_not_live`, `auction_ended`, `own_auction`, "
+            "`not_eligible`, `insufficient_buying_power`; `below_minimum` under the next "
+            "minimum bid, or at or below the caller's own maximum: it is raised, never "
+            "lowered), `invalid_amount` 422, and 409 `client_bid_id_reused` for an id that "
+            "named a bid. The same `client_bid_id` again answers the first outcome. A "
+            "malformed auction id is 404."
         ),
     ),
     Operation(
@@ -490,6 +514,15 @@ def _rules(latest_year: int) -> dict[str, Rules]:
                     "pattern": f"^{public_api.CLIENT_BID_ID.pattern}$",
                 },
                 "auction_id": _described(UUID, "A live auction's id (else 409)."),
+            }
+        ),
+        "MaxRequest": Rules(
+            fields={
+                "max_kobo": _integer(1, money.MAX_KOBO),  # raw in the struct, as a bid's
+                "client_bid_id": {
+                    "type": "string",
+                    "pattern": f"^{public_api.CLIENT_BID_ID.pattern}$",
+                },
             }
         ),
         "WalletChange": Rules(
