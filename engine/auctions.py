@@ -535,10 +535,11 @@ async def list_auctions(pool: asyncpg.Pool, status: str, limit: int) -> list[Auc
     (ties: lowest id first)."""
     query = _LIST_ENDING_FIRST if status in ("scheduled", "live") else _LIST_ENDED_LAST
     rows = await pool.fetch(query, status, limit)
-    return [_summary(row) for row in rows]
+    return [summary(row) for row in rows]
 
 
-def _summary(row: asyncpg.Record) -> AuctionSummary:
+def summary(row: asyncpg.Record) -> AuctionSummary:
+    """An auction summary from a row with the list's columns (auction and vehicle)."""
     price = _kobo_or_none(row["current_price"])
     return AuctionSummary(
         id=row["id"],

@@ -361,6 +361,8 @@ async def test_every_documented_success_matches_its_struct(api: Api) -> None:
     assert (
         await doc.call("POST", "/api/auctions/{id}/max", other, token=rival, body=proxy)
     ).status == 201
+    assert (await doc.call("GET", "/api/me/bids", token=rival, query="?limit=5")).status == 200
+    assert (await doc.call("GET", "/api/me/wallet", token=rival)).status == 200
     assert (await doc.call("GET", "/api/auctions", query="?status=live")).status == 200
     assert (await doc.call("GET", "/api/auctions/{id}", live)).status == 200
     assert (await doc.service("GET", "/internal/auctions/{id}/bids", live)).status == 200
@@ -461,6 +463,8 @@ async def test_errors_have_documented_statuses_and_the_envelope(api: Api) -> Non
         ).status,
         (await doc.call("GET", "/api/auctions", query="?status=draft")).status,
         (await doc.call("GET", "/api/auctions", query="?limit=0")).status,
+        (await doc.call("GET", "/api/me/bids", token=token_for(bidder), query="?limit=0")).status,
+        (await doc.call("GET", "/api/me/wallet")).status,
         (
             await doc.call(
                 "POST",
@@ -512,6 +516,8 @@ async def test_answers_while_the_ledger_is_unreachable_are_documented(
                 "POST", "/api/auctions/{id}/max", live, token=token_for(bidder), body=proxy_bid
             )
         ).status == 503
+        for path in ("/api/me/bids", "/api/me/wallet"):
+            assert (await doc.call("GET", path, token=token_for(bidder))).status == 503
         assert (await doc.service("GET", "/internal/users/{id}/wallet", bidder)).status == 503
         proxy.restore()
     finally:

@@ -31,6 +31,7 @@ from aiohttp import web
 import bidcore
 from engine import admin, auctions, money, payments, references, text, users, vehicles
 from engine.auctions import BidHistory, Snapshot
+from engine.standing import MyBids
 from engine.users import UserUpsert
 from engine.vehicles import VehicleCreate
 from engine.wallet import WalletBody, WalletChange, WalletMovement
@@ -263,6 +264,42 @@ OPERATIONS: tuple[Operation, ...] = (
             "named a bid. The same `client_bid_id` again answers the first outcome. A "
             "malformed auction id is 404."
         ),
+    ),
+    Operation(
+        "GET",
+        "/api/me/bids",
+        "The caller's auctions: each one's summary and where the caller stands",
+        "public",
+        {200: MyBids, **_errors(401, 422, 503, *_LIMITED)},
+        auth="user",
+        query=(
+            Query(
+                "limit",
+                {
+                    "type": "integer",
+                    "minimum": 1,
+                    "maximum": public_api.MAX_MY_BIDS_LIMIT,
+                    "default": public_api.MY_BIDS_LIMIT,
+                },
+                "At most this many auctions.",
+            ),
+        ),
+        description=(
+            "Every auction the caller bid on or set a maximum on (a pre-bid included), the "
+            "one with their latest bid or maximum first (`you.last_at_ms`), from the ledger. "
+            "`you.max_kobo` is the highest maximum they set there, whether it still leads "
+            "(`winning`) or was passed (`outbid`); `you.last_bid_kobo` their latest bid "
+            "there, a proxy's included."
+        ),
+    ),
+    Operation(
+        "GET",
+        "/api/me/wallet",
+        "The caller's own wallet: balance, exposure, buying power, holds and dues",
+        "public",
+        {200: WalletBody, **_errors(401, 503, *_LIMITED)},
+        auth="user",
+        description="The body of `GET /internal/users/{id}/wallet`, for the caller.",
     ),
     Operation(
         "GET",

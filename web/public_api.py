@@ -1,5 +1,6 @@
 """The public HTTP API (API.md "Public HTTP"): auctions to list and watch, bids and
-maximums, and auction creation for dealers, managers and admins.
+maximums, the caller's own auctions and wallet, and auction creation for dealers,
+managers and admins.
 
 Callers are bidders and staff with a JWT; their role and KYC are read from the
 engine's `users` row, never from the token beyond `sub`.
@@ -12,7 +13,7 @@ import re
 import msgspec
 from aiohttp import web
 
-from engine import auctions
+from engine import auctions, standing, wallet
 from engine.auctions import CREATOR_ROLES, PUBLIC_STATUSES, SCHEDULER_ROLES, NewAuction
 from engine.bids import BidAccepted, BidRejected, MaxAccepted, rejection
 from engine.roles import BIDDING_ROLES
@@ -37,6 +38,9 @@ from web.messages import (
 CLIENT_BID_ID = re.compile(r"[^\x00-\x1f\x7f]{1,64}")
 LIST_LIMIT = 100
 MAX_LIST_LIMIT = 500
+#: `GET /api/me/bids`: how many auctions by default, and at most.
+MY_BIDS_LIMIT = 50
+MAX_MY_BIDS_LIMIT = 200
 
 
 async def list_auctions(request: web.Request) -> web.Response:
@@ -115,6 +119,23 @@ def _refused(outcome: BidRejected) -> ApiError:
     return ApiError(status, outcome.code, outcome.message)
 
 
+async def get_my_bids(request: web.Request) -> web.Response:
+    """The auctions the caller bid or set a maximum on, latest activity first."""
+    caller = await _caller(request)
+    limit = _limit(request.query.get("limit"), MY_BIDS_LIMIT, MAX_MY_BIDS_LIMIT)
+    found = await standing.my_bids(request.app[DATABASE].pool, caller.user_id, limit)
+    return json_response(standing.MyBids(found))
+
+
+async def get_my_wallet(request: web.Request) -> web.Response:
+    """The caller's own wallet: the internal API's wallet body."""
+    caller = await _caller(request)
+    app = request.app
+    return json_response(
+        await wallet.read_wallet(app[DATABASE].pool, app[SEQUENCER], caller.user_id)
+    )
+
+
 def _amount(raw: msgspec.Raw, *, maximum: bool = False) -> int:
     """Rule 9 (web.messages.whole_kobo); anything else is invalid_amount."""
     amount = whole_kobo(raw)
@@ -157,3 +178,5 @@ def install(app: web.Application) -> None:
     app.router.add_post("/api/auctions", post_auction)
     app.router.add_post("/api/bids", post_bid)
     app.router.add_post("/api/auctions/{id}/max", post_max)
+    app.router.add_get("/api/me/bids", get_my_bids)
+    app.router.add_get("/api/me/wallet", get_my_wallet)
