@@ -258,7 +258,7 @@ def _max(row: asyncpg.Record) -> DurableMax:
         at_ms=to_ms(row["created_at"]),
         client_bid_id=row["client_bid_id"],
         leading=False,
-        price_kobo=0,
+        price_kobo=0,  # not known: a retry is answered with where it stands then
     )
 
 

@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 import asyncpg
+import msgspec
 
 import bidcore
 from engine import metrics
@@ -293,7 +294,9 @@ class Sequencer:
             first = await self._first(key, known)
             if isinstance(first, BidRejected):
                 return first
-            return MaxAccepted(first) if isinstance(first, DurableMax) else _REUSED
+            if not isinstance(first, DurableMax):
+                return _REUSED
+            return MaxAccepted(self._standing_now(first) if first.price_kobo == 0 else first)
         if not self.available:
             return UNAVAILABLE
         registry = self._recovered.registry
@@ -332,6 +335,27 @@ class Sequencer:
                 self._accepted[key] = _Pending(row, None)
             raise
         return MaxAccepted(row)
+
+    def _standing_now(self, durable: DurableMax) -> DurableMax:
+        """A maximum read back from the ledger (engine.recovery keeps no price: 0),
+        with where it stands now: whether its bidder leads (on a scheduled auction:
+        would lead), and the price (scheduled: the price the pre-bids would open at,
+        RULES.md's resolution among them)."""
+        state = self.held(durable.auction_id)
+        if state is None:
+            return durable
+        user = self._recovered.registry.user_handle(durable.user_id)
+        if state.status != "scheduled":
+            leading = state.leader == user and not state.leader_is_platform
+            price = state.current_price_kobo or state.start_price_kobo
+        else:  # the highest pre-bid leads, the earlier among equals
+            ranked = sorted(enumerate(state.prebids), key=lambda p: (-p[1][1], p[0]))
+            maxes = [amount for _, (_, amount) in ranked]
+            leading = bool(ranked) and ranked[0][1][0] == user
+            price = state.start_price_kobo
+            if len(maxes) > 1:
+                price = max(price, min(maxes[0], maxes[1] + state.bid_increment_kobo))
+        return msgspec.structs.replace(durable, leading=leading, price_kobo=price)
 
     def _max_floor(self, outcome: bidcore.Rejected) -> int:
         """The least maximum this bidder may set now (for the refusal's sentence)."""

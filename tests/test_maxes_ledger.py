@@ -252,3 +252,35 @@ async def test_a_pre_bid_is_marked_as_one(pool: Any) -> None:
     assert isinstance(prebid, MaxAccepted) and isinstance(on_live, MaxAccepted)
     assert (prebid.max.prebid, prebid.max.bids) == (True, ())
     assert (on_live.max.prebid, len(on_live.max.bids)) == (False, 1)
+
+
+async def test_a_maximum_sent_again_after_a_restart_says_where_it_stands_now(pool: Any) -> None:
+    live = await live_auction(pool)
+    seller = await create_user(pool, role="dealer")
+    start = now_ms() + HOUR_MS
+    scheduled = await create_auction(
+        pool, seller=seller, start_ms=start, end_ms=start + HOUR_MS, status="scheduled"
+    )
+    a, b = await create_user(pool, balance_kobo=RICH), await create_user(pool, balance_kobo=RICH)
+    async with engine(pool) as sequencer:
+        await sequencer.set_max(live, a, PRICE + 10 * STEP, "a-live")
+        await sequencer.place_bid(live, b, PRICE + 2 * STEP)  # answered at PRICE + 3 steps
+        await sequencer.set_max(scheduled, a, PRICE + 4 * STEP, "a-pre")
+        await sequencer.set_max(scheduled, b, PRICE + 2 * STEP, "b-pre")
+    async with engine(pool) as restarted:  # the ledger keeps maximums, not where they stood
+        again = [
+            await restarted.set_max(live, a, PRICE + 10 * STEP, "a-live"),
+            await restarted.set_max(scheduled, a, PRICE + 4 * STEP, "a-pre"),
+            await restarted.set_max(scheduled, b, PRICE + 2 * STEP, "b-pre"),
+        ]
+    assert all(isinstance(outcome, MaxAccepted) for outcome in again)
+    assert [
+        (o.max.max_kobo, o.max.leading, o.max.price_kobo)
+        for o in again
+        if isinstance(o, MaxAccepted)
+    ] == [
+        (PRICE + 10 * STEP, True, PRICE + 3 * STEP),
+        (PRICE + 4 * STEP, True, PRICE + 3 * STEP),  # where the pre-bids would open
+        (PRICE + 2 * STEP, False, PRICE + 3 * STEP),
+    ]
+    assert await pool.fetchval("SELECT count(*) FROM max_bids") == 3
