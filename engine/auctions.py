@@ -164,6 +164,7 @@ class HistoryBid(msgspec.Struct, frozen=True):
     at_ms: int
     client_bid_id: str | None
     seq: int
+    is_proxy: bool  # placed by the engine for the bidder's maximum
 
 
 class BidHistory(msgspec.Struct, frozen=True):
@@ -259,7 +260,7 @@ LIMIT $2
 """
 _EXISTS = "SELECT EXISTS (SELECT 1 FROM auctions WHERE id = $1)"
 _HISTORY = """
-SELECT id, user_id, amount, is_platform_bid, created_at, client_bid_id, seq
+SELECT id, user_id, amount, is_platform_bid, created_at, client_bid_id, seq, is_proxy
 FROM bids WHERE auction_id = $1 ORDER BY seq
 """
 # The database's constraints, as refusals (a backstop: the checks below come first).
@@ -584,6 +585,7 @@ async def bid_history(pool: asyncpg.Pool, auction_id: uuid.UUID) -> list[History
             at_ms=to_ms(row["created_at"]),
             client_bid_id=row["client_bid_id"],
             seq=row["seq"],
+            is_proxy=row["is_proxy"],
         )
         for row in rows
     ]

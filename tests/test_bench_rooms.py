@@ -25,7 +25,9 @@ LATENCY_KEYS = [
 ]
 
 
-def tiny_run(out: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def tiny_run(
+    out: Path, env: dict[str, str] | None = None, *extra: str
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [
             sys.executable,
@@ -45,6 +47,7 @@ def tiny_run(out: Path, env: dict[str, str] | None = None) -> subprocess.Complet
             "200",
             "--out",
             str(out),
+            *extra,
         ],
         cwd=REPO,
         capture_output=True,
@@ -72,6 +75,24 @@ def test_a_tiny_run_reports_latencies_a_consistent_ledger_and_writes_its_files(
     assert png.parent == md.parent == tmp_path
     assert png.read_bytes().startswith(b"\x89PNG")
     assert "| bid ack" in md.read_text()
+
+
+def test_with_maximums_in_the_mix_their_answers_are_counted_and_the_ledger_holds(
+    tmp_path: Path,
+) -> None:
+    done = tiny_run(tmp_path, None, "--max-share", "0.5")
+
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    maxes = result["maxes"]
+    assert result["config"]["max_share"] == 0.5
+    assert maxes["sent"] > 0 and maxes["accepted"] > 0, maxes
+    assert result["ack_max_p99_ms"] is not None
+    # the maximums bid: their rows are in the ledger, marked, and reached the watchers
+    assert maxes["proxy_bids_in_ledger"] > 0 and maxes["proxy_deliveries"] > 0, maxes
+    assert result["ledger_consistent"] is True, result["ledger"]
+    assert result["deliveries"]["measured"] == result["deliveries"]["expected"]
+    assert result["accepted"] > 0
 
 
 def test_without_matplotlib_a_run_still_reports_and_says_the_plot_was_skipped(
@@ -136,12 +157,15 @@ class _Ledger:
         return {"auction": {"current_price_kobo": price, "bid_count": len(rows)}}
 
 
-def _row(bid_id: str, amount: int, client_bid_id: str) -> dict[str, Any]:
+def _row(
+    bid_id: str, amount: int, client_bid_id: str | None, *, is_proxy: bool = False
+) -> dict[str, Any]:
     return {
         "id": bid_id,
         "amount_kobo": amount,
         "client_bid_id": client_bid_id,
         "is_platform_bid": False,
+        "is_proxy": is_proxy,
     }
 
 
@@ -153,6 +177,9 @@ def _row(bid_id: str, amount: int, client_bid_id: str) -> dict[str, Any]:
         ([_row("a", 100, "c1"), _row("b", 200, "c2"), _row("x", 300, "c3")], False),  # refused
         ([_row("a", 100, "c1"), _row("b", 200, "c2"), _row("y", 300, "c4")], True),  # no answer
         ([_row("a", 100, "c1"), _row("b", 250, "c2")], False),  # another amount
+        # a maximum's answer: nobody sent it, and it is not a stray
+        ([_row("a", 100, "c1"), _row("b", 200, "c2"), _row("p", 250, None, is_proxy=True)], True),
+        ([_row("a", 100, "c1"), _row("b", 200, "c2"), _row("z", 250, None)], False),  # stray
     ],
 )
 async def test_the_ledger_check_holds_the_ledger_to_what_bidders_were_told(

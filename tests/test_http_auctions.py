@@ -471,10 +471,28 @@ async def test_bid_history_names_real_bidders_oldest_first(api: Api) -> None:
         (str(second), PRICE + STEP, "b"),
     ]
     assert all(
-        {"id", "user_id", "amount_kobo", "is_platform_bid", "at_ms", "client_bid_id"} <= set(b)
+        {"id", "user_id", "amount_kobo", "is_platform_bid", "at_ms", "client_bid_id", "is_proxy"}
+        <= set(b)
         for b in bids
     )
     assert bids[0]["at_ms"] <= bids[1]["at_ms"]
+
+
+async def test_bid_history_says_which_bids_a_maximum_placed(api: Api) -> None:
+    auction = await api.live_auction()
+    leader, rival = await api.bidder(), await api.bidder()
+    body = {"max_kobo": PRICE + 5 * STEP, "client_bid_id": "m"}
+    reply = await api.as_user(leader, "POST", f"/api/auctions/{auction}/max", body)
+    assert reply.status == 201, reply.text
+    await api.bid(rival, auction, PRICE + STEP, "r")
+
+    reply = await api.service("GET", f"/internal/auctions/{auction}/bids")
+
+    assert [(b["user_id"], b["amount_kobo"], b["is_proxy"]) for b in reply.body["bids"]] == [
+        (str(leader), PRICE, True),  # the maximum leads at the start price
+        (str(rival), PRICE + STEP, False),
+        (str(leader), PRICE + 2 * STEP, True),  # its answer
+    ]
 
 
 async def test_bid_history_of_an_unknown_auction_is_404(api: Api) -> None:
