@@ -151,6 +151,12 @@ UNAVAILABLE = BidRejected(
     "Bidding is paused for a moment while the ledger catches up. Your bid was not "
     "placed; please try again shortly.",
 )
+#: LEDGER_MODE=baseline (the seed's per-bid path, for measurement) has no maximums.
+MAXIMUMS_NOT_OFFERED = BidRejected(
+    "maximums_not_offered",
+    "This server runs the per-bid measurement ledger (LEDGER_MODE=baseline), which "
+    "takes single bids only. Your maximum was not set.",
+)
 #: A bid the core accepted whose batch the ledger did not confirm: its COMMIT may
 #: or may not have landed before the connection died.
 UNCONFIRMED = BidRejected(

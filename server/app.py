@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from aiohttp import web
 from redis.asyncio import Redis
 
-from engine.bids import BidAccepted, BidOutcome, DurableBid
+from engine.bids import MAXIMUMS_NOT_OFFERED, BidAccepted, BidOutcome, DurableBid, MaxOutcome
 from engine.clock import Clock, SystemClock
 from engine.config import Settings
 from engine.database import open_database
@@ -257,6 +257,17 @@ class PublishingPerBidLedger:
         if isinstance(outcome, BidAccepted):
             self._publish([outcome.bid])
         return outcome
+
+    async def set_max(
+        self,
+        auction_id: uuid.UUID,
+        user_id: uuid.UUID,
+        max_kobo: int,
+        client_bid_id: str | None = None,
+    ) -> MaxOutcome:
+        """The seed's design has no maximums: refused, nothing changed (the core
+        would decide them apart from these bids, and the two would disagree)."""
+        return MAXIMUMS_NOT_OFFERED
 
 
 def _reserve_of(sequencer: Sequencer, auction_id: uuid.UUID) -> int | None:

@@ -44,3 +44,40 @@ async def test_baseline_mode_places_bids_by_the_per_bid_transaction(
         "SELECT user_id, client_bid_id FROM bids WHERE auction_id = $1", auction
     )
     assert (row["user_id"], row["client_bid_id"]) == (bidder, "b1")
+
+
+async def test_baseline_mode_refuses_maximums_and_writes_nothing(
+    pool: Any, database_url: str, aiohttp_client: Any
+) -> None:
+    """The per-bid path has no maximums: one set beside it in the core would
+    decide apart from its bids."""
+    now = time.time_ns() // 1_000_000
+    seller = await create_user(pool, role="dealer")
+    auction = await create_auction(pool, seller=seller, start_ms=now - 1000, end_ms=now + 3_600_000)
+    bidder = await create_user(pool, balance_kobo=10**12)
+    client = await aiohttp_client(
+        create_app(settings(database_url, ledger_mode="baseline"), run_jobs=False)
+    )
+    headers = {"Authorization": f"Bearer {mint_token(bidder, 'user', SECRET)}"}
+
+    reply = await client.post(
+        f"/api/auctions/{auction}/max",
+        json={"max_kobo": 5 * PRICE, "client_bid_id": "m1"},
+        headers=headers,
+    )
+    body = await reply.json()
+    async with client.ws_connect(f"/ws/auctions/{auction}", headers=headers) as ws:
+        await ws.receive_json()  # snapshot
+        await ws.send_json({"type": "auth", "token": headers["Authorization"][7:]})
+        await ws.receive_json()  # the bidder's snapshot
+        await ws.send_json({"type": "max", "max_kobo": 5 * PRICE, "client_bid_id": "m2"})
+        frame = await ws.receive_json(timeout=5)
+
+    assert (reply.status, body["error"]["code"]) == (409, "maximums_not_offered")
+    assert (frame["type"], frame["status"], frame["code"]) == (
+        "bid_result",
+        "rejected",
+        "maximums_not_offered",
+    )
+    assert await pool.fetchval("SELECT count(*) FROM max_bids") == 0
+    assert await pool.fetchval("SELECT count(*) FROM bids") == 0

@@ -10,7 +10,7 @@ from typing import Protocol
 from aiohttp import web
 
 from engine.admin import Finisher, StatePublisher
-from engine.bids import BidOutcome
+from engine.bids import BidOutcome, MaxOutcome
 from engine.clock import Clock
 from engine.config import Settings
 from engine.database import Database
@@ -33,6 +33,14 @@ class BidPlacer(Protocol):
         *,
         platform: bool = False,
     ) -> BidOutcome: ...
+
+    async def set_max(
+        self,
+        auction_id: uuid.UUID,
+        user_id: uuid.UUID,
+        max_kobo: int,
+        client_bid_id: str | None = None,
+    ) -> MaxOutcome: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -262,7 +262,8 @@ OPERATIONS: tuple[Operation, ...] = (
             "minimum bid, or at or below the caller's own maximum: it is raised, never "
             "lowered), `invalid_amount` 422, and 409 `client_bid_id_reused` for an id that "
             "named a bid. The same `client_bid_id` again answers the first outcome. A "
-            "malformed auction id is 404."
+            "malformed auction id is 404. A server measuring the per-bid ledger "
+            "(`LEDGER_MODE=baseline`) refuses every maximum, 409 `maximums_not_offered`."
         ),
     ),
     Operation(

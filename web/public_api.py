@@ -95,8 +95,7 @@ async def post_max(request: web.Request) -> web.Response:
     spec = await read_json(request, MaxRequest)
     amount = _amount(spec.max_kobo, maximum=True)
     _check_client_bid_id(spec.client_bid_id)
-    # Maximums go to the sequencer in every LEDGER_MODE: the core decides them.
-    outcome = await request.app[SEQUENCER].set_max(
+    outcome = await request.app[BIDS].set_max(
         auction_id, caller.user_id, amount, spec.client_bid_id
     )
     if isinstance(outcome, MaxAccepted):

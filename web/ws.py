@@ -454,7 +454,7 @@ class Session:
             )
             return
         try:
-            outcome = await self._sequencer.set_max(
+            outcome = await self._placer.set_max(
                 self._auction_id, user_id, amount, frame.client_bid_id
             )
         except Exception:
