@@ -135,7 +135,7 @@ YouStatus = Literal["winning", "outbid", "won", "lost"]
 
 
 class You(msgspec.Struct, frozen=True):
-    """A bidder's own standing in the room (null for a guest, and on the REST snapshot)."""
+    """A bidder's own standing in the room (null for a guest)."""
 
     handle: str | None  # "Bidder 3"; null before their first bid here
     status: YouStatus | None  # null before their first bid here, and once cancelled

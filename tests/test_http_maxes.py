@@ -57,6 +57,40 @@ async def test_a_max_is_201_once_it_and_its_rows_are_durable(api: Api) -> None:
     assert await api.pool.fetchval("SELECT count(*) FROM max_bids") == 1
 
 
+async def test_the_rest_snapshot_tells_a_signed_in_caller_where_they_stand(api: Api) -> None:
+    alice, bob = await api.bidder(), await api.bidder()
+    auction = await api.live_auction()
+    assert (await api.bid(bob, auction, PRICE)).status == 201
+    assert (await set_max(api, alice, auction, PRICE + 10 * STEP)).status == 201
+    path = f"/api/auctions/{auction}"
+
+    mine, theirs, guest = (
+        await api.as_user(alice, "GET", path),
+        await api.as_user(bob, "GET", path),
+        await api.call("GET", path),
+    )
+    forged = await api.call("GET", path, token="not-a-token")
+
+    assert mine.status == theirs.status == guest.status == 200
+    assert mine.body["you"] == {
+        "handle": "Bidder 2",
+        "status": "winning",
+        "max_kobo": PRICE + 10 * STEP,
+        "available_kobo": RICH - deposit(PRICE + 10 * STEP),  # the maximum's deposit
+    }
+    assert theirs.body["you"] == {
+        "handle": "Bidder 1",
+        "status": "outbid",
+        "max_kobo": None,  # alice's maximum is hers alone
+        "available_kobo": RICH,
+    }
+    assert guest.body["you"] is None
+    assert forged.status == 401
+    assert {k: v for k, v in mine.body.items() if k != "you"} == {
+        k: v for k, v in guest.body.items() if k not in ("you", "server_time_ms")
+    } | {"server_time_ms": mine.body["server_time_ms"]}
+
+
 async def test_an_integral_max_written_with_an_exponent_is_that_integer(api: Api) -> None:
     alice = await api.bidder()
     auction = await api.live_auction()

@@ -217,7 +217,12 @@ OPERATIONS: tuple[Operation, ...] = (
         "/api/auctions/{id}",
         "An auction room's snapshot (the WebSocket `snapshot`'s REST fallback)",
         "public",
-        {200: Snapshot, **_errors(404, 503, *_LIMITED)},
+        {200: Snapshot, **_errors(401, 404, 503, *_LIMITED)},
+        description=(
+            "Anyone may read it; `you` is null. With a bearer token (optional) `you` is "
+            "the caller's standing, as on a signed-in socket: handle, status, their "
+            "maximum, their buying power left. A token that does not verify is 401."
+        ),
     ),
     Operation(
         "POST",

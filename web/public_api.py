@@ -63,13 +63,26 @@ def _limit(raw: str | None, default: int, most: int) -> int:
 
 
 async def get_auction(request: web.Request) -> web.Response:
+    """The room's snapshot; with a bearer token, `you` is the caller's standing
+    (a guest's, and a bad token's, as anywhere else: null, and 401)."""
     auction_id = path_uuid(request)
     app = request.app
-    found = await auctions.snapshot(
-        app[DATABASE].pool, app[SEQUENCER], auction_id, app[CLOCK].now_ms()
-    )
+    caller = await _caller(request) if "Authorization" in request.headers else None
+    pool, sequencer = app[DATABASE].pool, app[SEQUENCER]
+    found = await auctions.snapshot(pool, sequencer, auction_id, app[CLOCK].now_ms())
     if found is None:
         raise ApiError(404, "not_found", "No auction has this id.")
+    if caller is not None:
+        user_id = caller.user_id
+        you = standing.standing_in_core(
+            sequencer, auction_id, user_id, found.seq
+        ) or await standing.standing(pool, auction_id, user_id)
+        if found.auction.status == "cancelled":
+            you = msgspec.structs.replace(you, status=None)
+        available = sequencer.available_of(user_id)
+        found = msgspec.structs.replace(
+            found, you=msgspec.structs.replace(you, available_kobo=available)
+        )
     return json_response(found)
 
 
