@@ -147,6 +147,10 @@ async def test_auth_gives_the_bidder_a_snapshot_naming_them(pool: Any, database_
         assert [bid["bidder"] for bid in again.snapshot["recent_bids"]] == ["Bidder 2", "Bidder 1"]
         bob_again = await RoomClient.connect(session, url, token=world.token(bob))
         assert bob_again.snapshot["you"] == you("Bidder 2", "winning", leads=START + STEP)
+        # and each good `auth` is answered with `you` too (API.md), the same standing
+        for client in (a, again, bob_again):
+            standing = {k: v for k, v in client.snapshot["you"].items() if k != "handle"}
+            assert client.you == {"type": "you", **standing}
 
 
 async def test_the_outbid_notice_goes_to_the_previous_leader_alone(

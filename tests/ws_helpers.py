@@ -229,9 +229,11 @@ class RoomClient:
         if token is not None:
             await client.send(type="auth", token=token)
             client.snapshot = await client.expect("snapshot")
+            client.you = await client.expect("you")  # answers `auth` (API.md)
         return client
 
     snapshot: dict[str, Any]
+    you: dict[str, Any] | None = None
 
     async def send(self, **message: Any) -> None:
         await self.ws.send_str(json.dumps(message))

@@ -64,6 +64,7 @@ from web.ws_messages import (
     Pong,
     Resume,
     ServerMessage,
+    YouMessage,
     bidder_handle,
     client_decoder,
     encode,
@@ -274,8 +275,8 @@ class Session:
         self._identify(caller.user_id)
         self._sign_in_until(claims.expires_at)
         # A snapshot says who this bidder is in the room ("Bidder 3") and where
-        # they stand; events since it follow.
-        await self._send_snapshot(self._conn.room)
+        # they stand, and `you` the same standing on its own; events since follow.
+        await self._send_snapshot(self._conn.room, then_you=True)
 
     def _identify(self, user_id: uuid.UUID | None) -> None:
         room = self._conn.room
@@ -334,16 +335,20 @@ class Session:
             return
         await self._send_snapshot(room)  # the events after last_seq are gone
 
-    async def _send_snapshot(self, room: Room | None) -> None:
+    async def _send_snapshot(self, room: Room | None, *, then_you: bool = False) -> None:
         """The room's snapshot from its memory; from the ledger only where the room
-        cannot vouch for its own (read once for all who ask at the time)."""
+        cannot vouch for its own (read once for all who ask at the time). With
+        `then_you`, a signed-in bidder's standing follows it on its own, before any
+        event since (API.md: a good `auth` is answered with `you`)."""
         try:
             if self._conn.user_id is not None and not self._conn.knows_you:
                 await self._look_up_you(room)
             if room is not None:
-                frame = room.snapshot_frame(self._you(room.status), self._app[CLOCK].now_ms())
+                you = self._you(room.status)
+                frame = room.snapshot_frame(you, self._app[CLOCK].now_ms())
                 if frame is not None:
                     self._rooms.send(self._conn, frame)
+                    self._send_you(you if then_you else None)
                     return
                 snap = await room.reread(self._ledger_snapshot)
             else:  # not in a room (the node is shutting down)
@@ -355,9 +360,15 @@ class Session:
         if snap is None:
             self._error("not_found", "This auction no longer exists.")
             return
-        self._rooms.send(self._conn, snapshot_frame(snap, self._you(snap.auction.status)))
+        you = self._you(snap.auction.status)
+        self._rooms.send(self._conn, snapshot_frame(snap, you))
+        self._send_you(you if then_you else None)
         if room is not None:
             room.replay_after(self._conn, snap.seq)
+
+    def _send_you(self, you: You | None) -> None:
+        if you is not None:
+            self._reply(YouMessage(you.status, you.max_kobo, you.available_kobo))
 
     async def _ledger_snapshot(self) -> Snapshot | None:
         return await room_snapshot(self._app, self._auction_id)
