@@ -413,10 +413,11 @@
       ["Mileage", vehicle.mileage_km, (km) => thousands(km) + " km"],
       ["Colour", vehicle.color, (text) => capitalise(text)],
       ["Condition", vehicle.condition, (text) => CONDITION_TEXT[text] || capitalise(text)],
-      ["Location", vehicle.location, (text) => String(text)],
+      ["Location", vehicle.location, (text) => String(text), "wide"],
     ];
-    ui.vehicleFacts.replaceChildren(...facts.filter((fact) => present(fact[1])).map(([name, value, show]) => {
+    ui.vehicleFacts.replaceChildren(...facts.filter((fact) => present(fact[1])).map(([name, value, show, kind]) => {
       const row = document.createElement("div");
+      if (kind) row.className = kind;
       const term = document.createElement("dt");
       term.textContent = name;
       const detail = document.createElement("dd");
@@ -453,8 +454,8 @@
     }
     const leading = you.status === "winning";
     ui.maxCurrent.dataset.leading = String(leading);
-    ui.maxCurrent.textContent = "Your maximum: " + naira(max) + " (only you see it)" +
-      (leading ? " · leading" : you.status === "outbid" ? " · outbid" : "") + ".";
+    ui.maxCurrent.textContent = "Your maximum: " + naira(max) +
+      (leading ? "\u00a0·\u00a0leading" : you.status === "outbid" ? "\u00a0·\u00a0outbid" : "");
   }
 
   function showNotice(text) {
