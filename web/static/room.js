@@ -245,8 +245,9 @@
     },
 
     error(message) {
-      // A refused frame: the bid or maximum (if it was one) was not placed.
-      if (pendingMax) sayMax("error", message.message);
+      // A refused frame: the bid or maximum (if it was one) was not placed. The
+      // sentence goes by the form that waited for an answer.
+      const aboutMax = pendingMax !== null && pendingBid === null;
       pendingMax = null;
       pendingBid = null;
       if (message.code === "unauthenticated" && token) {
@@ -257,7 +258,8 @@
         renderYou(null);
       }
       updateForm();
-      say("error", message.message);
+      if (aboutMax) sayMax("error", message.message);
+      else say("error", message.message);
     },
 
     pong(message) {
