@@ -77,6 +77,8 @@ class Config(msgspec.Struct, forbid_unknown_fields=True):
     seed: int
     results_path: str
     deadline_s: float
+    #: The share of bidders who also leave maximums (`max` frames), 0..1.
+    max_share: float = 0.0
     connect_concurrency: int = 64
     connect_timeout_s: float = 60.0
     drain_s: float = 5.0
@@ -86,6 +88,10 @@ class Go(msgspec.Struct, forbid_unknown_fields=True):
     start_ns: int
     stop_ns: int
 
+
+#: What a record is (`Bids.kind`).
+BID = 0
+MAX = 1
 
 #: Outcome codes of a bid as recorded (index into this tuple).
 ACCEPTED = 0
@@ -104,10 +110,14 @@ class Bids:
     ack_ns: array[int] = field(default_factory=lambda: array("q"))  # 0: no answer
     outcome: array[int] = field(default_factory=lambda: array("h"))  # index into `outcomes`
     extended: array[int] = field(default_factory=lambda: array("b"))
+    kind: array[int] = field(default_factory=lambda: array("b"))  # BID or MAX
     bid_id: dict[int, str] = field(default_factory=dict)  # record index → ledger id (accepted)
 
-    def add(self, client_bid_id: str, auction: int, amount: int, send_ns: int) -> int:
+    def add(
+        self, client_bid_id: str, auction: int, amount: int, send_ns: int, kind: int = BID
+    ) -> int:
         self.client_bid_id.append(client_bid_id)
+        self.kind.append(kind)
         self.auction.append(auction)
         self.amount.append(amount)
         self.send_ns.append(send_ns)
@@ -133,6 +143,8 @@ class Results:
     outcomes: list[str]
     delivery_key: array[int]  # watchers: one entry per bid event received in the run
     delivery_ns: array[int]
+    #: watchers: bid events placed for a maximum (sent by no client: not in delivery_key)
+    proxy_deliveries: int
     #: watchers per auction index connected from start to the end of the drain
     watchers_kept: dict[int, int]
     bidders_connected: int
@@ -181,10 +193,20 @@ class _SnapshotAuction(msgspec.Struct):
     bid_increment_kobo: int = 0
 
 
+class _You(msgspec.Struct):
+    status: str | None = None
+    max_kobo: int | None = None
+
+
 class _AcceptedBid(msgspec.Struct):
     id: str = ""
     amount_kobo: int = 0
     extended: bool = False
+
+
+class _MaxAnswer(msgspec.Struct):
+    max_kobo: int = 0
+    leading: bool = False
 
 
 class Frame(msgspec.Struct):
@@ -198,7 +220,10 @@ class Frame(msgspec.Struct):
     client_bid_id: str = ""
     code: str = ""
     bid: _AcceptedBid | None = None
+    max: _MaxAnswer | None = None
+    max_kobo: int | None = None  # `you`: this bidder's maximum (null: none)
     auction: _SnapshotAuction | None = None
+    you: _You | None = None  # snapshot
 
 
 class WatchFrame(msgspec.Struct):
@@ -207,6 +232,7 @@ class WatchFrame(msgspec.Struct):
     type: str
     seq: int = 0
     amount_kobo: int = 0
+    is_proxy: bool = False
 
 
 _decode_frame = msgspec.json.Decoder(Frame).decode
@@ -377,7 +403,9 @@ class Watcher(Socket):
         if kind == "bid":
             self.follow(event.seq)
             gen = self.gen
-            if gen.recording:
+            if gen.recording and event.is_proxy:
+                gen.proxy_deliveries += 1
+            elif gen.recording:
                 gen.delivery_key.append((self.auction << AMOUNT_BITS) | event.amount_kobo)
                 gen.delivery_ns.append(now_ns)
         elif kind in ("state", "ended"):
@@ -393,10 +421,14 @@ class Bidder(Socket):
 
     kind = "bidder"
 
-    def __init__(self, gen: Generator, auction: int, number: int, token: str) -> None:
+    def __init__(
+        self, gen: Generator, auction: int, number: int, token: str, *, sets_maxes: bool = False
+    ) -> None:
         super().__init__(gen, auction)
         self.number = number
         self.token = token
+        self.sets_maxes = sets_maxes
+        self.max_kobo = 0  # this bidder's maximum here (0: none)
         self.min_next = 0
         self.increment = 0
         self.live = False
@@ -419,6 +451,7 @@ class Bidder(Socket):
             self._answered(frame, now_ns)
         elif kind == "you":
             self.leading = frame.status == "winning"
+            self.max_kobo = max(self.max_kobo, frame.max_kobo or 0)
             if not self.leading:
                 self.gen.outbid(self)
         elif kind == "state":
@@ -438,16 +471,30 @@ class Bidder(Socket):
             self.min_next = auction.min_next_bid_kobo
             self.increment = auction.bid_increment_kobo
             self.live = auction.status == "live"
+        if frame.you is not None:
+            self.max_kobo = max(self.max_kobo, frame.you.max_kobo or 0)
         if self.has_snapshot and not self.authenticated.done():
             self.authenticated.set_result(None)  # the second snapshot answers `auth`
         self.took_snapshot(frame.seq)
 
     def bid(self, now_ns: int, steps: int) -> None:
-        """Send a bid `steps` increments above the minimum this bidder last saw."""
+        """Send a bid `steps` increments above the minimum this bidder last saw; a
+        bidder who leaves maximums sends, half the time, a maximum instead: 2 to 6
+        increments above that bid, and above its own last maximum."""
         self.sent += 1
         amount = self.min_next + steps * self.increment
         client_bid_id = f"g{self.gen.config.index}-b{self.number}-{self.sent}"
-        self.pending = self.gen.bids.add(client_bid_id, self.auction, amount, now_ns)
+        gen = self.gen
+        if self.sets_maxes and gen.rng.random() < 0.5:
+            above = max(amount, self.max_kobo)
+            amount = above + gen.rng.randint(2, 6) * self.increment
+            self.pending = gen.bids.add(client_bid_id, self.auction, amount, now_ns, MAX)
+            self.send_text(
+                b'{"type":"max","max_kobo":%d,"client_bid_id":"%s"}'
+                % (amount, client_bid_id.encode())
+            )
+            return
+        self.pending = gen.bids.add(client_bid_id, self.auction, amount, now_ns)
         self.send_text(
             b'{"type":"bid","amount_kobo":%d,"client_bid_id":"%s"}'
             % (amount, client_bid_id.encode())
@@ -461,7 +508,11 @@ class Bidder(Socket):
             return
         self.pending = None
         bids.ack_ns[index] = now_ns
-        if frame.status == "accepted" and frame.bid is not None:
+        if frame.status == "accepted" and frame.max is not None:
+            bids.outcome[index] = ACCEPTED
+            self.max_kobo = max(self.max_kobo, frame.max.max_kobo)
+            self.leading = frame.max.leading
+        elif frame.status == "accepted" and frame.bid is not None:
             bids.outcome[index] = ACCEPTED
             bids.bid_id[index] = frame.bid.id
             if frame.bid.extended:
@@ -499,6 +550,7 @@ class Generator:
         self._outcome_index = {name: i for i, name in enumerate(self.outcomes)}
         self.delivery_key: array[int] = array("q")
         self.delivery_ns: array[int] = array("q")
+        self.proxy_deliveries = 0
         self.recording = False
         self.stopping = False
         self.bidders: list[Bidder] = []
@@ -532,8 +584,18 @@ class Generator:
         started = time.perf_counter()
         gate = asyncio.Semaphore(self.config.connect_concurrency)
         jobs = [self._connect(Watcher(self, auction), gate) for auction in self.config.watchers]
+        maxes = random.Random(self.config.seed * 7 + self.config.index)
         jobs += [
-            self._connect(Bidder(self, auction, self.config.index * 1_000_000 + n, token), gate)
+            self._connect(
+                Bidder(
+                    self,
+                    auction,
+                    self.config.index * 1_000_000 + n,
+                    token,
+                    sets_maxes=maxes.random() < self.config.max_share,
+                ),
+                gate,
+            )
             for n, (auction, token) in enumerate(self.config.bidders)
         ]
         await asyncio.gather(*jobs)
@@ -704,6 +766,7 @@ class Generator:
             outcomes=self.outcomes,
             delivery_key=self.delivery_key,
             delivery_ns=self.delivery_ns,
+            proxy_deliveries=self.proxy_deliveries,
             watchers_kept=dict(kept),
             bidders_connected=len(self.bidders),
             watchers_connected=len(self.watchers),

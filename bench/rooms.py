@@ -116,6 +116,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=120_000,
         help="the auctions' anti-sniping window and extension (storm: they end this after start)",
     )
+    parser.add_argument(
+        "--max-share",
+        type=_share,
+        default=0.0,
+        help="the share of bidders who also leave maximums (half their sends; 0..1)",
+    )
     parser.add_argument("--seed", type=int, default=360)
     parser.add_argument("--drain-s", type=float, default=5.0, help="wait for answers after the run")
     parser.add_argument("--url", help="load this running server instead of starting one")
@@ -138,6 +144,13 @@ def _positive(text: str) -> int:
     value = int(text.replace("_", ""))
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _share(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"a share is between 0 and 1, not {text}")
     return value
 
 
@@ -241,6 +254,7 @@ async def generators(
                 scenario=args.room_scenario,
                 rate=args.rate / args.processes,
                 think_ms=args.think_ms,
+                max_share=args.max_share,
                 seed=args.seed,
                 results_path=str(paths[k]),
                 deadline_s=deadline_s,
@@ -504,6 +518,7 @@ def _result(
         for prefix, values in (
             ("ack", figures.ack_ms),
             ("ack_accepted", figures.ack_accepted_ms),
+            ("ack_max", figures.ack_max_ms),
             ("fanout", figures.fanout_ms),
             ("fanout_last", figures.fanout_last_ms),
         )
@@ -539,6 +554,13 @@ def _result(
             "answered": figures.answered,
             "unanswered": figures.unanswered,
             "rejections": figures.rejections,
+            "maxes": {
+                "sent": figures.maxes_sent,
+                "accepted": figures.maxes_accepted,
+                "rejections": figures.max_rejections,
+                "proxy_bids_in_ledger": ledger["proxy_bids"],
+                "proxy_deliveries": figures.proxy_deliveries,
+            },
             "no_idle_bidder": no_idle,
             "saturated": args.room_scenario == "storm"
             or (offered > 0 and no_idle / offered >= 0.05),
@@ -581,6 +603,7 @@ def _result(
                 "processes": args.processes,
                 "rate": args.rate,
                 "think_ms": args.think_ms,
+                "max_share": args.max_share,
                 "zipf": zipf,
                 "window_ms": args.window_ms,
                 "seed": args.seed,

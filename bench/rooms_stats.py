@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench.loadgen import ACCEPTED, AMOUNT_BITS, UNANSWERED, Results
+from bench.loadgen import ACCEPTED, AMOUNT_BITS, MAX, UNANSWERED, Results
 
 QUANTILES = {"p50": 0.50, "p95": 0.95, "p99": 0.99, "p99.9": 0.999}
 #: Answers that do not say whether the bid was placed: the ledger may hold it.
@@ -65,6 +65,13 @@ class Figures:
     rejected_ids: set[str]
     unknown_ids: set[str]
     max_amount: int
+    #: Maximums (`max` frames): sent, accepted, refused by code, their answers' latency.
+    maxes_sent: int = 0
+    maxes_accepted: int = 0
+    max_rejections: dict[str, int] = field(default_factory=dict)
+    ack_max_ms: list[float] = field(default_factory=list)
+    #: Bid events the watchers received that a maximum placed (no client sent them).
+    proxy_deliveries: int = 0
 
 
 def figures(results: Sequence[Results], start_ns: int, stop_ns: int) -> Figures:
@@ -79,10 +86,24 @@ def figures(results: Sequence[Results], start_ns: int, stop_ns: int) -> Figures:
     rejected_ids: set[str] = set()
     unknown_ids: set[str] = set()
     sent = accepted = answered = unanswered = extensions = max_amount = 0
+    maxes_sent = maxes_accepted = 0
+    max_rejections: Counter[str] = Counter()
+    ack_max_ms: list[float] = []
     for result in results:
         bids = result.bids
         names = result.outcomes
         for i, send in enumerate(bids.send_ns):
+            if bids.kind[i] == MAX:  # answered like a bid, places no bid of its own
+                maxes_sent += 1
+                if bids.outcome[i] == ACCEPTED:
+                    maxes_accepted += 1
+                elif bids.outcome[i] != UNANSWERED:
+                    max_rejections[names[bids.outcome[i]]] += 1
+                if bids.outcome[i] != UNANSWERED:
+                    latency = (bids.ack_ns[i] - send) / 1e6
+                    ack_ms.append(latency)
+                    ack_max_ms.append(latency)
+                continue
             second = seconds[min(span - 1, max(0, (send - start_ns) // 1_000_000_000))]
             second.sent += 1
             sent += 1
@@ -134,6 +155,11 @@ def figures(results: Sequence[Results], start_ns: int, stop_ns: int) -> Figures:
         rejected_ids=rejected_ids,
         unknown_ids=unknown_ids,
         max_amount=max_amount,
+        maxes_sent=maxes_sent,
+        maxes_accepted=maxes_accepted,
+        max_rejections=dict(max_rejections.most_common()),
+        ack_max_ms=ack_max_ms,
+        proxy_deliveries=sum(result.proxy_deliveries for result in results),
     )
 
 
@@ -205,6 +231,7 @@ def latency_rows(result: Mapping[str, Any]) -> list[str]:
     for label, prefix in (
         ("bid ack (send → bid_result), all answers", "ack"),
         ("bid ack, accepted bids only", "ack_accepted"),
+        ("max ack (send → bid_result), maximums only", "ack_max"),
         ("fan-out (bid sent → each watcher has it)", "fanout"),
         ("fan-out, last watcher of the room", "fanout_last"),
     ):
@@ -248,6 +275,11 @@ def markdown(result: Mapping[str, Any], png_name: str | None) -> str:
         ("offered bids/s (steady: arrivals, incl. no idle bidder)", result["offered_bids_per_s"]),
         ("bids answered / unanswered", f"{result['answered']:,} / {result['unanswered']:,}"),
         ("anti-sniping extensions", result["extensions"]),
+        (
+            "maximums sent / accepted / proxy bids in the ledger",
+            f"{result['maxes']['sent']:,} / {result['maxes']['accepted']:,}"
+            f" / {result['maxes']['proxy_bids_in_ledger']:,}",
+        ),
         ("sockets connected (bidders + watchers)", result["sockets_connected"]),
         ("sockets failed to connect", result["sockets_failed"]),
         (

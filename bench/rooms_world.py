@@ -488,8 +488,8 @@ async def check_ledger(
     api: Api, auction_ids: Sequence[str], acknowledged: Acknowledged
 ) -> dict[str, Any]:
     """Every acknowledged bid in the ledger exactly once, with its amount, and nothing
-    else there but bids whose answer never arrived; every auction's price and count
-    agree with its bids."""
+    else there but bids whose answer never arrived and bids placed for maximums;
+    every auction's price and count agree with its bids."""
     histories = await bounded(
         [_history_job(api, auction) for auction in auction_ids], _HTTP_CONCURRENCY
     )
@@ -499,6 +499,7 @@ async def check_ledger(
     wrong: list[str] = []
     late = 0
     platform = 0
+    proxy = 0
     auctions_off = 0
     for index, (history, room) in enumerate(zip(histories, rooms, strict=True)):
         amounts = []
@@ -507,6 +508,9 @@ async def check_ledger(
                 platform += 1
                 continue
             amounts.append(bid["amount_kobo"])
+            if bid["is_proxy"]:  # placed for a maximum: no client sent it
+                proxy += 1
+                continue
             told = acknowledged.accepted.get(bid["id"])
             if told is not None:
                 seen[bid["id"]] = seen.get(bid["id"], 0) + 1
@@ -534,6 +538,7 @@ async def check_ledger(
         "acknowledged_rejected_but_present": stray_rejected,
         "unanswered_but_present": late,
         "platform_bids": platform,
+        "proxy_bids": proxy,
         "auctions_disagreeing_with_their_bids": auctions_off,
         "examples": {"missing": missing[:3], "not_acknowledged": stray[:3]},
     }

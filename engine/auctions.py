@@ -13,7 +13,7 @@ import logging
 import uuid
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import NoReturn
+from typing import Literal, NoReturn
 
 import asyncpg
 import msgspec
@@ -109,16 +109,40 @@ class SnapshotAuction(msgspec.Struct, frozen=True):
     reserve_met: bool | None  # None: the auction has no (binding) reserve
 
 
+class SnapshotVehicle(msgspec.Struct, frozen=True):
+    """The vehicle on sale, as a room shows it (it does not change during the auction)."""
+
+    id: uuid.UUID
+    year: int
+    make: str | None
+    model: str | None
+    body_type: str | None
+    mileage_km: int | None
+    color: str | None
+    condition: str
+    location: str | None
+
+
 class RecentBid(msgspec.Struct, frozen=True):
     amount_kobo: int
     bidder: str  # "Bidder 3", or "Reserve protection" for a platform bid
     is_platform_bid: bool
     at_ms: int
+    is_proxy: bool = False  # placed by the engine for the bidder's maximum
+
+
+YouStatus = Literal["winning", "outbid", "won", "lost"]
 
 
 class You(msgspec.Struct, frozen=True):
-    handle: str
-    status: str  # "winning", "outbid", "won", "lost" (the rooms fill it in)
+    """A bidder's own standing in the room (null for a guest, and on the REST snapshot)."""
+
+    handle: str | None  # "Bidder 3"; null before their first bid here
+    status: YouStatus | None  # null before their first bid here, and once cancelled
+    #: The highest maximum they set here, whether it still leads (`winning`) or was
+    #: passed (`outbid`); null: none.
+    max_kobo: int | None = None
+    available_kobo: int | None = None  # buying power left: balance less what they lead
 
 
 class Snapshot(msgspec.Struct, frozen=True):
@@ -127,6 +151,7 @@ class Snapshot(msgspec.Struct, frozen=True):
     seq: int
     server_time_ms: int
     auction: SnapshotAuction
+    vehicle: SnapshotVehicle
     recent_bids: list[RecentBid]  # newest first, at most 50
     you: You | None = None
 
@@ -182,8 +207,9 @@ _ONE = """
 SELECT a.id, a.vehicle_id, a.created_by, a.winner_id, a.auction_type, a.status, a.start_price,
 a.reserve_price, a.current_price, a.bid_increment, a.deposit_pct, a.start_time, a.end_time,
 a.bid_count, a.bidder_count, a.anti_snipe_window_ms, a.anti_snipe_extension_ms, a.last_seq,
-a.published_at
-FROM auctions a WHERE a.id = $1
+a.published_at, v.year, v.make, v.model, v.body_type, v.mileage_km, v.color, v.condition,
+v.location
+FROM auctions a JOIN vehicles v ON v.id = a.vehicle_id WHERE a.id = $1
 """
 _CREATOR = "SELECT role, kyc_status, is_active FROM users WHERE id = $1"
 _LOCK_VEHICLE = "SELECT status, listed_by, owner_id FROM vehicles WHERE id = $1 FOR UPDATE"
@@ -193,7 +219,7 @@ WHERE vehicle_id = $1 AND status NOT IN ('settled', 'unsold', 'cancelled', 'reli
 """
 _VEHICLE_IN_AUCTION = "UPDATE vehicles SET status = 'in_auction', updated_at = now() WHERE id = $1"
 _RECENT = """
-SELECT user_id, amount, is_platform_bid, created_at FROM bids
+SELECT user_id, amount, is_platform_bid, created_at, is_proxy FROM bids
 WHERE auction_id = $1 ORDER BY seq DESC LIMIT $2
 """
 # "Bidder N": N is the order of the bidder's first bid in the auction.
@@ -435,6 +461,17 @@ async def snapshot(
         seq=state.seq if state else row["last_seq"],
         server_time_ms=now_ms,
         auction=_snapshot_auction(row, state),
+        vehicle=SnapshotVehicle(
+            id=row["vehicle_id"],
+            year=row["year"],
+            make=row["make"],
+            model=row["model"],
+            body_type=row["body_type"],
+            mileage_km=row["mileage_km"],
+            color=row["color"],
+            condition=row["condition"],
+            location=row["location"],
+        ),
         recent_bids=[_recent_bid(bid, numbers) for bid in recent],
     )
 
@@ -489,6 +526,7 @@ def _recent_bid(bid: asyncpg.Record, numbers: dict[uuid.UUID, int]) -> RecentBid
         bidder=handle,
         is_platform_bid=bid["is_platform_bid"],
         at_ms=to_ms(bid["created_at"]),
+        is_proxy=bid["is_proxy"],
     )
 
 
@@ -497,10 +535,11 @@ async def list_auctions(pool: asyncpg.Pool, status: str, limit: int) -> list[Auc
     (ties: lowest id first)."""
     query = _LIST_ENDING_FIRST if status in ("scheduled", "live") else _LIST_ENDED_LAST
     rows = await pool.fetch(query, status, limit)
-    return [_summary(row) for row in rows]
+    return [summary(row) for row in rows]
 
 
-def _summary(row: asyncpg.Record) -> AuctionSummary:
+def summary(row: asyncpg.Record) -> AuctionSummary:
+    """An auction summary from a row with the list's columns (auction and vehicle)."""
     price = _kobo_or_none(row["current_price"])
     return AuctionSummary(
         id=row["id"],

@@ -110,6 +110,7 @@ class DurableMax(msgspec.Struct, frozen=True):
     leading: bool  # this maximum leads (scheduled: would lead when the auction opens)
     price_kobo: int  # the price after it (scheduled: the price it would open at)
     bids: tuple[DurableBid, ...] = ()
+    prebid: bool = False  # set on a scheduled auction: it resolves when the auction opens
 
     def body(self) -> MaxBody:
         return MaxBody(max_kobo=self.max_kobo, leading=self.leading, price_kobo=self.price_kobo)

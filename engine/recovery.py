@@ -78,6 +78,8 @@ class Recovered:
     epoch: int
     #: (auction, user, client_bid_id) → the durable bid, for idempotent retries.
     accepted: dict[IdempotencyKey, DurableBid | DurableMax] = field(default_factory=dict)
+    #: auction → bidder → the latest (so the highest) maximum they set on it.
+    maxes: dict[uuid.UUID, dict[uuid.UUID, int]] = field(default_factory=dict)
 
 
 @dataclass
@@ -160,11 +162,16 @@ async def recover(
 
 
 def _remember(recovered: Recovered, ledger: _Ledger) -> None:
-    """The auction's bids and maximums by idempotency key, for retries."""
+    """The auction's bids and maximums by idempotency key, for retries, and each
+    bidder's latest maximum."""
     writes: list[DurableBid | DurableMax] = [*ledger.bids, *ledger.all_maxes]
     for write in writes:
         if write.client_bid_id is not None:
             recovered.accepted[(write.auction_id, write.user_id, write.client_bid_id)] = write
+    if ledger.maxes:
+        recovered.maxes[ledger.row["id"]] = {
+            user: latest.max_kobo for user, latest in ledger.maxes.items()
+        }
 
 
 async def load_auction(
@@ -251,7 +258,7 @@ def _max(row: asyncpg.Record) -> DurableMax:
         at_ms=to_ms(row["created_at"]),
         client_bid_id=row["client_bid_id"],
         leading=False,
-        price_kobo=0,
+        price_kobo=0,  # not known: a retry is answered with where it stands then
     )
 
 

@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 import asyncpg
+import msgspec
 
 import bidcore
 from engine import metrics
@@ -82,6 +83,7 @@ _REUSED = BidRejected(
 
 DurableListener = Callable[[Sequence[DurableBid]], None]
 StateListener = Callable[[StateChange], None]
+MaxListener = Callable[[DurableMax], None]
 
 
 class Sequencer:
@@ -102,6 +104,7 @@ class Sequencer:
         self._adopt(recovered)
         self._listeners: list[DurableListener] = []
         self._state_listeners: list[StateListener] = []
+        self._max_listeners: list[MaxListener] = []
         metrics.LIVE_AUCTIONS.set_function(lambda: self.core.status_counts().get("live", 0))
         self._rebuilding = False
         self.writer = LedgerWriter(
@@ -176,6 +179,28 @@ class Sequencer:
     def subscribe_state(self, listener: StateListener) -> None:
         """Call `listener` with every committed state change, in commit order."""
         self._state_listeners.append(listener)
+
+    def subscribe_maxes(self, listener: MaxListener) -> None:
+        """Call `listener` with every committed maximum, once the listeners of
+        bids have heard of the rows it placed."""
+        self._max_listeners.append(listener)
+
+    # ---- a bidder's standing ----------------------------------------------------
+
+    def max_of(self, auction_id: uuid.UUID, user_id: uuid.UUID) -> int | None:
+        """The latest (so the highest) maximum the bidder has set on an auction the
+        core holds, as committed: whether it still leads or was passed (None: none,
+        or the core does not hold the auction)."""
+        return self._recovered.maxes.get(auction_id, {}).get(user_id)
+
+    def available_of(self, user_id: uuid.UUID) -> int | None:
+        """The bidder's buying power left, as the core has it: the committed balance
+        less the deposits of what they lead (None: a user the core does not know)."""
+        handle = self._recovered.registry.user_handle(user_id)
+        if handle == NO_HANDLE:
+            return None
+        user = self.core.user(handle)
+        return user.balance_kobo - user.exposure_kobo
 
     # ---- bids ---------------------------------------------------------------
 
@@ -269,7 +294,9 @@ class Sequencer:
             first = await self._first(key, known)
             if isinstance(first, BidRejected):
                 return first
-            return MaxAccepted(first) if isinstance(first, DurableMax) else _REUSED
+            if not isinstance(first, DurableMax):
+                return _REUSED
+            return MaxAccepted(self._standing_now(first) if first.price_kobo == 0 else first)
         if not self.available:
             return UNAVAILABLE
         registry = self._recovered.registry
@@ -292,6 +319,7 @@ class Sequencer:
             leading=outcome.leading,
             price_kobo=outcome.price_kobo,
             bids=tuple(self._durable(placed, None) for placed in outcome.bids),
+            prebid=registry.core.auction(outcome.auction).status == "scheduled",
         )
         written = self.writer.submit(row)
         if key is not None:
@@ -307,6 +335,27 @@ class Sequencer:
                 self._accepted[key] = _Pending(row, None)
             raise
         return MaxAccepted(row)
+
+    def _standing_now(self, durable: DurableMax) -> DurableMax:
+        """A maximum read back from the ledger (engine.recovery keeps no price: 0),
+        with where it stands now: whether its bidder leads (on a scheduled auction:
+        would lead), and the price (scheduled: the price the pre-bids would open at,
+        RULES.md's resolution among them)."""
+        state = self.held(durable.auction_id)
+        if state is None:
+            return durable
+        user = self._recovered.registry.user_handle(durable.user_id)
+        if state.status != "scheduled":
+            leading = state.leader == user and not state.leader_is_platform
+            price = state.current_price_kobo or state.start_price_kobo
+        else:  # the highest pre-bid leads, the earlier among equals
+            ranked = sorted(enumerate(state.prebids), key=lambda p: (-p[1][1], p[0]))
+            maxes = [amount for _, (_, amount) in ranked]
+            leading = bool(ranked) and ranked[0][1][0] == user
+            price = state.start_price_kobo
+            if len(maxes) > 1:
+                price = max(price, min(maxes[0], maxes[1] + state.bid_increment_kobo))
+        return msgspec.structs.replace(durable, leading=leading, price_kobo=price)
 
     def _max_floor(self, outcome: bidcore.Rejected) -> int:
         """The least maximum this bidder may set now (for the refusal's sentence)."""
@@ -408,6 +457,7 @@ class Sequencer:
         listeners, bids and state changes in the order they were decided."""
         accepted = self._accepted
         bids: list[DurableBid] = []
+        maxes: list[DurableMax] = []
         for event in writes:
             if isinstance(event, DurableBid):
                 bids.append(event)
@@ -417,7 +467,13 @@ class Sequencer:
             if isinstance(event, DurableMax):
                 if event.client_bid_id is not None:
                     accepted[(event.auction_id, event.user_id, event.client_bid_id)] = event
+                # Before the listeners hear of its rows: what they tell the bidder
+                # carries the maximum that placed them.
+                self._recovered.maxes.setdefault(event.auction_id, {})[event.user_id] = (
+                    event.max_kobo
+                )
                 bids.extend(event.bids)
+                maxes.append(event)
                 continue
             self._tell(bids)
             bids = []
@@ -428,6 +484,12 @@ class Sequencer:
                     logger.exception("a listener failed on a state change")
             bids.extend(event.bids)
         self._tell(bids)
+        for durable_max in maxes:
+            for max_listener in self._max_listeners:
+                try:
+                    max_listener(durable_max)
+                except Exception:
+                    logger.exception("a listener failed on a committed maximum")
 
     def _tell(self, bids: list[DurableBid]) -> None:
         if not bids:
@@ -511,6 +573,7 @@ class Sequencer:
         ended = self.core.auction(handle).status != "cancelled"
         self.core.remove_auction(handle)
         registry.forget_auction(auction_id)
+        self._recovered.maxes.pop(auction_id, None)
         self._remember_off_core(auction_id, "auction_ended" if ended else "auction_not_live")
         for key in [key for key in self._accepted if key[0] == auction_id]:
             del self._accepted[key]

@@ -144,12 +144,14 @@ async def _rooms(app: web.Application) -> AsyncIterator[None]:
     rooms = Rooms(
         app.get(ROOM_TUNING) or RoomTuning(),
         reserve_of=lambda auction_id: _reserve_of(sequencer, auction_id),
+        standings=sequencer,
     )
     if settings.redis_url is not None:
         rooms.use_bus(RedisBus(settings.redis_url, rooms.deliver))
     await rooms.bus.start()
     sequencer.subscribe(rooms.publish_bids)
     sequencer.subscribe_state(rooms.publish_change)
+    sequencer.subscribe_maxes(rooms.publish_max)
     app[ROOMS] = rooms
     app[OPEN_SOCKETS] = OpenSockets(settings.ws_sockets_per_ip)
     try:

@@ -147,6 +147,16 @@ class Ack:
     at: float = 0.0  # time.monotonic() when the client read it
 
 
+@dataclass(frozen=True, slots=True)
+class MaxAck:
+    """A maximum the engine acknowledged (`bid_result` accepted for a `max`)."""
+
+    auction_id: uuid.UUID
+    user_id: uuid.UUID
+    client_bid_id: str
+    max_kobo: int
+
+
 def kobo(naira: Decimal) -> int:
     return int(naira * 100)
 
@@ -174,6 +184,40 @@ async def acknowledged_missing(conn: asyncpg.Connection, acks: Iterable[Ack]) ->
         key = (ack.auction_id, ack.user_id, ack.client_bid_id)
         if seen.setdefault(key, ack.bid_id) != ack.bid_id:
             problems.append(f"client_bid_id {key} acknowledged as two bids")
+    return problems
+
+
+async def maxes_missing(conn: asyncpg.Connection, acks: Iterable[MaxAck]) -> list[str]:
+    """Every acknowledged maximum is in the ledger, once, at its amount; and no
+    proxy bid went beyond its owner's maximum (empty when all is well)."""
+    acks = list(acks)
+    rows = await conn.fetch(
+        "SELECT auction_id, user_id, client_bid_id, max_amount FROM max_bids"
+        " WHERE (auction_id, user_id, client_bid_id) IN"
+        " (SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[]))",
+        [ack.auction_id for ack in acks],
+        [ack.user_id for ack in acks],
+        [ack.client_bid_id for ack in acks],
+    )
+    found = {
+        (row["auction_id"], row["user_id"], row["client_bid_id"]): kobo(row["max_amount"])
+        for row in rows
+    }
+    problems = []
+    for ack in acks:
+        written = found.get((ack.auction_id, ack.user_id, ack.client_bid_id))
+        if written is None:
+            problems.append(f"acknowledged maximum {ack} is not in the ledger")
+        elif written != ack.max_kobo:
+            problems.append(f"maximum {ack}: written at {written}")
+    beyond = await conn.fetch(
+        "SELECT b.id, b.amount FROM bids b WHERE b.is_proxy AND b.amount >"
+        " (SELECT max(m.max_amount) FROM max_bids m"
+        "  WHERE m.auction_id = b.auction_id AND m.user_id = b.user_id)"
+        " OR b.is_proxy AND NOT EXISTS (SELECT 1 FROM max_bids m"
+        "  WHERE m.auction_id = b.auction_id AND m.user_id = b.user_id)"
+    )
+    problems += [f"proxy bid {row['id']} at {row['amount']} beyond its maximum" for row in beyond]
     return problems
 
 
@@ -256,12 +300,17 @@ async def end_processing_problems(
 
 
 async def ledger_problems(
-    dsn: str, acks: Iterable[Ack], *, server_down: bool = False
+    dsn: str,
+    acks: Iterable[Ack],
+    *,
+    server_down: bool = False,
+    maxes: Iterable[MaxAck] = (),
 ) -> tuple[list[str], int]:
     """Every check above, on the ledger as it is now; (problems, wallets checked)."""
     conn = await asyncpg.connect(dsn)
     try:
         problems = await acknowledged_missing(conn, acks)
+        problems += await maxes_missing(conn, maxes)
         problems += await unreconciled_wallets(conn)
         problems += await auctions_disagreeing_with_bids(conn)
         problems += await end_processing_problems(conn, server_down=server_down)
@@ -525,6 +574,7 @@ class Record:
     """What the clients saw, across every cycle."""
 
     acks: list[Ack] = field(default_factory=list)
+    max_acks: list[MaxAck] = field(default_factory=list)
     outcomes: collections.Counter[str] = field(default_factory=collections.Counter)
     unknown: int = 0  # bids whose connection died unanswered
     retried: collections.Counter[str] = field(default_factory=collections.Counter)
@@ -565,16 +615,32 @@ class WsBidder:
     """A bidder's page: bids at the room's minimum (or a step above), one at a time,
     about 6 a second (the limit is 10); after a drop it reconnects, sends the
     unanswered bid again with the same client_bid_id, and now and then an
-    acknowledged one, which must come back as the same bid."""
+    acknowledged one, which must come back as the same bid.
+
+    With `maxes`, about a third of what it sends is a maximum instead: a few steps
+    above the room's minimum, raised each time (one no higher than its last is
+    refused, below_minimum); an unanswered or acknowledged maximum goes again the
+    same way, and an acknowledged one must come back at the same amount."""
 
     def __init__(
-        self, http: aiohttp.ClientSession, url: str, user: uuid.UUID, record: Record, seed: int
+        self,
+        http: aiohttp.ClientSession,
+        url: str,
+        user: uuid.UUID,
+        record: Record,
+        seed: int,
+        *,
+        maxes: bool = False,
     ) -> None:
         self.http, self.url, self.user, self.record = http, url, user, record
+        self.auction = uuid.UUID(url.rsplit("/", 1)[1])
         self.rng = random.Random(seed)
+        self.maxes = maxes
         self.min_next = 0
-        self.unanswered: tuple[str, int] | None = None
+        #: (kind, client_bid_id, amount) of what was sent and not answered.
+        self.unanswered: tuple[str, str, int] | None = None
         self.last_ack: Ack | None = None
+        self.last_max: MaxAck | None = None
         self._waiting: dict[str, asyncio.Future[dict[str, Any]]] = {}
 
     async def run(self) -> None:
@@ -640,8 +706,8 @@ class WsBidder:
         async with asyncio.timeout(10):
             await snapshot  # the bidder's
         if self.unanswered is not None:
-            client_bid_id, amount = self.unanswered
-            result = await self._send(ws, client_bid_id, amount)
+            kind, client_bid_id, amount = self.unanswered
+            result = await self._send(ws, client_bid_id, amount, kind)
             self.unanswered = None
             self.record.retried[result.get("code") or result["status"]] += 1
         if self.last_ack is not None and self.rng.random() < 0.5:
@@ -650,17 +716,33 @@ class WsBidder:
             self.record.repeats += 1
             if result["status"] != "accepted" or uuid.UUID(result["bid"]["id"]) != ack.bid_id:
                 self.record.violations.append(f"acknowledged {ack} came back as {result}")
+        if self.last_max is not None and self.rng.random() < 0.5:
+            known = self.last_max
+            result = await self._send(ws, known.client_bid_id, known.max_kobo, "max")
+            self.record.repeats += 1
+            if result["status"] != "accepted" or result["max"]["max_kobo"] != known.max_kobo:
+                self.record.violations.append(f"acknowledged {known} came back as {result}")
         while True:
-            amount = self.min_next + self.rng.choice((0, 0, 0, STEP))
-            await self._send(ws, uuid.uuid4().hex, amount)
+            if self.maxes and self.rng.random() < 0.35:
+                steps = self.rng.choice((2, 4, 8))
+                await self._send(ws, uuid.uuid4().hex, self.min_next + steps * STEP, "max")
+            else:
+                amount = self.min_next + self.rng.choice((0, 0, 0, STEP))
+                await self._send(ws, uuid.uuid4().hex, amount)
             await asyncio.sleep(self.rng.uniform(0.12, 0.22))
 
     async def _send(
-        self, ws: aiohttp.ClientWebSocketResponse, client_bid_id: str, amount: int
+        self,
+        ws: aiohttp.ClientWebSocketResponse,
+        client_bid_id: str,
+        amount: int,
+        kind: str = "bid",
     ) -> dict[str, Any]:
         answer = self._expect(client_bid_id)
-        await ws.send_json({"type": "bid", "amount_kobo": amount, "client_bid_id": client_bid_id})
-        self.unanswered = (client_bid_id, amount)  # sent: its outcome is unknown until answered
+        field_name = "max_kobo" if kind == "max" else "amount_kobo"
+        await ws.send_json({"type": kind, field_name: amount, "client_bid_id": client_bid_id})
+        # sent: its outcome is unknown until answered
+        self.unanswered = (kind, client_bid_id, amount)
         sent = time.monotonic()
         try:
             async with asyncio.timeout(15):
@@ -669,9 +751,13 @@ class WsBidder:
             self.record.unknown += 1
             raise Gone("unanswered") from None
         self.unanswered = None
-        if result["status"] == "accepted":
+        if result["status"] == "accepted" and kind == "max":
+            self.last_max = MaxAck(self.auction, self.user, client_bid_id, amount)
+            self.record.max_acks.append(self.last_max)
+        elif result["status"] == "accepted":
             self.last_ack = self.record.acknowledge(result["bid"], self.user, "ws")
-        self.record.answered("ws", result.get("code") or "accepted", sent)
+        outcome = result.get("code") or "accepted"
+        self.record.answered("ws", f"max {outcome}" if kind == "max" else outcome, sent)
         return result
 
 

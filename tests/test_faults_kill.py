@@ -4,11 +4,14 @@ A real `python -m engine serve` on the session's PostgreSQL. Three hot auctions 
 their end (every bid inside the anti-sniping window moves the end), three more that
 end during the run (one below its reserve), 24 WebSocket bidders and 6 REST bidders,
 wallets credited and debited through the internal API meanwhile, and guest watchers.
+Two of each hot auction's WebSocket bidders leave and raise maximums as well, so
+the engine's proxy bids answer the others inside the storm.
 The process is killed at a random moment of each cycle, the ledger is checked while
 it is down, then it is started again and checked once more:
 
 - every acknowledged bid (`bid_result` accepted, 201) is in the ledger exactly once,
-  as acknowledged; so is every acknowledged credit and withdrawal;
+  as acknowledged; so is every acknowledged maximum, credit and withdrawal; no
+  proxy bid is above its owner's maximum;
 - the server refuses to start unless its rebuilt core equals the ledger: `/readyz`
   turns 200, and the served snapshots then equal the ledger's bids;
 - every wallet balance equals the sum of its transactions (WALLET_RECONCILIATION);
@@ -81,6 +84,15 @@ async def ended(dsn: str, auctions: list[uuid.UUID]) -> bool:
         await conn.close()
 
 
+async def proxy_bids(dsn: str) -> int:
+    conn = await asyncpg.connect(dsn)
+    try:
+        count: int = await conn.fetchval("SELECT count(*) FROM bids WHERE is_proxy")
+        return count
+    finally:
+        await conn.close()
+
+
 @dataclass
 class World:
     hot: list[uuid.UUID]
@@ -149,7 +161,9 @@ class Storm:
             for n in range(WS_BIDDERS_PER_HOT):
                 # Two of each hot auction's bidders bid on an auction that ends instead.
                 room = engine.room_url(world.closing[index] if n < 2 else auction)
-                clients.append(WsBidder(self.http, room, next(users), record, seed=n).run())
+                # Two more leave maximums too, which answer the others' bids.
+                bidder = WsBidder(self.http, room, next(users), record, seed=n, maxes=n in (2, 3))
+                clients.append(bidder.run())
             for n in range(REST_BIDDERS_PER_HOT):
                 user = next(users)
                 clients.append(
@@ -165,7 +179,9 @@ class Storm:
         await asyncio.sleep(storm_s)
         await self.engine.kill()
         self.acks_per_cycle.append(len(self.record.acks) - before)
-        problems, _ = await ledger_problems(self.dsn, self.record.acks, server_down=True)
+        problems, _ = await ledger_problems(
+            self.dsn, self.record.acks, server_down=True, maxes=self.record.max_acks
+        )
         problems += await wallet_problems(self.dsn, self.record)
         assert problems == [], f"cycle {number}, server down: {problems[:10]}"
 
@@ -204,12 +220,16 @@ async def test_sigkill_during_a_storm_loses_nothing_acknowledged_and_clients_res
         finally:
             await storm.stop()
 
-    problems, wallets = await ledger_problems(database_url, storm.record.acks)
+    problems, wallets = await ledger_problems(
+        database_url, storm.record.acks, maxes=storm.record.max_acks
+    )
     problems += await wallet_problems(database_url, storm.record)
     assert problems == [], problems[:10]
     assert storm.violations() == [], storm.violations()[:10]
     print(await report(storm, database_url, wallets))
     assert min(storm.acks_per_cycle) > 0, "a cycle acknowledged nothing: the storm did not run"
+    assert storm.record.outcomes["max accepted"] > 0, "no maximum was acknowledged"
+    assert await proxy_bids(database_url) > 0, "no maximum answered a bid"
     assert len(storm.resumes()) == CYCLES * len(storm.watchers)
     assert sum(watcher.gaps for watcher in storm.watchers) == 0
 
@@ -225,6 +245,7 @@ async def report(storm: Storm, dsn: str, wallets: int) -> str:
             )
         )
         ledger_bids = await conn.fetchval("SELECT count(*) FROM bids")
+        ledger_maxes = await conn.fetchval("SELECT count(*) FROM max_bids")
         holds = await conn.fetchval(
             "SELECT count(*) FROM transactions WHERE type = 'bid_deposit_hold'"
         )
@@ -237,6 +258,8 @@ async def report(storm: Storm, dsn: str, wallets: int) -> str:
         f"\nacknowledged bids {len({a.bid_id for a in acks})}"
         f" (ws {sum(a.via == 'ws' for a in acks)}, rest {sum(a.via == 'rest' for a in acks)}),"
         f" ledger rows {ledger_bids}, outcomes {dict(record.outcomes)}"
+        f"\nacknowledged maximums {len(set(record.max_acks))}, ledger maximums {ledger_maxes},"
+        f" proxy bids {await proxy_bids(dsn)}"
         f"\nunanswered at a kill {record.unknown}; sent again after the restart:"
         f" {dict(record.retried)}; acknowledged bids sent again {record.repeats} (same bid back)"
         f"\ncredits acknowledged {len(record.credits)}, withdrawals {len(record.withdrawals)};"

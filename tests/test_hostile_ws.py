@@ -1,6 +1,6 @@
 """Hostile WebSocket frames against a live room: random bytes and text, wrong
-types, huge numbers, deep nesting, unknown types, oversized frames, bids with
-hostile fields. The room never breaks: every answer is one of API.md's server
+types, huge numbers, deep nesting, unknown types, oversized frames, bids and
+maximums with hostile fields. The room never breaks: every answer is one of API.md's server
 messages (an `error` the client can act on, never `internal`), the socket stays
 usable for the next valid frame (a frame over 64 KiB closes it with 1009), and
 the ledger is exactly as before, but for the valid bids sent on purpose.
@@ -31,8 +31,8 @@ from tests.factories import create_user
 from tests.test_hostile_ledger import changed, fingerprint
 from tests.test_hostile_requests import LEAKS
 from tests.ws_helpers import SECRET, RoomClient, Served, make_world, serving
-from web.keys import DATABASE
-from web.ws_messages import Auth, Bid, client_decoder, server_decoder
+from web.keys import DATABASE, SEQUENCER
+from web.ws_messages import Auth, Bid, Max, client_decoder, server_decoder
 
 T = TypeVar("T")
 
@@ -67,7 +67,9 @@ JSON_VALUES = st.recursive(
     max_leaves=12,
 )
 TYPES = st.one_of(
-    st.sampled_from(["bid", "auth", "resume", "ping", "pong", "snapshot", "error", "BID", ""]),
+    st.sampled_from(
+        ["bid", "max", "auth", "resume", "ping", "pong", "snapshot", "error", "BID", ""]
+    ),
     st.text(max_size=12),
     JSON_VALUES,
 )
@@ -103,11 +105,27 @@ HOSTILE_BIDS = st.builds(
     st.one_of(HOSTILE_TEXT, JSON_VALUES),
     st.dictionaries(st.sampled_from(["is_platform_bid", "user_id", "auction_id", "seq"]), SCALARS),
 )
+
+
+def _max(amount: Any, client_bid_id: Any, extra: dict[str, Any]) -> str:
+    return json.dumps({"type": "max", "max_kobo": amount, "client_bid_id": client_bid_id, **extra})
+
+
+HOSTILE_MAXES = st.builds(
+    _max,
+    st.one_of(NUMBERS, JSON_VALUES),
+    st.one_of(HOSTILE_TEXT, JSON_VALUES),
+    st.dictionaries(
+        st.sampled_from(["is_proxy", "user_id", "auction_id", "leading", "amount_kobo"]), SCALARS
+    ),
+)
 HOSTILE_OBJECTS = st.builds(
     lambda kind, fields: json.dumps({**fields, "type": kind}),
     TYPES,
     st.dictionaries(
-        st.sampled_from(["token", "amount_kobo", "client_bid_id", "last_seq", "client_time_ms"]),
+        st.sampled_from(
+            ["token", "amount_kobo", "max_kobo", "client_bid_id", "last_seq", "client_time_ms"]
+        ),
         JSON_VALUES,
     ),
 )
@@ -132,6 +150,7 @@ FRAMES = st.one_of(
     JSON_VALUES.map(json.dumps),
     HOSTILE_OBJECTS,
     HOSTILE_BIDS,
+    HOSTILE_MAXES,
     DEEP,
 )
 
@@ -193,7 +212,7 @@ def expected_results(frames: list[str | Binary], authenticated: bool) -> int:
             continue
         if isinstance(message, Auth):
             authenticated = False  # no generated token is valid: the socket turns guest
-        elif isinstance(message, Bid) and authenticated:
+        elif isinstance(message, Bid | Max) and authenticated:
             count += 1
     return count
 
@@ -293,6 +312,43 @@ async def test_hostile_frames_get_readable_errors_and_change_nothing(room: Room)
 
     assert changed(before, await fingerprint(room.pool)) == set()
     assert (await client.bid(START))["code"] == "insufficient_buying_power"  # still usable
+
+
+async def test_hostile_max_frames_are_answered_by_their_rule_and_change_nothing(
+    room: Room,
+) -> None:
+    """A bidder without buying power sends maximums of every shape: each is refused
+    with a readable answer (a whole amount in range by a rule, anything else
+    `invalid_amount`, a bad client_bid_id `malformed`), none changes the ledger or
+    the core, and the socket answers the next frame."""
+    client = await room.connect()
+    before = await fingerprint(room.pool)
+    state = room.served.app[SEQUENCER].held(room.auction_id)
+    loop = asyncio.get_running_loop()
+    markers = itertools.count(1)
+
+    def run(coroutine: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coroutine, loop).result(timeout=60)
+
+    @settings(
+        max_examples=300,
+        deadline=None,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(frames=st.lists(HOSTILE_MAXES, min_size=1, max_size=5))
+    def hostile(frames: list[str | Binary]) -> None:
+        run(exchange(client, room.poor, frames, next(markers)))
+
+    await asyncio.to_thread(hostile)
+
+    assert changed(before, await fingerprint(room.pool)) == set()
+    after = room.served.app[SEQUENCER].held(room.auction_id)
+    assert state is not None and after is not None
+    assert (after.seq, after.leader, after.prebids) == (state.seq, state.leader, state.prebids)
+    await client.send(type="max", max_kobo="lots", client_bid_id="still-usable")
+    answer = await client.expect("bid_result", client_bid_id="still-usable")
+    assert (answer["status"], answer["code"]) == ("rejected", "invalid_amount")
 
 
 async def test_a_deeply_nested_frame_is_malformed_and_the_socket_stays_usable(room: Room) -> None:

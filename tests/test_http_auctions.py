@@ -369,7 +369,7 @@ async def test_snapshot_of_a_live_auction(api: Api) -> None:
 
     assert reply.status == 200, reply.text
     snap = reply.body
-    assert set(snap) == {"seq", "server_time_ms", "auction", "recent_bids", "you"}
+    assert set(snap) == {"seq", "server_time_ms", "auction", "vehicle", "recent_bids", "you"}
     assert snap["you"] is None and snap["seq"] == 3
     assert abs(snap["server_time_ms"] - now_ms()) < 60_000
     state = snap["auction"]
@@ -382,6 +382,20 @@ async def test_snapshot_of_a_live_auction(api: Api) -> None:
         (PRICE + STEP, "Bidder 2", False),
         (PRICE, "Bidder 1", False),
     ]
+    assert not any(b["is_proxy"] for b in snap["recent_bids"])
+    vehicle = snap["vehicle"]
+    assert (vehicle["make"], vehicle["model"], vehicle["year"]) == ("Toyota", "Camry", 2019)
+    assert set(vehicle) == {
+        "id",
+        "year",
+        "make",
+        "model",
+        "body_type",
+        "mileage_km",
+        "color",
+        "condition",
+        "location",
+    }
     assert str(first) not in reply.text and str(second) not in reply.text
 
 

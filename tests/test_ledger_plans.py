@@ -1,7 +1,7 @@
 """The writer's lookup of each auction's leader (ledger_clear_leaders, sql/0014)
 walks bids_auction_seq_key whatever the size of `bids` when its plan was made:
 PL/pgSQL keeps a generic plan, and one made on a nearly empty table would read
-every bid on every batch once the table has grown (sql/0020)."""
+every bid on every batch once the table has grown (sql/0021)."""
 
 from __future__ import annotations
 
@@ -49,7 +49,7 @@ async def test_leader_lookup_uses_the_index_on_a_small_analysed_table(pool: asyn
 async def test_without_the_functions_settings_that_plan_would_read_the_table(
     pool: asyncpg.Pool,
 ) -> None:
-    """The premise of sql/0020: the planner's generic choice on a small table."""
+    """The premise of sql/0021: the planner's generic choice on a small table."""
     async with pool.acquire() as conn:
         await conn.execute("ANALYZE bids")
         plan = await _generic_plan(conn, with_function_settings=False)

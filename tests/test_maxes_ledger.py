@@ -200,3 +200,87 @@ async def test_an_opening_writes_its_pre_bids_rows_with_the_state_change(pool: A
     )
     assert (row["status"], naira_to_kobo(row["current_price"])) == ("live", PRICE + 5 * STEP)
     assert row["last_seq"] == change.bids[-1].seq == change.seq + 2
+
+
+async def test_each_bidders_latest_maximum_is_known_once_committed_and_after_recovery(
+    pool: Any,
+) -> None:
+    auction = await live_auction(pool)
+    a, b = await create_user(pool, balance_kobo=RICH), await create_user(pool, balance_kobo=RICH)
+    heard: list[tuple[str, Any]] = []
+    async with engine(pool) as sequencer:
+        sequencer.subscribe(lambda bids: heard.append(("bids", len(bids))))
+        sequencer.subscribe_maxes(
+            lambda m: heard.append(("max", (m.user_id, sequencer.max_of(auction, m.user_id))))
+        )
+        assert sequencer.max_of(auction, a) is None
+        await sequencer.set_max(auction, a, PRICE + 10 * STEP)
+        await sequencer.set_max(auction, b, PRICE + 20 * STEP)  # passes a's
+        await sequencer.set_max(auction, b, PRICE + 30 * STEP)  # a raise: no rows
+        mine = (sequencer.max_of(auction, a), sequencer.max_of(auction, b))
+        available = (sequencer.available_of(a), sequencer.available_of(b))
+        assert sequencer.available_of(uuid.uuid4()) is None
+    # A maximum's listeners hear it once its rows were told, the maximum already known.
+    assert heard == [
+        ("bids", 1),
+        ("max", (a, PRICE + 10 * STEP)),
+        ("bids", 2),
+        ("max", (b, PRICE + 20 * STEP)),
+        ("max", (b, PRICE + 30 * STEP)),
+    ]
+    # a's maximum was passed and is still a's latest; only b's binds.
+    assert mine == (PRICE + 10 * STEP, PRICE + 30 * STEP)
+    assert available == (RICH, RICH - (PRICE + 30 * STEP) // 5)
+    async with engine(pool) as rebuilt:
+        assert (rebuilt.max_of(auction, a), rebuilt.max_of(auction, b)) == mine
+        await rebuilt.close_auction(auction)
+        rebuilt.forget_auction(auction)
+        assert rebuilt.max_of(auction, b) is None  # only for auctions the core holds
+
+
+async def test_a_pre_bid_is_marked_as_one(pool: Any) -> None:
+    seller = await create_user(pool, role="dealer")
+    start = now_ms() + HOUR_MS
+    scheduled = await create_auction(
+        pool, seller=seller, start_ms=start, end_ms=start + HOUR_MS, status="scheduled"
+    )
+    live = await live_auction(pool)
+    a = await create_user(pool, balance_kobo=RICH)
+    async with engine(pool) as sequencer:
+        prebid = await sequencer.set_max(scheduled, a, PRICE + STEP)
+        on_live = await sequencer.set_max(live, a, PRICE + STEP)
+    assert isinstance(prebid, MaxAccepted) and isinstance(on_live, MaxAccepted)
+    assert (prebid.max.prebid, prebid.max.bids) == (True, ())
+    assert (on_live.max.prebid, len(on_live.max.bids)) == (False, 1)
+
+
+async def test_a_maximum_sent_again_after_a_restart_says_where_it_stands_now(pool: Any) -> None:
+    live = await live_auction(pool)
+    seller = await create_user(pool, role="dealer")
+    start = now_ms() + HOUR_MS
+    scheduled = await create_auction(
+        pool, seller=seller, start_ms=start, end_ms=start + HOUR_MS, status="scheduled"
+    )
+    a, b = await create_user(pool, balance_kobo=RICH), await create_user(pool, balance_kobo=RICH)
+    async with engine(pool) as sequencer:
+        await sequencer.set_max(live, a, PRICE + 10 * STEP, "a-live")
+        await sequencer.place_bid(live, b, PRICE + 2 * STEP)  # answered at PRICE + 3 steps
+        await sequencer.set_max(scheduled, a, PRICE + 4 * STEP, "a-pre")
+        await sequencer.set_max(scheduled, b, PRICE + 2 * STEP, "b-pre")
+    async with engine(pool) as restarted:  # the ledger keeps maximums, not where they stood
+        again = [
+            await restarted.set_max(live, a, PRICE + 10 * STEP, "a-live"),
+            await restarted.set_max(scheduled, a, PRICE + 4 * STEP, "a-pre"),
+            await restarted.set_max(scheduled, b, PRICE + 2 * STEP, "b-pre"),
+        ]
+    assert all(isinstance(outcome, MaxAccepted) for outcome in again)
+    assert [
+        (o.max.max_kobo, o.max.leading, o.max.price_kobo)
+        for o in again
+        if isinstance(o, MaxAccepted)
+    ] == [
+        (PRICE + 10 * STEP, True, PRICE + 3 * STEP),
+        (PRICE + 4 * STEP, True, PRICE + 3 * STEP),  # where the pre-bids would open
+        (PRICE + 2 * STEP, False, PRICE + 3 * STEP),
+    ]
+    assert await pool.fetchval("SELECT count(*) FROM max_bids") == 3

@@ -355,6 +355,14 @@ async def test_every_documented_success_matches_its_struct(api: Api) -> None:
     live = await api.live_auction(seller)
     bid = {"auction_id": str(live), "amount_kobo": PRICE, "client_bid_id": "first"}
     assert (await doc.call("POST", "/api/bids", token=token_for(bidder), body=bid)).status == 201
+    rival = token_for(await api.bidder())
+    proxy = {"max_kobo": PRICE + 10 * STEP, "client_bid_id": "rival-max"}
+    other = await api.live_auction(seller)
+    assert (
+        await doc.call("POST", "/api/auctions/{id}/max", other, token=rival, body=proxy)
+    ).status == 201
+    assert (await doc.call("GET", "/api/me/bids", token=rival, query="?limit=5")).status == 200
+    assert (await doc.call("GET", "/api/me/wallet", token=rival)).status == 200
     assert (await doc.call("GET", "/api/auctions", query="?status=live")).status == 200
     assert (await doc.call("GET", "/api/auctions/{id}", live)).status == 200
     assert (await doc.service("GET", "/internal/auctions/{id}/bids", live)).status == 200
@@ -455,6 +463,26 @@ async def test_errors_have_documented_statuses_and_the_envelope(api: Api) -> Non
         ).status,
         (await doc.call("GET", "/api/auctions", query="?status=draft")).status,
         (await doc.call("GET", "/api/auctions", query="?limit=0")).status,
+        (await doc.call("GET", "/api/me/bids", token=token_for(bidder), query="?limit=0")).status,
+        (await doc.call("GET", "/api/me/wallet")).status,
+        (
+            await doc.call(
+                "POST",
+                "/api/auctions/{id}/max",
+                live,
+                token=token_for(bidder),
+                body={"max_kobo": 1.5, "client_bid_id": "fraction"},
+            )
+        ).status,
+        (
+            await doc.call(
+                "POST",
+                "/api/auctions/{id}/max",
+                nobody,
+                token=token_for(bidder),
+                body={"max_kobo": PRICE, "client_bid_id": "nowhere"},
+            )
+        ).status,
         (await doc.call("GET", "/api/vehicles/{id}/similar", nobody, query="?limit=x")).status,
     ]
     assert set(statuses) == {400, 401, 403, 404, 409, 413, 422}, statuses
@@ -482,6 +510,14 @@ async def test_answers_while_the_ledger_is_unreachable_are_documented(
             await doc.call("POST", "/api/bids", token=token_for(bidder), body=bid)
         ).status == 503
         assert (await doc.call("GET", "/api/auctions/{id}", live)).status == 503
+        proxy_bid = {"max_kobo": PRICE + 9 * STEP, "client_bid_id": "outage-max"}
+        assert (
+            await doc.call(
+                "POST", "/api/auctions/{id}/max", live, token=token_for(bidder), body=proxy_bid
+            )
+        ).status == 503
+        for path in ("/api/me/bids", "/api/me/wallet"):
+            assert (await doc.call("GET", path, token=token_for(bidder))).status == 503
         assert (await doc.service("GET", "/internal/users/{id}/wallet", bidder)).status == 503
         proxy.restore()
     finally:

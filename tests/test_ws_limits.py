@@ -20,7 +20,7 @@ import pytest
 import pytest_asyncio
 
 import web.ws_limits
-from engine import auctions, users
+from engine import auctions, standing, users
 from tests.ws_helpers import (
     ROOT,
     RoomClient,
@@ -30,7 +30,6 @@ from tests.ws_helpers import (
     process_env,
     serving,
 )
-from web import ws
 from web.keys import OPEN_SOCKETS
 from web.ratelimit import ip_key
 from web.ws_limits import FrameBudget, OpenSockets
@@ -225,7 +224,7 @@ HONEST_BIDS_PER_S = 25  # 5 a second per bidder: within WS_BIDS_PER_S
 ACK_P99_MS = 25.0  # the rooms' target (tests/README.md)
 #: What a snapshot or a `you` costs the ledger, and the lookup of a signing-in user.
 SNAPSHOT_STATEMENTS = frozenset(
-    {auctions._ONE, auctions._RECENT, auctions._BIDDER_NUMBERS, ws._YOU, users._CALLER}
+    {auctions._ONE, auctions._RECENT, auctions._BIDDER_NUMBERS, standing._ONE, users._CALLER}
 )
 
 

@@ -11,14 +11,36 @@ import aiohttp
 
 from engine import auctions
 from engine.ending import EndResult, end_auction
+from engine.standing import standing
 from server.app import EndAnnouncer
 from tests.ws_helpers import RoomClient, counting_queries, make_world, now_ms, serving
 from web.keys import ROOMS, SEQUENCER
 from web.rooms import RoomTuning
-from web.ws import you_view
 
 START = 100_000_000  # the factory's start price, kobo
 STEP = 5_000_000  # the factory's increment, kobo
+BALANCE = 10**12  # tests.ws_helpers.make_world's bidders'
+
+
+def you(handle: str | None, status: str | None, *, leads: int = 0) -> dict[str, Any]:
+    """A bidder's `you` with no maximum, leading on `leads` alone (deposit 20 %)."""
+    return {
+        "handle": handle,
+        "status": status,
+        "max_kobo": None,
+        "available_kobo": BALANCE - leads // 5,
+    }
+
+
+def you_message(status: str, *, leads: int = 0) -> dict[str, Any]:
+    return {
+        "type": "you",
+        "status": status,
+        "max_kobo": None,
+        "available_kobo": BALANCE - leads // 5,
+    }
+
+
 INTERNAL_TOKEN = "ws-test-internal-token"  # tests.ws_helpers.settings_for
 SNAPSHOT_ROW = auctions._ONE  # the statement every ledger snapshot starts with
 
@@ -28,6 +50,7 @@ BID_EVENT_FIELDS = {
     "amount_kobo",
     "bidder",
     "is_platform_bid",
+    "is_proxy",
     "at_ms",
     "end_time_ms",
     "extended",
@@ -76,6 +99,7 @@ async def test_a_guest_sees_each_bid_with_an_anonymous_handle(pool: Any, databas
         assert event["amount_kobo"] == START
         assert event["bidder"] == "Bidder 1"
         assert event["is_platform_bid"] is False
+        assert event["is_proxy"] is False
         assert event["extended"] is False
         assert event["min_next_bid_kobo"] == START + STEP
         assert (event["bid_count"], event["bidder_count"]) == (1, 1)
@@ -112,17 +136,17 @@ async def test_auth_gives_the_bidder_a_snapshot_naming_them(pool: Any, database_
     async with serving(database_url) as served, aiohttp.ClientSession() as session:
         url = served.room_url(world.auction_id)
         a = await RoomClient.connect(session, url, token=world.token(alice))
-        assert a.snapshot["you"] == {"handle": None, "status": None}  # no bid yet
+        assert a.snapshot["you"] == you(None, None)  # no bid yet
         b = await RoomClient.connect(session, url, token=world.token(bob))
         await a.bid(START)
         await b.bid(START + STEP)
 
         again = await RoomClient.connect(session, url, token=world.token(alice))
-        assert again.snapshot["you"] == {"handle": "Bidder 1", "status": "outbid"}
+        assert again.snapshot["you"] == you("Bidder 1", "outbid")
         assert again.snapshot["auction"]["current_price_kobo"] == START + STEP
         assert [bid["bidder"] for bid in again.snapshot["recent_bids"]] == ["Bidder 2", "Bidder 1"]
         bob_again = await RoomClient.connect(session, url, token=world.token(bob))
-        assert bob_again.snapshot["you"] == {"handle": "Bidder 2", "status": "winning"}
+        assert bob_again.snapshot["you"] == you("Bidder 2", "winning", leads=START + STEP)
 
 
 async def test_the_outbid_notice_goes_to_the_previous_leader_alone(
@@ -136,11 +160,11 @@ async def test_the_outbid_notice_goes_to_the_previous_leader_alone(
         a = await RoomClient.connect(session, url, token=world.token(alice))
         b = await RoomClient.connect(session, url, token=world.token(bob))
         await a.bid(START)
-        assert await a.expect("you") == {"type": "you", "status": "winning"}
+        assert await a.expect("you") == you_message("winning", leads=START)
 
         await b.bid(START + STEP)
-        assert await a.expect("you") == {"type": "you", "status": "outbid"}
-        assert await b.expect("you") == {"type": "you", "status": "winning"}
+        assert await a.expect("you") == you_message("outbid")
+        assert await b.expect("you") == you_message("winning", leads=START + STEP)
         seen_by_guest = [m["type"] for m in await guest.silence(0.3)]
         assert seen_by_guest == ["bid", "bid"]  # no `you` for a guest
 
@@ -456,19 +480,21 @@ async def test_a_resume_past_the_kept_events_is_answered_from_memory_as_the_ledg
             assert ledger["auction"]["end_time_ms"] >= new_end
             assert ledger["auction"]["reserve_met"] is True
             assert resumed["guest"]["you"] is None
-            assert resumed["a"]["you"] == {"handle": "Bidder 1", "status": "outbid"}
-            assert resumed["b"]["you"] == {"handle": "Bidder 2", "status": "outbid"}
+            assert resumed["a"]["you"] == you("Bidder 1", "outbid")
+            assert resumed["b"]["you"] == you("Bidder 2", "outbid")
             for user, name in ((alice, "a"), (bob, "b")):
-                fresh = await you_view(pool, world.auction_id, user)
-                assert resumed[name]["you"] == {"handle": fresh.handle, "status": fresh.status}
+                fresh = await standing(pool, world.auction_id, user)
+                assert resumed[name]["you"] == {
+                    **you(fresh.handle, fresh.status),
+                    "max_kobo": fresh.max_kobo,
+                }
             # Carol's handle is looked up once (the core knows it): still no query.
             await asyncio.sleep(0.1)
             before = queries.total
             await c.send(type="resume", last_seq=-1)
-            assert (await c.expect("snapshot"))["you"] == {
-                "handle": "Bidder 3",
-                "status": "winning",
-            }
+            assert (await c.expect("snapshot"))["you"] == you(
+                "Bidder 3", "winning", leads=START + 5 * STEP
+            )
             await asyncio.sleep(0.1)
             assert queries.total == before
 

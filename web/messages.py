@@ -19,7 +19,8 @@ import msgspec
 from aiohttp import web
 
 from engine.auctions import AuctionBody, AuctionFields, AuctionSummary
-from engine.bids import BidBody
+from engine.bids import BidBody, MaxBody
+from engine.money import MAX_KOBO
 from engine.offers import SettlementBody
 from engine.users import UserBody
 from engine.vehicles import VehicleBody
@@ -55,6 +56,26 @@ class BidRequest(msgspec.Struct, forbid_unknown_fields=True):
     client_bid_id: str
 
 
+class MaxRequest(msgspec.Struct, forbid_unknown_fields=True):
+    """`POST /api/auctions/{id}/max`; the amount raw until checked, as a bid's."""
+
+    max_kobo: msgspec.Raw
+    client_bid_id: str
+
+
+_WHOLE = IntegralDecoder(msgspec.json.Decoder(int, strict=True))
+
+
+def whole_kobo(raw: msgspec.Raw) -> int | None:
+    """Rule 9: a whole number of kobo, 0 < amount < 10^15, else None (`invalid_amount`).
+    An integral number (`1e8`, `100000000.0`) is that whole number."""
+    try:
+        amount = _WHOLE.decode(raw)
+    except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+        return None
+    return amount if 0 < amount <= MAX_KOBO else None
+
+
 # ---- responses ---------------------------------------------------------------
 
 
@@ -76,6 +97,10 @@ class AuctionList(msgspec.Struct, frozen=True):
 
 class BidEnvelope(msgspec.Struct, frozen=True):
     bid: BidBody
+
+
+class MaxEnvelope(msgspec.Struct, frozen=True):
+    max: MaxBody
 
 
 _AT_FIELD = re.compile(r"^(?P<detail>.*) - at `\$\.?(?P<path>[^`]*)`$")

@@ -31,6 +31,7 @@ from aiohttp import web
 import bidcore
 from engine import admin, auctions, money, payments, references, text, users, vehicles
 from engine.auctions import BidHistory, Snapshot
+from engine.standing import MyBids
 from engine.users import UserUpsert
 from engine.vehicles import VehicleCreate
 from engine.wallet import WalletBody, WalletChange, WalletMovement
@@ -44,6 +45,8 @@ from web.messages import (
     BidEnvelope,
     BidRequest,
     InternalAuctionCreate,
+    MaxEnvelope,
+    MaxRequest,
     PublicAuctionCreate,
     SettlementEnvelope,
     UserEnvelope,
@@ -239,6 +242,64 @@ OPERATIONS: tuple[Operation, ...] = (
             "(RULES.md), `invalid_amount` 422. The same `client_bid_id` again answers the "
             "first outcome, never a second bid."
         ),
+    ),
+    Operation(
+        "POST",
+        "/api/auctions/{id}/max",
+        "Set or raise a maximum (proxy) bid; on a scheduled auction, a pre-bid",
+        "public",
+        {201: MaxEnvelope, **_errors(*_USER, *_BODY, 404, 409)},
+        auth="user",
+        body=MaxRequest,
+        description=(
+            "201 once the maximum and the bids it placed are durable: `max.leading` says "
+            "whether it leads (on a scheduled auction: would lead when it opens) and "
+            "`max.price_kobo` the auction's price after it (scheduled: the price it would "
+            "open at). The engine then bids for the caller, one increment at a time, up to "
+            "it (RULES.md, maximum bids). Refused as a bid is, 409 with the rule's code "
+            "(`unknown_auction`, `auction_not_live`, `auction_ended`, `own_auction`, "
+            "`not_eligible`, `insufficient_buying_power`; `below_minimum` under the next "
+            "minimum bid, or at or below the caller's own maximum: it is raised, never "
+            "lowered), `invalid_amount` 422, and 409 `client_bid_id_reused` for an id that "
+            "named a bid. The same `client_bid_id` again answers the first outcome. A "
+            "malformed auction id is 404."
+        ),
+    ),
+    Operation(
+        "GET",
+        "/api/me/bids",
+        "The caller's auctions: each one's summary and where the caller stands",
+        "public",
+        {200: MyBids, **_errors(401, 422, 503, *_LIMITED)},
+        auth="user",
+        query=(
+            Query(
+                "limit",
+                {
+                    "type": "integer",
+                    "minimum": 1,
+                    "maximum": public_api.MAX_MY_BIDS_LIMIT,
+                    "default": public_api.MY_BIDS_LIMIT,
+                },
+                "At most this many auctions.",
+            ),
+        ),
+        description=(
+            "Every auction the caller bid on or set a maximum on (a pre-bid included), the "
+            "one with their latest bid or maximum first (`you.last_at_ms`), from the ledger. "
+            "`you.max_kobo` is the highest maximum they set there, whether it still leads "
+            "(`winning`) or was passed (`outbid`); `you.last_bid_kobo` their latest bid "
+            "there, a proxy's included."
+        ),
+    ),
+    Operation(
+        "GET",
+        "/api/me/wallet",
+        "The caller's own wallet: balance, exposure, buying power, holds and dues",
+        "public",
+        {200: WalletBody, **_errors(401, 503, *_LIMITED)},
+        auth="user",
+        description="The body of `GET /internal/users/{id}/wallet`, for the caller.",
     ),
     Operation(
         "GET",
@@ -490,6 +551,15 @@ def _rules(latest_year: int) -> dict[str, Rules]:
                     "pattern": f"^{public_api.CLIENT_BID_ID.pattern}$",
                 },
                 "auction_id": _described(UUID, "A live auction's id (else 409)."),
+            }
+        ),
+        "MaxRequest": Rules(
+            fields={
+                "max_kobo": _integer(1, money.MAX_KOBO),  # raw in the struct, as a bid's
+                "client_bid_id": {
+                    "type": "string",
+                    "pattern": f"^{public_api.CLIENT_BID_ID.pattern}$",
+                },
             }
         ),
         "WalletChange": Rules(

@@ -1,5 +1,6 @@
-"""The public HTTP API (API.md "Public HTTP"): auctions to list and watch, bids, and
-auction creation for dealers, managers and admins.
+"""The public HTTP API (API.md "Public HTTP"): auctions to list and watch, bids and
+maximums, the caller's own auctions and wallet, and auction creation for dealers,
+managers and admins.
 
 Callers are bidders and staff with a JWT; their role and KYC are read from the
 engine's `users` row, never from the token beyond `sub`.
@@ -12,31 +13,34 @@ import re
 import msgspec
 from aiohttp import web
 
-from engine import auctions
+from engine import auctions, standing, wallet
 from engine.auctions import CREATOR_ROLES, PUBLIC_STATUSES, SCHEDULER_ROLES, NewAuction
-from engine.bids import BidAccepted, rejection
-from engine.money import MAX_KOBO
+from engine.bids import BidAccepted, BidRejected, MaxAccepted, rejection
 from engine.roles import BIDDING_ROLES
 from engine.users import Caller
 from web.auth import authenticate, require_role
 from web.errors import ApiError
-from web.json_numbers import IntegralDecoder
 from web.keys import BIDS, CLOCK, DATABASE, SEQUENCER, SETTINGS
 from web.messages import (
     AuctionEnvelope,
     AuctionList,
     BidEnvelope,
     BidRequest,
+    MaxEnvelope,
+    MaxRequest,
     PublicAuctionCreate,
     json_response,
     path_uuid,
     read_json,
+    whole_kobo,
 )
 
 CLIENT_BID_ID = re.compile(r"[^\x00-\x1f\x7f]{1,64}")
 LIST_LIMIT = 100
 MAX_LIST_LIMIT = 500
-_WHOLE = IntegralDecoder(msgspec.json.Decoder(int, strict=True))
+#: `GET /api/me/bids`: how many auctions by default, and at most.
+MY_BIDS_LIMIT = 50
+MAX_MY_BIDS_LIMIT = 200
 
 
 async def list_auctions(request: web.Request) -> web.Response:
@@ -45,18 +49,16 @@ async def list_auctions(request: web.Request) -> web.Response:
         raise ApiError(
             422, "invalid_status", f"`status` must be one of: {', '.join(PUBLIC_STATUSES)}."
         )
-    limit = _limit(request.query.get("limit"))
+    limit = _limit(request.query.get("limit"), LIST_LIMIT, MAX_LIST_LIMIT)
     found = await auctions.list_auctions(request.app[DATABASE].pool, status, limit)
     return json_response(AuctionList(found))
 
 
-def _limit(raw: str | None) -> int:
+def _limit(raw: str | None, default: int, most: int) -> int:
     if raw is None:
-        return LIST_LIMIT
-    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_LIST_LIMIT:
-        raise ApiError(
-            422, "invalid_limit", f"`limit` must be a whole number from 1 to {MAX_LIST_LIMIT}."
-        )
+        return default
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= most:
+        raise ApiError(422, "invalid_limit", f"`limit` must be a whole number from 1 to {most}.")
     return int(raw)
 
 
@@ -76,30 +78,69 @@ async def post_bid(request: web.Request) -> web.Response:
     require_role(caller, BIDDING_ROLES)
     spec = await read_json(request, BidRequest)
     amount = _amount(spec.amount_kobo)
-    if not CLIENT_BID_ID.fullmatch(spec.client_bid_id):
-        raise ApiError(
-            422,
-            "invalid_client_bid_id",
-            "`client_bid_id` must be 1 to 64 characters, without control characters.",
-        )
+    _check_client_bid_id(spec.client_bid_id)
     outcome = await request.app[BIDS].place_bid(
         spec.auction_id, caller.user_id, amount, spec.client_bid_id
     )
     if isinstance(outcome, BidAccepted):
         return json_response(BidEnvelope(outcome.bid.body()), 201)
+    raise _refused(outcome)
+
+
+async def post_max(request: web.Request) -> web.Response:
+    """Set or raise the caller's maximum on an auction (a pre-bid while scheduled)."""
+    caller = await _caller(request)
+    require_role(caller, BIDDING_ROLES)
+    auction_id = path_uuid(request)
+    spec = await read_json(request, MaxRequest)
+    amount = _amount(spec.max_kobo, maximum=True)
+    _check_client_bid_id(spec.client_bid_id)
+    # Maximums go to the sequencer in every LEDGER_MODE: the core decides them.
+    outcome = await request.app[SEQUENCER].set_max(
+        auction_id, caller.user_id, amount, spec.client_bid_id
+    )
+    if isinstance(outcome, MaxAccepted):
+        return json_response(MaxEnvelope(outcome.max.body()), 201)
+    raise _refused(outcome)
+
+
+def _check_client_bid_id(client_bid_id: str) -> None:
+    if not CLIENT_BID_ID.fullmatch(client_bid_id):
+        raise ApiError(
+            422,
+            "invalid_client_bid_id",
+            "`client_bid_id` must be 1 to 64 characters, without control characters.",
+        )
+
+
+def _refused(outcome: BidRejected) -> ApiError:
+    """A refused bid or maximum: the rule's code, 409 (invalid_amount 422, unavailable 503)."""
     status = {"unavailable": 503, "invalid_amount": 422}.get(outcome.code, 409)
-    raise ApiError(status, outcome.code, outcome.message)
+    return ApiError(status, outcome.code, outcome.message)
 
 
-def _amount(raw: msgspec.Raw) -> int:
-    """Rule 9: a whole number of kobo, 0 < amount < 10^15; anything else is invalid_amount.
-    An integral number (`1e8`, `100000000.0`) is that whole number."""
-    try:
-        amount = _WHOLE.decode(raw)
-    except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError, RecursionError):
-        amount = 0
-    if not 0 < amount <= MAX_KOBO:
-        refused = rejection("invalid_amount")
+async def get_my_bids(request: web.Request) -> web.Response:
+    """The auctions the caller bid or set a maximum on, latest activity first."""
+    caller = await _caller(request)
+    limit = _limit(request.query.get("limit"), MY_BIDS_LIMIT, MAX_MY_BIDS_LIMIT)
+    found = await standing.my_bids(request.app[DATABASE].pool, caller.user_id, limit)
+    return json_response(standing.MyBids(found))
+
+
+async def get_my_wallet(request: web.Request) -> web.Response:
+    """The caller's own wallet: the internal API's wallet body."""
+    caller = await _caller(request)
+    app = request.app
+    return json_response(
+        await wallet.read_wallet(app[DATABASE].pool, app[SEQUENCER], caller.user_id)
+    )
+
+
+def _amount(raw: msgspec.Raw, *, maximum: bool = False) -> int:
+    """Rule 9 (web.messages.whole_kobo); anything else is invalid_amount."""
+    amount = whole_kobo(raw)
+    if amount is None:
+        refused = rejection("invalid_amount", maximum=maximum)
         raise ApiError(422, refused.code, refused.message)
     return amount
 
@@ -136,3 +177,6 @@ def install(app: web.Application) -> None:
     app.router.add_get("/api/auctions/{id}", get_auction)
     app.router.add_post("/api/auctions", post_auction)
     app.router.add_post("/api/bids", post_bid)
+    app.router.add_post("/api/auctions/{id}/max", post_max)
+    app.router.add_get("/api/me/bids", get_my_bids)
+    app.router.add_get("/api/me/wallet", get_my_wallet)

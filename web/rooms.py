@@ -39,14 +39,14 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Protocol
 
 import msgspec
 from aiohttp import web
 from prometheus_client import Counter, Gauge, Histogram
 
-from engine.auctions import RECENT_BIDS, RecentBid, Snapshot, SnapshotAuction
-from engine.bids import DurableBid
+from engine.auctions import RECENT_BIDS, RecentBid, Snapshot, SnapshotAuction, You, YouStatus
+from engine.bids import DurableBid, DurableMax
 from engine.roles import PLATFORM_USER_ID
 from engine.state_changes import StateChange
 from web.bus import Bus, BusMessage, LocalBus
@@ -58,7 +58,6 @@ from web.ws_messages import (
     SnapshotMessage,
     StateEvent,
     YouMessage,
-    YouView,
     bidder_handle,
     encode,
 )
@@ -81,6 +80,24 @@ FANOUT_SECONDS = Histogram(
 
 ReserveOf = Callable[[uuid.UUID], int | None]
 
+
+class Standings(Protocol):
+    """What a private `you` tells a bidder besides their status, as the engine has
+    it when the message goes out (the sequencer has this shape)."""
+
+    def max_of(self, auction_id: uuid.UUID, user_id: uuid.UUID) -> int | None: ...
+
+    def available_of(self, user_id: uuid.UUID) -> int | None: ...
+
+
+class _NoStandings:
+    def max_of(self, auction_id: uuid.UUID, user_id: uuid.UUID) -> int | None:
+        return None
+
+    def available_of(self, user_id: uuid.UUID) -> int | None:
+        return None
+
+
 GOING_AWAY = 1001
 TRY_AGAIN_LATER = 1013
 
@@ -98,37 +115,39 @@ class RoomTuning:
     settling_reread_s: float = 1.0  # a sold room's snapshot is re-read at most this often
 
 
-YouStatus = Literal["winning", "outbid", "won", "lost"]
-_YOU: dict[YouStatus, bytes] = {
-    status: encode(YouMessage(status)) for status in ("winning", "outbid", "won", "lost")
-}
-_STATUS_OF: dict[bytes, YouStatus] = {payload: status for status, payload in _YOU.items()}
-
 _room_event = msgspec.json.Decoder(RoomEvent).decode
+_you_message = msgspec.json.Decoder(YouMessage).decode
 
 #: A sold auction's status: a payment settles it in the ledger without a room
 #: event, so the room's memory of it is re-read rather than trusted.
 _CHANGES_UNANNOUNCED = frozenset({"pending_settlement"})
 
 
-def snapshot_frame(snap: Snapshot, you: YouView | None) -> bytes:
+def snapshot_frame(snap: Snapshot, you: You | None) -> bytes:
     """A ledger snapshot, tagged `snapshot`, with this socket's `you`."""
     return _snapshot_frame(
         snap.seq,
         snap.server_time_ms,
         msgspec.json.encode(snap.auction),
+        msgspec.json.encode(snap.vehicle),
         msgspec.json.encode(snap.recent_bids),
         you,
     )
 
 
 def _snapshot_frame(
-    seq: int, server_time_ms: int, auction: bytes, recent_bids: bytes, you: YouView | None
+    seq: int,
+    server_time_ms: int,
+    auction: bytes,
+    vehicle: bytes,
+    recent_bids: bytes,
+    you: You | None,
 ) -> bytes:
     message = SnapshotMessage(
         seq=seq,
         server_time_ms=server_time_ms,
         auction=msgspec.Raw(auction),
+        vehicle=msgspec.Raw(vehicle),
         recent_bids=msgspec.Raw(recent_bids),
         you=you,
     )
@@ -149,10 +168,11 @@ class Connection:
         self.ws = ws
         self.transport = transport
         self.user_id: uuid.UUID | None = None
-        #: The bidder's `you` as this socket last learnt it; None: not known (look
-        #: it up before a snapshot). A status without a handle: they bid, but not
-        #: from here, so the handle is still to be looked up.
-        self.you: YouView | None = None
+        #: The bidder's `you` as this socket last learnt it (its buying power is
+        #: read afresh for each snapshot); None: not known (look it up before a
+        #: snapshot). A status without a handle: they bid, but not from here, so
+        #: the handle is still to be looked up.
+        self.you: You | None = None
         self.room: Room | None = None
         self.closed = False
         self._limit = tuning.send_queue_bytes
@@ -184,22 +204,31 @@ class Connection:
         you = self.you
         return you is not None and (you.handle is not None or you.status is None)
 
-    def heard_status(self, status: YouStatus | None) -> None:
-        """A private `you` went out on this socket: keep its status (None: one this
-        socket cannot read, so look `you` up again)."""
-        if status is None:
+    def heard(self, you: YouMessage | None) -> None:
+        """A private `you` went out on this socket: keep its status and maximum
+        (None: one this socket cannot read, so look `you` up again)."""
+        if you is None:
             self.you = None
             return
         handle = self.you.handle if self.you is not None else None
-        self.you = YouView(handle, status)
+        self.you = You(handle, you.status, you.max_kobo)
 
     def bid_accepted(self, handle: str) -> None:
         """This socket's own bid went in: the bidder has a handle now. The status
         stays as the private `you` messages (sent before the bid's result) left
         it; none yet (they travel apart from it between nodes) means winning
         until one comes."""
-        if self.you is not None:
-            self.you = YouView(handle, self.you.status or "winning")
+        you = self.you
+        if you is not None:
+            self.you = You(handle, you.status or "winning", you.max_kobo)
+
+    def max_accepted(self, max_kobo: int, handle: str | None, status: YouStatus | None) -> None:
+        """This socket's own maximum went in: it is the bidder's maximum now, with
+        the handle its rows gave them (if any). The status stays as the private
+        `you` messages left it; none yet means the maximum's own (`status`)."""
+        you = self.you
+        if you is not None:
+            self.you = You(handle or you.handle, you.status or status, max_kobo)
 
     def close(self, code: int, reason: str, *, grace_s: float) -> None:
         """Send a close frame after what is queued and let go of the socket; a peer
@@ -240,6 +269,7 @@ class Room:
         self._recent: collections.deque[RecentBid] = collections.deque(maxlen=RECENT_BIDS)
         self._read_at = -math.inf  # when the ledger last confirmed it (monotonic)
         self._encoded: tuple[int, bytes, bytes] | None = None  # (seq, auction, recent_bids)
+        self._vehicle = msgspec.json.encode(first.vehicle)  # it does not change
         self._rereading: asyncio.Task[Snapshot | None] | None = None
         self.adopt(first)
 
@@ -301,7 +331,7 @@ class Room:
 
     # the snapshot in memory
 
-    def snapshot_frame(self, you: YouView | None, now_ms: int) -> bytes | None:
+    def snapshot_frame(self, you: You | None, now_ms: int) -> bytes | None:
         """The room's snapshot at `last_seq` with this socket's `you`, or None when
         the room cannot vouch for it (`reread` it from the ledger)."""
         auction = self._auction
@@ -319,7 +349,7 @@ class Room:
                 msgspec.json.encode(auction),
                 msgspec.json.encode(list(self._recent)),
             )
-        return _snapshot_frame(self.last_seq, now_ms, encoded[1], encoded[2], you)
+        return _snapshot_frame(self.last_seq, now_ms, encoded[1], self._vehicle, encoded[2], you)
 
     @property
     def status(self) -> str | None:
@@ -385,7 +415,13 @@ class Room:
                 reserve_met=event.reserve_met,
             )
             self._recent.appendleft(
-                RecentBid(event.amount_kobo, event.bidder, event.is_platform_bid, event.at_ms)
+                RecentBid(
+                    event.amount_kobo,
+                    event.bidder,
+                    event.is_platform_bid,
+                    event.at_ms,
+                    event.is_proxy,
+                )
             )
         elif isinstance(event, StateEvent):
             self._auction = msgspec.structs.replace(
@@ -465,14 +501,23 @@ class Room:
     def send_to(self, user_ids: Iterable[str], payload: bytes) -> None:
         """A message for some bidders alone (`you`), on every socket they have here."""
         data = text_frame(payload)
-        status = _STATUS_OF.get(payload)
+        read, you = False, None
         for user_id in user_ids:
             sockets = self._bidders.get(uuid.UUID(user_id))
             if sockets:
+                if not read:
+                    read, you = True, _read_you(payload)
                 for conn in list(sockets):
                     if conn.send(data):
                         MESSAGES_SENT.inc()
-                    conn.heard_status(status)
+                    conn.heard(you)
+
+
+def _read_you(payload: bytes) -> YouMessage | None:
+    try:
+        return _you_message(payload)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None  # sent on as it is; the socket looks its `you` up again
 
 
 def _retrieved(task: asyncio.Task[Snapshot | None]) -> None:
@@ -487,9 +532,15 @@ def _retrieved(task: asyncio.Task[Snapshot | None]) -> None:
 class Rooms:
     """This node's rooms, and the one way events reach them: the bus."""
 
-    def __init__(self, tuning: RoomTuning, reserve_of: ReserveOf | None = None) -> None:
+    def __init__(
+        self,
+        tuning: RoomTuning,
+        reserve_of: ReserveOf | None = None,
+        standings: Standings | None = None,
+    ) -> None:
         self.tuning = tuning
         self._reserve_of = reserve_of or (lambda auction_id: None)
+        self._standings: Standings = standings or _NoStandings()
         self._rooms: dict[uuid.UUID, Room] = {}
         self._bus: Bus = LocalBus(self.deliver)
         self._closing = False
@@ -558,9 +609,21 @@ class Rooms:
                     auction_id=str(auction_id),
                     committed_ns=committed_ns,
                     events=events,
-                    private=_statuses(room_bids),
+                    private=self._statuses(auction_id, room_bids),
                 )
             )
+
+    def publish_max(self, durable_max: DurableMax) -> None:
+        """The sequencer's listener of maximums: the bidder's other sockets (and
+        those of a maximum set over REST) learn it. One that placed rows was told
+        with them (`publish_bids`, the maximum included)."""
+        if durable_max.bids:
+            return
+        # No rows: a leader raising their maximum (still winning), or a pre-bid,
+        # which places none until the auction opens.
+        status: YouStatus | None = None if durable_max.prebid else "winning"
+        you = self._you(durable_max.auction_id, durable_max.user_id, status)
+        self._publish(durable_max.auction_id, [], [([str(durable_max.user_id)], you)])
 
     def publish_change(self, change: StateChange) -> None:
         """The sequencer's state listener: opened, extended, cancelled, closed —
@@ -597,11 +660,38 @@ class Rooms:
         )
         private: list[tuple[list[str], bytes]] = []
         if winner_user_id is not None:
-            private.append(([str(winner_user_id)], _YOU["won"]))
-        losers = [str(user_id) for user_id in loser_user_ids if user_id != winner_user_id]
-        if losers:
-            private.append((losers, _YOU["lost"]))
+            private.append(([str(winner_user_id)], self._you(auction_id, winner_user_id, "won")))
+        for user_id in loser_user_ids:
+            if user_id != winner_user_id:
+                private.append(([str(user_id)], self._you(auction_id, user_id, "lost")))
         self._publish(auction_id, [(seq, event)], private)
+
+    def _you(self, auction_id: uuid.UUID, user_id: uuid.UUID, status: YouStatus | None) -> bytes:
+        standings = self._standings
+        return encode(
+            YouMessage(
+                status=status,
+                max_kobo=standings.max_of(auction_id, user_id),
+                available_kobo=standings.available_of(user_id),
+            )
+        )
+
+    def _statuses(
+        self, auction_id: uuid.UUID, bids: Sequence[DurableBid]
+    ) -> list[tuple[list[str], bytes]]:
+        """`winning` to each new leader, `outbid` to each bidder they displaced: the
+        status each bidder ends this commit with, once, with their maximum and
+        buying power."""
+        status: dict[uuid.UUID, YouStatus] = {}
+        for bid in bids:
+            if bid.previous_leader is not None and bid.previous_leader != PLATFORM_USER_ID:
+                status[bid.previous_leader] = "outbid"
+            if not bid.is_platform:
+                status[bid.user_id] = "winning"
+        return [
+            ([str(user_id)], self._you(auction_id, user_id, value))
+            for user_id, value in status.items()
+        ]
 
     def _publish(
         self,
@@ -638,6 +728,7 @@ def _bid_event(bid: DurableBid, reserve_kobo: int | None) -> BidEvent:
         amount_kobo=bid.amount_kobo,
         bidder=bidder_handle(bid.bidder_number, bid.is_platform),
         is_platform_bid=bid.is_platform,
+        is_proxy=bid.is_proxy,
         at_ms=bid.at_ms,
         end_time_ms=bid.end_time_ms,
         extended=bid.extended,
@@ -646,18 +737,3 @@ def _bid_event(bid: DurableBid, reserve_kobo: int | None) -> BidEvent:
         bidder_count=bid.bidder_count,
         reserve_met=None if reserve_kobo is None else bid.amount_kobo >= reserve_kobo,
     )
-
-
-def _statuses(bids: Sequence[DurableBid]) -> list[tuple[list[str], bytes]]:
-    """`winning` to each new leader, `outbid` to each bidder they displaced: the
-    status each bidder ends this commit with, once."""
-    status: dict[uuid.UUID, YouStatus] = {}
-    for bid in bids:
-        if bid.previous_leader is not None and bid.previous_leader != PLATFORM_USER_ID:
-            status[bid.previous_leader] = "outbid"
-        if not bid.is_platform:
-            status[bid.user_id] = "winning"
-    grouped: dict[YouStatus, list[str]] = {}
-    for user_id, value in status.items():
-        grouped.setdefault(value, []).append(str(user_id))
-    return [(users, _YOU[value]) for value, users in grouped.items()]

@@ -4,8 +4,9 @@ A socket gets the room's `snapshot` first and watches as a guest; `auth` makes
 it a bidder (identity from the token's `sub`, role and KYC from the `users`
 row) until the token expires. Frames are decoded once, strictly, into the
 `ClientMessage` union; a bad one gets an `error` and the socket stays open. A
-bid goes to the sequencer and its `bid_result` comes back once the ledger has
-committed it — after the room's `bid` event, which the commit itself sends.
+bid (or a maximum) goes to the sequencer and its `bid_result` comes back once
+the ledger has committed it — after the room's `bid` events, which the commit
+itself sends.
 
 What a socket may cost is bounded: frames per second per socket and sockets per
 client address (web/ws_limits.py), and `resume` and `auth` are answered from the
@@ -20,17 +21,18 @@ import logging
 import random
 import time
 import uuid
+from collections.abc import Coroutine, Sequence
+from typing import Any
 
-import asyncpg
 import msgspec
 from aiohttp import WSMsgType, web
 
 from engine import auctions
-from engine.auctions import Snapshot
-from engine.bids import BidAccepted
+from engine.auctions import Snapshot, You, YouStatus
+from engine.bids import BidAccepted, DurableBid, MaxAccepted, rejection
 from engine.errors import UNREACHABLE_OR_REFUSED, TokenError
-from engine.registry import NO_HANDLE
 from engine.sequencer import Sequencer
+from engine.standing import standing, standing_in_core
 from engine.tokens import verify_token_claims
 from engine.users import load_caller
 from web.errors import ApiError
@@ -46,6 +48,7 @@ from web.keys import (
     SETTINGS,
     BidPlacer,
 )
+from web.messages import whole_kobo
 from web.ratelimit import ip_key
 from web.rooms import Connection, Room, snapshot_frame
 from web.ws_limits import FrameBudget
@@ -56,11 +59,11 @@ from web.ws_messages import (
     BidResult,
     ClientMessage,
     ErrorMessage,
+    Max,
     Ping,
     Pong,
     Resume,
     ServerMessage,
-    YouView,
     bidder_handle,
     client_decoder,
     encode,
@@ -174,7 +177,7 @@ class Session:
         self._placer: BidPlacer = app[BIDS]
         self._auction_id = auction_id
         self._conn = conn
-        self._bids: set[asyncio.Task[None]] = set()
+        self._bids: set[asyncio.Task[None]] = set()  # bids and maximums on their way
         frames_per_s = app[SETTINGS].ws_frames_per_s
         self._budget = FrameBudget(frames_per_s)
         self._over_budget_s = 0.0
@@ -226,6 +229,8 @@ class Session:
             await self._resume(message.last_seq)
         elif self._conn.user_id is None:
             self._unauthenticated()
+        elif isinstance(message, Max):
+            await self._max(message, self._conn.user_id)
         else:
             await self._bid(message, self._conn.user_id)
 
@@ -357,36 +362,46 @@ class Session:
     async def _ledger_snapshot(self) -> Snapshot | None:
         return await room_snapshot(self._app, self._auction_id)
 
-    def _you(self, auction_status: str | None) -> YouView | None:
-        """This socket's `you` for a snapshot (None for a guest)."""
-        if self._conn.user_id is None:
+    def _you(self, auction_status: str | None) -> You | None:
+        """This socket's `you` for a snapshot (None for a guest), with the bidder's
+        buying power as the core has it now."""
+        user_id = self._conn.user_id
+        if user_id is None:
             return None
-        you = self._conn.you or YouView(None, None)
-        if auction_status == "cancelled":
-            return YouView(you.handle, None)  # as the ledger tells it (you_view)
-        return you
+        you = self._conn.you or You(None, None)
+        status = None if auction_status == "cancelled" else you.status  # as the ledger says
+        return You(you.handle, status, you.max_kobo, self._sequencer.available_of(user_id))
 
     async def _look_up_you(self, room: Room | None) -> None:
-        """The bidder's handle and standing, once per sign-in: from the core when it
-        holds the auction, else from the ledger. From then on the socket keeps it
-        current itself (web.rooms.Connection.you)."""
+        """The bidder's handle, standing and maximum, once per sign-in: from the core
+        when it holds the auction, else from the ledger. From then on the socket
+        keeps it current itself (web.rooms.Connection.you)."""
         conn, user_id = self._conn, self._conn.user_id
         if user_id is None:
             return
         room_seq = room.last_seq if room is not None else None
-        found = you_in_core(self._sequencer, self._auction_id, user_id, room_seq)
+        found = standing_in_core(self._sequencer, self._auction_id, user_id, room_seq)
         if found is None:
-            found = await you_view(self._app[DATABASE].pool, self._auction_id, user_id)
+            found = await standing(self._app[DATABASE].pool, self._auction_id, user_id)
             if conn.user_id != user_id:
                 return  # signed out, or in as someone else, meanwhile
             heard = conn.you
-            if heard is not None and heard.status is not None:
-                found = YouView(found.handle or heard.handle, heard.status)  # newer than the read
+            if heard is not None and heard.status is not None:  # newer than the read
+                found = You(found.handle or heard.handle, heard.status, heard.max_kobo)
         conn.you = found
 
     # ---- bids -------------------------------------------------------------------
 
     async def _bid(self, bid: Bid, user_id: uuid.UUID) -> None:
+        if await self._within_bid_limit(user_id):
+            self._start(self._place(bid, user_id))
+
+    async def _max(self, frame: Max, user_id: uuid.UUID) -> None:
+        if await self._within_bid_limit(user_id):  # a maximum counts as a bid
+            self._start(self._set_max(frame, user_id))
+
+    async def _within_bid_limit(self, user_id: uuid.UUID) -> bool:
+        """WS_BIDS_PER_S per bidder, bids and maximums together; the excess refused."""
         settings = self._app[SETTINGS]
         wait = await self._app[LIMITER].hit(f"ws-bid:{user_id}", settings.ws_bids_per_s, 1.0)
         if wait is not None:
@@ -395,10 +410,13 @@ class Session:
                 f"Too many bids: at most {settings.ws_bids_per_s} a second. "
                 "Wait a moment and bid again.",
             )
-            return
+            return False
+        return True
+
+    def _start(self, placing: Coroutine[Any, Any, None]) -> None:
         # Its own task: the socket keeps reading (pings, more bids) while the
         # ledger commits. Tasks start in arrival order, so bids are decided in it.
-        task = asyncio.create_task(self._place(bid, user_id))
+        task = asyncio.create_task(placing)
         self._bids.add(task)
         task.add_done_callback(self._bids.discard)
 
@@ -425,6 +443,39 @@ class Session:
             )
         self._reply(result)
 
+    async def _set_max(self, frame: Max, user_id: uuid.UUID) -> None:
+        amount = whole_kobo(frame.max_kobo)
+        if amount is None:  # rule 9, before any other
+            refused = rejection("invalid_amount", maximum=True)
+            self._reply(
+                BidResult(
+                    frame.client_bid_id, "rejected", code=refused.code, message=refused.message
+                )
+            )
+            return
+        try:
+            outcome = await self._sequencer.set_max(
+                self._auction_id, user_id, amount, frame.client_bid_id
+            )
+        except Exception:
+            logger.exception("setting a maximum failed")
+            self._error(
+                "internal",
+                "Something went wrong on our side and your maximum's outcome is unknown. "
+                "Send it again with the same client_bid_id to learn it.",
+            )
+            return
+        if isinstance(outcome, MaxAccepted):
+            durable = outcome.max
+            if self._conn.user_id == user_id:
+                self._conn.max_accepted(durable.max_kobo, *_own_standing(durable.bids, user_id))
+            result = BidResult(frame.client_bid_id, "accepted", max=durable.body())
+        else:
+            result = BidResult(
+                frame.client_bid_id, "rejected", code=outcome.code, message=outcome.message
+            )
+        self._reply(result)
+
     # ---- replies -------------------------------------------------------------------
 
     def _reply(self, message: ServerMessage) -> None:
@@ -437,6 +488,21 @@ class Session:
         self._error("unauthenticated", "Sign in to bid: send `auth` with your token first.")
 
 
+def _own_standing(
+    rows: Sequence[DurableBid], user_id: uuid.UUID
+) -> tuple[str | None, YouStatus | None]:
+    """The bidder's handle and status after the rows their maximum placed (none: a
+    raise by the leader or a pre-bid, which change neither)."""
+    handle: str | None = None
+    status: YouStatus | None = None
+    for row in rows:
+        if row.user_id == user_id:
+            handle, status = bidder_handle(row.bidder_number, False), "winning"
+        elif row.previous_leader == user_id:
+            status = "outbid"
+    return handle, status
+
+
 # ---- snapshots --------------------------------------------------------------------
 
 
@@ -444,50 +510,3 @@ async def room_snapshot(app: web.Application, auction_id: uuid.UUID) -> Snapshot
     return await auctions.snapshot(
         app[DATABASE].pool, app[SEQUENCER], auction_id, app[CLOCK].now_ms()
     )
-
-
-def you_in_core(
-    sequencer: Sequencer, auction_id: uuid.UUID, user_id: uuid.UUID, room_seq: int | None
-) -> YouView | None:
-    """A bidder's handle and standing from the core, if it holds the auction and is
-    not behind what the room has shown (`room_seq`); None otherwise. The core may
-    be ahead of the room by the bids being written: those events follow."""
-    state = sequencer.held(auction_id)
-    if state is None or (room_seq is not None and state.seq < room_seq):
-        return None
-    user = sequencer.registry.user_handle(user_id)
-    if user == NO_HANDLE or user not in state.bidders:
-        return YouView(handle=None, status=None)
-    you = bidder_handle(state.bidders.index(user) + 1, False)
-    if state.status == "cancelled":
-        return YouView(you, None)
-    leads = state.leader == user and not state.leader_is_platform
-    return YouView(you, "winning" if leads else "outbid")
-
-
-_YOU = """
-WITH ranked AS (
-    SELECT user_id, row_number() OVER (ORDER BY min(seq)) AS number
-    FROM bids WHERE auction_id = $1 AND NOT is_platform_bid GROUP BY user_id
-)
-SELECT a.status, a.winner_id,
-       (SELECT number FROM ranked WHERE user_id = $2) AS number,
-       (SELECT user_id FROM bids WHERE auction_id = $1 ORDER BY seq DESC LIMIT 1) AS leader
-FROM auctions a WHERE a.id = $1
-"""
-
-_OPEN = frozenset({"scheduled", "live", "ended"})  # ended: the result is not decided yet
-_DECIDED = frozenset({"pending_settlement", "settled", "unsold", "relisted"})
-
-
-async def you_view(pool: asyncpg.Pool, auction_id: uuid.UUID, user_id: uuid.UUID) -> YouView:
-    """A bidder's handle and standing in one auction, from the ledger."""
-    row = await pool.fetchrow(_YOU, auction_id, user_id)
-    if row is None or row["number"] is None:
-        return YouView(handle=None, status=None)
-    handle = bidder_handle(row["number"], False)
-    if row["status"] in _OPEN:
-        return YouView(handle, "winning" if row["leader"] == user_id else "outbid")
-    if row["status"] in _DECIDED:
-        return YouView(handle, "won" if row["winner_id"] == user_id else "lost")
-    return YouView(handle, None)  # cancelled

@@ -11,7 +11,8 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from engine.bids import BidBody
+from engine.auctions import You, YouStatus
+from engine.bids import BidBody, MaxBody
 from web.json_numbers import IntegralDecoder
 
 # ---- client → server ---------------------------------------------------------
@@ -21,12 +22,24 @@ class Auth(msgspec.Struct, frozen=True, tag="auth", tag_field="type"):
     token: str
 
 
+ClientBidId = Annotated[
+    str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f]+$")
+]
+
+
 class Bid(msgspec.Struct, frozen=True, tag="bid", tag_field="type"):
     # Any integer: the core answers `invalid_amount` for one out of range.
     amount_kobo: int
-    client_bid_id: Annotated[
-        str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f]+$")
-    ]
+    client_bid_id: ClientBidId
+
+
+class Max(msgspec.Struct, frozen=True, tag="max", tag_field="type"):
+    """Set or raise a maximum. The amount stays raw until checked, so that any
+    wrong amount (a fraction, a string, a huge number) is answered with the
+    rule's `invalid_amount` and its client_bid_id, as over REST."""
+
+    max_kobo: msgspec.Raw
+    client_bid_id: ClientBidId
 
 
 class Resume(msgspec.Struct, frozen=True, tag="resume", tag_field="type"):
@@ -37,7 +50,7 @@ class Ping(msgspec.Struct, frozen=True, tag="ping", tag_field="type"):
     client_time_ms: int
 
 
-ClientMessage = Auth | Bid | Resume | Ping
+ClientMessage = Auth | Bid | Max | Resume | Ping
 
 #: What a guest may send; anything else gets `unauthenticated` before any other check.
 GUEST_TYPES = frozenset({"auth", "resume", "ping"})
@@ -52,13 +65,6 @@ class FrameType(msgspec.Struct, frozen=True):
 # ---- server → client ---------------------------------------------------------
 
 
-class YouView(msgspec.Struct, frozen=True):
-    """`snapshot.you`: the bidder's handle in this auction (None before a first bid)."""
-
-    handle: str | None
-    status: Literal["winning", "outbid", "won", "lost"] | None
-
-
 class SnapshotMessage(msgspec.Struct, frozen=True, tag="snapshot", tag_field="type"):
     """The room as it stands. `auction` and `recent_bids` are the REST snapshot's
     own JSON, carried as is so both always say the same."""
@@ -66,8 +72,9 @@ class SnapshotMessage(msgspec.Struct, frozen=True, tag="snapshot", tag_field="ty
     seq: int
     server_time_ms: int
     auction: msgspec.Raw
+    vehicle: msgspec.Raw
     recent_bids: msgspec.Raw
-    you: YouView | None
+    you: You | None
 
 
 class BidEvent(msgspec.Struct, frozen=True, tag="bid", tag_field="type"):
@@ -75,6 +82,7 @@ class BidEvent(msgspec.Struct, frozen=True, tag="bid", tag_field="type"):
     amount_kobo: int
     bidder: str  # "Bidder 3" or "Reserve protection"
     is_platform_bid: bool
+    is_proxy: bool  # placed by the engine for the bidder's maximum
     at_ms: int
     end_time_ms: int
     extended: bool
@@ -90,12 +98,18 @@ class BidResult(
     client_bid_id: str
     status: Literal["accepted", "rejected"]
     bid: BidBody | None = None
+    max: MaxBody | None = None  # the answer to a `max`
     code: str | None = None
     message: str | None = None
 
 
 class YouMessage(msgspec.Struct, frozen=True, tag="you", tag_field="type"):
-    status: Literal["winning", "outbid", "won", "lost"]
+    """To one bidder alone: where they stand now. `status` is null only for a
+    maximum set before their first bid here (a pre-bid on a scheduled auction)."""
+
+    status: YouStatus | None
+    max_kobo: int | None  # the highest maximum they set here (null: none)
+    available_kobo: int | None  # their buying power left, as the engine has it now
 
 
 class StateEvent(msgspec.Struct, frozen=True, tag="state", tag_field="type"):
