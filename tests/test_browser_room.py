@@ -380,11 +380,21 @@ async def test_a_maximum_set_by_keyboard_answers_bids_live_on_phone_sized_pages(
             assert visited == ["amount", "bid-button", "max-amount"], visited
             focus_ring = await first.js("getComputedStyle(document.activeElement).outlineStyle")
             assert focus_ring not in ("none", ""), focus_ring
+            # Below the start price: refused with the server's sentence, nothing changes.
+            await first.type_text("900,000")
+            await first.press_enter()
+            await first.wait_text("max-message", "Your maximum must be at least ₦1,000,000.00.")
+            assert await first.js("document.getElementById('max-message').dataset.kind") == "error"
+            assert await first.text("max-current") == "You have not set a maximum."
+            assert await first.text("buying-power") == "Your buying power: ₦10,000,000.00"
+            assert await first.text("feed") == ""
+            assert await first.js("document.getElementById('max-amount').value") == "900,000"
+            await first.clear_focused()
             await first.type_text("1,800,000")
             await first.press_enter()
             # Alone, her maximum leads at the start price, through a proxy bid.
             await first.wait_text(
-                "max-message", "Your maximum: ₦1,800,000.00. It leads at ₦1,000,000.00."
+                "max-message", "Your maximum: ₦1,800,000.00. It leads, at ₦1,000,000.00."
             )
             await first.wait_text("you", "You are winning")
             await first.wait_text("max-current", f"Your maximum: ₦1,800,000.00{LEADING}")
@@ -436,6 +446,7 @@ async def test_a_maximum_set_by_keyboard_answers_bids_live_on_phone_sized_pages(
             await first.wait_text("max-current", f"Your maximum: ₦1,800,000.00{OUTBID}")
             await first.wait_text("buying-power", "Your buying power: ₦10,000,000.00")
             await second.wait_text("buying-power", "Your buying power: ₦9,630,000.00")
+            assert await first.text("max-message") == ""  # "It leads" is no longer said
 
             # Every proxy bid reached both pages live, marked; the maximum reached Bob never.
             for page in (first, second):
@@ -449,7 +460,7 @@ async def test_a_maximum_set_by_keyboard_answers_bids_live_on_phone_sized_pages(
             assert all(f.get("max_kobo") is None for f in frames if f["type"] == "you")
             assert await second.text("max-current") == "You have not set a maximum."
 
-            await first.js("document.activeElement.blur()")
+            await first.js("document.activeElement.blur(); window.scrollTo(0, 0)")
             shot = await first.call(
                 "Page.captureScreenshot", format="png", captureBeyondViewport=True
             )
@@ -593,6 +604,9 @@ async def test_only_a_guest_is_asked_to_sign_in(pool: Any, database_url: str) ->
             await guest.wait_text("connection", "Live")
             await guest.wait_text("bid-message", SIGN_IN_LINE)
             assert not await guest.js("document.getElementById('sign-in').hidden")
+            # A guest has no maximum to set and no buying power to show.
+            assert await guest.js("document.getElementById('max-card').hidden") is True
+            assert await guest.js("document.getElementById('buying-power').hidden") is True
 
             await bidder.wait_for(SIGNED_IN)
             # A lost connection, then a new one: the bidder is signed in again, not asked to.

@@ -225,6 +225,8 @@
         if ("max_kobo" in message) you.max_kobo = message.max_kobo;
         if ("available_kobo" in message) you.available_kobo = message.available_kobo;
       }
+      // "It leads" was true when said; once passed, the line under the form says so.
+      if (message.status === "outbid" && ui.maxMessage.dataset.leads === "true") sayMax("", "");
       renderYou(message.status);
     },
 
@@ -452,10 +454,12 @@
     if (max === null) {
       ui.maxCurrent.textContent = "You have not set a maximum.";
       delete ui.maxCurrent.dataset.leading;
+      delete ui.maxCurrent.dataset.outbid;
       return;
     }
     const leading = you.status === "winning";
     ui.maxCurrent.dataset.leading = String(leading);
+    ui.maxCurrent.dataset.outbid = String(you.status === "outbid");
     ui.maxCurrent.textContent = "Your maximum: " + naira(max) +
       (leading ? "\u00a0·\u00a0leading" : you.status === "outbid" ? "\u00a0·\u00a0outbid" : "");
   }
@@ -472,6 +476,7 @@
 
   function sayMax(kind, text) {
     ui.maxMessage.dataset.kind = kind;
+    ui.maxMessage.dataset.leads = "false";
     ui.maxMessage.textContent = text;
   }
 
@@ -569,9 +574,12 @@
       const max = message.max;
       if (you) you.max_kobo = max.max_kobo;
       if (max.leading) learnHandle(max.price_kobo, true);
+      const scheduled = auction && auction.status === "scheduled";
       sayMax("ok", "Your maximum: " + naira(max.max_kobo) + ". " + (max.leading
-        ? "It leads at " + naira(max.price_kobo) + "."
-        : "Another bidder's maximum is higher: the price is now " + naira(max.price_kobo) + "."));
+        ? (scheduled ? "It will lead when bidding opens, at " : "It leads, at ") + naira(max.price_kobo) + "."
+        : "It does not lead: another bidder's maximum is at least as high. The price is now " +
+          naira(max.price_kobo) + "."));
+      ui.maxMessage.dataset.leads = String(max.leading);
       ui.maxAmount.value = "";
       renderYou(you && you.status);
     } else {
