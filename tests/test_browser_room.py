@@ -1,9 +1,11 @@
 """The auction-room page in a real browser: Debian's headless Chromium, driven
 over the Chrome DevTools protocol on its own WebSocket (aiohttp's client; no
 browser-automation package). Two bidders on phone-sized pages: one bids, the
-other sees the new price, the first sees that it is winning.
+other sees the new price, the first sees that it is winning; one sets a maximum
+with the keyboard alone and its proxy answers the other's bids on both pages.
 
-A screenshot of the first page is written to /tmp/dealer360-room-phone.png."""
+Screenshots of a bidder's page are written to /tmp/dealer360-room-phone.png and
+/tmp/dealer360-room-max-phone.png."""
 
 from __future__ import annotations
 
@@ -22,11 +24,13 @@ import aiohttp
 import pytest
 
 from engine.roles import PLATFORM_USER_ID
+from tests.png_pixels import read_png
 from tests.ws_helpers import RoomClient, make_world, serving
 from web.keys import ROOMS, SEQUENCER
 from web.rooms import RoomTuning
 
 SCREENSHOT = Path("/tmp/dealer360-room-phone.png")
+MAX_SCREENSHOT = Path("/tmp/dealer360-room-max-phone.png")
 SIGN_IN_LINE = "Sign in to bid; anyone can watch."
 #: The room knows this page's bidder (its snapshot had `you`).
 SIGNED_IN = "!document.getElementById('who').hidden"
@@ -139,15 +143,76 @@ class Page:
         return [str(entry["url"]) for entry in history["entries"]]
 
     async def press_enter(self) -> None:
+        await self.press("Enter", 13, text="\r")
+
+    async def press(self, key: str, key_code: int, *, text: str | None = None) -> None:
+        """One key pressed and released, as the keyboard sends it."""
         for kind in ("keyDown", "keyUp"):
             await self.call(
                 "Input.dispatchKeyEvent",
                 type=kind,
-                key="Enter",
-                code="Enter",
-                windowsVirtualKeyCode=13,
-                **({"text": "\r"} if kind == "keyDown" else {}),
+                key=key,
+                code=key,
+                windowsVirtualKeyCode=key_code,
+                **({"text": text} if kind == "keyDown" and text is not None else {}),
             )
+
+    async def type_text(self, text: str) -> None:
+        """Typed a key at a time into the focused element."""
+        for char in text:
+            for kind in ("keyDown", "keyUp"):
+                await self.call(
+                    "Input.dispatchKeyEvent",
+                    type=kind,
+                    key=char,
+                    **({"text": char} if kind == "keyDown" else {}),
+                )
+
+    async def tab_to(self, element_id: str, presses: int = 20) -> list[str]:
+        """Tab from the top of the page until `element_id` has the focus; the ids
+        focused on the way, in order (fails if Tab never reaches it)."""
+        await self.js("document.activeElement.blur()")
+        visited: list[str] = []
+        for _ in range(presses):
+            await self.press("Tab", 9)
+            visited.append(str(await self.js("document.activeElement.id")))
+            if visited[-1] == element_id:
+                return visited
+        raise AssertionError(f"Tab never reached #{element_id}: {visited}")
+
+    async def clear_focused(self) -> None:
+        """Empty the focused input with the keyboard: End, then Backspace over it."""
+        length = int(await self.js("document.activeElement.value.length"))
+        await self.press("End", 35)
+        for _ in range(length):
+            await self.press("Backspace", 8)
+
+    async def feed(self) -> list[list[Any]]:
+        """The feed as shown, newest first: [amount, bidder, proxy tag or None, label]."""
+        items = await self.js(_FEED)
+        assert isinstance(items, list)
+        return items
+
+    async def wait_feed(self, newest: list[list[Any]], seconds: float = 10) -> None:
+        """Until the feed's newest items are `newest` (as `feed` gives them)."""
+        shown = json.dumps(newest, ensure_ascii=False, separators=(",", ":"))
+        try:
+            await self.wait_for(
+                f"JSON.stringify({_FEED}.slice(0, {len(newest)})) === {json.dumps(shown)}",
+                seconds,
+            )
+        except TimeoutError:
+            raise AssertionError(f"the feed shows {await self.feed()}, not {newest}") from None
+
+
+# The feed's items as `Page.feed` gives them.
+_FEED = (
+    "[...document.querySelectorAll('#feed li')].map((li) => ["
+    "li.querySelector('.amount').textContent,"
+    "li.querySelector('.who-bid').firstChild.textContent,"
+    "li.querySelector('.tag') ? li.querySelector('.tag').textContent : null,"
+    "li.getAttribute('aria-label')])"
+)
 
 
 @contextlib.asynccontextmanager
@@ -258,6 +323,179 @@ async def test_two_bidders_see_the_room_live_on_phone_sized_pages(
             await asyncio.to_thread(SCREENSHOT.write_bytes, png)
 
 
+# Every frame the page receives, in `window.received` (installed before its script runs).
+_RECEIVED = """
+window.received = [];
+window.WebSocket = class extends WebSocket {
+  constructor(...args) {
+    super(...args);
+    this.addEventListener("message", (event) => window.received.push(JSON.parse(event.data)));
+  }
+};
+"""
+CAR = {
+    "Body": "Sedan",
+    "Mileage": "84,500 km",
+    "Colour": "Silver",
+    "Condition": "Excellent",
+    "Location": "Ikeja, Lagos",
+}
+INCREMENT = 5_000_000  # the factory's default, ₦50,000
+
+
+async def test_a_maximum_set_by_keyboard_answers_bids_live_on_phone_sized_pages(
+    pool: Any, database_url: str
+) -> None:
+    # ₦10,000,000 each; a deposit is 20 % of the amount it covers.
+    world = await make_world(pool, bidders=2, balance_kobo=1_000_000_000)
+    alice, bob = world.bidders
+    await pool.execute(
+        "UPDATE vehicles SET mileage_km = 84500, color = 'silver', condition = 'excellent',"
+        " location = 'Ikeja, Lagos' WHERE id = (SELECT vehicle_id FROM auctions WHERE id = $1)",
+        world.auction_id,
+    )
+    async with serving(database_url) as served, aiohttp.ClientSession() as session:
+        room = f"{served.base}/rooms/{world.auction_id}"
+        async with chromium(session) as browser:
+            first = await browser.page(f"{room}#token={world.token(alice)}", before=_RECEIVED)
+            second = await browser.page(f"{room}#token={world.token(bob)}", before=_RECEIVED)
+            for page in (first, second):
+                await page.wait_text("connection", "Live")
+                await page.wait_for(SIGNED_IN)
+                # The car, at the top: the page's first card, above the price.
+                await page.wait_text("vehicle-title", "2019 Toyota Camry")
+                assert await page.js(_CAR_FACTS) == CAR
+                first_card = "document.querySelector('main > :not([hidden])').id"
+                assert await page.js(first_card) == "vehicle"
+                assert await page.js(
+                    "document.getElementById('vehicle').getBoundingClientRect().bottom"
+                    " <= document.getElementById('price').getBoundingClientRect().top"
+                )
+                await page.wait_text("buying-power", "Your buying power: ₦10,000,000.00")
+                assert await page.text("max-current") == "You have not set a maximum."
+                assert await page.js("document.documentElement.scrollWidth") <= 390
+
+            # Alice sets her maximum with the keyboard alone: Tab to it, type, Enter.
+            visited = await first.tab_to("max-amount")
+            assert visited == ["amount", "bid-button", "max-amount"], visited
+            focus_ring = await first.js("getComputedStyle(document.activeElement).outlineStyle")
+            assert focus_ring not in ("none", ""), focus_ring
+            # Below the start price: refused with the server's sentence, nothing changes.
+            await first.type_text("900,000")
+            await first.press_enter()
+            await first.wait_text("max-message", "Your maximum must be at least ₦1,000,000.00.")
+            assert await first.js("document.getElementById('max-message').dataset.kind") == "error"
+            assert await first.text("max-current") == "You have not set a maximum."
+            assert await first.text("buying-power") == "Your buying power: ₦10,000,000.00"
+            assert await first.text("feed") == ""
+            assert await first.js("document.getElementById('max-amount').value") == "900,000"
+            await first.clear_focused()
+            await first.type_text("1,800,000")
+            await first.press_enter()
+            # Alone, her maximum leads at the start price, through a proxy bid.
+            await first.wait_text(
+                "max-message", "Your maximum: ₦1,800,000.00. It leads, at ₦1,000,000.00."
+            )
+            await first.wait_text("you", "You are winning")
+            await first.wait_text("max-current", f"Your maximum: ₦1,800,000.00{LEADING}")
+            # Her buying power less the deposit of her maximum (20 %: ₦360,000).
+            await first.wait_text("buying-power", "Your buying power: ₦9,640,000.00")
+            for page, alice_is in ((first, "Bidder 1 · you"), (second, "Bidder 1")):
+                await page.wait_text("price", "₦1,000,000.00")
+                await page.wait_feed([_proxy("₦1,000,000.00", alice_is)])
+
+            # Bob bids the prefilled minimum with the keyboard: her proxy answers at
+            # min(max, bid + increment) = ₦1,100,000, on both pages as it happens.
+            await second.wait_for("document.getElementById('amount').value === '1,050,000'")
+            assert (await second.tab_to("amount"))[-1] == "amount"
+            await second.press_enter()
+            await second.wait_text("bid-message", "Bid placed: ₦1,050,000.00.")
+            for page, alice_is, bob_is in _names(first, second):
+                await page.wait_text("price", "₦1,100,000.00")
+                await page.wait_feed(
+                    [_proxy("₦1,100,000.00", alice_is), _bid("₦1,050,000.00", bob_is)]
+                )
+            await second.wait_text("you", "You have been outbid")
+            assert await first.text("you") == "You are winning"
+            assert await first.text("buying-power") == "Your buying power: ₦9,640,000.00"
+            assert await second.text("buying-power") == "Your buying power: ₦10,000,000.00"
+            # Her maximum is hers alone: Bob's page does not show it.
+            assert "1,800,000" not in await second.js("document.body.innerText")
+            assert await second.text("max-current") == "You have not set a maximum."
+
+            # Bob types ₦1,780,000: the proxy answers at her maximum, not past it.
+            await second.wait_for("document.getElementById('amount').value === '1,150,000'")
+            await second.clear_focused()
+            await second.type_text("1,780,000")
+            await second.press_enter()
+            await second.wait_text("bid-message", "Bid placed: ₦1,780,000.00.")
+            for page, alice_is, bob_is in _names(first, second):
+                await page.wait_text("price", "₦1,800,000.00")
+                await page.wait_feed(
+                    [_proxy("₦1,800,000.00", alice_is), _bid("₦1,780,000.00", bob_is)]
+                )
+            await second.wait_text("you", "You have been outbid")
+
+            # Past her maximum Bob leads, unanswered, and her deposit is hers again.
+            await second.wait_for("document.getElementById('amount').value === '1,850,000'")
+            await second.press_enter()
+            for page, _, bob_is in _names(first, second):
+                await page.wait_text("price", "₦1,850,000.00")
+                await page.wait_feed([_bid("₦1,850,000.00", bob_is)])
+            await first.wait_text("you", "You have been outbid")
+            await first.wait_text("max-current", f"Your maximum: ₦1,800,000.00{OUTBID}")
+            await first.wait_text("buying-power", "Your buying power: ₦10,000,000.00")
+            await second.wait_text("buying-power", "Your buying power: ₦9,630,000.00")
+            assert await first.text("max-message") == ""  # "It leads" is no longer said
+
+            # Every proxy bid reached both pages live, marked; the maximum reached Bob never.
+            for page in (first, second):
+                proxies = await page.js(
+                    "window.received.filter((f) => f.type === 'bid' && f.is_proxy)"
+                    ".map((f) => f.amount_kobo)"
+                )
+                assert proxies == [100_000_000, 110_000_000, 180_000_000]
+            frames = await second.js("window.received")
+            assert not [f for f in frames if f.get("max") or (f.get("you") or {}).get("max_kobo")]
+            assert all(f.get("max_kobo") is None for f in frames if f["type"] == "you")
+            assert await second.text("max-current") == "You have not set a maximum."
+
+            await first.js("document.activeElement.blur(); window.scrollTo(0, 0)")
+            shot = await first.call(
+                "Page.captureScreenshot", format="png", captureBeyondViewport=True
+            )
+            png = base64.b64decode(shot["data"])
+            await asyncio.to_thread(MAX_SCREENSHOT.write_bytes, png)
+            image = await asyncio.to_thread(read_png, png)
+            assert image.width == 390 * 2  # the phone's width at its pixel ratio
+            assert image.height >= 844 * 2
+            colours = {pixel for row in range(0, image.height, 8) for pixel in image.pixels(row)}
+            assert len(colours) >= 16, f"{len(colours)} colours: a blank page?"
+            uniform = [line == line[: image.channels] * image.width for line in image.rows]
+            assert uniform.count(False) >= image.height // 4, "mostly blank rows"
+
+
+LEADING, OUTBID = "\u00a0·\u00a0leading", "\u00a0·\u00a0outbid"
+_CAR_FACTS = (
+    "Object.fromEntries([...document.querySelectorAll('#vehicle-facts div')].map((d) =>"
+    " [d.querySelector('dt').textContent, d.querySelector('dd').textContent]))"
+)
+
+
+def _names(first: Page, second: Page) -> list[tuple[Page, str, str]]:
+    """Each page with Alice's and Bob's names in its feed (a bidder's own: "· you")."""
+    return [(first, "Bidder 1 · you", "Bidder 2"), (second, "Bidder 1", "Bidder 2 · you")]
+
+
+def _proxy(amount: str, bidder: str) -> list[Any]:
+    """A feed item of a bid placed for a maximum."""
+    return [amount, bidder, "Auto-bid", f"{amount} by {bidder}, an automatic bid for a maximum"]
+
+
+def _bid(amount: str, bidder: str) -> list[Any]:
+    return [amount, bidder, None, f"{amount} by {bidder}"]
+
+
 async def test_the_page_is_served_with_its_assets_and_a_strict_policy(
     pool: Any, database_url: str
 ) -> None:
@@ -366,6 +604,9 @@ async def test_only_a_guest_is_asked_to_sign_in(pool: Any, database_url: str) ->
             await guest.wait_text("connection", "Live")
             await guest.wait_text("bid-message", SIGN_IN_LINE)
             assert not await guest.js("document.getElementById('sign-in').hidden")
+            # A guest has no maximum to set and no buying power to show.
+            assert await guest.js("document.getElementById('max-card').hidden") is True
+            assert await guest.js("document.getElementById('buying-power').hidden") is True
 
             await bidder.wait_for(SIGNED_IN)
             # A lost connection, then a new one: the bidder is signed in again, not asked to.

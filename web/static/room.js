@@ -1,7 +1,8 @@
 // The auction room: one WebSocket to /ws/auctions/{id} (API.md), no libraries.
 // Amounts travel in kobo and show in naira; the countdown runs on the server's
 // clock (an offset kept from ping/pong); a lost socket reconnects with backoff,
-// and a gap in `seq` asks the server to `resume`.
+// and a gap in `seq` asks the server to `resume`. A signed-in bidder may also set
+// a maximum (RULES.md): it is private, shown to its owner alone from `you`.
 "use strict";
 
 (function () {
@@ -12,12 +13,20 @@
     notice: $("notice"), signIn: $("sign-in"), token: $("token"), who: $("who"),
     form: $("bid-form"), amount: $("amount"), button: $("bid-button"), minHint: $("min-hint"),
     message: $("bid-message"), feed: $("feed"), feedEmpty: $("feed-empty"),
+    vehicle: $("vehicle"), vehicleTitle: $("vehicle-title"), vehicleFacts: $("vehicle-facts"),
+    buyingPower: $("buying-power"), maxCard: $("max-card"), maxCurrent: $("max-current"),
+    maxForm: $("max-form"), maxAmount: $("max-amount"), maxButton: $("max-button"),
+    maxMessage: $("max-message"),
   };
 
   const auctionId = decodeURIComponent(location.pathname.split("/").filter(Boolean).pop() || "");
   const STATUS_TEXT = {
     winning: "You are winning", outbid: "You have been outbid",
     won: "You won this auction", lost: "This auction went to another bidder",
+    seller_decision: "Your bid is with the seller to decide",
+  };
+  const CONDITION_TEXT = {
+    salvage: "Salvage", rough: "Rough", clean: "Clean", excellent: "Excellent", upgraded: "Upgraded",
   };
   const FEED_MAX = 50;
   const GUEST_LINE = "Sign in to bid; anyone can watch.";
@@ -31,6 +40,8 @@
   let token = takeToken();
   let signedIn = false;
   let pendingBid = null; // sent, no bid_result yet: sent again (same id) after a reconnect
+  let pendingMax = null; // the same for a maximum
+  let ownAmount = null; // {amount, proxy}: a bid of ours the feed has not shown yet (learnHandle)
   let amountEdited = false;
   let clockOffset = 0; // server time − local time, ms
   let bestRtt = Infinity;
@@ -39,23 +50,33 @@
 
   // ---- money and time ----------------------------------------------------------
 
+  // Kobo are split into naira and kobo by their digits, never by dividing: every
+  // amount (below 10^15) is an exact integer and stays one.
+  function nairaParts(kobo) {
+    const digits = String(kobo).padStart(3, "0");
+    return { whole: thousands(digits.slice(0, -2)), kobo: digits.slice(-2) };
+  }
+
+  function thousands(digits) {
+    return String(digits).replace(/\B(?=(\d{3})+(?!\d))/g, ",");
+  }
+
   function naira(kobo) {
-    const whole = Math.floor(kobo / 100);
-    const rest = String(kobo % 100).padStart(2, "0");
-    return "₦" + String(whole).replace(/\B(?=(\d{3})+(?!\d))/g, ",") + "." + rest;
+    const parts = nairaParts(kobo);
+    return "₦" + parts.whole + "." + parts.kobo;
   }
 
   function nairaInput(kobo) {
-    const whole = String(Math.floor(kobo / 100)).replace(/\B(?=(\d{3})+(?!\d))/g, ",");
-    return kobo % 100 ? whole + "." + String(kobo % 100).padStart(2, "0") : whole;
+    const parts = nairaParts(kobo);
+    return parts.kobo === "00" ? parts.whole : parts.whole + "." + parts.kobo;
   }
 
-  // "1,050,000" or "1050000.5" → kobo (whole numbers only, no floats on money); null if unreadable.
+  // "1,050,000" or "1050000.5" → kobo, read from its digits (no floats on money); null if unreadable.
   function parseNaira(text) {
     const clean = text.replace(/[₦,\s]/g, "");
     const match = /^(\d{1,13})(?:\.(\d{1,2}))?$/.exec(clean);
     if (!match) return null;
-    return Number(match[1]) * 100 + Number((match[2] || "").padEnd(2, "0"));
+    return Number(match[1] + (match[2] || "").padEnd(2, "0"));
   }
 
   const serverNow = () => Date.now() + clockOffset;
@@ -158,6 +179,8 @@
       you = message.you;
       signedIn = you !== null;
       if (signedIn && pendingBid) send(pendingBid); // same client_bid_id: the first outcome
+      if (signedIn && pendingMax) send(pendingMax);
+      renderVehicle(message.vehicle);
       renderFeed(message.recent_bids);
       renderAuction(false);
       renderYou(you && you.status);
@@ -196,14 +219,25 @@
     },
 
     you(message) {
-      if (you) you.status = message.status;
+      if (you) {
+        you.status = message.status;
+        // Fields a frame leaves out keep their last value.
+        if ("max_kobo" in message) you.max_kobo = message.max_kobo;
+        if ("available_kobo" in message) you.available_kobo = message.available_kobo;
+      }
+      // "It leads" was true when said; once passed, the line under the form says so.
+      if (message.status === "outbid" && ui.maxMessage.dataset.leads === "true") sayMax("", "");
       renderYou(message.status);
     },
 
     bid_result(message) {
+      if (message.max || (pendingMax && pendingMax.client_bid_id === message.client_bid_id)) {
+        maxResult(message);
+        return;
+      }
       if (pendingBid && pendingBid.client_bid_id === message.client_bid_id) pendingBid = null;
       if (message.status === "accepted") {
-        learnHandle(message.bid.amount_kobo);
+        learnHandle(message.bid.amount_kobo, false);
         say("ok", "Bid placed: " + naira(message.bid.amount_kobo) + ".");
         amountEdited = false;
       } else {
@@ -213,7 +247,11 @@
     },
 
     error(message) {
-      pendingBid = null; // a refused frame: the bid (if it was one) was not placed
+      // A refused frame: the bid or maximum (if it was one) was not placed. The
+      // sentence goes by the form that waited for an answer.
+      const aboutMax = pendingMax !== null && pendingBid === null;
+      pendingMax = null;
+      pendingBid = null;
       if (message.code === "unauthenticated" && token) {
         token = null;
         sessionStorage.removeItem("d360-token");
@@ -222,7 +260,8 @@
         renderYou(null);
       }
       updateForm();
-      say("error", message.message);
+      if (aboutMax) sayMax("error", message.message);
+      else say("error", message.message);
     },
 
     pong(message) {
@@ -284,20 +323,32 @@
 
   function renderYou(status) {
     ui.you.dataset.status = status || "";
-    ui.you.textContent = status ? STATUS_TEXT[status] : "";
-    ui.you.hidden = !status;
+    ui.you.textContent = status ? STATUS_TEXT[status] || "" : "";
+    ui.you.hidden = !ui.you.textContent;
     ui.who.hidden = !(you && signedIn);
     ui.who.textContent = you && you.handle ? "You bid here as " + you.handle + "." : "Signed in: you have not bid here yet.";
+    renderPrivate();
   }
 
-  // The room's events are anonymous; our own accepted bid tells us our handle.
-  function learnHandle(amount) {
+  // The room's events are anonymous; our own accepted bid tells us our handle: the
+  // newest bid of its amount that is ours in kind (a maximum's bids are proxy
+  // bids; a proxy's answer may equal the bid it answers). The bid event may come
+  // after the result: then it is looked for as it arrives.
+  function learnHandle(amount, proxy) {
     if (!you || you.handle) return;
-    const ours = feedBids.find((bid) => bid.amount_kobo === amount && !bid.is_platform_bid);
-    if (!ours) return;
+    const ours = feedBids.find((bid) => isOwn(bid, { amount: amount, proxy: proxy }));
+    if (!ours) {
+      ownAmount = { amount: amount, proxy: proxy };
+      return;
+    }
+    ownAmount = null;
     you.handle = ours.bidder;
     renderYou(you.status);
     renderFeed(feedBids);
+  }
+
+  function isOwn(bid, own) {
+    return bid.amount_kobo === own.amount && !bid.is_platform_bid && Boolean(bid.is_proxy) === own.proxy;
   }
 
   function renderFeed(bids) {
@@ -308,6 +359,14 @@
 
   // One new item (a live region announces additions: re-rendering would re-read all).
   function addBid(bid) {
+    if (you && !you.handle && ownAmount && isOwn(bid, ownAmount)) {
+      you.handle = bid.bidder;
+      ownAmount = null;
+      feedBids = [bid, ...feedBids].slice(0, FEED_MAX);
+      renderYou(you.status);
+      renderFeed(feedBids);
+      return;
+    }
     feedBids = [bid, ...feedBids].slice(0, FEED_MAX);
     ui.feed.prepend(feedItem(bid));
     while (ui.feed.children.length > FEED_MAX) ui.feed.lastElementChild.remove();
@@ -318,6 +377,7 @@
     const item = document.createElement("li");
     const mine = you && you.handle && bid.bidder === you.handle;
     item.className = bid.is_platform_bid ? "platform" : mine ? "mine" : "";
+    item.dataset.proxy = String(Boolean(bid.is_proxy));
     const amount = document.createElement("span");
     amount.className = "amount";
     amount.textContent = naira(bid.amount_kobo);
@@ -328,9 +388,80 @@
     const who = document.createElement("span");
     who.className = "who-bid";
     who.textContent = (bid.is_platform_bid ? "Reserve protection (platform bid)" : bid.bidder) + (mine ? " · you" : "");
+    let label = naira(bid.amount_kobo) + " by " + who.textContent;
+    if (bid.is_proxy) {
+      // In words, not only colour: the engine placed it for a maximum.
+      const tag = document.createElement("span");
+      tag.className = "tag";
+      tag.textContent = "Auto-bid";
+      tag.title = "Placed automatically for a bidder's maximum";
+      who.append(tag);
+      label += ", an automatic bid for a maximum";
+    }
     item.append(amount, when, who);
-    item.setAttribute("aria-label", naira(bid.amount_kobo) + " by " + who.textContent);
+    item.setAttribute("aria-label", label);
     return item;
+  }
+
+  // The car on sale, from the snapshot's `vehicle`; a field the listing lacks is left out.
+  function renderVehicle(vehicle) {
+    if (!vehicle) {
+      ui.vehicle.hidden = true;
+      return;
+    }
+    const title = [vehicle.year, vehicle.make, vehicle.model].filter(present).join(" ");
+    ui.vehicleTitle.textContent = title || "Vehicle";
+    document.title = (title ? title + " · " : "") + "Live auction · Dealer360";
+    const facts = [
+      ["Body", vehicle.body_type, (text) => capitalise(text)],
+      ["Mileage", vehicle.mileage_km, (km) => thousands(km) + " km"],
+      ["Colour", vehicle.color, (text) => capitalise(text)],
+      ["Condition", vehicle.condition, (text) => CONDITION_TEXT[text] || capitalise(text)],
+      ["Location", vehicle.location, (text) => String(text), "wide"],
+    ];
+    ui.vehicleFacts.replaceChildren(...facts.filter((fact) => present(fact[1])).map(([name, value, show, kind]) => {
+      const row = document.createElement("div");
+      if (kind) row.className = kind;
+      const term = document.createElement("dt");
+      term.textContent = name;
+      const detail = document.createElement("dd");
+      detail.textContent = show(value);
+      row.append(term, detail);
+      return row;
+    }));
+    ui.vehicle.hidden = false;
+  }
+
+  function present(value) {
+    return value !== null && value !== undefined && value !== "";
+  }
+
+  function capitalise(text) {
+    const words = String(text).replace(/_/g, " ");
+    return words.charAt(0).toUpperCase() + words.slice(1);
+  }
+
+  // What only this bidder sees: buying power left and their maximum.
+  function renderPrivate() {
+    const power = you && typeof you.available_kobo === "number" ? you.available_kobo : null;
+    ui.buyingPower.hidden = power === null;
+    if (power !== null) {
+      const amount = document.createElement("strong");
+      amount.textContent = naira(power);
+      ui.buyingPower.replaceChildren("Your buying power: ", amount);
+    }
+    const max = you && typeof you.max_kobo === "number" ? you.max_kobo : null;
+    if (max === null) {
+      ui.maxCurrent.textContent = "You have not set a maximum.";
+      delete ui.maxCurrent.dataset.leading;
+      delete ui.maxCurrent.dataset.outbid;
+      return;
+    }
+    const leading = you.status === "winning";
+    ui.maxCurrent.dataset.leading = String(leading);
+    ui.maxCurrent.dataset.outbid = String(you.status === "outbid");
+    ui.maxCurrent.textContent = "Your maximum: " + naira(max) +
+      (leading ? "\u00a0·\u00a0leading" : you.status === "outbid" ? "\u00a0·\u00a0outbid" : "");
   }
 
   function showNotice(text) {
@@ -343,6 +474,12 @@
     ui.message.textContent = text;
   }
 
+  function sayMax(kind, text) {
+    ui.maxMessage.dataset.kind = kind;
+    ui.maxMessage.dataset.leads = "false";
+    ui.maxMessage.textContent = text;
+  }
+
   function open() {
     return auction && auction.status === "live" && auction.end_time_ms > serverNow();
   }
@@ -351,6 +488,12 @@
     const canBid = Boolean(socket && signedIn && open());
     ui.amount.disabled = !canBid;
     ui.button.disabled = !canBid || pendingBid !== null;
+    // A maximum may be set before the start too (a pre-bid). Guests never see the
+    // form; a bidder keeps it through a reconnect, disabled meanwhile.
+    const canMax = Boolean(socket && signedIn && (open() || (auction && auction.status === "scheduled")));
+    ui.maxCard.hidden = !(token && you);
+    ui.maxAmount.disabled = !canMax;
+    ui.maxButton.disabled = !canMax || pendingMax !== null;
     // Only a guest is asked to sign in: a page holding a token is signing in with
     // it, or signing in again after a reconnect.
     const guest = !token;
@@ -368,7 +511,7 @@
     } else {
       ui.countdown.textContent = auction.status === "scheduled" ? "Not started" : "Ended";
       ui.countdown.dataset.soon = "false";
-      if (!ui.button.disabled) updateForm();
+      if (!ui.button.disabled || (!ui.maxButton.disabled && auction.status !== "scheduled")) updateForm();
     }
   }
 
@@ -409,6 +552,41 @@
     if (send(pendingBid)) say("", "Placing your bid of " + naira(amount) + "…");
     updateForm();
   });
+
+  ui.maxForm.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const amount = parseNaira(ui.maxAmount.value);
+    if (amount === null || amount <= 0) {
+      sayMax("error", "Enter your maximum in naira, like 2,000,000 or 2000000.50.");
+      ui.maxAmount.focus();
+      return;
+    }
+    pendingMax = { type: "max", max_kobo: amount, client_bid_id: newBidId() };
+    if (send(pendingMax)) sayMax("", "Setting your maximum of " + naira(amount) + "…");
+    updateForm();
+  });
+
+  // The answer to our maximum: accepted, it is ours alone to see (and whether it
+  // leads); refused, the server's sentence says why and nothing changed.
+  function maxResult(message) {
+    if (pendingMax && pendingMax.client_bid_id === message.client_bid_id) pendingMax = null;
+    if (message.status === "accepted" && message.max) {
+      const max = message.max;
+      if (you) you.max_kobo = max.max_kobo;
+      if (max.leading) learnHandle(max.price_kobo, true);
+      const scheduled = auction && auction.status === "scheduled";
+      sayMax("ok", "Your maximum: " + naira(max.max_kobo) + ". " + (max.leading
+        ? (scheduled ? "It will lead when bidding opens, at " : "It leads, at ") + naira(max.price_kobo) + "."
+        : "It does not lead: another bidder's maximum is at least as high. The price is now " +
+          naira(max.price_kobo) + "."));
+      ui.maxMessage.dataset.leads = String(max.leading);
+      ui.maxAmount.value = "";
+      renderYou(you && you.status);
+    } else {
+      sayMax("error", message.message); // the server's sentence, as it is
+    }
+    updateForm();
+  }
 
   function newBidId() {
     const bytes = new Uint8Array(16);
