@@ -216,7 +216,7 @@ class Frame(msgspec.Struct):
     seq: int = 0
     amount_kobo: int = 0
     min_next_bid_kobo: int = 0
-    status: str = ""
+    status: str | None = ""  # `you`: null before this bidder's first bid here
     client_bid_id: str = ""
     code: str = ""
     bid: _AcceptedBid | None = None

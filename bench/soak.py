@@ -443,7 +443,7 @@ class Frame(msgspec.Struct):
     seq: int = 0
     amount_kobo: int = 0
     client_bid_id: str = ""
-    status: str = ""
+    status: str | None = ""  # `you`: null before this bidder's first bid here
     code: str = ""
     bid: dict[str, Any] | None = None
     auction: dict[str, Any] | None = None

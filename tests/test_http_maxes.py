@@ -70,6 +70,7 @@ async def test_the_rest_snapshot_tells_a_signed_in_caller_where_they_stand(api: 
         await api.call("GET", path),
     )
     forged = await api.call("GET", path, token="not-a-token")
+    platform = await api.service("GET", path)  # the service token: the platform, a guest
 
     assert mine.status == theirs.status == guest.status == 200
     assert mine.body["you"] == {
@@ -85,6 +86,7 @@ async def test_the_rest_snapshot_tells_a_signed_in_caller_where_they_stand(api: 
         "available_kobo": RICH,
     }
     assert guest.body["you"] is None
+    assert (platform.status, platform.body["you"]) == (200, None)
     assert forged.status == 401
     assert {k: v for k, v in mine.body.items() if k != "you"} == {
         k: v for k, v in guest.body.items() if k not in ("you", "server_time_ms")

@@ -70,6 +70,7 @@ async def test_baseline_mode_refuses_maximums_and_writes_nothing(
         await ws.receive_json()  # snapshot
         await ws.send_json({"type": "auth", "token": headers["Authorization"][7:]})
         await ws.receive_json()  # the bidder's snapshot
+        await ws.receive_json()  # and `you`
         await ws.send_json({"type": "max", "max_kobo": 5 * PRICE, "client_bid_id": "m2"})
         frame = await ws.receive_json(timeout=5)
 

@@ -18,7 +18,7 @@ from engine.auctions import CREATOR_ROLES, PUBLIC_STATUSES, SCHEDULER_ROLES, New
 from engine.bids import BidAccepted, BidRejected, MaxAccepted, rejection
 from engine.roles import BIDDING_ROLES
 from engine.users import Caller
-from web.auth import authenticate, require_role
+from web.auth import authenticate, is_service, require_role
 from web.errors import ApiError
 from web.keys import BIDS, CLOCK, DATABASE, SEQUENCER, SETTINGS
 from web.messages import (
@@ -63,11 +63,14 @@ def _limit(raw: str | None, default: int, most: int) -> int:
 
 
 async def get_auction(request: web.Request) -> web.Response:
-    """The room's snapshot; with a bearer token, `you` is the caller's standing
-    (a guest's, and a bad token's, as anywhere else: null, and 401)."""
+    """The room's snapshot; with a bidder's bearer token, `you` is the caller's
+    standing (a guest's and the platform's: null; a token that does not verify: 401)."""
     auction_id = path_uuid(request)
     app = request.app
-    caller = await _caller(request) if "Authorization" in request.headers else None
+    signed_in = "Authorization" in request.headers and not is_service(
+        request, app[SETTINGS].internal_api_token
+    )
+    caller = await _caller(request) if signed_in else None
     pool, sequencer = app[DATABASE].pool, app[SEQUENCER]
     found = await auctions.snapshot(pool, sequencer, auction_id, app[CLOCK].now_ms())
     if found is None:
