@@ -9,14 +9,17 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, cast
+from urllib.parse import urlsplit
 
 import platformdirs
 
 from engine.errors import ConfigError
+from engine.partitions import MAX_PARTITIONS
 
 logger = logging.getLogger(__name__)
 
@@ -27,6 +30,9 @@ DEV_INTERNAL_API_TOKEN = "dev-only-insecure-internal-token-do-not-use-in-product
 LedgerMode = Literal["writebehind", "baseline"]
 LEDGER_MODES: tuple[LedgerMode, ...] = ("writebehind", "baseline")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+#: Below this a lease's renewals (every TTL / 3) would race the database's round trips.
+MIN_LEASE_TTL_MS = 300
+_NODE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,199}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +55,11 @@ class Settings:
     max_body_bytes: int = 65536
     gc_full_interval_s: int = 600  # 0: CPython's own full collections (engine/gcpolicy.py)
     allow_dev_secrets: bool = False  # serve with the built-in secrets beyond loopback
+    # Several nodes (API.md "Several nodes"): None derives it when serving.
+    node_id: str | None = None  # default: host name + port
+    advertise_url: str | None = None  # default: http://HOST:PORT
+    partitions: int | None = None  # None: the database's, or 64 on its first start
+    lease_ttl_ms: int = 3000
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -86,6 +97,10 @@ class Settings:
             max_body_bytes=env.integer("MAX_BODY_BYTES", defaults.max_body_bytes, 1),
             gc_full_interval_s=env.integer("GC_FULL_INTERVAL_S", defaults.gc_full_interval_s, 0),
             allow_dev_secrets=env.flag("ALLOW_DEV_SECRETS", defaults.allow_dev_secrets),
+            node_id=env.node_id("NODE_ID"),
+            advertise_url=env.url("ADVERTISE_URL"),
+            partitions=env.optional_integer("PARTITIONS", 1, MAX_PARTITIONS),
+            lease_ttl_ms=env.integer("LEASE_TTL_MS", defaults.lease_ttl_ms, MIN_LEASE_TTL_MS),
         )
 
     @property
@@ -176,6 +191,32 @@ class _Environment:
         if value not in allowed:
             raise ConfigError(f"{name}={value!r} is not one of: {', '.join(allowed)}")
         return value
+
+    def node_id(self, name: str) -> str | None:
+        value = self.text(name)
+        if value is not None and not _NODE_ID.fullmatch(value):
+            raise ConfigError(
+                f"{name}={value!r} is not a node id: 1 to 200 of letters, digits and . _ : @ -, "
+                "starting with a letter or digit"
+            )
+        return value
+
+    def url(self, name: str) -> str | None:
+        value = self.text(name)
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError(f"{name}={value!r} is not an http(s) URL with a host")
+        return value.rstrip("/")
+
+    def optional_integer(self, name: str, minimum: int, maximum: int) -> int | None:
+        if self.text(name) is None:
+            return None
+        number = self.integer(name, minimum, minimum)
+        if number > maximum:
+            raise ConfigError(f"{name}={number} is too large: it must be at most {maximum}")
+        return number
 
     def integer(self, name: str, default: int, minimum: int) -> int:
         value = self.text(name)

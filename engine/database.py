@@ -35,6 +35,7 @@ from pgvector.asyncpg import register_vector
 from engine.config import Settings
 from engine.errors import DatabaseStartError
 from engine.migrations import migrate
+from engine.partitions import DEFAULT_PARTITIONS, settle_partitions
 
 with warnings.catch_warnings():
     # The wheel asks platformdirs for a runtime dir at import; without
@@ -54,20 +55,29 @@ class Database:
     pool: asyncpg.Pool
     dsn: str
     embedded: bool  # True when the engine started the server itself
+    partitions: int = DEFAULT_PARTITIONS  # fixed per database (engine/partitions.py)
 
 
 @contextlib.asynccontextmanager
 async def open_database(
     settings: Settings, *, min_size: int = 1, max_size: int = 10
 ) -> AsyncIterator[Database]:
-    """The engine's database, migrated, with a pool; closed (and stopped if embedded) on exit."""
+    """The engine's database, migrated, with a pool; closed (and stopped if embedded) on exit.
+    Raises ConfigError when PARTITIONS is not the database's partition count."""
     async with database_dsn(settings) as dsn:
         applied = await migrate(dsn)
         if applied:
             logger.info("applied migrations: %s", ", ".join(applied))
         pool = await create_pool(dsn, min_size=min_size, max_size=max_size)
         try:
-            yield Database(pool=pool, dsn=dsn, embedded=settings.database_url is None)
+            async with pool.acquire() as conn:
+                partitions = await settle_partitions(conn, settings.partitions)
+            yield Database(
+                pool=pool,
+                dsn=dsn,
+                embedded=settings.database_url is None,
+                partitions=partitions,
+            )
         finally:
             await pool.close()
 

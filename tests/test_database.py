@@ -111,6 +111,21 @@ async def test_with_database_url_uses_it_and_applies_pending_migrations(
         assert count == len(ALL_MIGRATIONS)
 
 
+async def test_a_node_started_with_another_partition_count_refuses_to_start(
+    blank_database_url: str,
+) -> None:
+    first = dataclasses.replace(Settings(), database_url=blank_database_url)
+    async with open_database(first) as db:
+        assert db.partitions == 64  # fixed by the first start
+
+    other = dataclasses.replace(first, partitions=32)
+    with pytest.raises(ConfigError, match="PARTITIONS=32, but this database was set up with 64"):
+        async with open_database(other):
+            pass
+    async with open_database(dataclasses.replace(first, partitions=64)) as db:
+        assert db.partitions == 64
+
+
 async def test_pool_connections_speak_pgvector(database_url: str) -> None:
     settings = dataclasses.replace(Settings(), database_url=database_url)
 
@@ -168,6 +183,10 @@ def test_settings_read_from_the_environment() -> None:
             "WS_BIDS_PER_S": "3",
             "WS_FRAMES_PER_S": "7",
             "WS_SOCKETS_PER_IP": "500",
+            "NODE_ID": "node-2.eu:8081",
+            "ADVERTISE_URL": "http://10.0.0.2:8081/",
+            "PARTITIONS": "128",
+            "LEASE_TTL_MS": "5000",
         }
     )
 
@@ -179,6 +198,8 @@ def test_settings_read_from_the_environment() -> None:
     assert settings.ledger_mode == "baseline"
     assert settings.ws_bids_per_s == 3
     assert (settings.ws_frames_per_s, settings.ws_sockets_per_ip) == (7, 500)
+    assert (settings.node_id, settings.advertise_url) == ("node-2.eu:8081", "http://10.0.0.2:8081")
+    assert (settings.partitions, settings.lease_ttl_ms) == (128, 5000)
     assert not settings.uses_dev_secrets
 
 
@@ -212,6 +233,11 @@ def test_defaulted_secrets_are_labelled_and_warned_about(caplog: pytest.LogCaptu
         ("MAX_BODY_BYTES", "64k", "MAX_BODY_BYTES='64k'"),
         ("LEDGER_MODE", "eventually", "LEDGER_MODE='eventually' is not one of"),
         ("LOG_LEVEL", "loud", "LOG_LEVEL='LOUD' is not one of"),
+        ("NODE_ID", "two words", "NODE_ID='two words' is not a node id"),
+        ("ADVERTISE_URL", "node-2:8081", "ADVERTISE_URL='node-2:8081' is not an http(s) URL"),
+        ("PARTITIONS", "0", "PARTITIONS=0 is too small"),
+        ("PARTITIONS", "5000", "PARTITIONS=5000 is too large"),
+        ("LEASE_TTL_MS", "100", "LEASE_TTL_MS=100 is too small"),
     ],
 )
 def test_bad_setting_is_refused_naming_the_variable(name: str, value: str, message: str) -> None:

@@ -1,0 +1,237 @@
+"""Leases: which node decides a partition's bids, and until when (CLUSTER.md).
+
+A partition's row in `partition_leases` (sql/0022) names its owner, the epoch of
+that ownership and when the lease lapses, by PostgreSQL's clock. Taking a lease
+sets the owner and adds one to the epoch, in one guarded UPDATE that succeeds
+only when nobody holds it (no owner, or the lease lapsed) or the taker already
+does (a node back under its own NODE_ID). Renewing pushes `lease_until` on, and
+only for the epoch the node took: an owner whose epoch moved on has lost the
+partition, whatever its own clock says. The epoch is the fencing token of every
+write the owner makes for the partition's auctions.
+
+The node's side of a lease is `Lease.valid_until`, on the node's monotonic clock:
+the moment it stops deciding for the partition unless a renewal has come back.
+It is counted from when the renewal (or take) was *sent*, never from its answer:
+
+    valid_until = sent_at + ttl - margin
+
+PostgreSQL's `now()` in that statement is no earlier than `sent_at` (the
+statement starts after it was sent), so the lease in the table runs at least
+until `sent_at + ttl` by the database's clock, and nobody can take it before. The
+node stops `margin` earlier than that. The margin covers what the two clocks may
+disagree on over one TTL (their rates; a node's monotonic clock and the
+database's wall clock drift by far less than 1 % between NTP corrections) and one
+ledger batch already on its way when the node stops (whose write the fencing
+refuses in any case, if a new owner took over). `margin_ms` is a fifth of the TTL,
+at least 100 ms: 600 ms at the default 3 s, renewals every TTL / 3 = 1 s.
+
+Balancing (`plan_balance`): each live node wants `ceil(P / live nodes)`
+partitions; one holding more hands the surplus over (the caller drains each
+first: no new bids, the writer flushed, then `release`), one holding fewer takes
+free ones. Liveness is the `nodes` table, renewed with the leases.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import zlib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import asyncpg
+import msgspec
+
+DEFAULT_LEASE_TTL_MS = 3000
+MIN_MARGIN_MS = 100
+
+
+def margin_ms(ttl_ms: int) -> int:
+    """How long before its lease could lapse a node stops deciding (module doc)."""
+    return max(ttl_ms // 5, MIN_MARGIN_MS)
+
+
+def renew_every_s(ttl_ms: int) -> float:
+    """How often a node renews its leases and its own row: three times a TTL."""
+    return ttl_ms / 3 / 1000
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """A partition this node holds: its epoch (the fencing token of its writes)
+    and, on this node's monotonic clock, when it stops deciding for it."""
+
+    partition: int
+    epoch: int
+    valid_until: float
+
+    def valid(self, now: float) -> bool:
+        return now < self.valid_until
+
+
+class NodeRow(msgspec.Struct, frozen=True):
+    id: str
+    url: str
+    last_seen_ms: int
+    alive: bool  # its row renewed within the TTL, by the database's clock
+
+
+class PartitionRow(msgspec.Struct, frozen=True):
+    id: int
+    owner: str | None
+    epoch: int
+    lease_until_ms: int | None  # None: never leased
+    free: bool  # no owner, or the lease lapsed: anyone may take it
+
+
+class ClusterView(msgspec.Struct, frozen=True):
+    """The lease table as the database has it now."""
+
+    nodes: list[NodeRow]
+    partitions: list[PartitionRow]
+
+    def live_nodes(self) -> list[str]:
+        return [node.id for node in self.nodes if node.alive]
+
+
+_HEARTBEAT = """
+INSERT INTO nodes (id, url, alive_until) VALUES ($1, $2, now() + $3 * interval '1 ms')
+ON CONFLICT (id) DO UPDATE
+SET url = EXCLUDED.url, alive_until = EXCLUDED.alive_until, last_seen = now()
+"""
+_LEAVE = "DELETE FROM nodes WHERE id = $1"
+_TAKE = """
+UPDATE partition_leases
+SET owner = $2, epoch = epoch + 1, lease_until = now() + $3 * interval '1 ms', taken_at = now()
+WHERE id = $1 AND (owner IS NULL OR lease_until < now() OR owner = $2)
+RETURNING epoch
+"""
+_RENEW = """
+UPDATE partition_leases AS l SET lease_until = now() + $4 * interval '1 ms'
+FROM unnest($1::int[], $2::bigint[]) AS held(id, epoch)
+WHERE l.id = held.id AND l.epoch = held.epoch AND l.owner = $3
+RETURNING l.id
+"""
+_RELEASE = """
+UPDATE partition_leases SET owner = NULL, lease_until = now()
+WHERE id = $1 AND epoch = $2 AND owner = $3
+"""
+_VIEW_NODES = """
+SELECT id, url, (extract(epoch FROM last_seen) * 1000)::bigint AS last_seen_ms,
+       alive_until > now() AS alive
+FROM nodes ORDER BY id
+"""
+_VIEW_PARTITIONS = """
+SELECT id, owner, epoch,
+       CASE WHEN lease_until = '-infinity' THEN NULL
+            ELSE (extract(epoch FROM lease_until) * 1000)::bigint END AS lease_until_ms,
+       owner IS NULL OR lease_until < now() AS free
+FROM partition_leases ORDER BY id
+"""
+
+
+class LeaseTable:
+    """One node's reads and writes of the lease table."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        node_id: str,
+        url: str,
+        ttl_ms: int = DEFAULT_LEASE_TTL_MS,
+        *,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._pool = pool
+        self.node_id = node_id
+        self.url = url
+        self.ttl_ms = ttl_ms
+        self._monotonic = monotonic
+
+    def _valid_until(self, sent_at: float) -> float:
+        return sent_at + (self.ttl_ms - margin_ms(self.ttl_ms)) / 1000
+
+    async def heartbeat(self) -> None:
+        """This node's row: live for another TTL."""
+        await self._pool.execute(_HEARTBEAT, self.node_id, self.url, self.ttl_ms)
+
+    async def leave(self) -> None:
+        """This node's row gone (a clean stop, after its partitions were handed over)."""
+        await self._pool.execute(_LEAVE, self.node_id)
+
+    async def take(self, partition: int) -> Lease | None:
+        """The partition's lease under a new epoch, if nobody else holds it."""
+        sent_at = self._monotonic()
+        epoch = await self._pool.fetchval(_TAKE, partition, self.node_id, self.ttl_ms)
+        if epoch is None:
+            return None
+        return Lease(partition, epoch, self._valid_until(sent_at))
+
+    async def renew(self, leases: Sequence[Lease]) -> dict[int, Lease]:
+        """Renew `leases` in one statement; the renewed ones, by partition. One
+        missing from the answer is lost: its epoch moved on (somebody took it)."""
+        if not leases:
+            return {}
+        sent_at = self._monotonic()
+        rows = await self._pool.fetch(
+            _RENEW,
+            [lease.partition for lease in leases],
+            [lease.epoch for lease in leases],
+            self.node_id,
+            self.ttl_ms,
+        )
+        renewed = {row["id"] for row in rows}
+        valid_until = self._valid_until(sent_at)
+        return {
+            lease.partition: Lease(lease.partition, lease.epoch, valid_until)
+            for lease in leases
+            if lease.partition in renewed
+        }
+
+    async def release(self, lease: Lease) -> bool:
+        """Hand the partition over (free at once, same epoch: the taker adds one).
+        False: it was not ours any more."""
+        status: str = await self._pool.execute(
+            _RELEASE, lease.partition, lease.epoch, self.node_id
+        )
+        return status == "UPDATE 1"
+
+    async def view(self) -> ClusterView:
+        async with self._pool.acquire() as conn, conn.transaction(isolation="repeatable_read"):
+            nodes = await conn.fetch(_VIEW_NODES)
+            partitions = await conn.fetch(_VIEW_PARTITIONS)
+        return ClusterView(
+            nodes=[NodeRow(**dict(row)) for row in nodes],
+            partitions=[PartitionRow(**dict(row)) for row in partitions],
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Balance:
+    """What one node should do now: partitions to hand over, free ones to take."""
+
+    release: list[int]
+    take: list[int]
+
+
+def plan_balance(me: str, view: ClusterView) -> Balance:
+    """Toward `ceil(P / live nodes)` partitions on every live node (this one
+    counted live). The surplus handed over is the highest-numbered; the free
+    partitions tried are rotated by the node's id, so that nodes short at the
+    same time mostly try different ones (a lost race costs one UPDATE)."""
+    live = set(view.live_nodes()) | {me}
+    target = math.ceil(len(view.partitions) / len(live))
+    mine = sorted(row.id for row in view.partitions if row.owner == me and not row.free)
+    if len(mine) > target:
+        return Balance(release=mine[target:][::-1], take=[])
+    free = sorted(row.id for row in view.partitions if row.free)
+    if not free or len(mine) >= target:
+        return Balance(release=[], take=[])
+    start = zlib.crc32(me.encode()) % len(free)
+    rotated = free[start:] + free[:start]
+    return Balance(release=[], take=rotated[: target - len(mine)])
+
+
+def owners(view: ClusterView) -> Mapping[int, str | None]:
+    """Each partition's owner while its lease holds (None: free)."""
+    return {row.id: None if row.free else row.owner for row in view.partitions}
