@@ -411,6 +411,9 @@ class Core:
         """Move a scheduled/live auction's end later; returns the new seq."""
     def remove_auction(self, auction: int) -> None:
         """Forget an ended or cancelled auction; an ended one's leader is no longer exposed."""
+    def evict_auction(self, auction: int) -> None:
+        """Let an auction go whatever its status (its partition moved to another node),
+        releasing what it exposed: a live or ended lead, a scheduled one's pre-bids."""
 
     # Bids
     def place_bid(

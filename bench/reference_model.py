@@ -821,6 +821,18 @@ class ReferenceCore:
         del self._auctions[_int(auction)]
         del self._auction_by_id[record.auction_id]
 
+    def evict_auction(self, auction: int) -> None:
+        """Let an auction go whatever its status (its partition moved to another
+        node), releasing what it exposed: a live or ended lead, a scheduled
+        auction's pre-bids (a cancelled one released both when cancelled)."""
+        record = self._auction(auction)
+        if record.status in ("live", "ended"):
+            self._release(record)
+        if record.status == "scheduled":
+            self._drop_prebids(record)
+        del self._auctions[_int(auction)]
+        del self._auction_by_id[record.auction_id]
+
     # Bids
 
     def place_bid(

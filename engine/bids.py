@@ -151,6 +151,13 @@ UNAVAILABLE = BidRejected(
     "Bidding is paused for a moment while the ledger catches up. Your bid was not "
     "placed; please try again shortly.",
 )
+#: An auction of a partition this node does not hold (several nodes): another
+#: node decides it, or will once its lease moves.
+NOT_HERE = BidRejected(
+    "unavailable",
+    "This auction's bids are taken by another node of the engine right now. Your "
+    "bid was not placed; please try again shortly.",
+)
 #: LEDGER_MODE=baseline (the seed's per-bid path, for measurement) has no maximums.
 MAXIMUMS_NOT_OFFERED = BidRejected(
     "maximums_not_offered",

@@ -191,9 +191,7 @@ class LeaseTable:
     async def release(self, lease: Lease) -> bool:
         """Hand the partition over (free at once, same epoch: the taker adds one).
         False: it was not ours any more."""
-        status: str = await self._pool.execute(
-            _RELEASE, lease.partition, lease.epoch, self.node_id
-        )
+        status: str = await self._pool.execute(_RELEASE, lease.partition, lease.epoch, self.node_id)
         return status == "UPDATE 1"
 
     async def view(self) -> ClusterView:

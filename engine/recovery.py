@@ -23,7 +23,7 @@ from engine.bids import DurableBid, DurableMax
 from engine.clock import to_ms
 from engine.errors import RecoveryMismatch
 from engine.money import deposit_bp, effective_reserve_kobo, naira_to_kobo
-from engine.registry import Registry
+from engine.registry import NO_HANDLE, Registry
 from engine.roles import PLATFORM_USER_ID, may_bid
 
 IdempotencyKey = tuple[uuid.UUID, uuid.UUID, str]
@@ -33,6 +33,12 @@ IdempotencyKey = tuple[uuid.UUID, uuid.UUID, str]
 _CLAIM = """
 UPDATE auctions SET epoch = $1
 WHERE status IN ('scheduled', 'live', 'ended') AND ($2::bigint IS NULL OR epoch <= $2)
+"""
+# A node holding leases claims its partitions' open auctions, and only those: the
+# leases, not the epochs' order, say what is whose (engine/leases.py).
+_CLAIM_PARTITIONS = """
+UPDATE auctions SET epoch = $1
+WHERE status IN ('scheduled', 'live', 'ended') AND auction_partition(id, $2) = ANY($3::int[])
 """
 _USERS = "SELECT id, wallet_balance, role, kyc_status, is_active FROM users"
 _AUCTION_COLUMNS = """
@@ -48,6 +54,12 @@ _AUCTIONS = (
     + " ORDER BY a.start_time, a.id"
 )
 _ONE_AUCTION = _AUCTION_COLUMNS + "WHERE a.id = $1 AND a.status IN ('scheduled', 'live')"
+_PARTITION_AUCTIONS = (
+    _AUCTION_COLUMNS
+    + "WHERE a.status IN ('scheduled', 'live', 'ended') AND a.epoch = $1"
+    + " AND auction_partition(a.id, $2) = ANY($3::int[])"
+    + " ORDER BY a.start_time, a.id"
+)
 _CLAIM_ONE = "UPDATE auctions SET epoch = $1 WHERE id = $2 AND status IN ('scheduled', 'live')"
 _BIDS = """
 SELECT id, auction_id, user_id, amount, is_platform_bid, client_bid_id, seq, extended,
@@ -128,19 +140,36 @@ def sellers_of(row: asyncpg.Record) -> list[int]:
     return sorted(seller.int for seller in ids if seller is not None)
 
 
+@dataclass(frozen=True, slots=True)
+class Held:
+    """The partitions a node holds leases on, out of `count` (engine/partitions.py)."""
+
+    count: int
+    partitions: frozenset[int]
+
+
 async def recover(
-    pool: asyncpg.Pool, *, shards: int = 8, previous_epoch: int | None = None
+    pool: asyncpg.Pool,
+    *,
+    shards: int = 8,
+    previous_epoch: int | None = None,
+    held: Held | None = None,
 ) -> Recovered:
     """A fresh core holding the ledger's users and the open auctions it owns, verified.
 
-    `previous_epoch` None (a start) claims every open auction; after an outage
-    the node's epoch so far, so auctions a newer owner took stay with it.
+    With `held`, the open auctions of those partitions (a node of several).
+    Without: `previous_epoch` None (a start) claims every open auction; after an
+    outage the node's epoch so far, so auctions a newer owner took stay with it.
     """
     async with pool.acquire() as conn:
-        epoch = await claim_epoch(conn, previous_epoch)
+        epoch = await claim_epoch(conn, previous_epoch, held)
         async with conn.transaction(isolation="repeatable_read", readonly=True):
             users = await conn.fetch(_USERS)
-            auctions = await conn.fetch(_AUCTIONS, epoch)
+            auctions = await (
+                conn.fetch(_AUCTIONS, epoch)
+                if held is None
+                else conn.fetch(_PARTITION_AUCTIONS, epoch, held.count, sorted(held.partitions))
+            )
             ids = [row["id"] for row in auctions]
             bids = await conn.fetch(_BIDS, ids)
             maxes = await conn.fetch(_MAXES, ids)
@@ -195,12 +224,38 @@ async def load_auction(
     return True
 
 
-async def claim_epoch(conn: asyncpg.Connection, previous_epoch: int | None = None) -> int:
+async def claim_epoch(
+    conn: asyncpg.Connection, previous_epoch: int | None = None, held: Held | None = None
+) -> int:
     """Take a new fencing epoch and stamp it on the open auctions this node owns."""
     async with conn.transaction():
         epoch: int = await conn.fetchval("SELECT nextval('engine_epoch_seq')")
-        await conn.execute(_CLAIM, epoch, previous_epoch)
+        if held is None:
+            await conn.execute(_CLAIM, epoch, previous_epoch)
+        else:
+            await conn.execute(_CLAIM_PARTITIONS, epoch, held.count, sorted(held.partitions))
     return epoch
+
+
+async def load_partitions(
+    conn: asyncpg.Connection, recovered: Recovered, held: Held
+) -> list[uuid.UUID]:
+    """Take the open auctions of `held.partitions` (just leased) into the running
+    core under this node's epoch, verified against the ledger; their ids."""
+    parts = sorted(held.partitions)
+    async with conn.transaction():
+        await conn.execute(_CLAIM_PARTITIONS, recovered.epoch, held.count, parts)
+        auctions = await conn.fetch(_PARTITION_AUCTIONS, recovered.epoch, held.count, parts)
+        ids = [row["id"] for row in auctions]
+        bids = await conn.fetch(_BIDS, ids)
+        maxes = await conn.fetch(_MAXES, ids)
+    ledgers = _read_ledgers(auctions, bids, maxes)
+    for ledger in ledgers.values():
+        if recovered.registry.auction_handle(ledger.row["id"]) == NO_HANDLE:
+            _restore(recovered.registry, ledger)
+        _remember(recovered, ledger)
+    verify_auctions(recovered.registry, ledgers.values())
+    return ids
 
 
 async def find_bid(

@@ -15,7 +15,7 @@ import collections
 import logging
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import NamedTuple
 
 import asyncpg
@@ -24,6 +24,7 @@ import msgspec
 import bidcore
 from engine import metrics
 from engine.bids import (
+    NOT_HERE,
     UNAVAILABLE,
     UNCONFIRMED,
     BidAccepted,
@@ -40,7 +41,16 @@ from engine.bids import (
 from engine.clock import Clock, SystemClock
 from engine.errors import UNREACHABLE_OR_REFUSED, LedgerUnavailable
 from engine.ledger import DEFAULT_BATCH_MAX, LedgerWrite, LedgerWriter
-from engine.recovery import IdempotencyKey, Recovered, find_bid, load_auction, recover
+from engine.partitions import partition_of
+from engine.recovery import (
+    Held,
+    IdempotencyKey,
+    Recovered,
+    find_bid,
+    load_auction,
+    load_partitions,
+    recover,
+)
 from engine.registry import NO_HANDLE, Registry
 from engine.state_changes import InTransaction, StateChange
 
@@ -97,8 +107,11 @@ class Sequencer:
         batch_max: int = DEFAULT_BATCH_MAX,
         window_ms: float = 2,
         unavailable_after_ms: int = 3000,
+        held: Held | None = None,
     ) -> None:
         self._pool = pool
+        #: The partitions this node holds leases on (None: every auction is its own).
+        self._held = held
         self._clock = clock or SystemClock()
         self._shards = shards
         self._adopt(recovered)
@@ -128,16 +141,19 @@ class Sequencer:
         batch_max: int = DEFAULT_BATCH_MAX,
         window_ms: float = 2,
         unavailable_after_ms: int = 3000,
+        held: Held | None = None,
     ) -> Sequencer:
-        """Recover the core from the ledger and start writing."""
+        """Recover the core from the ledger (with `held`: those partitions'
+        auctions only) and start writing."""
         sequencer = cls(
             pool,
-            await recover(pool, shards=shards),
+            await recover(pool, shards=shards, held=held),
             clock=clock,
             shards=shards,
             batch_max=batch_max,
             window_ms=window_ms,
             unavailable_after_ms=unavailable_after_ms,
+            held=held,
         )
         sequencer.writer.start()
         return sequencer
@@ -171,6 +187,55 @@ class Sequencer:
             return self.core.auction(handle)
         except bidcore.UnknownAuction:
             return None
+
+    # ---- partitions (several nodes) ------------------------------------------------
+
+    @property
+    def partitions(self) -> Held | None:
+        """The partitions this node decides for (None: all, a node alone without leases)."""
+        return self._held
+
+    def decides(self, auction_id: uuid.UUID) -> bool:
+        """Whether this node decides the auction's bids (its partition is held)."""
+        held = self._held
+        return held is None or partition_of(auction_id, held.count) in held.partitions
+
+    async def adopt_partitions(self, partitions: Collection[int]) -> list[uuid.UUID]:
+        """Take the open auctions of newly leased partitions into the core (claimed
+        under this node's epoch, verified against the ledger); their ids."""
+        held = self._held
+        if held is None or not partitions:
+            return []
+        taking = Held(held.count, frozenset(partitions))
+        async with self._pool.acquire() as conn:
+            loaded = await load_partitions(conn, self._recovered, taking)
+        self._held = Held(held.count, held.partitions | taking.partitions)
+        self._off_core.clear()  # refusals remembered for auctions now held
+        logger.info("took partitions %s: %d open auctions", sorted(partitions), len(loaded))
+        return loaded
+
+    def drop_partitions(self, partitions: Collection[int]) -> list[uuid.UUID]:
+        """Stop deciding for these partitions at once: their auctions leave the core
+        (releasing what they exposed) and bids on them are refused `unavailable`
+        until another node (or this one again) takes them; their ids. Bids already
+        decided are still written, or refused by the fencing if a new owner took over."""
+        held = self._held
+        if held is None or not partitions:
+            return []
+        dropping = frozenset(partitions)
+        self._held = Held(held.count, held.partitions - dropping)
+        registry = self._recovered.registry
+        gone = [a for a in registry.auction_ids() if partition_of(a, held.count) in dropping]
+        for auction_id in gone:
+            self.core.evict_auction(registry.auction_handle(auction_id))
+            registry.forget_auction(auction_id)
+            self._recovered.maxes.pop(auction_id, None)
+        dropped = set(gone)
+        for key in [key for key in self._accepted if key[0] in dropped]:
+            if not isinstance(self._accepted[key], _Pending):
+                del self._accepted[key]  # the ledger answers retries from now on
+        logger.warning("dropped partitions %s: %d auctions", sorted(partitions), len(gone))
+        return gone
 
     def subscribe(self, listener: DurableListener) -> None:
         """Call `listener` with the bids of every committed batch, in commit order."""
@@ -394,6 +459,8 @@ class Sequencer:
                 earlier = await find_bid(conn, *key)
             if earlier is not None:
                 return BidAccepted(earlier)
+        if code == "unknown_auction" and not self.decides(auction_id):
+            return NOT_HERE  # not remembered: another node decides it, or will
         if code == "unknown_auction":
             code = await self._refusal_off_core(auction_id)
         least = None
@@ -516,7 +583,10 @@ class Sequencer:
             registry.core.set_balance(handle, balance_kobo)
 
     async def load_auction(self, auction_id: uuid.UUID) -> bool:
-        """Take a scheduled or live auction from the ledger into the core."""
+        """Take a scheduled or live auction from the ledger into the core (False:
+        none such, or its partition is another node's)."""
+        if not self.decides(auction_id):
+            return False
         async with self._pool.acquire() as conn:
             return await load_auction(conn, self._recovered, auction_id)
 
@@ -619,7 +689,10 @@ class Sequencer:
             while True:
                 try:
                     recovered = await recover(
-                        self._pool, shards=self._shards, previous_epoch=self.writer.epoch
+                        self._pool,
+                        shards=self._shards,
+                        previous_epoch=self.writer.epoch,
+                        held=self._held,
                     )
                     break
                 except UNREACHABLE_OR_REFUSED as exc:

@@ -81,9 +81,10 @@ async def create_auction(
     deposit_pct: str = "20.00",
     window_ms: int = 120_000,
     extension_ms: int = 120_000,
+    auction_id: uuid.UUID | None = None,
 ) -> uuid.UUID:
     vehicle_id = await create_vehicle(conn, listed_by=seller)
-    auction_id = uuid.uuid4()
+    auction_id = auction_id or uuid.uuid4()
     await conn.execute(
         "INSERT INTO auctions (id, vehicle_id, created_by, auction_type, status, start_price,"
         " reserve_price, bid_increment, deposit_pct, start_time, end_time, original_end,"

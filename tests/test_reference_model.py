@@ -683,6 +683,42 @@ class RuleExamples:
         again = add_live(core)
         assert (again, core.auction_handle(1), core.auction_handles()) == (1, 1, [1])
 
+    # --- eviction (a partition moved to another node) -----------------------------------
+
+    def test_an_evicted_live_auction_is_forgotten_and_frees_its_leaders_exposure(
+        self, core: Any, auction: int, alice: int
+    ) -> None:
+        assert core.place_bid(auction, alice, START_PRICE, T0).accepted
+        core.evict_auction(auction)
+        forgotten = (core.auction_handle(1), core.auction_handles(), exposures(core, alice))
+        assert forgotten == (None, [], (0,))
+        assert core.place_bid(auction, alice, START_PRICE, T0).code == "unknown_auction"
+
+    def test_an_evicted_scheduled_auction_frees_its_pre_bids_exposure(
+        self, core: Any, alice: int
+    ) -> None:
+        scheduled = add_live(core, live=False)
+        assert core.set_max(scheduled, alice, 2 * START_PRICE, T0 - 10).accepted
+        assert exposures(core, alice) != (0,)
+        core.evict_auction(scheduled)
+        assert exposures(core, alice) == (0,)
+
+    def test_an_evicted_cancelled_or_ended_auction_releases_no_more_than_it_held(
+        self, core: Any, alice: int, bob: int
+    ) -> None:
+        cancelled, ended = add_live(core, 1), add_live(core, 2)
+        assert core.place_bid(cancelled, alice, START_PRICE, T0).accepted
+        assert core.place_bid(ended, bob, START_PRICE, T0).accepted
+        core.cancel_auction(cancelled)  # alice released here
+        core.close_auction(ended)  # bob stays exposed until end processing
+        core.evict_auction(cancelled)
+        core.evict_auction(ended)
+        assert exposures(core, alice, bob) == (0, 0)
+
+    def test_evicting_an_unknown_auction_is_unknown_auction(self, core: Any) -> None:
+        with pytest.raises(UnknownAuction):
+            core.evict_auction(7)
+
     # --- what is due, and status counts -------------------------------------------------
 
     def test_due_opens_scheduled_auctions_whose_start_has_come(self, core: Any) -> None:

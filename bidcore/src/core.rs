@@ -295,6 +295,15 @@ impl Core {
             .map_err(PyCoreError::from)?)
     }
 
+    /// Lets an auction go whatever its status (its partition moved to another
+    /// node), releasing what it exposed.
+    fn evict_auction(&mut self, auction: &Bound<'_, PyAny>) -> PyResult<()> {
+        Ok(self
+            .0
+            .evict_auction(args::handle(auction)?)
+            .map_err(PyCoreError::from)?)
+    }
+
     // ---- bids --------------------------------------------------------------
 
     #[pyo3(signature = (auction, user, amount_kobo, now_ms, platform=false))]

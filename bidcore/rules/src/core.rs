@@ -415,6 +415,25 @@ impl Core {
         Ok(())
     }
 
+    /// Lets an auction go whatever its status: its partition moved to another
+    /// node, which rebuilds it from the ledger. What it exposed here is
+    /// released (a live or ended auction's lead, a scheduled one's pre-bids);
+    /// a cancelled one released that when it was cancelled.
+    pub fn evict_auction(&mut self, handle: u32) -> Result<(), CoreError> {
+        let (shard, slot) = self.locate(handle);
+        let mut auction = self.shards[shard]
+            .auctions
+            .get_mut(slot)
+            .and_then(Option::take)
+            .ok_or(CoreError::UnknownAuction(handle))?;
+        if let (Status::Live | Status::Ended, Some(lead)) = (auction.status, auction.lead) {
+            release(&self.users, &lead);
+        }
+        drop_prebids(&mut auction, &self.users);
+        self.auction_ids.remove(&auction.spec.id);
+        Ok(())
+    }
+
     // ---- bids --------------------------------------------------------------
 
     /// Sets or raises `user`'s maximum on an auction (a pre-bid while scheduled).
