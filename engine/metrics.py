@@ -86,6 +86,30 @@ ENDED_UNPROCESSED = Gauge(
     "Auctions closed whose end processing (winner, deposit hold, notices) is not done, as "
     "the last sweep found them.",
 )
+PARTITIONS_OWNED = Gauge(
+    "auction_partitions_owned", "Partitions this node holds leases on and decides for."
+)
+PARTITIONS_TOTAL = Gauge(
+    "auction_partitions", "Partitions the auctions are spread over (fixed per database)."
+)
+LEASE_RENEWALS = Counter(
+    "auction_lease_renewals_total",
+    "Rounds of lease renewals by this node: `renewed` (the database answered; a lease "
+    "it did not return was lost) or `failed` (no answer).",
+    ["result"],
+)
+PARTITION_MOVES = Counter(
+    "auction_partition_moves_total",
+    "Partitions this node took, released (handed over), lost (another node took it) or "
+    "let lapse (no renewal came back before its deadline).",
+    ["kind"],
+)
+PARTITION_MOVE_SECONDS = Histogram(
+    "auction_partition_move_seconds",
+    "A take (lease, claim, load into the core) or a release (drain, flush, hand over).",
+    ["kind"],
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
 GC_FULL_PAUSE = Histogram(
     "auction_gc_full_pause_seconds",
     "Full garbage collections the engine runs on its schedule (engine/gcpolicy.py): the "

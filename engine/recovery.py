@@ -224,6 +224,21 @@ async def load_auction(
     return True
 
 
+_STRAYS = """
+SELECT id FROM auctions
+WHERE status IN ('scheduled', 'live') AND epoch <> $1 AND auction_partition(id, $2) = ANY($3::int[])
+"""
+
+
+async def stray_auctions(
+    conn: asyncpg.Connection, recovered: Recovered, held: Held
+) -> list[uuid.UUID]:
+    """Open auctions of `held`'s partitions this node has not claimed: made or
+    approved through another node since this one loaded the partition."""
+    rows = await conn.fetch(_STRAYS, recovered.epoch, held.count, sorted(held.partitions))
+    return [row["id"] for row in rows]
+
+
 async def claim_epoch(
     conn: asyncpg.Connection, previous_epoch: int | None = None, held: Held | None = None
 ) -> int:

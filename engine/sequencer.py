@@ -41,6 +41,7 @@ from engine.bids import (
 from engine.clock import Clock, SystemClock
 from engine.errors import UNREACHABLE_OR_REFUSED, LedgerUnavailable
 from engine.ledger import DEFAULT_BATCH_MAX, LedgerWrite, LedgerWriter
+from engine.money import naira_to_kobo
 from engine.partitions import partition_of
 from engine.recovery import (
     Held,
@@ -50,8 +51,10 @@ from engine.recovery import (
     load_auction,
     load_partitions,
     recover,
+    stray_auctions,
 )
 from engine.registry import NO_HANDLE, Registry
+from engine.roles import may_bid
 from engine.state_changes import InTransaction, StateChange
 
 logger = logging.getLogger(__name__)
@@ -69,6 +72,7 @@ REJECTIONS_REMEMBERED = 100_000
 STATUSES_REMEMBERED = 10_000
 
 _AUCTION_STATUS = "SELECT status FROM auctions WHERE id = $1"
+_USER = "SELECT wallet_balance, role, kyc_status, is_active FROM users WHERE id = $1"
 
 _ACCEPTED = metrics.BIDS.labels("accepted", "none")  # the hot path's counter, looked up once
 
@@ -158,6 +162,10 @@ class Sequencer:
         sequencer.writer.start()
         return sequencer
 
+    async def flush(self) -> None:
+        """Wait until everything decided so far is durable (or has failed)."""
+        await self.writer.flush()
+
     async def close(self) -> None:
         """Stop taking bids, write what was accepted, stop the writer."""
         self._rebuilding = True
@@ -212,6 +220,22 @@ class Sequencer:
         self._held = Held(held.count, held.partitions | taking.partitions)
         self._off_core.clear()  # refusals remembered for auctions now held
         logger.info("took partitions %s: %d open auctions", sorted(partitions), len(loaded))
+        return loaded
+
+    async def adopt_strays(self) -> list[uuid.UUID]:
+        """Load the open auctions of this node's partitions that it has not claimed
+        (made or approved through another node); their ids."""
+        held = self._held
+        if held is None or not held.partitions or not self.available:
+            return []
+        loaded = []
+        async with self._pool.acquire() as conn:
+            for auction_id in await stray_auctions(conn, self._recovered, held):
+                if await load_auction(conn, self._recovered, auction_id):
+                    self._off_core.pop(auction_id, None)
+                    loaded.append(auction_id)
+        if loaded:
+            logger.info("loaded %d auctions made through other nodes", len(loaded))
         return loaded
 
     def drop_partitions(self, partitions: Collection[int]) -> list[uuid.UUID]:
@@ -285,6 +309,8 @@ class Sequencer:
         if not self.available:
             return UNAVAILABLE
         outcome = self._decide(auction_id, user_id, amount_kobo, platform)
+        if isinstance(outcome, bidcore.Rejected) and await self._learned(outcome, user_id):
+            outcome = self._decide(auction_id, user_id, amount_kobo, platform)
         if isinstance(outcome, bidcore.Rejected):
             result = await self._rejected(outcome, auction_id, key)
             if isinstance(result, BidRejected):
@@ -369,6 +395,10 @@ class Sequencer:
         outcome = registry.core.set_max(
             registry.auction_handle(auction_id), registry.user_handle(user_id), max_kobo, now
         )
+        if isinstance(outcome, bidcore.Rejected) and await self._learned(outcome, user_id):
+            outcome = registry.core.set_max(
+                registry.auction_handle(auction_id), registry.user_handle(user_id), max_kobo, now
+            )
         if isinstance(outcome, bidcore.Rejected):
             rejected = await self._rejected(outcome, auction_id, key, floor=self._max_floor)
             if isinstance(rejected, BidAccepted):
@@ -442,6 +472,22 @@ class Sequencer:
             self._clock.now_ms(),
             platform,
         )
+
+    async def _learned(self, outcome: bidcore.Rejected, user_id: uuid.UUID) -> bool:
+        """A bidder the core has not heard of (made through another node since this
+        one started) is read from the ledger once; True: now known, decide again."""
+        registry = self._recovered.registry
+        if outcome.code != "not_eligible" or registry.user_handle(user_id) != NO_HANDLE:
+            return False
+        row = await self._pool.fetchrow(_USER, user_id)
+        if row is None:
+            return False
+        registry.upsert_user(
+            user_id,
+            balance_kobo=naira_to_kobo(row["wallet_balance"]),
+            eligible=may_bid(row["role"], row["kyc_status"], row["is_active"]),
+        )
+        return True
 
     async def _rejected(
         self,

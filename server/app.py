@@ -11,7 +11,10 @@ backwards: the jobs stop, bids stop, the ledger is flushed, the sockets close.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import os
+import socket
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 
@@ -23,6 +26,8 @@ from engine.clock import Clock, SystemClock
 from engine.config import Settings
 from engine.database import open_database
 from engine.ending import EndResult
+from engine.leases import LeaseTable
+from engine.membership import Membership
 from engine.per_bid_ledger import PerBidLedger
 from engine.reconcile import Reconciler
 from engine.sequencer import Sequencer
@@ -50,6 +55,7 @@ from web.keys import (
     CLOCK,
     DATABASE,
     LIMITER,
+    MEMBERSHIP,
     OPEN_SOCKETS,
     ROOM_TUNING,
     ROOMS,
@@ -112,17 +118,44 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
         yield
 
 
+def with_node_identity(settings: Settings, host: str, port: int) -> Settings:
+    """NODE_ID and ADVERTISE_URL, where unset, from where this node serves
+    (API.md "Several nodes": host name + port, http://HOST:PORT)."""
+    node_id = settings.node_id or f"{socket.gethostname()}:{port}"
+    reachable = host if host not in ("", "0.0.0.0", "::") else socket.gethostname()  # noqa: S104
+    url = settings.advertise_url or f"http://{reachable}:{port}"
+    return dataclasses.replace(settings, node_id=node_id, advertise_url=url)
+
+
 async def _sequencer(app: web.Application) -> AsyncIterator[None]:
-    settings = app[SETTINGS]
+    """The node's leases first (the partitions it decides for), then its core
+    built from those partitions' auctions. On exit: bids stop, the writer
+    flushes, and only then are the partitions handed over."""
+    settings, database = app[SETTINGS], app[DATABASE]
+    node_id = settings.node_id or f"{socket.gethostname()}:pid{os.getpid()}"
+    table = LeaseTable(
+        database.pool,
+        node_id,
+        settings.advertise_url or "http://127.0.0.1",
+        settings.lease_ttl_ms,
+    )
+    membership = Membership(table, database.partitions)
+    held = await membership.start()
     sequencer = await Sequencer.open(
-        app[DATABASE].pool,
+        database.pool,
         clock=app[CLOCK],
         batch_max=settings.ledger_batch_max,
         window_ms=settings.ledger_batch_window_ms,
+        held=held,
     )
+    membership.attach(sequencer)
     app[SEQUENCER] = sequencer
-    yield
-    await sequencer.close()
+    app[MEMBERSHIP] = membership
+    try:
+        yield
+    finally:
+        await sequencer.close()
+        await membership.leave()
 
 
 async def _rate_limiter(app: web.Application) -> AsyncIterator[None]:

@@ -11,7 +11,7 @@ from aiohttp import web
 
 from engine.config import Settings
 from engine.gcpolicy import GcPolicy, running
-from server.app import create_app
+from server.app import create_app, with_node_identity
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +29,7 @@ def serve(
     Raises ConfigError, before anything starts, for a development secret on an
     address beyond loopback."""
     settings.check_secrets_for(host)
+    settings = with_node_identity(settings, host, port)
     app = create_app(settings)
     app.cleanup_ctx.append(functools.partial(_gc_policy, GcPolicy(settings.gc_full_interval_s)))
     if on_ready is not None:

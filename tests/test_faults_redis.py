@@ -2,8 +2,8 @@
 its own sockets, nothing crashes, and the processes find each other again.
 
 Two real `python -m engine serve` processes on one database and one Redis
-(REDIS_URL set): the watch node starts first, the owner second (the newest start
-holds the auctions' fencing epoch), and the auction is created through the owner.
+(REDIS_URL set), splitting the partitions between them (engine/leases.py): the
+one holding the auction's partition is its owner, the other a watch node for it.
 Bidders bid on the owner; guests watch on both. Then Redis is stopped for a few
 seconds and started again on the same port:
 
@@ -28,6 +28,8 @@ from pathlib import Path
 import aiohttp
 import pytest_asyncio
 
+from bench.soak import SERVICE_TOKEN
+from tests.cluster_helpers import balanced, owner_first
 from tests.fault_helpers import (
     EngineServer,
     Platform,
@@ -88,15 +90,16 @@ async def burst(http: aiohttp.ClientSession, url: str, user: uuid.UUID, bids: in
 async def test_redis_down_each_node_serves_its_own_sockets_and_they_reconnect(
     nodes: tuple[EngineServer, EngineServer], redis: RedisServer, database_url: str
 ) -> None:
-    owner, watch_node = nodes
     record = Record()
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
-        platform = Platform(http, owner.base)
+        await balanced(http, nodes, SERVICE_TOKEN)
+        platform = Platform(http, nodes[0].base)
         seller = await platform.user("dealer")
+        users = [await platform.user(balance_kobo=10**12) for _ in range(4)]
         auction = await platform.auction(
             seller, start_ms=now_ms() - 1000, end_ms=now_ms() + 3_600_000
         )
-        users = [await platform.user(balance_kobo=10**12) for _ in range(4)]
+        owner, watch_node = await owner_first(http, nodes, SERVICE_TOKEN, auction)
         on_owner = Watcher(http, owner.room_url(auction))
         on_watch_node = Watcher(http, watch_node.room_url(auction))
         clients = [on_owner.run(), on_watch_node.run()]

@@ -366,6 +366,7 @@ async def test_every_documented_success_matches_its_struct(api: Api) -> None:
     assert (await doc.call("GET", "/api/auctions", query="?status=live")).status == 200
     assert (await doc.call("GET", "/api/auctions/{id}", live)).status == 200
     assert (await doc.service("GET", "/internal/auctions/{id}/bids", live)).status == 200
+    assert (await doc.service("GET", "/internal/cluster")).status == 200
     assert (await doc.call("GET", "/api/vehicles/{id}/similar", vehicle_id)).status == 200
 
     async def act(action: str, auction: uuid.UUID, **extra: Any) -> int:

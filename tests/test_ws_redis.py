@@ -2,8 +2,9 @@
 database, a bid placed on one reaches the watchers of the other; when Redis
 goes away each keeps serving its own sockets, and both reconnect.
 
-Process B (a watch node) starts first, process A second: the newest start
-takes the fencing epoch and so owns the auctions' bids."""
+Two processes split the partitions between them (engine/leases.py); the one
+holding the auction's partition decides its bids (the owner), the other is a
+watch node for it."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from typing import Any
 import aiohttp
 import pytest_asyncio
 
+from tests.cluster_helpers import owner_first
 from tests.redis_server import RedisServer
 from tests.ws_helpers import RoomClient, ServerProcess, World, make_world, process_env
 
@@ -27,12 +29,16 @@ async def nodes(
 ) -> AsyncIterator[tuple[ServerProcess, ServerProcess, World]]:
     world = await make_world(pool, bidders=2)
     env = process_env(database_url, REDIS_URL=redis.url)
-    watch_node = await ServerProcess.start(env)
-    owner = await ServerProcess.start(env)
+    first = await ServerProcess.start(env)
+    second = await ServerProcess.start(env)
     try:
+        async with aiohttp.ClientSession() as http:
+            owner, watch_node = await owner_first(
+                http, [first, second], env["INTERNAL_API_TOKEN"], world.auction_id
+            )
         yield owner, watch_node, world
     finally:
-        await asyncio.gather(owner.stop(), watch_node.stop())
+        await asyncio.gather(first.stop(), second.stop())
 
 
 async def test_a_bid_on_one_process_reaches_watchers_on_the_other(

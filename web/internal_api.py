@@ -18,9 +18,10 @@ from engine.vehicles import VehicleCreate
 from engine.wallet import WalletChange
 from web.auth import require_service
 from web.errors import ApiError
-from web.keys import CLOCK, DATABASE, SEQUENCER, SETTINGS
+from web.keys import CLOCK, DATABASE, MEMBERSHIP, SEQUENCER, SETTINGS
 from web.messages import (
     AuctionEnvelope,
+    ClusterBody,
     InternalAuctionCreate,
     UserEnvelope,
     VehicleEnvelope,
@@ -87,6 +88,14 @@ async def get_bids(request: web.Request) -> web.Response:
     return json_response(BidHistory(history))
 
 
+async def get_cluster(request: web.Request) -> web.Response:
+    """The nodes and who holds each partition's lease, as the database has it now."""
+    _service(request)
+    membership = request.app[MEMBERSHIP]
+    view = await membership.table.view()
+    return json_response(ClusterBody(membership.node_id, view.nodes, view.partitions))
+
+
 def install(app: web.Application) -> None:
     app.router.add_put("/internal/users/{id}", put_user)
     app.router.add_get("/internal/users/{id}/wallet", get_wallet)
@@ -95,3 +104,4 @@ def install(app: web.Application) -> None:
     app.router.add_post("/internal/vehicles", post_vehicle)
     app.router.add_post("/internal/auctions", post_auction)
     app.router.add_get("/internal/auctions/{id}/bids", get_bids)
+    app.router.add_get("/internal/cluster", get_cluster)

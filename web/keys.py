@@ -14,6 +14,7 @@ from engine.bids import BidOutcome, MaxOutcome
 from engine.clock import Clock
 from engine.config import Settings
 from engine.database import Database
+from engine.membership import Membership
 from engine.sequencer import Sequencer
 from web.ratelimit import RateLimiter
 from web.rooms import Rooms, RoomTuning
@@ -62,3 +63,4 @@ ROOMS = web.AppKey("rooms", Rooms)
 ROOM_TUNING = web.AppKey("room_tuning", RoomTuning)
 OPEN_SOCKETS = web.AppKey("open_sockets", OpenSockets)
 ADMIN_HOOKS = web.AppKey("admin_hooks", AdminHooks)
+MEMBERSHIP = web.AppKey("membership", Membership)

@@ -20,6 +20,7 @@ from aiohttp import web
 
 from engine.auctions import AuctionBody, AuctionFields, AuctionSummary
 from engine.bids import BidBody, MaxBody
+from engine.leases import NodeRow, PartitionRow
 from engine.money import MAX_KOBO
 from engine.offers import SettlementBody
 from engine.users import UserBody
@@ -77,6 +78,15 @@ def whole_kobo(raw: msgspec.Raw) -> int | None:
 
 
 # ---- responses ---------------------------------------------------------------
+
+
+class ClusterBody(msgspec.Struct, frozen=True):
+    """`GET /internal/cluster`: the node answering, every node's row, every
+    partition's lease (engine/leases.py)."""
+
+    node: str
+    nodes: list[NodeRow]
+    partitions: list[PartitionRow]
 
 
 class UserEnvelope(msgspec.Struct, frozen=True):

@@ -44,6 +44,7 @@ from web.messages import (
     AuctionList,
     BidEnvelope,
     BidRequest,
+    ClusterBody,
     InternalAuctionCreate,
     MaxEnvelope,
     MaxRequest,
@@ -391,6 +392,20 @@ OPERATIONS: tuple[Operation, ...] = (
         "internal",
         {200: BidHistory, **_errors(*_SERVICE, 404)},
         auth="service",
+    ),
+    Operation(
+        "GET",
+        "/internal/cluster",
+        "The engine's nodes and the lease of every partition",
+        "internal",
+        {200: ClusterBody, **_errors(*_SERVICE)},
+        auth="service",
+        description=(
+            "`node`: the node answering. `nodes`: every registered node, `alive` while "
+            "its row is renewed. `partitions`: each partition's owner, the epoch of that "
+            "ownership (grows at every take) and when the lease lapses unless renewed "
+            "(`free`: nobody holds it now), as the database has them."
+        ),
     ),
     Operation(
         "POST",

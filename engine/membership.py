@@ -1,0 +1,195 @@
+"""A node's leases over its life (CLUSTER.md, engine/leases.py).
+
+At start the node registers and takes the free partitions its share allows
+(`start`, before its core is built, so that recovery loads just those). Then,
+every TTL / 3 (`tick`):
+
+1. it renews its own row and every lease it holds, in one statement each;
+2. a lease the renewal did not return (its epoch moved on: another node took the
+   partition) or whose deadline passed on the node's own clock (no renewal came
+   back in time: the database or the network is away) is dropped at once — the
+   sequencer stops deciding for that partition before anyone else may;
+3. it reads the table and follows the balancing plan: a surplus partition is
+   handed over (no new bids for it, the writer flushed, then released: the
+   taker finds everything written), a free one is taken and its auctions loaded
+   (only while the ledger takes writes, so a rebuild never races a load).
+
+On a clean stop (`leave`) every lease is released once the writer has flushed
+and the node's row is deleted: the others take its partitions at their next
+tick, without waiting for a lease to lapse.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+from engine import metrics
+from engine.errors import UNREACHABLE_OR_REFUSED
+from engine.leases import Lease, LeaseTable, plan_balance, renew_every_s
+from engine.recovery import Held
+
+logger = logging.getLogger(__name__)
+
+
+class Decider(Protocol):
+    """What the membership needs of the sequencer."""
+
+    @property
+    def available(self) -> bool: ...
+
+    async def adopt_partitions(self, partitions: set[int]) -> object: ...
+
+    def drop_partitions(self, partitions: set[int]) -> object: ...
+
+    async def adopt_strays(self) -> object: ...
+
+    async def flush(self) -> None: ...
+
+
+class Membership:
+    def __init__(
+        self,
+        table: LeaseTable,
+        partitions: int,
+        *,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.table = table
+        self.count = partitions
+        self.leases: dict[int, Lease] = {}
+        self._monotonic = monotonic
+        self._decider: Decider | None = None
+        self._task: asyncio.Task[None] | None = None
+        metrics.PARTITIONS_OWNED.set_function(lambda: len(self.leases))
+        metrics.PARTITIONS_TOTAL.set(partitions)
+
+    @property
+    def node_id(self) -> str:
+        return self.table.node_id
+
+    def held(self) -> Held:
+        return Held(self.count, frozenset(self.leases))
+
+    async def start(self) -> Held:
+        """Register, take back what the table says is this node's (a restart under
+        the same NODE_ID: at once, under new epochs, fencing the old process), and
+        take this node's share of the free partitions."""
+        await self.table.heartbeat()
+        for row in (await self.table.view()).partitions:
+            if row.owner == self.node_id and (lease := await self.table.take(row.id)):
+                self.leases[row.id] = lease
+        plan = plan_balance(self.node_id, await self.table.view())
+        for partition in plan.take:
+            lease = await self.table.take(partition)
+            if lease is not None:
+                self.leases[partition] = lease
+                metrics.PARTITION_MOVES.labels("taken").inc()
+        logger.info("node %s holds %d of %d partitions", self.node_id, len(self.leases), self.count)
+        return self.held()
+
+    def attach(self, decider: Decider) -> None:
+        """Start ticking for `decider` (the sequencer built on `start`'s partitions)."""
+        self._decider = decider
+        self._task = asyncio.create_task(self._run(), name="membership")
+
+    async def _run(self) -> None:
+        every = renew_every_s(self.table.ttl_ms)
+        while True:
+            started = self._monotonic()
+            try:
+                await self.tick()
+            except UNREACHABLE_OR_REFUSED as err:
+                logger.warning("lease tick failed: %r", err)
+            except Exception:
+                logger.exception("lease tick failed")
+            await asyncio.sleep(max(0.0, every - (self._monotonic() - started)))
+
+    async def tick(self) -> None:
+        decider = self._decider
+        assert decider is not None, "attach() first"
+        answered = await self._renew(decider)
+        if not answered or not decider.available:
+            return  # the database is away, or the core is being rebuilt
+        plan = plan_balance(self.node_id, await self.table.view())
+        for partition in plan.release:
+            await self._hand_over(decider, partition)
+        for partition in plan.take:
+            await self._take(decider, partition)
+        await decider.adopt_strays()
+
+    async def _renew(self, decider: Decider) -> bool:
+        """Renew; drop what was lost or lapsed. False: the database did not answer."""
+        held = list(self.leases.values())
+        try:
+            await self.table.heartbeat()
+            renewed = await self.table.renew(held)
+        except UNREACHABLE_OR_REFUSED as err:
+            metrics.LEASE_RENEWALS.labels("failed").inc()
+            logger.warning("lease renewal failed: %r", err)
+            renewed = None
+        if renewed is not None:
+            lost = {lease.partition for lease in held} - set(renewed)
+            self.leases.update(renewed)
+            metrics.LEASE_RENEWALS.labels("renewed").inc()
+            if lost:
+                logger.error("partitions %s were taken by another node: dropped", sorted(lost))
+                self._drop(decider, lost, "lost")
+        now = self._monotonic()
+        lapsed = {p for p, lease in self.leases.items() if not lease.valid(now)}
+        if lapsed:
+            logger.error("leases on partitions %s lapsed unrenewed: dropped", sorted(lapsed))
+            self._drop(decider, lapsed, "lapsed")
+        return renewed is not None
+
+    def _drop(self, decider: Decider, partitions: set[int], why: str) -> None:
+        decider.drop_partitions(partitions)
+        for partition in partitions:
+            self.leases.pop(partition, None)
+        metrics.PARTITION_MOVES.labels(why).inc(len(partitions))
+
+    async def _hand_over(self, decider: Decider, partition: int) -> None:
+        lease = self.leases.get(partition)
+        if lease is None:
+            return
+        started = self._monotonic()
+        decider.drop_partitions({partition})
+        del self.leases[partition]
+        await decider.flush()  # what was decided for it is written before the taker reads
+        await self.table.release(lease)
+        metrics.PARTITION_MOVES.labels("released").inc()
+        metrics.PARTITION_MOVE_SECONDS.labels("release").observe(self._monotonic() - started)
+
+    async def _take(self, decider: Decider, partition: int) -> None:
+        started = self._monotonic()
+        lease = await self.table.take(partition)
+        if lease is None:
+            return  # another node was quicker
+        try:
+            await decider.adopt_partitions({partition})
+        except BaseException:
+            with contextlib.suppress(*UNREACHABLE_OR_REFUSED):
+                await self.table.release(lease)
+            raise
+        self.leases[partition] = lease
+        metrics.PARTITION_MOVES.labels("taken").inc()
+        metrics.PARTITION_MOVE_SECONDS.labels("take").observe(self._monotonic() - started)
+
+    async def leave(self) -> None:
+        """After the writer flushed: hand every partition over and deregister."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        try:
+            for lease in list(self.leases.values()):
+                await self.table.release(lease)
+            self.leases.clear()
+            await self.table.leave()
+        except UNREACHABLE_OR_REFUSED as err:
+            logger.warning("could not hand the partitions over (%r): they lapse instead", err)
