@@ -217,6 +217,8 @@ async def load_auction(
             return False
         bids = await conn.fetch(_BIDS, [auction_id])
         maxes = await conn.fetch(_MAXES, [auction_id])
+    if recovered.registry.auction_handle(auction_id) != NO_HANDLE:
+        return True  # loaded meanwhile (say, by the sweep for strays): the core is newer
     ledgers = _read_ledgers([row], bids, maxes)
     _restore(recovered.registry, ledgers[auction_id])
     verify_auctions(recovered.registry, ledgers.values())
@@ -265,11 +267,15 @@ async def load_partitions(
         bids = await conn.fetch(_BIDS, ids)
         maxes = await conn.fetch(_MAXES, ids)
     ledgers = _read_ledgers(auctions, bids, maxes)
-    for ledger in ledgers.values():
-        if recovered.registry.auction_handle(ledger.row["id"]) == NO_HANDLE:
-            _restore(recovered.registry, ledger)
+    fresh = [
+        ledger
+        for ledger in ledgers.values()
+        if recovered.registry.auction_handle(ledger.row["id"]) == NO_HANDLE
+    ]  # one loaded meanwhile is newer in the core than in what was read
+    for ledger in fresh:
+        _restore(recovered.registry, ledger)
         _remember(recovered, ledger)
-    verify_auctions(recovered.registry, ledgers.values())
+    verify_auctions(recovered.registry, fresh)
     return ids
 
 

@@ -217,7 +217,8 @@ class Sequencer:
         taking = Held(held.count, frozenset(partitions))
         async with self._pool.acquire() as conn:
             loaded = await load_partitions(conn, self._recovered, taking)
-        self._held = Held(held.count, held.partitions | taking.partitions)
+        now = self._held or held  # re-read: a partition may have been dropped meanwhile
+        self._held = Held(held.count, now.partitions | taking.partitions)
         self._off_core.clear()  # refusals remembered for auctions now held
         logger.info("took partitions %s: %d open auctions", sorted(partitions), len(loaded))
         return loaded
@@ -231,7 +232,7 @@ class Sequencer:
         loaded = []
         async with self._pool.acquire() as conn:
             for auction_id in await stray_auctions(conn, self._recovered, held):
-                if await load_auction(conn, self._recovered, auction_id):
+                if await self._load(conn, auction_id):
                     self._off_core.pop(auction_id, None)
                     loaded.append(auction_id)
         if loaded:
@@ -251,15 +252,21 @@ class Sequencer:
         registry = self._recovered.registry
         gone = [a for a in registry.auction_ids() if partition_of(a, held.count) in dropping]
         for auction_id in gone:
-            self.core.evict_auction(registry.auction_handle(auction_id))
-            registry.forget_auction(auction_id)
-            self._recovered.maxes.pop(auction_id, None)
-        dropped = set(gone)
+            self._evict(auction_id)
+        self._forget_answers(set(gone))
+        logger.warning("dropped partitions %s: %d auctions", sorted(partitions), len(gone))
+        return gone
+
+    def _evict(self, auction_id: uuid.UUID) -> None:
+        registry = self._recovered.registry
+        self.core.evict_auction(registry.auction_handle(auction_id))
+        registry.forget_auction(auction_id)
+        self._recovered.maxes.pop(auction_id, None)
+
+    def _forget_answers(self, dropped: set[uuid.UUID]) -> None:
         for key in [key for key in self._accepted if key[0] in dropped]:
             if not isinstance(self._accepted[key], _Pending):
                 del self._accepted[key]  # the ledger answers retries from now on
-        logger.warning("dropped partitions %s: %d auctions", sorted(partitions), len(gone))
-        return gone
 
     def subscribe(self, listener: DurableListener) -> None:
         """Call `listener` with the bids of every committed batch, in commit order."""
@@ -634,7 +641,14 @@ class Sequencer:
         if not self.decides(auction_id):
             return False
         async with self._pool.acquire() as conn:
-            return await load_auction(conn, self._recovered, auction_id)
+            return await self._load(conn, auction_id)
+
+    async def _load(self, conn: asyncpg.Connection, auction_id: uuid.UUID) -> bool:
+        loaded = await load_auction(conn, self._recovered, auction_id)
+        if loaded and not self.decides(auction_id):  # its partition left while it loaded
+            self._evict(auction_id)
+            return False
+        return loaded
 
     # ---- state changes --------------------------------------------------------
     # Each is decided by the core first (so it is ordered with the bids around

@@ -7,6 +7,7 @@ deciding for it, releasing what they exposed."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 import uuid
@@ -108,3 +109,24 @@ async def test_a_dropped_partition_leaves_the_core_and_frees_its_exposure(pool: 
         # the acknowledged bid is still answered as itself, from the ledger
         assert isinstance(retry, BidAccepted) and retry.bid.amount_kobo == PRICE
         assert isinstance(other, BidRejected) and other.code == "unavailable"
+
+
+async def test_loads_of_one_auction_at_once_take_it_in_once(pool: Any) -> None:
+    async with node(pool, {3}) as sequencer:
+        made = await auction_in(pool, 3)  # made after the node started: not yet in its core
+        loads = [sequencer.load_auction(made) for _ in range(4)]
+
+        assert await asyncio.gather(*loads, sequencer.adopt_strays()) == [True] * 4 + [[]]
+        assert sequencer.registry.auction_ids().count(made) == 1
+        assert await sequencer.load_auction(made)  # and again, once it is in
+
+
+async def test_a_load_finishing_after_its_partition_left_is_let_go(pool: Any) -> None:
+    async with node(pool, {4}) as sequencer:
+        made = await auction_in(pool, 4)
+        loading = asyncio.create_task(sequencer.load_auction(made))
+        await asyncio.sleep(0)  # the load is waiting on the ledger
+        sequencer.drop_partitions({4})
+
+        assert await loading is False
+        assert sequencer.held(made) is None and made not in sequencer.registry.auction_ids()
