@@ -22,9 +22,12 @@ bound, or a batch is refused for good (a newer owner's epoch), the writer
 gives up: every waiting bid fails with `LedgerUnavailable` (its outcome is
 unknown to the bidder, who retries with the same client_bid_id), the writer
 refuses new bids, and once the database answers again it calls `on_recovered`
-(which rebuilds the core from the ledger) before taking bids again. A batch
-fenced off by a newer owner's epoch stops the writer for good: two owners
-must never take turns.
+(which rebuilds the core from the ledger) before taking bids again. For a node
+alone, a batch fenced off by a newer owner's epoch stops the writer for good:
+another process took every auction, and two owners must never take turns. For
+a node of several (`stop_when_fenced=False`) it means a partition's lease moved
+on: the writer gives up as above and the rebuild claims only the partitions
+whose leases are still the node's.
 """
 
 from __future__ import annotations
@@ -173,8 +176,10 @@ class LedgerWriter:
         on_commit: Callable[[Sequence[LedgerWrite]], None] | None = None,
         on_unavailable: Callable[[], None] | None = None,
         on_recovered: Callable[[], Awaitable[None]] | None = None,
+        stop_when_fenced: bool = True,
     ) -> None:
         self._pool = pool
+        self._stop_when_fenced = stop_when_fenced
         self._batches = 0
         self.epoch = epoch
         self._batch_max = batch_max
@@ -417,8 +422,13 @@ class LedgerWriter:
                     await self._give_up(refused)
                     return False
                 except Fenced as exc:
-                    logger.critical("this node lost its auctions to a newer owner: %s", exc)
-                    self._stop_for_good(refused)
+                    if self._stop_when_fenced:
+                        logger.critical("this node lost its auctions to a newer owner: %s", exc)
+                        self._stop_for_good(refused)
+                    else:
+                        metrics.LEDGER_FENCED.inc()
+                        logger.error("a batch was fenced off (%s): rebuilding without it", exc)
+                        await self._give_up(refused)
                     return False
                 except Exception:
                     # Anything else (a constraint the core should have made impossible,

@@ -9,7 +9,9 @@ every TTL / 3 (`tick`):
    partition) or whose deadline passed on the node's own clock (no renewal came
    back in time: the database or the network is away) is dropped at once — the
    sequencer stops deciding for that partition before anyone else may;
-3. it reads the table and follows the balancing plan: a surplus partition is
+3. a partition leased but not decided (a rebuild that found its lease expired,
+   though nobody took it) is loaded again;
+4. it reads the table and follows the balancing plan: a surplus partition is
    handed over (no new bids for it, the writer flushed, then released: the
    taker finds everything written), a free one is taken and its auctions loaded
    (only while the ledger takes writes, so a rebuild never races a load).
@@ -42,6 +44,9 @@ class Decider(Protocol):
     @property
     def available(self) -> bool: ...
 
+    @property
+    def partitions(self) -> Held | None: ...
+
     async def adopt_partitions(self, partitions: set[int]) -> object: ...
 
     def drop_partitions(self, partitions: set[int]) -> object: ...
@@ -73,7 +78,7 @@ class Membership:
         return self.table.node_id
 
     def held(self) -> Held:
-        return Held(self.count, frozenset(self.leases))
+        return Held(self.count, frozenset(self.leases), self.node_id)
 
     async def start(self) -> Held:
         """Register, take back what the table says is this node's (a restart under
@@ -115,6 +120,11 @@ class Membership:
         answered = await self._renew(decider)
         if not answered or not decider.available:
             return  # the database is away, or the core is being rebuilt
+        deciding = decider.partitions
+        if deciding is not None and (missing := set(self.leases) - deciding.partitions):
+            # Leased but not decided: a rebuild found the lease expired (though
+            # nobody took it, so the renewal kept it) and left the partition out.
+            await decider.adopt_partitions(missing)
         plan = plan_balance(self.node_id, await self.table.view())
         for partition in plan.release:
             await self._hand_over(decider, partition)

@@ -72,6 +72,10 @@ LEDGER_FLUSH = Histogram(
 )
 LEDGER_QUEUE = Gauge("auction_ledger_queue_depth", "Accepted bids waiting for the ledger.")
 LEDGER_RETRIES = Counter("auction_ledger_retries_total", "Ledger batches tried again.")
+LEDGER_FENCED = Counter(
+    "auction_ledger_fenced_total",
+    "Ledger batches refused by a newer owner's epoch (a partition moved on under them).",
+)
 LEDGER_AVAILABLE = Gauge(
     "auction_ledger_available", "1 while the ledger takes writes, 0 while bids are refused."
 )

@@ -23,6 +23,7 @@ from engine.bids import DurableBid, DurableMax
 from engine.clock import to_ms
 from engine.errors import RecoveryMismatch
 from engine.money import deposit_bp, effective_reserve_kobo, naira_to_kobo
+from engine.partitions import partition_of
 from engine.registry import NO_HANDLE, Registry
 from engine.roles import PLATFORM_USER_ID, may_bid
 
@@ -35,7 +36,15 @@ UPDATE auctions SET epoch = $1
 WHERE status IN ('scheduled', 'live', 'ended') AND ($2::bigint IS NULL OR epoch <= $2)
 """
 # A node holding leases claims its partitions' open auctions, and only those: the
-# leases, not the epochs' order, say what is whose (engine/leases.py).
+# leases, not the epochs' order, say what is whose (engine/leases.py). The claim
+# first locks the lease rows it relies on (FOR SHARE, in the same transaction):
+# those still this node's and unexpired; a take by another node waits for the
+# claim's commit, then its own claim stamps its epoch over this one.
+_LEASED = """
+SELECT id FROM partition_leases
+WHERE id = ANY($1::int[]) AND owner = $2 AND lease_until > now()
+ORDER BY id FOR SHARE
+"""
 _CLAIM_PARTITIONS = """
 UPDATE auctions SET epoch = $1
 WHERE status IN ('scheduled', 'live', 'ended') AND auction_partition(id, $2) = ANY($3::int[])
@@ -88,6 +97,8 @@ _EXPOSED = frozenset({"live", "ended"})
 class Recovered:
     registry: Registry
     epoch: int
+    #: With leases: the partitions the lease table confirmed and this core holds.
+    held: Held | None = None
     #: (auction, user, client_bid_id) → the durable bid, for idempotent retries.
     accepted: dict[IdempotencyKey, DurableBid | DurableMax] = field(default_factory=dict)
     #: auction → bidder → the latest (so the highest) maximum they set on it.
@@ -146,6 +157,12 @@ class Held:
 
     count: int
     partitions: frozenset[int]
+    #: The lease table's owner name for this node: a claim touches only the
+    #: partitions whose lease this node holds at that moment.
+    node: str
+
+    def only(self, partitions: Iterable[int]) -> Held:
+        return Held(self.count, frozenset(partitions), self.node)
 
 
 async def recover(
@@ -162,7 +179,7 @@ async def recover(
     outage the node's epoch so far, so auctions a newer owner took stay with it.
     """
     async with pool.acquire() as conn:
-        epoch = await claim_epoch(conn, previous_epoch, held)
+        epoch, held = await claim_epoch(conn, previous_epoch, held)
         async with conn.transaction(isolation="repeatable_read", readonly=True):
             users = await conn.fetch(_USERS)
             auctions = await (
@@ -182,7 +199,7 @@ async def recover(
             or may_bid(row["role"], row["kyc_status"], row["is_active"]),
         )
     ledgers = _read_ledgers(auctions, bids, maxes)
-    recovered = Recovered(registry=registry, epoch=epoch)
+    recovered = Recovered(registry=registry, epoch=epoch, held=held)
     for ledger in ledgers.values():
         _restore(registry, ledger)
         _remember(recovered, ledger)
@@ -204,13 +221,18 @@ def _remember(recovered: Recovered, ledger: _Ledger) -> None:
 
 
 async def load_auction(
-    conn: asyncpg.Connection, recovered: Recovered, auction_id: uuid.UUID
+    conn: asyncpg.Connection, recovered: Recovered, auction_id: uuid.UUID, held: Held | None
 ) -> bool:
     """Take one open auction (say, just created) into the core under this epoch.
 
-    False when the ledger holds no scheduled or live auction with that id.
+    False when the ledger holds no scheduled or live auction with that id, or
+    (with `held`) when the lease on its partition is not this node's.
     """
     async with conn.transaction():
+        if held is not None:
+            partition = partition_of(auction_id, held.count)
+            if not await _leased(conn, held.only([partition])):
+                return False
         await conn.execute(_CLAIM_ONE, recovered.epoch, auction_id)
         row = await conn.fetchrow(_ONE_AUCTION, auction_id)
         if row is None:
@@ -241,26 +263,37 @@ async def stray_auctions(
     return [row["id"] for row in rows]
 
 
+async def _leased(conn: asyncpg.Connection, held: Held) -> Held:
+    """The part of `held` whose leases are this node's now, locked until the
+    transaction ends."""
+    rows = await conn.fetch(_LEASED, sorted(held.partitions), held.node)
+    return held.only(row["id"] for row in rows)
+
+
 async def claim_epoch(
     conn: asyncpg.Connection, previous_epoch: int | None = None, held: Held | None = None
-) -> int:
-    """Take a new fencing epoch and stamp it on the open auctions this node owns."""
+) -> tuple[int, Held | None]:
+    """Take a new fencing epoch and stamp it on the open auctions this node owns
+    (with `held`: of those partitions still leased to it, which it returns)."""
     async with conn.transaction():
         epoch: int = await conn.fetchval("SELECT nextval('engine_epoch_seq')")
         if held is None:
             await conn.execute(_CLAIM, epoch, previous_epoch)
         else:
+            held = await _leased(conn, held)
             await conn.execute(_CLAIM_PARTITIONS, epoch, held.count, sorted(held.partitions))
-    return epoch
+    return epoch, held
 
 
 async def load_partitions(
     conn: asyncpg.Connection, recovered: Recovered, held: Held
-) -> list[uuid.UUID]:
+) -> tuple[Held, list[uuid.UUID]]:
     """Take the open auctions of `held.partitions` (just leased) into the running
-    core under this node's epoch, verified against the ledger; their ids."""
-    parts = sorted(held.partitions)
+    core under this node's epoch, verified against the ledger: the partitions
+    whose leases were still this node's, and the auctions' ids."""
     async with conn.transaction():
+        held = await _leased(conn, held)
+        parts = sorted(held.partitions)
         await conn.execute(_CLAIM_PARTITIONS, recovered.epoch, held.count, parts)
         auctions = await conn.fetch(_PARTITION_AUCTIONS, recovered.epoch, held.count, parts)
         ids = [row["id"] for row in auctions]
@@ -276,7 +309,7 @@ async def load_partitions(
         _restore(recovered.registry, ledger)
         _remember(recovered, ledger)
     verify_auctions(recovered.registry, fresh)
-    return ids
+    return held, ids
 
 
 async def find_bid(

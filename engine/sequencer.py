@@ -111,11 +111,10 @@ class Sequencer:
         batch_max: int = DEFAULT_BATCH_MAX,
         window_ms: float = 2,
         unavailable_after_ms: int = 3000,
-        held: Held | None = None,
     ) -> None:
         self._pool = pool
         #: The partitions this node holds leases on (None: every auction is its own).
-        self._held = held
+        self._held = recovered.held
         self._clock = clock or SystemClock()
         self._shards = shards
         self._adopt(recovered)
@@ -133,6 +132,9 @@ class Sequencer:
             on_commit=self._committed,
             on_unavailable=self._lost_ledger,
             on_recovered=self.rebuild,
+            # Alone, a newer epoch is another process that took everything over;
+            # with leases, a partition another node took: rebuild without it.
+            stop_when_fenced=self._held is None,
         )
 
     @classmethod
@@ -157,7 +159,6 @@ class Sequencer:
             batch_max=batch_max,
             window_ms=window_ms,
             unavailable_after_ms=unavailable_after_ms,
-            held=held,
         )
         sequencer.writer.start()
         return sequencer
@@ -214,13 +215,12 @@ class Sequencer:
         held = self._held
         if held is None or not partitions:
             return []
-        taking = Held(held.count, frozenset(partitions))
         async with self._pool.acquire() as conn:
-            loaded = await load_partitions(conn, self._recovered, taking)
+            taken, loaded = await load_partitions(conn, self._recovered, held.only(partitions))
         now = self._held or held  # re-read: a partition may have been dropped meanwhile
-        self._held = Held(held.count, now.partitions | taking.partitions)
+        self._held = now.only(now.partitions | taken.partitions)
         self._off_core.clear()  # refusals remembered for auctions now held
-        logger.info("took partitions %s: %d open auctions", sorted(partitions), len(loaded))
+        logger.info("took partitions %s: %d open auctions", sorted(taken.partitions), len(loaded))
         return loaded
 
     async def adopt_strays(self) -> list[uuid.UUID]:
@@ -248,7 +248,7 @@ class Sequencer:
         if held is None or not partitions:
             return []
         dropping = frozenset(partitions)
-        self._held = Held(held.count, held.partitions - dropping)
+        self._held = held.only(held.partitions - dropping)
         registry = self._recovered.registry
         gone = [a for a in registry.auction_ids() if partition_of(a, held.count) in dropping]
         for auction_id in gone:
@@ -644,7 +644,7 @@ class Sequencer:
             return await self._load(conn, auction_id)
 
     async def _load(self, conn: asyncpg.Connection, auction_id: uuid.UUID) -> bool:
-        loaded = await load_auction(conn, self._recovered, auction_id)
+        loaded = await load_auction(conn, self._recovered, auction_id, self._held)
         if loaded and not self.decides(auction_id):  # its partition left while it loaded
             self._evict(auction_id)
             return False
@@ -759,6 +759,8 @@ class Sequencer:
                     logger.warning("rebuild failed (%s); trying again", exc)
                     await asyncio.sleep(0.5)
             self._adopt(recovered)
+            if self._held is not None:
+                self._held = recovered.held  # less what another node took meanwhile
             self.writer.epoch = recovered.epoch
             logger.info("core rebuilt from the ledger under epoch %d", recovered.epoch)
         finally:

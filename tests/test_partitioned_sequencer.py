@@ -15,10 +15,12 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from engine.bids import BidAccepted, BidRejected
+from engine.leases import LeaseTable
 from engine.partitions import partition_of, settle_partitions
 from engine.recovery import Held
 from engine.sequencer import Sequencer
 from tests.factories import create_auction, create_user
+from tests.fault_helpers import wait_until
 
 PARTITIONS = 8
 PRICE = 100_000_000  # the factory's start price
@@ -39,11 +41,22 @@ async def auction_in(pool: Any, partition: int) -> uuid.UUID:
     )
 
 
+NODE = "n1"
+
+
+async def lease(pool: Any, partitions: set[int], node: str = NODE) -> None:
+    table = LeaseTable(pool, node, f"http://{node}")
+    await table.heartbeat()
+    for partition in partitions:
+        assert await table.take(partition) is not None
+
+
 @contextlib.asynccontextmanager
 async def node(pool: Any, partitions: set[int]) -> AsyncIterator[Sequencer]:
     async with pool.acquire() as conn:
         await settle_partitions(conn, PARTITIONS)
-    sequencer = await Sequencer.open(pool, held=Held(PARTITIONS, frozenset(partitions)))
+    await lease(pool, partitions)
+    sequencer = await Sequencer.open(pool, held=Held(PARTITIONS, frozenset(partitions), NODE))
     try:
         yield sequencer
     finally:
@@ -79,13 +92,14 @@ async def test_a_partition_taken_later_is_loaded_and_its_bids_decided(pool: Any)
     async with node(pool, {0}) as sequencer:
         first = await sequencer.place_bid(theirs, bidder, PRICE, "again")
         assert isinstance(first, BidRejected) and first.code == "unavailable"
+        await lease(pool, {6})
         loaded = await sequencer.adopt_partitions({6})
         retried = await sequencer.place_bid(theirs, bidder, PRICE, "again")  # same id
 
         assert loaded == [theirs]
         assert isinstance(retried, BidAccepted)  # the refusal was not remembered
         assert await epochs(pool, theirs) == [sequencer.writer.epoch]
-        assert sequencer.partitions == Held(PARTITIONS, frozenset({0, 6}))
+        assert sequencer.partitions == Held(PARTITIONS, frozenset({0, 6}), NODE)
 
 
 async def test_a_dropped_partition_leaves_the_core_and_frees_its_exposure(pool: Any) -> None:
@@ -130,3 +144,65 @@ async def test_a_load_finishing_after_its_partition_left_is_let_go(pool: Any) ->
 
         assert await loading is False
         assert sequencer.held(made) is None and made not in sequencer.registry.auction_ids()
+
+
+async def test_a_node_claims_no_partition_whose_lease_is_not_its_own(pool: Any) -> None:
+    """A claim relies on the lease rows it locks, not on what the node believes."""
+    kept, taken, unleased = [await auction_in(pool, p) for p in (1, 2, 7)]
+    async with pool.acquire() as conn:
+        await settle_partitions(conn, PARTITIONS)
+    await lease(pool, {1, 2})
+    other = LeaseTable(pool, "n2", "http://n2")
+    assert await other.take(2) is None  # n1's lease has not lapsed
+    await pool.execute("UPDATE partition_leases SET lease_until = now() WHERE id = 2")
+    assert await other.take(2) is not None  # lapsed: n2 takes it
+
+    believed = Held(PARTITIONS, frozenset({1, 2, 7}), NODE)
+    sequencer = await Sequencer.open(pool, held=believed)
+    try:
+        assert sequencer.partitions == Held(PARTITIONS, frozenset({1}), NODE)
+        assert sequencer.held(kept) is not None
+        assert sequencer.held(taken) is None and sequencer.held(unleased) is None
+        assert await epochs(pool, kept, taken, unleased) == [sequencer.writer.epoch, 0, 0]
+        assert await sequencer.adopt_partitions({2, 7}) == []
+        assert not await sequencer.load_auction(taken)
+        assert sequencer.partitions == Held(PARTITIONS, frozenset({1}), NODE)
+    finally:
+        await sequencer.close()
+
+
+async def test_a_batch_fenced_by_a_partitions_new_owner_costs_that_partition_only(
+    pool: Any,
+) -> None:
+    """A node of several whose lease lapsed unnoticed (its ticks did not run) keeps
+    deciding; the new owner's claim fences its batch: the bid is answered
+    `unavailable` and never written, the node rebuilds without that partition and
+    goes on deciding for the others (alone, a fenced writer stops for good)."""
+    kept, lost = await auction_in(pool, 1), await auction_in(pool, 2)
+    bidder = await create_user(pool, balance_kobo=10**12)
+    async with node(pool, {1, 2}) as first:
+        await pool.execute("UPDATE partition_leases SET lease_until = now() WHERE id = 2")
+        await lease(pool, {2}, node="n2")
+        second = await Sequencer.open(pool, held=Held(PARTITIONS, frozenset({2}), "n2"))
+        try:
+            fenced = await first.place_bid(lost, bidder, PRICE, "f")
+            await first.flush()
+            # the rebuild runs in the writer's task
+            await wait_until(lambda: first.available, 10, "the rebuild")
+            after = await first.place_bid(kept, bidder, PRICE, "k")
+            taken = await second.place_bid(lost, bidder, PRICE, "f")  # the retry, at the owner
+
+            assert isinstance(fenced, BidRejected) and fenced.code == "unavailable"
+            assert not first.writer.fenced
+            assert first.partitions == Held(PARTITIONS, frozenset({1}), NODE)
+            assert first.held(lost) is None
+            assert isinstance(after, BidAccepted) and isinstance(taken, BidAccepted)
+            assert await epochs(pool, kept, lost) == [first.writer.epoch, second.writer.epoch]
+        finally:
+            await second.close()
+    counts = await pool.fetch(
+        "SELECT auction_id, count(*) FROM bids WHERE auction_id = ANY($1::uuid[])"
+        " GROUP BY auction_id",
+        [kept, lost],
+    )
+    assert {row["auction_id"]: row["count"] for row in counts} == {kept: 1, lost: 1}
