@@ -26,13 +26,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections.abc import Callable
 from typing import Protocol
 
 from engine import metrics
 from engine.errors import UNREACHABLE_OR_REFUSED
-from engine.leases import Lease, LeaseTable, plan_balance, renew_every_s
+from engine.leases import ClusterView, Lease, LeaseTable, plan_balance, renew_every_s
 from engine.recovery import Held
 
 logger = logging.getLogger(__name__)
@@ -46,6 +47,8 @@ class Decider(Protocol):
 
     @property
     def partitions(self) -> Held | None: ...
+
+    def decide_until(self, deadline: float) -> None: ...
 
     async def adopt_partitions(self, partitions: set[int]) -> object: ...
 
@@ -68,6 +71,8 @@ class Membership:
         self.count = partitions
         self.leases: dict[int, Lease] = {}
         self._monotonic = monotonic
+        #: The lease table as last read (by a tick, or `read_view`).
+        self.view: ClusterView | None = None
         self._decider: Decider | None = None
         self._task: asyncio.Task[None] | None = None
         metrics.PARTITIONS_OWNED.set_function(lambda: len(self.leases))
@@ -88,7 +93,7 @@ class Membership:
         for row in (await self.table.view()).partitions:
             if row.owner == self.node_id and (lease := await self.table.take(row.id)):
                 self.leases[row.id] = lease
-        plan = plan_balance(self.node_id, await self.table.view())
+        plan = plan_balance(self.node_id, await self.read_view())
         for partition in plan.take:
             lease = await self.table.take(partition)
             if lease is not None:
@@ -97,10 +102,22 @@ class Membership:
         logger.info("node %s holds %d of %d partitions", self.node_id, len(self.leases), self.count)
         return self.held()
 
+    async def read_view(self) -> ClusterView:
+        """The lease table now (kept as `view`)."""
+        self.view = await self.table.view()
+        return self.view
+
     def attach(self, decider: Decider) -> None:
         """Start ticking for `decider` (the sequencer built on `start`'s partitions)."""
         self._decider = decider
+        self._tell(decider)
         self._task = asyncio.create_task(self._run(), name="membership")
+
+    def _tell(self, decider: Decider) -> None:
+        """The decider's deadline (on time.monotonic): the earliest of the leases
+        held (none held: none)."""
+        earliest = min((lease.valid_until for lease in self.leases.values()), default=math.inf)
+        decider.decide_until(time.monotonic() + (earliest - self._monotonic()))
 
     async def _run(self) -> None:
         every = renew_every_s(self.table.ttl_ms)
@@ -125,7 +142,7 @@ class Membership:
             # Leased but not decided: a rebuild found the lease expired (though
             # nobody took it, so the renewal kept it) and left the partition out.
             await decider.adopt_partitions(missing)
-        plan = plan_balance(self.node_id, await self.table.view())
+        plan = plan_balance(self.node_id, await self.read_view())
         for partition in plan.release:
             await self._hand_over(decider, partition)
         for partition in plan.take:
@@ -154,6 +171,7 @@ class Membership:
         if lapsed:
             logger.error("leases on partitions %s lapsed unrenewed: dropped", sorted(lapsed))
             self._drop(decider, lapsed, "lapsed")
+        self._tell(decider)
         return renewed is not None
 
     def _drop(self, decider: Decider, partitions: set[int], why: str) -> None:
@@ -186,6 +204,7 @@ class Membership:
                 await self.table.release(lease)
             raise
         self.leases[partition] = lease
+        self._tell(decider)
         metrics.PARTITION_MOVES.labels("taken").inc()
         metrics.PARTITION_MOVE_SECONDS.labels("take").observe(self._monotonic() - started)
 

@@ -13,10 +13,11 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import math
 import time
 import uuid
 from collections.abc import Callable, Collection, Sequence
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 import asyncpg
 import msgspec
@@ -41,6 +42,7 @@ from engine.bids import (
 from engine.clock import Clock, SystemClock
 from engine.errors import UNREACHABLE_OR_REFUSED, LedgerUnavailable
 from engine.ledger import DEFAULT_BATCH_MAX, LedgerWrite, LedgerWriter
+from engine.locks import user_lock
 from engine.money import naira_to_kobo
 from engine.partitions import partition_of
 from engine.recovery import (
@@ -100,6 +102,16 @@ StateListener = Callable[[StateChange], None]
 MaxListener = Callable[[DurableMax], None]
 
 
+class Elsewhere(Protocol):
+    """The other nodes, as this node's sequencer needs them (web/peers.py): the
+    owner of an auction this node does not decide loads it, and every node takes
+    a user's committed balance or eligibility, before an internal call returns."""
+
+    async def load_auction(self, auction_id: uuid.UUID) -> bool: ...
+
+    async def user_changed(self, user_id: uuid.UUID) -> None: ...
+
+
 class Sequencer:
     def __init__(
         self,
@@ -123,6 +135,9 @@ class Sequencer:
         self._max_listeners: list[MaxListener] = []
         metrics.LIVE_AUCTIONS.set_function(lambda: self.core.status_counts().get("live", 0))
         self._rebuilding = False
+        self._decide_until = math.inf
+        self._elsewhere: Elsewhere | None = None
+        self._announcing: dict[uuid.UUID, asyncio.Task[None]] = {}
         self.writer = LedgerWriter(
             pool,
             epoch=recovered.epoch,
@@ -175,9 +190,21 @@ class Sequencer:
     @property
     def available(self) -> bool:
         """Taking bids: the ledger takes writes, no batch is waiting on a retry (a
-        bid decided now would build on bids that may never be written), and the
-        core is not being rebuilt."""
-        return self.writer.available and not self.writer.stalled and not self._rebuilding
+        bid decided now would build on bids that may never be written), the core
+        is not being rebuilt, and (several nodes) the leases held are within their
+        deadline on this node's clock (a process paused past it, say, decides
+        nothing until its leases are renewed or dropped)."""
+        return (
+            self.writer.available
+            and not self.writer.stalled
+            and not self._rebuilding
+            and time.monotonic() < self._decide_until
+        )
+
+    def decide_until(self, deadline: float) -> None:
+        """Stop deciding at `deadline` (time.monotonic()) unless told a later one:
+        the earliest deadline of the leases this node holds."""
+        self._decide_until = deadline
 
     @property
     def core(self) -> bidcore.Core:
@@ -625,8 +652,10 @@ class Sequencer:
     # ---- what the core holds ------------------------------------------------
 
     def upsert_user(self, user_id: uuid.UUID, *, balance_kobo: int, eligible: bool) -> None:
-        """Take a committed balance or eligibility into the core."""
+        """Take a committed balance or eligibility into the core (and, several
+        nodes, into every other node's: `settled` waits for that)."""
         self._recovered.registry.upsert_user(user_id, balance_kobo=balance_kobo, eligible=eligible)
+        self._announce(user_id)
 
     def set_balance(self, user_id: uuid.UUID, balance_kobo: int) -> None:
         """Take a committed balance into the core (call under `engine.locks.user_lock`)."""
@@ -634,12 +663,67 @@ class Sequencer:
         handle = registry.user_handle(user_id)
         if handle != NO_HANDLE:
             registry.core.set_balance(handle, balance_kobo)
+        self._announce(user_id)
+
+    def reach(self, elsewhere: Elsewhere) -> None:
+        """The other nodes (several nodes; alone there are none)."""
+        self._elsewhere = elsewhere
+
+    def _announce(self, user_id: uuid.UUID) -> None:
+        elsewhere = self._elsewhere
+        if elsewhere is None:
+            return
+        before = self._announcing.get(user_id)
+
+        async def announce() -> None:
+            if before is not None:  # in commit order: the later read is the newer row
+                await asyncio.wait([before])
+            await elsewhere.user_changed(user_id)
+
+        task = asyncio.create_task(announce())
+        self._announcing[user_id] = task
+        task.add_done_callback(lambda done: self._announced(user_id, done))
+
+    def _announced(self, user_id: uuid.UUID, task: asyncio.Task[None]) -> None:
+        if self._announcing.get(user_id) is task:
+            del self._announcing[user_id]
+        if not task.cancelled() and (error := task.exception()) is not None:
+            logger.warning("user %s: other nodes not told of a change: %r", user_id, error)
+
+    async def settled(self, user_id: uuid.UUID) -> None:
+        """Wait until every node has taken the user's latest committed change."""
+        task = self._announcing.get(user_id)
+        if task is not None:
+            await asyncio.wait([task])
+
+    async def refresh_user(self, user_id: uuid.UUID) -> bool:
+        """Read the user's committed balance and eligibility into the core (another
+        node changed them); False: no such user."""
+        async with user_lock(user_id):  # reads in order, so the last applied is the newest
+            row = await self._pool.fetchrow(_USER, user_id)
+            if row is None:
+                return False
+            self._recovered.registry.upsert_user(
+                user_id,
+                balance_kobo=naira_to_kobo(row["wallet_balance"]),
+                eligible=may_bid(row["role"], row["kyc_status"], row["is_active"]),
+            )
+        return True
 
     async def load_auction(self, auction_id: uuid.UUID) -> bool:
         """Take a scheduled or live auction from the ledger into the core (False:
-        none such, or its partition is another node's)."""
+        none such). One whose partition another node holds is loaded by that node."""
         if not self.decides(auction_id):
-            return False
+            elsewhere = self._elsewhere
+            return elsewhere is not None and await elsewhere.load_auction(auction_id)
+        async with self._pool.acquire() as conn:
+            return await self._load(conn, auction_id)
+
+    async def load_here(self, auction_id: uuid.UUID) -> bool | None:
+        """An owner asked by another node to load an auction: None if it is not
+        this node's (its partition moved), else whether it was loaded."""
+        if not self.decides(auction_id):
+            return None
         async with self._pool.acquire() as conn:
             return await self._load(conn, auction_id)
 

@@ -41,6 +41,7 @@ from web import (
     health,
     internal_api,
     openapi,
+    peers,
     public_api,
     room_page,
     settlement_api,
@@ -64,6 +65,7 @@ from web.keys import (
     AdminHooks,
 )
 from web.middleware import rate_limit_middleware
+from web.peers import Peers
 from web.ratelimit import LocalRateLimiter, RedisRateLimiter
 from web.rooms import Rooms, RoomTuning
 from web.ws_limits import OpenSockets
@@ -82,6 +84,7 @@ ROUTES: tuple[Callable[[web.Application], None], ...] = (
     admin_api.install,
     vehicles_api.install,
     openapi.install,
+    peers.install,
 )
 
 
@@ -201,13 +204,24 @@ async def _close_sockets(app: web.Application) -> None:
 
 
 async def _bids(app: web.Application) -> AsyncIterator[None]:
-    if app[SETTINGS].ledger_mode == "baseline":
+    """Bids go to this node's sequencer for the partitions it holds and to their
+    owners for the others (web/peers.py), which also hear of users changed here."""
+    settings = app[SETTINGS]
+    if settings.ledger_mode == "baseline":
         logger.warning("LEDGER_MODE=baseline: one locked transaction per bid, for measurement only")
         ledger = PerBidLedger(app[DATABASE].pool, clock=app[CLOCK])
         app[BIDS] = PublishingPerBidLedger(ledger, app[ROOMS].publish_bids)
-    else:
-        app[BIDS] = app[SEQUENCER]
-    yield
+        yield
+        return
+    sequencer = app[SEQUENCER]
+    others = Peers(sequencer, app[MEMBERSHIP], settings.internal_api_token)
+    await others.start()
+    sequencer.reach(others)
+    app[BIDS] = others
+    try:
+        yield
+    finally:
+        await others.close()
 
 
 def _lifecycle(app: web.Application) -> Lifecycle:

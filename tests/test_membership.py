@@ -8,6 +8,7 @@ dropped at once; a clean leave hands everything over. The served route
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 import uuid
@@ -202,3 +203,21 @@ async def test_an_auction_and_a_bidder_made_through_another_node_are_learned_by_
         assert isinstance(await seq_a.place_bid(made, bidder, PRICE), BidAccepted)
         outbid = await seq_a.place_bid(made, late, PRICE + STEP)
         assert isinstance(outbid, BidAccepted), outbid
+
+
+async def test_a_node_whose_deadline_passed_decides_nothing_until_it_renews(pool: Any) -> None:
+    """A process paused past its leases' deadline (its ticks did not run) refuses
+    bids the moment it runs again, before any tick, and takes them once renewed."""
+    auctions = await auctions_in_every_partition(pool)
+    alice = await create_user(pool, balance_kobo=10**12)
+    async with node(pool, "a", table=LeaseTable(pool, "a", "http://a", 600)) as (a, seq_a):
+        a._tell(seq_a)
+        assert seq_a.available
+        await asyncio.sleep(0.5)  # past ttl - margin (0.48 s): as after a SIGSTOP
+
+        refused = await seq_a.place_bid(auctions[0], alice, PRICE, "p")
+        await a.tick()
+        taken = await seq_a.place_bid(auctions[0], alice, PRICE, "p")  # the same bid again
+
+        assert isinstance(refused, BidRejected) and refused.code == "unavailable"
+        assert isinstance(taken, BidAccepted) and len(a.leases) == PARTITIONS

@@ -27,8 +27,9 @@ from tests.tcp_proxy import TcpProxy
 from web.errors import ErrorEnvelope
 from web.openapi import JSON, OPERATIONS, Operation, build_document, find_operation
 
-#: Routes that are not the HTTP API: the room socket, the room page and its files.
-NOT_API = ("/ws/", "/rooms/", "/static/")
+#: Routes that are not the HTTP API: the room socket, the room page and its files,
+#: the node-to-node socket (web/peers.py).
+NOT_API = ("/ws/", "/rooms/", "/static/", "/internal/peer")
 
 
 def app_routes() -> set[tuple[str, str]]:

@@ -41,6 +41,7 @@ async def put_user(request: web.Request) -> web.Response:
     user_id = path_uuid(request)
     spec = await read_json(request, UserUpsert)
     user, created = await users.upsert_user(pool, sequencer, user_id, spec)
+    await sequencer.settled(user_id)  # in effect on every node (API.md "Several nodes")
     return json_response(UserEnvelope(user), 201 if created else 200)
 
 
@@ -54,6 +55,7 @@ async def post_credit(request: web.Request) -> web.Response:
     user_id = path_uuid(request)
     change = await read_json(request, WalletChange)
     movement, new = await wallet.credit(pool, sequencer, user_id, change)
+    await sequencer.settled(user_id)
     return json_response(movement, 201 if new else 200)
 
 
@@ -62,6 +64,7 @@ async def post_debit(request: web.Request) -> web.Response:
     user_id = path_uuid(request)
     change = await read_json(request, WalletChange)
     movement, new = await wallet.debit(pool, sequencer, user_id, change)
+    await sequencer.settled(user_id)
     return json_response(movement, 201 if new else 200)
 
 

@@ -9,8 +9,9 @@ a bid amount's `invalid_amount`), which msgspec.Meta would turn into its own
 stated exactly: a request the document calls valid passes those checks, one it
 calls invalid does not. A rule no schema can state (an end after the start and
 after now, a dealer's drafts, an id that must name something) is in the
-field's or the operation's description. The WebSocket (`/ws/auctions/{id}`)
-and the room page are not HTTP APIs and are left out. tests/test_openapi.py
+field's or the operation's description. The WebSockets (`/ws/auctions/{id}`,
+and `/internal/peer` between nodes) and the room page are not HTTP APIs and
+are left out. tests/test_openapi.py
 holds this table to the app's routes, to real answers and to the checks;
 tests/test_hostile_api_fuzz.py runs schemathesis, every check, against it.
 """
