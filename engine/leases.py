@@ -25,15 +25,15 @@ ledger batch already on its way when the node stops (whose write the fencing
 refuses in any case, if a new owner took over). `margin_ms` is a fifth of the TTL,
 at least 100 ms: 600 ms at the default 3 s, renewals every TTL / 3 = 1 s.
 
-Balancing (`plan_balance`): each live node wants `ceil(P / live nodes)`
-partitions; one holding more hands the surplus over (the caller drains each
+Balancing (`plan_balance`): each live node wants `P // live` partitions, the
+first `P % live` of them by id one more (no two differ by more than one); one
+holding more hands the surplus over (the caller drains each
 first: no new bids, the writer flushed, then `release`), one holding fewer takes
 free ones. Liveness is the `nodes` table, renewed with the leases.
 """
 
 from __future__ import annotations
 
-import math
 import time
 import zlib
 from collections.abc import Callable, Mapping, Sequence
@@ -213,12 +213,15 @@ class Balance:
 
 
 def plan_balance(me: str, view: ClusterView) -> Balance:
-    """Toward `ceil(P / live nodes)` partitions on every live node (this one
-    counted live). The surplus handed over is the highest-numbered; the free
-    partitions tried are rotated by the node's id, so that nodes short at the
-    same time mostly try different ones (a lost race costs one UPDATE)."""
-    live = set(view.live_nodes()) | {me}
-    target = math.ceil(len(view.partitions) / len(live))
+    """Toward an even split among the live nodes (this one counted live): each
+    holds `P // live` partitions, and the first `P % live` of them in id order
+    one more, so that no two differ by more than one. The surplus handed over is
+    the highest-numbered; the free partitions tried are rotated by the node's
+    id, so that nodes short at the same time mostly try different ones (a lost
+    race costs one UPDATE)."""
+    live = sorted(set(view.live_nodes()) | {me})
+    share, extra = divmod(len(view.partitions), len(live))
+    target = share + (live.index(me) < extra)
     mine = sorted(row.id for row in view.partitions if row.owner == me and not row.free)
     if len(mine) > target:
         return Balance(release=mine[target:][::-1], take=[])

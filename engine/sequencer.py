@@ -244,8 +244,10 @@ class Sequencer:
             return []
         async with self._pool.acquire() as conn:
             taken, loaded = await load_partitions(conn, self._recovered, held.only(partitions))
-        now = self._held or held  # re-read: a partition may have been dropped meanwhile
-        self._held = now.only(now.partitions | taken.partitions)
+            # Before any other task runs: no retry goes by unknown, no bid forwarded away.
+            self._take_remembered()
+            now = self._held or held  # re-read: a partition may have been dropped meanwhile
+            self._held = now.only(now.partitions | taken.partitions)
         self._off_core.clear()  # refusals remembered for auctions now held
         logger.info("took partitions %s: %d open auctions", sorted(taken.partitions), len(loaded))
         return loaded
@@ -523,6 +525,15 @@ class Sequencer:
         )
         return True
 
+    async def in_ledger(
+        self, auction_id: uuid.UUID, user_id: uuid.UUID, client_bid_id: str
+    ) -> DurableBid | None:
+        """The bid the ledger holds under this idempotency key, if any (whoever
+        decided it: a retry is answered as that bid even while no node decides
+        its auction)."""
+        async with self._pool.acquire() as conn:
+            return await find_bid(conn, auction_id, user_id, client_bid_id)
+
     async def _rejected(
         self,
         outcome: bidcore.Rejected,
@@ -729,8 +740,10 @@ class Sequencer:
 
     async def _load(self, conn: asyncpg.Connection, auction_id: uuid.UUID) -> bool:
         loaded = await load_auction(conn, self._recovered, auction_id, self._held)
+        self._take_remembered()  # no await since the load: no retry goes by unknown
         if loaded and not self.decides(auction_id):  # its partition left while it loaded
             self._evict(auction_id)
+            self._forget_answers({auction_id})
             return False
         return loaded
 
@@ -850,11 +863,18 @@ class Sequencer:
         finally:
             self._rebuilding = False
 
+    def _take_remembered(self) -> None:
+        """The idempotency keys of what recovery (or a later load) read from the
+        ledger, so a retry of a bid acknowledged before a restart or a move is
+        answered as that bid."""
+        for key, row in self._recovered.accepted.items():
+            self._accepted.setdefault(key, row)
+        self._recovered.accepted.clear()
+
     def _adopt(self, recovered: Recovered) -> None:
         self._recovered = recovered
-        self._accepted: dict[IdempotencyKey, DurableBid | DurableMax | _Pending] = dict(
-            recovered.accepted
-        )
+        self._accepted: dict[IdempotencyKey, DurableBid | DurableMax | _Pending] = {}
+        self._take_remembered()
         self._rejections: collections.OrderedDict[IdempotencyKey, BidRejected] = (
             collections.OrderedDict()
         )

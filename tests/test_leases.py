@@ -234,4 +234,5 @@ def test_nodes_following_their_plans_converge_to_one_owner_each_balanced(
     counts = {name: sum(owner == name for owner in table.values()) for name in names}
     assert None not in table.values() and "gone" not in table.values()
     assert max(counts.values()) <= math.ceil(partitions / nodes)
+    assert max(counts.values()) - min(counts.values()) <= 1  # as even as they go
     assert sum(counts.values()) == partitions

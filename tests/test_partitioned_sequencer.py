@@ -206,3 +206,23 @@ async def test_a_batch_fenced_by_a_partitions_new_owner_costs_that_partition_onl
         [kept, lost],
     )
     assert {row["auction_id"]: row["count"] for row in counts} == {kept: 1, lost: 1}
+
+
+async def test_a_bid_acknowledged_before_a_move_is_answered_as_itself_after_it(
+    pool: Any,
+) -> None:
+    """The new owner of a partition knows the idempotency keys of the bids already
+    in the ledger: a retry is that bid, not a second one (nor a refusal)."""
+    auction = await auction_in(pool, 5)
+    bidder = await create_user(pool, balance_kobo=10**12)
+    async with node(pool, {5}) as first:
+        acked = await first.place_bid(auction, bidder, PRICE, "once")
+        first.drop_partitions({5})
+    async with node(pool, {0}) as second:
+        await pool.execute("UPDATE partition_leases SET lease_until = now() WHERE id = 5")
+        await lease(pool, {5})
+        await second.adopt_partitions({5})
+        retried = await second.place_bid(auction, bidder, PRICE, "once")
+
+    assert isinstance(acked, BidAccepted) and isinstance(retried, BidAccepted)
+    assert retried.bid.id == acked.bid.id

@@ -42,6 +42,7 @@ from engine.bids import (
     MaxAccepted,
     MaxOutcome,
 )
+from engine.errors import UNREACHABLE_OR_REFUSED
 from engine.membership import Membership
 from engine.partitions import partition_of
 from engine.sequencer import Sequencer
@@ -385,7 +386,14 @@ class Peers:
             auction_id,
             lambda n: BidCall(n, auction_id, user_id, amount_kobo, client_bid_id),
         )
-        return reply if isinstance(reply, BidRejected) else reply.bid_outcome()
+        if not isinstance(reply, BidRejected):
+            return reply.bid_outcome()
+        if client_bid_id is not None:  # a retry while no node answers: the ledger may know it
+            with contextlib.suppress(*UNREACHABLE_OR_REFUSED):
+                earlier = await sequencer.in_ledger(auction_id, user_id, client_bid_id)
+                if earlier is not None:
+                    return BidAccepted(earlier)
+        return reply
 
     async def set_max(
         self,
