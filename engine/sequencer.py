@@ -201,6 +201,12 @@ class Sequencer:
             and time.monotonic() < self._decide_until
         )
 
+    @property
+    def fencing_epoch(self) -> int | None:
+        """The epoch writes outside the writer (end processing) check under their
+        row lock: this node's, when it holds partitions (alone: none checked)."""
+        return self.writer.epoch if self._held is not None else None
+
     def decide_until(self, deadline: float) -> None:
         """Stop deciding at `deadline` (time.monotonic()) unless told a later one:
         the earliest deadline of the leases this node holds."""

@@ -25,7 +25,7 @@ import bidcore
 from engine import metrics
 from engine.clock import Clock
 from engine.ending import EndResult, end_auction
-from engine.errors import LedgerUnavailable
+from engine.errors import Fenced, LedgerUnavailable
 from engine.locks import user_lock
 from engine.registry import NO_HANDLE
 from engine.sequencer import Sequencer
@@ -76,7 +76,9 @@ class Lifecycle:
         """End processing, then the room and the core hear of it."""
         lock = user_lock(leader) if leader is not None else contextlib.nullcontext()
         async with lock:
-            result = await end_auction(self.pool, auction_id, self.clock.now_ms())
+            result = await end_auction(
+                self.pool, auction_id, self.clock.now_ms(), epoch=self.sequencer.fencing_epoch
+            )
             if result and result.winner_id and result.winner_balance_kobo is not None:
                 self.sequencer.set_balance(result.winner_id, result.winner_balance_kobo)
         if result is not None and self.rooms is not None:
@@ -91,7 +93,8 @@ class Lifecycle:
         if not self.sequencer.available:
             return []  # the ledger is away: the next sweep after it is back
         results = []
-        ended = await self.pool.fetch(_ENDED)
+        # A node of several: only its own partitions' (each is swept by its owner).
+        ended = [row for row in await self.pool.fetch(_ENDED) if self.sequencer.decides(row["id"])]
         metrics.ENDED_UNPROCESSED.set(len(ended))
         for row in ended:
             leader = await self.pool.fetchrow(_LEADER, row["id"])
@@ -106,6 +109,9 @@ class Lifecycle:
         auction to the sweep."""
         try:
             return await self.finish(auction_id, leader)
+        except Fenced as exc:  # its partition moved: the new owner's sweep finishes it
+            logger.warning("end processing of %s left to its new owner: %s", auction_id, exc)
+            return None
         except Exception:
             # The auction stays `ended` (its leader still exposed in the core):
             # the sweep tries again.

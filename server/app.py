@@ -65,7 +65,7 @@ from web.keys import (
     AdminHooks,
 )
 from web.middleware import rate_limit_middleware
-from web.peers import Peers
+from web.peers import PEERS, Peers
 from web.ratelimit import LocalRateLimiter, RedisRateLimiter
 from web.rooms import Rooms, RoomTuning
 from web.ws_limits import OpenSockets
@@ -218,6 +218,7 @@ async def _bids(app: web.Application) -> AsyncIterator[None]:
     await others.start()
     sequencer.reach(others)
     app[BIDS] = others
+    app[PEERS] = others
     try:
         yield
     finally:

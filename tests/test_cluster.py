@@ -210,6 +210,24 @@ async def test_what_is_made_through_one_node_takes_bids_through_every_node_at_on
                     answer = await r.json()
                     assert r.status == 201, (through.base, owner, node.base, answer)
                 amount += 5_000_000
+            # staff actions through any node are done by the owner, audited as the caller's
+            staff = await platform.user("manager")
+            headers = {"Authorization": f"Bearer {token_for(staff, 'manager')}"}
+            end = start + 600_000
+            for node in nodes:
+                end += 60_000
+                path = f"/internal/admin/auctions/{auction}/extend"
+                body = {"reason": "a longer viewing", "end_time_ms": end}
+                async with http.post(node.base + path, json=body, headers=headers) as r:
+                    answer = await r.json()
+                    assert r.status == 200, (node.base, answer)
+                    assert answer["auction"]["end_time_ms"] == end
+        conn = await asyncpg.connect(trio.dsn)
+        try:
+            addresses = await conn.fetch("SELECT DISTINCT ip_address::text FROM admin_audit_log")
+        finally:
+            await conn.close()
+        assert [row[0] for row in addresses] == ["127.0.0.1/32"]
 
 
 async def live(http: aiohttp.ClientSession, base: str, auction: uuid.UUID) -> bool:

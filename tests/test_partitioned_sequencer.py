@@ -15,10 +15,12 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from engine.bids import BidAccepted, BidRejected
+from engine.clock import SystemClock
 from engine.leases import LeaseTable
 from engine.partitions import partition_of, settle_partitions
 from engine.recovery import Held
 from engine.sequencer import Sequencer
+from jobs.lifecycle import Lifecycle
 from tests.factories import create_auction, create_user
 from tests.fault_helpers import wait_until
 
@@ -226,3 +228,25 @@ async def test_a_bid_acknowledged_before_a_move_is_answered_as_itself_after_it(
 
     assert isinstance(acked, BidAccepted) and isinstance(retried, BidAccepted)
     assert retried.bid.id == acked.bid.id
+
+
+async def test_end_processing_is_fenced_and_swept_by_the_partitions_owner(pool: Any) -> None:
+    """End processing checks the node's epoch under the auction's row lock: a node
+    whose partition moved leaves an ended auction alone, its new owner's sweep
+    finishes it, once."""
+    auction = await auction_in(pool, 3)
+    async with node(pool, {3}) as first:
+        await pool.execute("UPDATE auctions SET status = 'ended' WHERE id = $1", auction)
+        await pool.execute("UPDATE partition_leases SET lease_until = now() WHERE id = 3")
+        await lease(pool, {3}, node="n2")
+        second = await Sequencer.open(pool, held=Held(PARTITIONS, frozenset({3}), "n2"))
+        try:
+            stale = await Lifecycle(pool, first, SystemClock()).end(auction, None)
+            status = await pool.fetchval("SELECT status FROM auctions WHERE id = $1", auction)
+            swept = await Lifecycle(pool, second, SystemClock()).sweep_ended()
+        finally:
+            await second.close()
+
+    assert stale is None and status == "ended"
+    assert [result.auction_id for result in swept] == [auction]
+    assert await pool.fetchval("SELECT status FROM auctions WHERE id = $1", auction) == "unsold"

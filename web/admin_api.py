@@ -7,6 +7,9 @@ characters); `extend` also takes the new `end_time_ms`. The answer is the
 auction after the action. The audit row carries the caller, the old and new
 values, the reason and the caller's IP address.
 
+On a node of several, an action on an auction another node decides is relayed
+to that node (web/peers.py), which authenticates it and acts.
+
 The lead wires `ADMIN_HOOKS` (the lifecycle's end processing and the rooms'
 publisher); without it the rooms found under web.ws's `ROOMS` hear of approve,
 reject and void, and a force-end's end processing runs unannounced.
@@ -27,6 +30,7 @@ from web.auth import authenticate, require_role
 from web.errors import ApiError
 from web.keys import ADMIN_HOOKS, CLOCK, DATABASE, SEQUENCER, SETTINGS
 from web.messages import decode_body, json_response, path_uuid
+from web.peers import caller_address, relay_to_owner
 
 
 class ActionRequest(msgspec.Struct, forbid_unknown_fields=True):
@@ -67,13 +71,16 @@ def _route(name: str) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
 
     async def handle(request: web.Request) -> web.Response:
         app = request.app
+        auction_id = path_uuid(request)
+        relayed = await relay_to_owner(request, auction_id)  # several nodes: its owner acts
+        if relayed is not None:
+            return relayed
         caller = await authenticate(request, app[DATABASE].pool, app[SETTINGS].jwt_secret)
         require_role(caller, STAFF_ROLES)
-        auction_id = path_uuid(request)
         spec = await _body(request)
         if name != "extend" and spec.end_time_ms is not None:
             raise ApiError(422, "invalid", "Only `extend` takes `end_time_ms`.")
-        actor = Actor(caller.user_id, checked_reason(spec.reason), request.remote)
+        actor = Actor(caller.user_id, checked_reason(spec.reason), caller_address(request))
         try:
             auction = await action(_admin(app), auction_id, actor, spec)
         except LedgerUnavailable as err:

@@ -14,13 +14,16 @@ between two owners) → `unavailable`, nothing placed.
 The same links carry what must hold on every node when an internal call
 returns: a user's committed balance or eligibility (each node re-reads the
 row) and an auction made or approved through a node that does not own it (the
-owner loads it).
+owner loads it). A staff action on an auction this node does not decide is
+relayed to the owner as the HTTP request it is (`relay`), the caller's own
+token and address going with it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import itertools
 import logging
 import time
@@ -52,6 +55,10 @@ from web.keys import SEQUENCER, SETTINGS
 logger = logging.getLogger(__name__)
 
 PATH = "/internal/peer"
+#: On a request one node relays to another: the platform's service token (only
+#: nodes hold it), and the address of the caller the first node served.
+PEER_HEADER = "X-Dealer360-Peer"
+RELAYED_FOR = "X-Dealer360-Relayed-For"
 #: How long a forwarded call may take before the caller is answered `unavailable`.
 FORWARD_TIMEOUT_S = 2.0
 #: The lease table is read again for a stale owner at most this often.
@@ -68,6 +75,11 @@ FORWARD_SECONDS = Histogram(
     "auction_forward_seconds",
     "From forwarding a bid or maximum to the owner's answer, on the forwarding node.",
     buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0),
+)
+
+_RELAY_FAILED = (
+    "The server deciding this auction could not be reached. Send the action again "
+    "in a moment: the audit log shows whether it was done."
 )
 
 NO_OWNER = BidRejected(
@@ -427,6 +439,54 @@ class Peers:
         FORWARD_SECONDS.observe(time.monotonic() - started)
         return reply
 
+    # ---- staff actions ------------------------------------------------------------------
+
+    def decides(self, auction_id: uuid.UUID) -> bool:
+        return self._sequencer.decides(auction_id)
+
+    async def relay(self, request: web.Request, auction_id: uuid.UUID) -> web.Response:
+        """Send `request` on to the auction's owner and answer with its answer; 503
+        `unavailable` when there is no owner or it does not answer (nothing done,
+        or, after a timeout, unknown: the action is safe to send again)."""
+        assert self._session is not None, "start() first"
+        body = await request.read()
+        headers = {
+            PEER_HEADER: self._token,
+            RELAYED_FOR: request.remote or "",
+            "Content-Type": request.headers.get("Content-Type", "application/json"),
+        }
+        if "Authorization" in request.headers:
+            headers["Authorization"] = request.headers["Authorization"]
+        for attempt in range(2):
+            if attempt:
+                await self._reread()
+            url = self._owner_url(auction_id)
+            if url is None:
+                continue
+            try:
+                async with (
+                    asyncio.timeout(FORWARD_TIMEOUT_S * 5),
+                    self._session.request(
+                        request.method,
+                        url.rstrip("/") + request.rel_url.path_qs,
+                        data=body,
+                        headers=headers,
+                    ) as answer,
+                ):
+                    return web.Response(
+                        status=answer.status,
+                        body=await answer.read(),
+                        content_type=answer.content_type,
+                    )
+            except _CALL_FAILED as err:
+                logger.warning(
+                    "a staff action on %s could not reach its owner: %r", auction_id, err
+                )
+                break
+        return web.json_response(
+            {"error": {"code": "unavailable", "message": _RELAY_FAILED}}, status=503
+        )
+
     # ---- engine.sequencer.Elsewhere ---------------------------------------------------
 
     async def load_auction(self, auction_id: uuid.UUID) -> bool:
@@ -451,6 +511,36 @@ class Peers:
         for url, answer in zip(urls, answers, strict=True):
             if isinstance(answer, BaseException):
                 logger.warning("node %s was not told of user %s: %r", url, user_id, answer)
+
+
+PEERS = web.AppKey("peers", Peers)
+
+
+def relayed_for(request: web.Request) -> str | None:
+    """The original caller's address when another node relayed this request."""
+    token = request.headers.get(PEER_HEADER)
+    if token is None:
+        return None
+    internal = request.app[SETTINGS].internal_api_token
+    if not hmac.compare_digest(token.encode(), internal.encode()):
+        return None
+    return request.headers.get(RELAYED_FOR, "")
+
+
+def caller_address(request: web.Request) -> str | None:
+    """Who made the request: the relaying node's caller, else the peer address."""
+    return relayed_for(request) or request.remote
+
+
+async def relay_to_owner(request: web.Request, auction_id: uuid.UUID) -> web.Response | None:
+    """The owner's answer to this request, when another node decides the auction
+    (None: this node does, or it was relayed here already: handle it here)."""
+    peers = request.app.get(PEERS)
+    if peers is None or relayed_for(request) is not None:
+        return None
+    if peers.decides(auction_id):
+        return None
+    return await peers.relay(request, auction_id)
 
 
 def install(app: web.Application) -> None:
