@@ -16,9 +16,11 @@ every TTL / 3 (`tick`):
    taker finds everything written), a free one is taken and its auctions loaded
    (only while the ledger takes writes, so a rebuild never races a load).
 
-On a clean stop (`leave`) every lease is released once the writer has flushed
-and the node's row is deleted: the others take its partitions at their next
-tick, without waiting for a lease to lapse.
+On a planned stop (SIGTERM: `hand_over_all`, before the sockets close) the node
+stops deciding for every partition, flushes its writer and releases every
+lease: the others take them at their next tick, without waiting for a lapse,
+while this node drains (bids reaching it are forwarded to the new owners).
+`leave` then deletes the node's row (and releases what is left, if anything).
 """
 
 from __future__ import annotations
@@ -208,13 +210,40 @@ class Membership:
         metrics.PARTITION_MOVES.labels("taken").inc()
         metrics.PARTITION_MOVE_SECONDS.labels("take").observe(self._monotonic() - started)
 
-    async def leave(self) -> None:
-        """After the writer flushed: hand every partition over and deregister."""
+    async def hand_over_all(self) -> None:
+        """A planned stop (SIGTERM), first of all: stop ticking, stop deciding for
+        every partition, flush what was decided, release every lease. The other
+        nodes take them at their next tick (TTL / 3), without waiting for a lapse."""
+        await self._stop_ticking()
+        decider = self._decider
+        if decider is None or not self.leases:
+            return
+        started = self._monotonic()
+        held = list(self.leases.values())
+        decider.drop_partitions(set(self.leases))
+        self.leases.clear()
+        self._tell(decider)
+        try:
+            await decider.flush()
+            for lease in held:
+                await self.table.release(lease)
+        except UNREACHABLE_OR_REFUSED as err:
+            logger.warning("could not hand the partitions over (%r): they lapse instead", err)
+            return
+        metrics.PARTITION_MOVES.labels("released").inc(len(held))
+        metrics.PARTITION_MOVE_SECONDS.labels("release").observe(self._monotonic() - started)
+        logger.info("handed %d partitions over", len(held))
+
+    async def _stop_ticking(self) -> None:
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+
+    async def leave(self) -> None:
+        """After the writer flushed: hand every partition over and deregister."""
+        await self._stop_ticking()
         try:
             for lease in list(self.leases.values()):
                 await self.table.release(lease)

@@ -107,8 +107,10 @@ def create_app(
     app.cleanup_ctx.append(_rooms)
     app.cleanup_ctx.append(_bids)
     app.cleanup_ctx.append(_jobs if run_jobs else _staff_only)
-    # on_shutdown runs before aiohttp waits for open handlers: close the sockets
-    # there (1001) so shutdown does not sit out its timeout on every watcher.
+    # on_shutdown runs before aiohttp waits for open handlers: hand the partitions
+    # over first (the other nodes take them while this one drains), then close the
+    # sockets (1001) so shutdown does not sit out its timeout on every watcher.
+    app.on_shutdown.append(_hand_over)
     app.on_shutdown.append(_close_sockets)
     for install in ROUTES:
         install(app)
@@ -197,10 +199,19 @@ async def _rooms(app: web.Application) -> AsyncIterator[None]:
         await rooms.bus.close()
 
 
+async def _hand_over(app: web.Application) -> None:
+    membership = app.get(MEMBERSHIP)
+    if membership is not None:
+        await membership.hand_over_all()
+
+
 async def _close_sockets(app: web.Application) -> None:
     rooms = app.get(ROOMS)
     if rooms is not None:
         rooms.close_all()
+    others = app.get(PEERS)
+    if others is not None:
+        await others.close_accepted()
 
 
 async def _bids(app: web.Application) -> AsyncIterator[None]:

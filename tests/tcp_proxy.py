@@ -17,6 +17,8 @@ class TcpProxy:
         self._server: asyncio.Server | None = None
         self._links: set[asyncio.StreamWriter] = set()
         self._open = True
+        self._flowing = asyncio.Event()
+        self._flowing.set()
         self.port = 0
 
     @classmethod
@@ -53,6 +55,15 @@ class TcpProxy:
     def restore(self) -> None:
         self._open = True
 
+    def hold(self) -> None:
+        """Keep the connections but pass nothing on (what is sent waits here): a
+        request already on its way, not yet at the server."""
+        self._flowing.clear()
+
+    def release(self) -> None:
+        """Pass on what was held, and everything after it."""
+        self._flowing.set()
+
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if not self._open:
             writer.transport.abort()
@@ -73,6 +84,7 @@ class TcpProxy:
     async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             while data := await reader.read(65536):
+                await self._flowing.wait()
                 if not self._open:
                     break
                 writer.write(data)

@@ -163,9 +163,14 @@ async def peer_socket(request: web.Request) -> web.StreamResponse:
     ws = web.WebSocketResponse(max_msg_size=_MAX_FRAME, heartbeat=10)
     await ws.prepare(request)
     serving = _Serving(app[SEQUENCER], ws)
-    async for message in ws:
-        if message.type is aiohttp.WSMsgType.BINARY:
-            serving.handle(message.data)
+    accepted = app[PEERS].accepted if PEERS in app else set()
+    accepted.add(ws)
+    try:
+        async for message in ws:
+            if message.type is aiohttp.WSMsgType.BINARY:
+                serving.handle(message.data)
+    finally:
+        accepted.discard(ws)
     await serving.finish()
     return ws
 
@@ -319,9 +324,16 @@ class Peers:
         self._links: dict[str, PeerLink] = {}
         self._reading: asyncio.Task[object] | None = None
         self._read_at = 0.0
+        #: The other nodes' sockets to this one (closed on shutdown, so it does not
+        #: wait on them).
+        self.accepted: set[web.WebSocketResponse] = set()
 
     async def start(self) -> None:
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None))
+
+    async def close_accepted(self) -> None:
+        for ws in list(self.accepted):
+            await ws.close(code=aiohttp.WSCloseCode.GOING_AWAY, message=b"node stopping")
 
     async def close(self) -> None:
         for link in self._links.values():
