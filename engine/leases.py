@@ -74,6 +74,7 @@ class NodeRow(msgspec.Struct, frozen=True):
     url: str
     last_seen_ms: int
     alive: bool  # its row renewed within the TTL, by the database's clock
+    shares_rooms: bool = False  # fans room events out through Redis (REDIS_URL)
 
 
 class PartitionRow(msgspec.Struct, frozen=True):
@@ -95,9 +96,11 @@ class ClusterView(msgspec.Struct, frozen=True):
 
 
 _HEARTBEAT = """
-INSERT INTO nodes (id, url, alive_until) VALUES ($1, $2, now() + $3 * interval '1 ms')
+INSERT INTO nodes (id, url, alive_until, shares_rooms)
+VALUES ($1, $2, now() + $3 * interval '1 ms', $4)
 ON CONFLICT (id) DO UPDATE
-SET url = EXCLUDED.url, alive_until = EXCLUDED.alive_until, last_seen = now()
+SET url = EXCLUDED.url, alive_until = EXCLUDED.alive_until, last_seen = now(),
+    shares_rooms = EXCLUDED.shares_rooms
 """
 _LEAVE = "DELETE FROM nodes WHERE id = $1"
 _TAKE = """
@@ -118,7 +121,7 @@ WHERE id = $1 AND epoch = $2 AND owner = $3
 """
 _VIEW_NODES = """
 SELECT id, url, (extract(epoch FROM last_seen) * 1000)::bigint AS last_seen_ms,
-       alive_until > now() AS alive
+       alive_until > now() AS alive, shares_rooms
 FROM nodes ORDER BY id
 """
 _VIEW_PARTITIONS = """
@@ -140,12 +143,14 @@ class LeaseTable:
         url: str,
         ttl_ms: int = DEFAULT_LEASE_TTL_MS,
         *,
+        shares_rooms: bool = False,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._pool = pool
         self.node_id = node_id
         self.url = url
         self.ttl_ms = ttl_ms
+        self.shares_rooms = shares_rooms
         self._monotonic = monotonic
 
     def _valid_until(self, sent_at: float) -> float:
@@ -153,7 +158,7 @@ class LeaseTable:
 
     async def heartbeat(self) -> None:
         """This node's row: live for another TTL."""
-        await self._pool.execute(_HEARTBEAT, self.node_id, self.url, self.ttl_ms)
+        await self._pool.execute(_HEARTBEAT, self.node_id, self.url, self.ttl_ms, self.shares_rooms)
 
     async def leave(self) -> None:
         """This node's row gone (a clean stop, after its partitions were handed over)."""

@@ -34,7 +34,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from engine import metrics
-from engine.errors import UNREACHABLE_OR_REFUSED
+from engine.errors import UNREACHABLE_OR_REFUSED, ConfigError
 from engine.leases import ClusterView, Lease, LeaseTable, plan_balance, renew_every_s
 from engine.recovery import Held
 
@@ -92,6 +92,7 @@ class Membership:
         the same NODE_ID: at once, under new epochs, fencing the old process), and
         take this node's share of the free partitions."""
         await self.table.heartbeat()
+        await self._refuse_without_shared_rooms()
         for row in (await self.table.view()).partitions:
             if row.owner == self.node_id and (lease := await self.table.take(row.id)):
                 self.leases[row.id] = lease
@@ -103,6 +104,26 @@ class Membership:
                 metrics.PARTITION_MOVES.labels("taken").inc()
         logger.info("node %s holds %d of %d partitions", self.node_id, len(self.leases), self.count)
         return self.held()
+
+    async def _refuse_without_shared_rooms(self) -> None:
+        """Several nodes need Redis on every one (a node without it would show its
+        watchers only the events of the auctions it decides): refuse to start
+        beside a live node when this one or that one lacks it."""
+        view = await self.table.view()
+        others = [n for n in view.nodes if n.alive and n.id != self.node_id]
+        lacking = [n.id for n in others if not n.shares_rooms]
+        if others and (lacking or not self.table.shares_rooms):
+            await self.table.leave()
+            names = ", ".join(n.id for n in others)
+            why = (
+                f"this node has no REDIS_URL, and node(s) {names} are live on this database"
+                if not self.table.shares_rooms
+                else f"node(s) {', '.join(lacking)} are live on this database without REDIS_URL"
+            )
+            raise ConfigError(
+                f"several nodes need Redis to share their rooms: {why}. Give every node the "
+                "same REDIS_URL (or run one node alone)."
+            )
 
     async def read_view(self) -> ClusterView:
         """The lease table now (kept as `view`)."""

@@ -143,6 +143,7 @@ async def _sequencer(app: web.Application) -> AsyncIterator[None]:
         node_id,
         settings.advertise_url or "http://127.0.0.1",
         settings.lease_ttl_ms,
+        shares_rooms=settings.redis_url is not None,
     )
     membership = Membership(table, database.partitions)
     held = await membership.start()

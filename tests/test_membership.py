@@ -15,7 +15,10 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
+import pytest
+
 from engine.bids import BidAccepted, BidRejected
+from engine.errors import ConfigError
 from engine.leases import Lease, LeaseTable
 from engine.membership import Membership
 from engine.partitions import partition_of, settle_partitions
@@ -33,7 +36,9 @@ HOUR_MS = 3_600_000
 async def node(
     pool: Any, name: str, *, table: LeaseTable | None = None
 ) -> AsyncIterator[tuple[Membership, Sequencer]]:
-    membership = Membership(table or LeaseTable(pool, name, f"http://{name}"), PARTITIONS)
+    # these nodes share no rooms (no sockets here): they say they would, to run side by side
+    table = table or LeaseTable(pool, name, f"http://{name}", shares_rooms=True)
+    membership = Membership(table, PARTITIONS)
     sequencer = await Sequencer.open(pool, held=await membership.start())
     membership._decider = sequencer  # ticked by the test, not by its own task
     try:
@@ -221,3 +226,26 @@ async def test_a_node_whose_deadline_passed_decides_nothing_until_it_renews(pool
 
         assert isinstance(refused, BidRejected) and refused.code == "unavailable"
         assert isinstance(taken, BidAccepted) and len(a.leases) == PARTITIONS
+
+
+@pytest.mark.parametrize("first_shares", [False, True])
+async def test_a_node_without_redis_refuses_to_start_beside_another(
+    pool: Any, first_shares: bool
+) -> None:
+    """Several nodes need Redis on each: the second refuses, naming why, and leaves
+    no row behind; the first runs on as it did."""
+    async with pool.acquire() as conn:
+        await settle_partitions(conn, PARTITIONS)
+    first = Membership(LeaseTable(pool, "a", "http://a", shares_rooms=first_shares), PARTITIONS)
+    await first.start()
+    second = Membership(
+        LeaseTable(pool, "b", "http://b", shares_rooms=not first_shares), PARTITIONS
+    )
+
+    lacking = "this node has no REDIS_URL" if first_shares else r"node\(s\) a are live"
+    with pytest.raises(ConfigError, match=f"several nodes need Redis.*{lacking}"):
+        await second.start()
+    assert second.leases == {}
+    assert [row["id"] for row in await pool.fetch("SELECT id FROM nodes")] == ["a"]
+    assert len(first.leases) == PARTITIONS
+    await first.leave()
