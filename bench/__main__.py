@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from bench import core, ledger, rooms, soak
+from bench import cluster, core, ledger, rooms, soak
 from bench.report import Result, emit, progress
 
 
@@ -29,6 +29,7 @@ SCENARIOS: dict[str, Scenario] = {
     "ledger": Scenario(ledger.HELP, ledger.add_arguments, ledger.run),
     "rooms": Scenario(rooms.HELP, rooms.add_arguments, rooms.run),
     "soak": Scenario(soak.HELP, soak.add_arguments, soak.run),
+    "cluster": Scenario(cluster.HELP, cluster.add_arguments, cluster.run),
 }
 
 
