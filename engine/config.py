@@ -60,6 +60,8 @@ class Settings:
     advertise_url: str | None = None  # default: http://HOST:PORT
     partitions: int | None = None  # None: the database's, or 64 on its first start
     lease_ttl_ms: int = 3000
+    # RULES.md "Outages": an interruption longer than this moves an end it caught.
+    outage_min_ms: int = 5000
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -101,6 +103,7 @@ class Settings:
             advertise_url=env.url("ADVERTISE_URL"),
             partitions=env.optional_integer("PARTITIONS", 1, MAX_PARTITIONS),
             lease_ttl_ms=env.integer("LEASE_TTL_MS", defaults.lease_ttl_ms, MIN_LEASE_TTL_MS),
+            outage_min_ms=env.integer("OUTAGE_MIN_MS", defaults.outage_min_ms, 0),
         )
 
     @property

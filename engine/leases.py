@@ -64,6 +64,10 @@ class Lease:
     partition: int
     epoch: int
     valid_until: float
+    #: On a take: since when (ms, the database's clock) nobody could take the
+    #: partition's bids — its release, or its previous holder's last renewal
+    #: (it may have died right after) — None when it was never held.
+    interrupted_since_ms: int | None = None
 
     def valid(self, now: float) -> bool:
         return now < self.valid_until
@@ -104,10 +108,14 @@ SET url = EXCLUDED.url, alive_until = EXCLUDED.alive_until, last_seen = now(),
 """
 _LEAVE = "DELETE FROM nodes WHERE id = $1"
 _TAKE = """
-UPDATE partition_leases
-SET owner = $2, epoch = epoch + 1, lease_until = now() + $3 * interval '1 ms', taken_at = now()
-WHERE id = $1 AND (owner IS NULL OR lease_until < now() OR owner = $2)
-RETURNING epoch
+UPDATE partition_leases AS l
+SET owner = $2, epoch = l.epoch + 1, lease_until = now() + $3 * interval '1 ms',
+    taken_at = now()
+FROM (SELECT id, owner, lease_until FROM partition_leases WHERE id = $1 FOR UPDATE) AS before
+WHERE l.id = before.id AND (before.owner IS NULL OR before.lease_until < now() OR before.owner = $2)
+RETURNING l.epoch, before.owner AS previous_owner,
+          CASE WHEN before.lease_until = '-infinity' THEN NULL
+               ELSE (extract(epoch FROM before.lease_until) * 1000)::bigint END AS previous_until_ms
 """
 _RENEW = """
 UPDATE partition_leases AS l SET lease_until = now() + $4 * interval '1 ms'
@@ -167,10 +175,14 @@ class LeaseTable:
     async def take(self, partition: int) -> Lease | None:
         """The partition's lease under a new epoch, if nobody else holds it."""
         sent_at = self._monotonic()
-        epoch = await self._pool.fetchval(_TAKE, partition, self.node_id, self.ttl_ms)
-        if epoch is None:
+        row = await self._pool.fetchrow(_TAKE, partition, self.node_id, self.ttl_ms)
+        if row is None:
             return None
-        return Lease(partition, epoch, self._valid_until(sent_at))
+        until = row["previous_until_ms"]
+        since = None
+        if until is not None:  # released at `until`; else held, last renewed a TTL before
+            since = until if row["previous_owner"] is None else until - self.ttl_ms
+        return Lease(partition, row["epoch"], self._valid_until(sent_at), since)
 
     async def renew(self, leases: Sequence[Lease]) -> dict[int, Lease]:
         """Renew `leases` in one statement; the renewed ones, by partition. One

@@ -30,7 +30,7 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Protocol
 
 from engine import metrics
@@ -52,7 +52,9 @@ class Decider(Protocol):
 
     def decide_until(self, deadline: float) -> None: ...
 
-    async def adopt_partitions(self, partitions: set[int]) -> object: ...
+    async def adopt_partitions(
+        self, partitions: set[int], interrupted: Mapping[int, int] | None = None
+    ) -> object: ...
 
     def drop_partitions(self, partitions: set[int]) -> object: ...
 
@@ -72,6 +74,9 @@ class Membership:
         self.table = table
         self.count = partitions
         self.leases: dict[int, Lease] = {}
+        #: Since when (ms) each partition taken at start could not take bids: the
+        #: outage rule for the core built on them (Sequencer.open(interrupted=)).
+        self.interrupted: dict[int, int] = {}
         self._monotonic = monotonic
         #: The lease table as last read (by a tick, or `read_view`).
         self.view: ClusterView | None = None
@@ -95,15 +100,20 @@ class Membership:
         await self._refuse_without_shared_rooms()
         for row in (await self.table.view()).partitions:
             if row.owner == self.node_id and (lease := await self.table.take(row.id)):
-                self.leases[row.id] = lease
+                self._took(lease)
         plan = plan_balance(self.node_id, await self.read_view())
         for partition in plan.take:
             lease = await self.table.take(partition)
             if lease is not None:
-                self.leases[partition] = lease
+                self._took(lease)
                 metrics.PARTITION_MOVES.labels("taken").inc()
         logger.info("node %s holds %d of %d partitions", self.node_id, len(self.leases), self.count)
         return self.held()
+
+    def _took(self, lease: Lease) -> None:
+        self.leases[lease.partition] = lease
+        if lease.interrupted_since_ms is not None:
+            self.interrupted[lease.partition] = lease.interrupted_since_ms
 
     async def _refuse_without_shared_rooms(self) -> None:
         """Several nodes need Redis on every one (a node without it would show its
@@ -220,8 +230,11 @@ class Membership:
         lease = await self.table.take(partition)
         if lease is None:
             return  # another node was quicker
+        interrupted = lease.interrupted_since_ms
         try:
-            await decider.adopt_partitions({partition})
+            await decider.adopt_partitions(
+                {partition}, {partition: interrupted} if interrupted is not None else None
+            )
         except BaseException:
             with contextlib.suppress(*UNREACHABLE_OR_REFUSED):
                 await self.table.release(lease)

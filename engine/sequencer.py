@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import logging
 import math
 import time
 import uuid
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import NamedTuple, Protocol
 
 import asyncpg
@@ -24,6 +25,7 @@ import msgspec
 
 import bidcore
 from engine import metrics
+from engine.audit import write_audit
 from engine.bids import (
     NOT_HERE,
     UNAVAILABLE,
@@ -56,7 +58,7 @@ from engine.recovery import (
     stray_auctions,
 )
 from engine.registry import NO_HANDLE, Registry
-from engine.roles import may_bid
+from engine.roles import PLATFORM_USER_ID, may_bid
 from engine.state_changes import InTransaction, StateChange
 
 logger = logging.getLogger(__name__)
@@ -123,8 +125,10 @@ class Sequencer:
         batch_max: int = DEFAULT_BATCH_MAX,
         window_ms: float = 2,
         unavailable_after_ms: int = 3000,
+        outage_min_ms: int = 5000,
     ) -> None:
         self._pool = pool
+        self._outage_min_ms = outage_min_ms
         #: The partitions this node holds leases on (None: every auction is its own).
         self._held = recovered.held
         self._clock = clock or SystemClock()
@@ -163,9 +167,12 @@ class Sequencer:
         window_ms: float = 2,
         unavailable_after_ms: int = 3000,
         held: Held | None = None,
+        interrupted: Mapping[int, int] | None = None,
+        outage_min_ms: int = 5000,
     ) -> Sequencer:
         """Recover the core from the ledger (with `held`: those partitions'
-        auctions only) and start writing."""
+        auctions only) and start writing. `interrupted`: since when (ms) each
+        partition's bids could not be taken (the outage rule, `outage`)."""
         sequencer = cls(
             pool,
             await recover(pool, shards=shards, held=held),
@@ -174,9 +181,24 @@ class Sequencer:
             batch_max=batch_max,
             window_ms=window_ms,
             unavailable_after_ms=unavailable_after_ms,
+            outage_min_ms=outage_min_ms,
         )
+        sequencer._after_interruptions(interrupted or {}, sequencer.registry.auction_ids())
         sequencer.writer.start()
         return sequencer
+
+    def _after_interruptions(
+        self, interrupted: Mapping[int, int], auction_ids: Iterable[uuid.UUID]
+    ) -> None:
+        """The outage rule for auctions just loaded, by their partition's interruption."""
+        held = self._held
+        if held is None or not interrupted:
+            return
+        by_partition: dict[int, list[uuid.UUID]] = collections.defaultdict(list)
+        for auction_id in auction_ids:
+            by_partition[partition_of(auction_id, held.count)].append(auction_id)
+        for partition, since_ms in interrupted.items():
+            self.outage(since_ms, by_partition.get(partition, ()))
 
     async def flush(self) -> None:
         """Wait until everything decided so far is durable (or has failed)."""
@@ -242,9 +264,13 @@ class Sequencer:
         held = self._held
         return held is None or partition_of(auction_id, held.count) in held.partitions
 
-    async def adopt_partitions(self, partitions: Collection[int]) -> list[uuid.UUID]:
+    async def adopt_partitions(
+        self, partitions: Collection[int], interrupted: Mapping[int, int] | None = None
+    ) -> list[uuid.UUID]:
         """Take the open auctions of newly leased partitions into the core (claimed
-        under this node's epoch, verified against the ledger); their ids."""
+        under this node's epoch, verified against the ledger); their ids.
+        `interrupted`: since when (ms) each partition's bids could not be taken
+        (the outage rule, `outage`)."""
         held = self._held
         if held is None or not partitions:
             return []
@@ -254,6 +280,9 @@ class Sequencer:
             self._take_remembered()
             now = self._held or held  # re-read: a partition may have been dropped meanwhile
             self._held = now.only(now.partitions | taken.partitions)
+            self._after_interruptions(
+                {p: t for p, t in (interrupted or {}).items() if p in taken.partitions}, loaded
+            )
         self._off_core.clear()  # refusals remembered for auctions now held
         logger.info("took partitions %s: %d open auctions", sorted(taken.partitions), len(loaded))
         return loaded
@@ -823,6 +852,21 @@ class Sequencer:
     ) -> StateChange:
         if not self.available:
             raise LedgerUnavailable("the ledger is unavailable")
+        change, written = self._change_now(auction_id, kind, apply, reason, also, bids)
+        await written
+        return change
+
+    def _change_now(
+        self,
+        auction_id: uuid.UUID,
+        kind: str,
+        apply: Callable[[int], int],
+        reason: str | None,
+        also: InTransaction | None,
+        bids: list[DurableBid] | None,
+    ) -> tuple[StateChange, asyncio.Future[None]]:
+        """Decide the change in the core now and queue it for the ledger (its
+        future completes once it is written)."""
         handle = self._recovered.registry.auction_handle(auction_id)
         seq = apply(handle)  # fills `bids` when the change placed rows
         state = self.core.auction(handle)
@@ -836,8 +880,55 @@ class Sequencer:
             also,
             tuple(bids or ()),
         )
-        await self.writer.submit(change)
-        return change
+        return change, self.writer.submit(change)
+
+    # ---- the outage rule ----------------------------------------------------------
+
+    def _extend_in_core(self, handle: int, end_time_ms: int) -> int:
+        seq: int = self.core.extend_auction(handle, end_time_ms)
+        return seq
+
+    def outage(self, since_ms: int, auction_ids: Iterable[uuid.UUID]) -> list[uuid.UUID]:
+        """RULES.md "Outages": bids for these auctions could not be taken from
+        `since_ms` until now (their partition moving, the engine down). If that
+        lasted more than OUTAGE_MIN_MS, each live one whose end fell inside it or
+        less than its anti-sniping window after it ends at now + its extension
+        instead: decided in the core at once (before anything could close it),
+        written with an audit row (reason `outage`), the room told by its state
+        event. Call it right after the auctions were loaded, with no await in
+        between. The ids of the auctions extended."""
+        now = self._clock.now_ms()
+        if now - since_ms <= self._outage_min_ms:
+            return []
+        registry, extended = self._recovered.registry, []
+        for auction_id in auction_ids:
+            handle = registry.auction_handle(auction_id)
+            if handle == NO_HANDLE:
+                continue
+            state = self.core.auction(handle)
+            end = state.end_time_ms
+            if state.status != "live" or not since_ms <= end < now + state.anti_snipe_window_ms:
+                continue
+            new_end = now + state.anti_snipe_extension_ms
+            if new_end <= end:
+                continue
+            _, written = self._change_now(
+                auction_id,
+                "extended",
+                functools.partial(self._extend_in_core, end_time_ms=new_end),
+                "outage",
+                _outage_audit(auction_id, end, new_end, since_ms, now),
+                None,
+            )
+            written.add_done_callback(_logged_outage)
+            extended.append(auction_id)
+        if extended:
+            logger.warning(
+                "outage of %.1f s: %d auctions end later (RULES.md)",
+                (now - since_ms) / 1000,
+                len(extended),
+            )
+        return extended
 
     # ---- outages -----------------------------------------------------------
 
@@ -885,3 +976,32 @@ class Sequencer:
             collections.OrderedDict()
         )
         self._off_core: collections.OrderedDict[uuid.UUID, str] = collections.OrderedDict()
+
+
+def _outage_audit(
+    auction_id: uuid.UUID, end_ms: int, new_end_ms: int, since_ms: int, resumed_ms: int
+) -> InTransaction:
+    """The audit row of an end moved by the outage rule, in the change's transaction
+    (the platform's account acts; the old and new end, and the interruption)."""
+
+    async def audit(conn: asyncpg.Connection) -> None:
+        await write_audit(
+            conn,
+            PLATFORM_USER_ID,
+            "extend",
+            auction_id,
+            old={"end_time_ms": end_ms},
+            new={
+                "end_time_ms": new_end_ms,
+                "interrupted_from_ms": since_ms,
+                "resumed_ms": resumed_ms,
+            },
+            reason="outage",
+        )
+
+    return audit
+
+
+def _logged_outage(written: asyncio.Future[None]) -> None:
+    if not written.cancelled() and (error := written.exception()) is not None:
+        logger.error("an end moved by the outage rule was not written: %r", error)

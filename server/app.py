@@ -153,6 +153,8 @@ async def _sequencer(app: web.Application) -> AsyncIterator[None]:
         batch_max=settings.ledger_batch_max,
         window_ms=settings.ledger_batch_window_ms,
         held=held,
+        interrupted=membership.interrupted,
+        outage_min_ms=settings.outage_min_ms,
     )
     membership.attach(sequencer)
     app[SEQUENCER] = sequencer

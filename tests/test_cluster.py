@@ -82,11 +82,13 @@ class Cluster:
         await asyncio.gather(*(node.stop() for node in self.nodes))
 
 
-@pytest_asyncio.fixture
-async def trio(database_url: str, redis: RedisServer, tmp_path: Path) -> AsyncIterator[Cluster]:
+@contextlib.asynccontextmanager
+async def three_nodes(
+    database_url: str, redis: RedisServer, tmp_path: Path, **env: str
+) -> AsyncIterator[Cluster]:
     nodes = [
         EngineServer(
-            engine_env(database_url, REDIS_URL=redis.url, NODE_ID=f"node{n}"),
+            engine_env(database_url, REDIS_URL=redis.url, NODE_ID=f"node{n}", **env),
             tmp_path / f"node{n}.log",
         )
         for n in range(NODES)
@@ -99,6 +101,12 @@ async def trio(database_url: str, redis: RedisServer, tmp_path: Path) -> AsyncIt
         yield group
     finally:
         await group.stop()
+
+
+@pytest_asyncio.fixture
+async def trio(database_url: str, redis: RedisServer, tmp_path: Path) -> AsyncIterator[Cluster]:
+    async with three_nodes(database_url, redis, tmp_path) as group:
+        yield group
 
 
 async def owner_of(http: aiohttp.ClientSession, base: str, auction_id: uuid.UUID) -> str:
@@ -540,4 +548,68 @@ async def test_a_rolling_restart_under_load_loses_nothing(trio: Cluster) -> None
     print(
         f"\nrolling restart of {NODES} nodes: {len(storm.acks())} bids acknowledged, none lost;"
         f" longest an auction took no bid {longest:.2f} s; outcomes {dict(outcomes)}"
+    )
+
+
+async def test_an_auction_whose_end_passed_while_its_owner_was_dead_ends_later(
+    database_url: str, redis: RedisServer, tmp_path: Path
+) -> None:
+    """RULES.md "Outages" across a move: the owner is killed 1.5 s before an
+    auction's end; its partition is taken over after its lease lapses (more than
+    OUTAGE_MIN_MS, 1 s here, without bids): the new owner moves the end to when it
+    resumed + the extension, the watchers on another node see the `state` event,
+    the audit log says `outage`, and the auction takes bids again."""
+    async with (
+        three_nodes(database_url, redis, tmp_path, OUTAGE_MIN_MS="1000") as group,
+        aiohttp.ClientSession() as http,
+    ):
+        nodes = group.nodes
+        platform = Platform(http, nodes[1].base)
+        seller = await platform.user("dealer")
+        bidder = await platform.user(balance_kobo=RICH)
+        while True:  # one that node0 owns
+            start = now_ms() - 1000
+            auction = await platform.auction(
+                seller,
+                start_ms=start,
+                end_ms=start + 9_000,
+                anti_snipe_window_ms=0,
+                anti_snipe_extension_ms=10_000,
+            )
+            if await owner_of(http, nodes[1].base, auction) == "node0":
+                break
+        end_ms = start + 9_000
+        await wait_until(lambda: live(http, nodes[1].base, auction), 10, "live")
+        watcher = await http.ws_connect(nodes[2].room_url(auction))
+        assert (await watcher.receive_json())["type"] == "snapshot"
+        await asyncio.sleep(max(0.0, (end_ms - 1_500 - now_ms()) / 1000))
+        await nodes[0].kill()
+        killed_ms = now_ms()
+
+        state = await watcher.receive_json(timeout=20)
+        while state["type"] != "state":
+            state = await watcher.receive_json(timeout=20)
+        resumed_ms = now_ms()
+        body = {"auction_id": str(auction), "amount_kobo": 100_000_000, "client_bid_id": "after"}
+        headers = {"Authorization": f"Bearer {token_for(bidder)}"}
+        async with http.post(f"{nodes[2].base}/api/bids", json=body, headers=headers) as reply:
+            bid = await reply.json()
+            assert reply.status == 201, bid
+        await watcher.close()
+    conn = await asyncpg.connect(database_url)
+    try:
+        audits = await conn.fetch(
+            "SELECT reason, old_value, new_value FROM admin_audit_log WHERE target_id = $1",
+            auction,
+        )
+    finally:
+        await conn.close()
+
+    assert state["status"] == "live"
+    assert killed_ms + 10_000 < state["end_time_ms"] <= resumed_ms + 10_000
+    assert [row["reason"] for row in audits] == ["outage"]
+    print(
+        f"\nan end {end_ms - killed_ms} ms after its owner's kill -9 moved"
+        f" {(state['end_time_ms'] - end_ms) / 1000:.1f} s later, to the new owner's resumption"
+        " + the 10 s extension; one audit row `outage`"
     )

@@ -187,6 +187,7 @@ def test_settings_read_from_the_environment() -> None:
             "ADVERTISE_URL": "http://10.0.0.2:8081/",
             "PARTITIONS": "128",
             "LEASE_TTL_MS": "5000",
+            "OUTAGE_MIN_MS": "7000",
         }
     )
 
@@ -200,6 +201,7 @@ def test_settings_read_from_the_environment() -> None:
     assert (settings.ws_frames_per_s, settings.ws_sockets_per_ip) == (7, 500)
     assert (settings.node_id, settings.advertise_url) == ("node-2.eu:8081", "http://10.0.0.2:8081")
     assert (settings.partitions, settings.lease_ttl_ms) == (128, 5000)
+    assert settings.outage_min_ms == 7000
     assert not settings.uses_dev_secrets
 
 

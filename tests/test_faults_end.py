@@ -44,7 +44,11 @@ FINAL = ("pending_settlement", "unsold")
 
 @pytest_asyncio.fixture
 async def engine(database_url: str, tmp_path: Path) -> AsyncIterator[EngineServer]:
-    async with running_engine(engine_env(database_url), tmp_path / "engine.log") as server:
+    # These auctions end while the engine is down and must end, not move: the outage
+    # rule (RULES.md, tested in test_membership.py and test_cluster.py) is set
+    # beyond the few seconds the engine is away here.
+    env = engine_env(database_url, OUTAGE_MIN_MS="600000")
+    async with running_engine(env, tmp_path / "engine.log") as server:
         yield server
 
 

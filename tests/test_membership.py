@@ -22,6 +22,7 @@ from engine.errors import ConfigError
 from engine.leases import Lease, LeaseTable
 from engine.membership import Membership
 from engine.partitions import partition_of, settle_partitions
+from engine.roles import PLATFORM_USER_ID
 from engine.sequencer import Sequencer
 from tests.factories import create_auction, create_user
 from tests.http_helpers import Api, start
@@ -39,7 +40,8 @@ async def node(
     # these nodes share no rooms (no sockets here): they say they would, to run side by side
     table = table or LeaseTable(pool, name, f"http://{name}", shares_rooms=True)
     membership = Membership(table, PARTITIONS)
-    sequencer = await Sequencer.open(pool, held=await membership.start())
+    held = await membership.start()
+    sequencer = await Sequencer.open(pool, held=held, interrupted=membership.interrupted)
     membership._decider = sequencer  # ticked by the test, not by its own task
     try:
         yield membership, sequencer
@@ -249,3 +251,68 @@ async def test_a_node_without_redis_refuses_to_start_beside_another(
     assert [row["id"] for row in await pool.fetch("SELECT id FROM nodes")] == ["a"]
     assert len(first.leases) == PARTITIONS
     await first.leave()
+
+
+async def live_auction_in(pool: Any, partition: int, end_in_ms: int) -> uuid.UUID:
+    seller = await create_user(pool, role="dealer")
+    now = time.time_ns() // 1_000_000
+    while partition_of(candidate := uuid.uuid4(), PARTITIONS) != partition:
+        pass
+    return await create_auction(
+        pool,
+        seller=seller,
+        start_ms=now - HOUR_MS,
+        end_ms=now + end_in_ms,
+        window_ms=60_000,
+        extension_ms=30_000,
+        auction_id=candidate,
+    )
+
+
+async def test_an_end_caught_by_a_move_longer_than_the_outage_bound_moves_once(
+    pool: Any,
+) -> None:
+    """RULES.md "Outages": partition 1's owner died 12 s ago (its last renewal);
+    the node taking it over extends what ended meanwhile or ends within the
+    anti-sniping window (60 s here) to now + the extension (30 s), writes it with
+    an audit row (reason `outage`), and leaves later ends alone; so does a node
+    restarting after 10 s down for its own partition 3. Partition 2 was released
+    1 s ago (a planned handoff): shorter than OUTAGE_MIN_MS, nothing moves."""
+    async with pool.acquire() as conn:
+        await settle_partitions(conn, PARTITIONS)
+    ended_meanwhile = await live_auction_in(pool, 1, end_in_ms=-4_000)
+    ending_soon = await live_auction_in(pool, 1, end_in_ms=20_000)
+    ending_later = await live_auction_in(pool, 1, end_in_ms=HOUR_MS)
+    after_handoff = await live_auction_in(pool, 2, end_in_ms=-500)
+    own_restart = await live_auction_in(pool, 3, end_in_ms=-2_000)
+    await pool.execute(  # the dead owner renewed last 12 s ago (TTL 3 s)
+        "UPDATE partition_leases SET owner = 'dead', epoch = 4,"
+        " lease_until = now() - interval '9 s' WHERE id = 1"
+    )
+    await pool.execute(
+        "UPDATE partition_leases SET owner = NULL, epoch = 2,"
+        " lease_until = now() - interval '1 s' WHERE id = 2"
+    )
+    await pool.execute(  # b itself, down (killed) since its renewal 10 s ago, restarts
+        "UPDATE partition_leases SET owner = 'b', epoch = 7,"
+        " lease_until = now() - interval '7 s' WHERE id = 3"
+    )
+    ends_before = dict(await pool.fetch("SELECT id, end_time FROM auctions"))
+
+    started = time.time_ns() // 1_000_000
+    async with node(pool, "b") as (b, seq_b):
+        await seq_b.flush()
+        ends = dict(await pool.fetch("SELECT id, end_time FROM auctions"))
+        audits = await pool.fetch(
+            "SELECT target_id, reason, admin_id, old_value, new_value FROM admin_audit_log"
+        )
+        assert set(b.interrupted) >= {1, 2}
+
+    moved = {a for a in ends if ends[a] != ends_before[a]}
+    assert moved == {ended_meanwhile, ending_soon, own_restart}
+    for auction in moved:
+        new_end = int(ends[auction].timestamp() * 1000)
+        assert started + 30_000 <= new_end <= time.time_ns() // 1_000_000 + 30_000
+    assert {row["target_id"] for row in audits} == moved
+    assert {(row["reason"], row["admin_id"]) for row in audits} == {("outage", PLATFORM_USER_ID)}
+    assert ending_later not in moved and after_handoff not in moved

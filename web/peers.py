@@ -6,7 +6,9 @@ to the auction's owner over one persistent WebSocket per peer (`GET
 request id, answered out of order, the owner's answer relayed unchanged. The
 bid keeps its `client_bid_id`, so a retry after a move is deduplicated from the
 ledger by whoever owns the auction then. A peer that does not answer within
-`FORWARD_TIMEOUT_S` → `unavailable`, outcome unknown (retry with the same id).
+`FORWARD_TIMEOUT_S` (or at all: a dead owner) → the lease table is read again
+and, if it names another owner by now, the call goes there once more; else
+`unavailable`, outcome unknown (retry with the same id).
 An owner that answers "not here" (its lease moved meanwhile) → the lease table
 is read again and the bid forwarded once more; no owner at all (a partition
 between two owners) → `unavailable`, nothing placed.
@@ -379,13 +381,23 @@ class Peers:
     async def _to_owner(self, auction_id: uuid.UUID, make: Callable[[int], Call]) -> Reply | None:
         """The owner's reply (None: no owner now). Raises when the owner did not
         answer: the call's outcome is unknown."""
+        tried: str | None = None
         for attempt in range(2):
             if attempt:
                 await self._reread()
             url = self._owner_url(auction_id)
             if url is None:
                 continue
-            reply = await self._link(url).call(make)
+            try:
+                reply = await self._link(url).call(make)
+            except _CALL_FAILED:
+                # A dead owner (the table not read since it died): once more, if the
+                # table names another one by now. Safe either way: the call keeps its
+                # client_bid_id, and a stale owner's write is fenced off.
+                if attempt or url == tried:
+                    raise
+                tried = url
+                continue
             if not reply.not_here:
                 return reply
         return None
