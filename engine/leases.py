@@ -94,6 +94,18 @@ class ClusterView(msgspec.Struct, frozen=True):
 
     nodes: list[NodeRow]
     partitions: list[PartitionRow]
+    now_ms: int = 0  # the database's clock when read
+    read_at: float = 0.0  # this node's monotonic clock when read
+
+    def next_lapse(self, me: str) -> float | None:
+        """When (this node's monotonic clock) the earliest lease held by another
+        node lapses unless renewed; None: none held by another."""
+        ends = [
+            row.lease_until_ms
+            for row in self.partitions
+            if not row.free and row.owner != me and row.lease_until_ms is not None
+        ]
+        return self.read_at + (min(ends) - self.now_ms) / 1000 if ends else None
 
     def live_nodes(self) -> list[str]:
         return [node.id for node in self.nodes if node.alive]
@@ -132,6 +144,7 @@ SELECT id, url, (extract(epoch FROM last_seen) * 1000)::bigint AS last_seen_ms,
        alive_until > now() AS alive, shares_rooms
 FROM nodes ORDER BY id
 """
+_NOW_MS = "SELECT (extract(epoch FROM now()) * 1000)::bigint"
 _VIEW_PARTITIONS = """
 SELECT id, owner, epoch,
        CASE WHEN lease_until = '-infinity' THEN NULL
@@ -215,9 +228,12 @@ class LeaseTable:
         async with self._pool.acquire() as conn, conn.transaction(isolation="repeatable_read"):
             nodes = await conn.fetch(_VIEW_NODES)
             partitions = await conn.fetch(_VIEW_PARTITIONS)
+            now_ms = await conn.fetchval(_NOW_MS)
         return ClusterView(
             nodes=[NodeRow(**dict(row)) for row in nodes],
             partitions=[PartitionRow(**dict(row)) for row in partitions],
+            now_ms=now_ms,
+            read_at=self._monotonic(),
         )
 
 

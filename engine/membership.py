@@ -4,7 +4,9 @@ At start the node registers and takes the free partitions its share allows
 (`start`, before its core is built, so that recovery loads just those). Then,
 every TTL / 3 (`tick`):
 
-1. it renews its own row and every lease it holds, in one statement each;
+1. it renews its own row and every lease it holds, in one statement each (and
+   it ticks early, right after another node's lease lapses, when that comes
+   before its next renewal: a dead node's partitions are taken at once);
 2. a lease the renewal did not return (its epoch moved on: another node took the
    partition) or whose deadline passed on the node's own clock (no renewal came
    back in time: the database or the network is away) is dropped at once — the
@@ -39,6 +41,13 @@ from engine.leases import ClusterView, Lease, LeaseTable, plan_balance, renew_ev
 from engine.recovery import Held
 
 logger = logging.getLogger(__name__)
+
+#: After another node's lease lapses by the database's clock, wait this long more
+#: (the clocks of reading and of taking differ by a round trip).
+LAPSE_MARGIN_S = 0.02
+#: A tick plans again when another node was quicker to some free partition, so
+#: what neither took is not left for the next tick.
+TAKE_ROUNDS = 3
 
 
 class Decider(Protocol):
@@ -162,7 +171,14 @@ class Membership:
                 logger.warning("lease tick failed: %r", err)
             except Exception:
                 logger.exception("lease tick failed")
-            await asyncio.sleep(max(0.0, every - (self._monotonic() - started)))
+            await asyncio.sleep(max(0.0, self._next_tick(started + every) - self._monotonic()))
+
+    def _next_tick(self, due: float) -> float:
+        """The next tick: a renewal's period after the last, or just after another
+        node's lease lapses if that comes first (a live owner renews long before;
+        a dead one's partitions are then taken at once, not up to TTL / 3 later)."""
+        lapse = self.view.next_lapse(self.node_id) if self.view is not None else None
+        return due if lapse is None else min(due, lapse + LAPSE_MARGIN_S)
 
     async def tick(self) -> None:
         decider = self._decider
@@ -175,11 +191,12 @@ class Membership:
             # Leased but not decided: a rebuild found the lease expired (though
             # nobody took it, so the renewal kept it) and left the partition out.
             await decider.adopt_partitions(missing)
-        plan = plan_balance(self.node_id, await self.read_view())
-        for partition in plan.release:
-            await self._hand_over(decider, partition)
-        for partition in plan.take:
-            await self._take(decider, partition)
+        for _ in range(TAKE_ROUNDS):
+            plan = plan_balance(self.node_id, await self.read_view())
+            for partition in plan.release:
+                await self._hand_over(decider, partition)
+            if not await self._take(decider, plan.take):
+                break  # none lost to a quicker node: the plan is done
         await decider.adopt_strays()
 
     async def _renew(self, decider: Decider) -> bool:
@@ -225,24 +242,35 @@ class Membership:
         metrics.PARTITION_MOVES.labels("released").inc()
         metrics.PARTITION_MOVE_SECONDS.labels("release").observe(self._monotonic() - started)
 
-    async def _take(self, decider: Decider, partition: int) -> None:
+    async def _take(self, decider: Decider, partitions: list[int]) -> int:
+        """Take these free partitions' leases, then load their auctions in one go;
+        how many another node took first."""
         started = self._monotonic()
-        lease = await self.table.take(partition)
-        if lease is None:
-            return  # another node was quicker
-        interrupted = lease.interrupted_since_ms
+        taken = []
+        for partition in partitions:
+            lease = await self.table.take(partition)
+            if lease is not None:
+                taken.append(lease)
+        if not taken:
+            return len(partitions)
+        interrupted = {
+            lease.partition: lease.interrupted_since_ms
+            for lease in taken
+            if lease.interrupted_since_ms is not None
+        }
         try:
-            await decider.adopt_partitions(
-                {partition}, {partition: interrupted} if interrupted is not None else None
-            )
+            await decider.adopt_partitions({lease.partition for lease in taken}, interrupted)
         except BaseException:
             with contextlib.suppress(*UNREACHABLE_OR_REFUSED):
-                await self.table.release(lease)
+                for lease in taken:
+                    await self.table.release(lease)
             raise
-        self.leases[partition] = lease
+        for lease in taken:
+            self.leases[lease.partition] = lease
         self._tell(decider)
-        metrics.PARTITION_MOVES.labels("taken").inc()
+        metrics.PARTITION_MOVES.labels("taken").inc(len(taken))
         metrics.PARTITION_MOVE_SECONDS.labels("take").observe(self._monotonic() - started)
+        return len(partitions) - len(taken)
 
     async def hand_over_all(self) -> None:
         """A planned stop (SIGTERM), first of all: stop ticking, stop deciding for

@@ -236,3 +236,16 @@ def test_nodes_following_their_plans_converge_to_one_owner_each_balanced(
     assert max(counts.values()) <= math.ceil(partitions / nodes)
     assert max(counts.values()) - min(counts.values()) <= 1  # as even as they go
     assert sum(counts.values()) == partitions
+
+
+def test_the_next_lapse_is_the_earliest_lease_another_node_holds() -> None:
+    rows = [
+        PartitionRow(0, "me", 1, 10_000, False),  # mine: renewed by me, not waited for
+        PartitionRow(1, "b", 1, 12_500, False),
+        PartitionRow(2, "c", 1, 11_200, False),
+        PartitionRow(3, None, 1, 9_000, True),  # free already
+    ]
+    view = ClusterView(nodes=[], partitions=rows, now_ms=10_000, read_at=50.0)
+
+    assert view.next_lapse("me") == 51.2  # c's, 1.2 s after the read
+    assert ClusterView(nodes=[], partitions=rows[:1], now_ms=10_000).next_lapse("me") is None
