@@ -250,6 +250,8 @@ class Admin:
                 try:
                     async with self.pool.acquire() as conn, conn.transaction():
                         row = await lock_auction(conn, auction_id)
+                        if (fence := self.sequencer.fence(auction_id)) is not None:
+                            await fence.check(conn)  # several nodes: the owner's only
                         voided = await void_result(conn, row, buyer, actor.reason)
                         await self._audit(conn, actor, "void", auction_id, voided.old, voided.new)
                 except Replan:

@@ -14,6 +14,7 @@ import asyncpg
 from engine.audit import write_audit
 from engine.clock import to_datetime, to_ms
 from engine.errors import Replan
+from engine.leases import Fence
 from engine.money import effective_reserve_kobo, kobo_to_naira, naira_to_kobo
 from engine.notifications import notify
 from engine.offers import (
@@ -123,11 +124,16 @@ def _overdue(auction: asyncpg.Record | None, offer: asyncpg.Record | None, now_m
     )
 
 
-async def default_offer(pool: asyncpg.Pool, plan: DefaultPlan, now_ms: int) -> Default | None:
+async def default_offer(
+    pool: asyncpg.Pool, plan: DefaultPlan, now_ms: int, *, fence: Fence | None = None
+) -> Default | None:
     """The open offer missed its deadline: close it and offer the next bidder, in one
-    transaction; None if it is not overdue (paid, or another process did it)."""
+    transaction; None if it is not overdue (paid, or another process did it). With
+    `fence` (several nodes), only while the auction's partition is this node's."""
     async with pool.acquire() as conn, conn.transaction():
         auction = await conn.fetchrow(LOCK_AUCTION, plan.auction_id)
+        if fence is not None:
+            await fence.check(conn)
         offer = await conn.fetchrow(LOCK_OPEN_OFFER, plan.auction_id)
         if not _overdue(auction, offer, now_ms):
             return None

@@ -42,6 +42,8 @@ from dataclasses import dataclass
 import asyncpg
 import msgspec
 
+from engine.errors import Fenced
+
 DEFAULT_LEASE_TTL_MS = 3000
 MIN_MARGIN_MS = 100
 
@@ -235,6 +237,32 @@ class LeaseTable:
             now_ms=now_ms,
             read_at=self._monotonic(),
         )
+
+
+_FENCE = """
+SELECT epoch FROM partition_leases WHERE id = $1 AND owner = $2 AND epoch = $3 FOR SHARE
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Fence:
+    """What a write outside the ledger writer (settlement payments, defaults, a
+    void: auctions no longer open, so no longer stamped by claims) checks in its
+    own transaction: the partition's lease is still this node's, under the epoch
+    it took it with. The lease row stays locked FOR SHARE until the write
+    commits, so no other node takes the partition meanwhile."""
+
+    partition: int
+    node: str
+    epoch: int  # -1: this node holds no lease on it (every check fails)
+
+    async def check(self, conn: asyncpg.Connection) -> None:
+        """Raise Fenced unless the lease is still this node's, under this epoch."""
+        if await conn.fetchval(_FENCE, self.partition, self.node, self.epoch) is None:
+            raise Fenced(
+                f"partition {self.partition} is no longer node {self.node}'s under epoch"
+                f" {self.epoch}"
+            )
 
 
 @dataclass(frozen=True, slots=True)

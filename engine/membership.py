@@ -32,12 +32,14 @@ import contextlib
 import logging
 import math
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from typing import Protocol
 
 from engine import metrics
 from engine.errors import UNREACHABLE_OR_REFUSED, ConfigError
-from engine.leases import ClusterView, Lease, LeaseTable, plan_balance, renew_every_s
+from engine.leases import ClusterView, Fence, Lease, LeaseTable, plan_balance, renew_every_s
+from engine.partitions import partition_of
 from engine.recovery import Held
 
 logger = logging.getLogger(__name__)
@@ -60,6 +62,8 @@ class Decider(Protocol):
     def partitions(self) -> Held | None: ...
 
     def decide_until(self, deadline: float) -> None: ...
+
+    def fence_with(self, fences: Callable[[uuid.UUID], Fence]) -> None: ...
 
     async def adopt_partitions(
         self, partitions: set[int], interrupted: Mapping[int, int] | None = None
@@ -144,6 +148,12 @@ class Membership:
                 "same REDIS_URL (or run one node alone)."
             )
 
+    def fence(self, auction_id: uuid.UUID) -> Fence:
+        """The check a write outside the ledger writer makes for this auction."""
+        partition = partition_of(auction_id, self.count)
+        lease = self.leases.get(partition)
+        return Fence(partition, self.node_id, lease.epoch if lease is not None else -1)
+
     async def read_view(self) -> ClusterView:
         """The lease table now (kept as `view`)."""
         self.view = await self.table.view()
@@ -152,6 +162,7 @@ class Membership:
     def attach(self, decider: Decider) -> None:
         """Start ticking for `decider` (the sequencer built on `start`'s partitions)."""
         self._decider = decider
+        decider.fence_with(self.fence)
         self._tell(decider)
         self._task = asyncio.create_task(self._run(), name="membership")
 

@@ -11,6 +11,7 @@ import msgspec
 
 from engine.clock import to_ms
 from engine.errors import Refused, unknown_auction
+from engine.leases import Fence
 from engine.money import checked_amount, format_naira, kobo_to_naira, naira_to_kobo
 from engine.offers import (
     AUCTION_STATUS,
@@ -59,6 +60,8 @@ async def pay(
     amount_kobo: int,
     reference: str,
     now_ms: int,
+    *,
+    fence: Fence | None = None,
 ) -> tuple[PaymentReceipt, bool]:
     """A payment by `payer_id` towards the open offer, which must be theirs; True
     when new, False when the reference was seen (the answer then shows the
@@ -71,6 +74,8 @@ async def pay(
                 auction = await conn.fetchrow(LOCK_AUCTION, auction_id)
                 if auction is None:
                     raise unknown_auction()
+                if fence is not None:  # several nodes: only while its partition is ours
+                    await fence.check(conn)
                 record = await _prior_payment(conn, key, auction_id, payer_id, amount_kobo)
                 new = record is None
                 if record is None:

@@ -43,6 +43,7 @@ from engine.bids import (
 )
 from engine.clock import Clock, SystemClock
 from engine.errors import UNREACHABLE_OR_REFUSED, LedgerUnavailable
+from engine.leases import Fence
 from engine.ledger import DEFAULT_BATCH_MAX, LedgerWrite, LedgerWriter
 from engine.locks import user_lock
 from engine.money import naira_to_kobo
@@ -140,6 +141,7 @@ class Sequencer:
         metrics.LIVE_AUCTIONS.set_function(lambda: self.core.status_counts().get("live", 0))
         self._rebuilding = False
         self._decide_until = math.inf
+        self._fences: Callable[[uuid.UUID], Fence] | None = None
         self._elsewhere: Elsewhere | None = None
         self._announcing: dict[uuid.UUID, asyncio.Task[None]] = {}
         self.writer = LedgerWriter(
@@ -228,6 +230,15 @@ class Sequencer:
         """The epoch writes outside the writer (end processing) check under their
         row lock: this node's, when it holds partitions (alone: none checked)."""
         return self.writer.epoch if self._held is not None else None
+
+    def fence_with(self, fences: Callable[[uuid.UUID], Fence]) -> None:
+        """Where `fence` comes from: the membership's leases (several nodes)."""
+        self._fences = fences
+
+    def fence(self, auction_id: uuid.UUID) -> Fence | None:
+        """What a write outside the writer (settlement) checks for this auction:
+        None for a node alone without leases (nothing to check)."""
+        return self._fences(auction_id) if self._fences is not None else None
 
     def decide_until(self, deadline: float) -> None:
         """Stop deciding at `deadline` (time.monotonic()) unless told a later one:

@@ -60,7 +60,9 @@ class SettlementDeadlines:
                 return None
             async with user_locks(plan.users):
                 try:
-                    result = await default_offer(self.pool, plan, now_ms)
+                    result = await default_offer(
+                        self.pool, plan, now_ms, fence=self.sequencer.fence(auction_id)
+                    )
                 except Replan:
                     continue
                 if result is not None:

@@ -18,10 +18,11 @@ from typing import Any
 import pytest
 
 from engine.bids import BidAccepted, BidRejected
-from engine.errors import ConfigError
-from engine.leases import Lease, LeaseTable
+from engine.errors import ConfigError, Fenced
+from engine.leases import Fence, Lease, LeaseTable
 from engine.membership import Membership
 from engine.partitions import partition_of, settle_partitions
+from engine.payments import pay
 from engine.roles import PLATFORM_USER_ID
 from engine.sequencer import Sequencer
 from tests.factories import create_auction, create_user
@@ -43,6 +44,7 @@ async def node(
     held = await membership.start()
     sequencer = await Sequencer.open(pool, held=held, interrupted=membership.interrupted)
     membership._decider = sequencer  # ticked by the test, not by its own task
+    sequencer.fence_with(membership.fence)
     try:
         yield membership, sequencer
     finally:
@@ -316,3 +318,28 @@ async def test_an_end_caught_by_a_move_longer_than_the_outage_bound_moves_once(
     assert {row["target_id"] for row in audits} == moved
     assert {(row["reason"], row["admin_id"]) for row in audits} == {("outage", PLATFORM_USER_ID)}
     assert ending_later not in moved and after_handoff not in moved
+
+
+async def test_settlement_writes_are_fenced_by_the_partitions_lease(pool: Any) -> None:
+    """A payment (or a default, a void) checks, in its own transaction, that the
+    auction's partition is still this node's under its epoch: once another node
+    took it, the write is refused Fenced and nothing is written."""
+    auctions = await auctions_in_every_partition(pool)
+    payer = await create_user(pool, balance_kobo=10**12)
+    async with node(pool, "a") as (a, seq_a):
+        auction = auctions[5]
+        fence = seq_a.fence(auction)
+        assert fence is not None and fence.epoch == a.leases[5].epoch
+        async with pool.acquire() as conn, conn.transaction():
+            await fence.check(conn)  # still a's: passes
+        await pool.execute(
+            "UPDATE partition_leases SET owner = 'z', epoch = epoch + 1 WHERE id = 5"
+        )
+        payments_before = await pool.fetchval("SELECT count(*) FROM transactions")
+
+        with pytest.raises(Fenced, match="partition 5 is no longer node a's"):
+            await pay(pool, auction, payer, 10_000_000, "ref-fenced", 0, fence=fence)
+        assert await pool.fetchval("SELECT count(*) FROM transactions") == payments_before
+        with pytest.raises(Fenced):  # a node holding no lease on it at all
+            async with pool.acquire() as conn, conn.transaction():
+                await Fence(6, "a", -1).check(conn)

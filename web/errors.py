@@ -17,7 +17,7 @@ from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 from aiohttp.web_response import StreamResponse
 
-from engine.errors import LEDGER_DOWN, DuplicateVin, RefusalKind, Refused
+from engine.errors import LEDGER_DOWN, DuplicateVin, Fenced, RefusalKind, Refused
 
 logger = logging.getLogger(__name__)
 
@@ -101,6 +101,14 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         )
     except Refused as err:
         return error_response(REFUSAL_STATUS[err.kind], err.code, err.message)
+    except Fenced as err:  # several nodes: the auction's partition moved meanwhile
+        logger.warning("fenced off on %s %s: %s", request.method, request.path, err)
+        return error_response(
+            503,
+            "unavailable",
+            "This auction is moving between servers of the engine; nothing changed. "
+            "Please try again in a moment.",
+        )
     except LEDGER_DOWN as err:
         logger.warning("ledger unreachable on %s %s: %r", request.method, request.path, err)
         return error_response(

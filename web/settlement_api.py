@@ -17,8 +17,9 @@ from aiohttp import web
 
 from engine import offers, payments
 from web.auth import require_service
-from web.keys import CLOCK, DATABASE, SETTINGS
+from web.keys import CLOCK, DATABASE, SEQUENCER, SETTINGS
 from web.messages import SettlementEnvelope, json_response, path_uuid, read_json
+from web.peers import relay_to_owner
 
 
 class PaymentRequest(msgspec.Struct, forbid_unknown_fields=True):
@@ -33,6 +34,9 @@ async def post_payment(request: web.Request) -> web.Response:
     app = request.app
     require_service(request, app[SETTINGS].internal_api_token)
     auction_id = path_uuid(request)
+    relayed = await relay_to_owner(request, auction_id)  # several nodes: its owner takes it
+    if relayed is not None:
+        return relayed
     spec = await read_json(request, PaymentRequest)
     receipt, new = await payments.pay(
         app[DATABASE].pool,
@@ -41,6 +45,7 @@ async def post_payment(request: web.Request) -> web.Response:
         spec.amount_kobo,
         spec.reference,
         app[CLOCK].now_ms(),
+        fence=app[SEQUENCER].fence(auction_id),
     )
     return json_response(receipt, 201 if new else 200)
 
