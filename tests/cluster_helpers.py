@@ -1,7 +1,7 @@
 """Which of several engine processes decides an auction (GET /internal/cluster):
 its partition's lease holder, once every partition has one and each node holds
-its share. Until bids are forwarded between nodes (issue 17), a test that bids
-across nodes bids on this one."""
+its share. Any node takes any bid (a non-owner forwards it); a test that wants
+the owner's own path, or the other nodes' watch path, picks the node here."""
 
 from __future__ import annotations
 
