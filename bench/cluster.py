@@ -37,10 +37,9 @@ from typing import Any
 import aiohttp
 import asyncpg
 import uvloop
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from bench.core import BenchFailure
+from bench.redis_server import RedisServer
 from bench.report import Result, progress
 from bench.soak import (
     SERVICE_TOKEN,
@@ -80,35 +79,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 async def own_redis() -> AsyncIterator[str]:
     if shutil.which("redis-server") is None:
         raise BenchFailure("redis-server is not installed (Debian: apt-get install redis-server)")
-    port = free_port()
-    process = await asyncio.create_subprocess_exec(
-        "redis-server",
-        "--port",
-        str(port),
-        "--bind",
-        "127.0.0.1",
-        "--save",
-        "",
-        "--appendonly",
-        "no",
-        stdout=asyncio.subprocess.DEVNULL,
-    )
-    url = f"redis://127.0.0.1:{port}/0"
+    server = RedisServer(free_port())
+    await server.start()
     try:
-        client = Redis.from_url(url)
-        try:
-            async with asyncio.timeout(10):
-                while True:
-                    with contextlib.suppress(RedisError, OSError):
-                        if await client.ping():
-                            break
-                    await asyncio.sleep(0.05)
-        finally:
-            await client.aclose()
-        yield url
+        yield server.url
     finally:
-        process.terminate()
-        await process.wait()
+        await server.stop()
 
 
 # ---- the cluster as the database has it ---------------------------------------------
@@ -128,20 +104,24 @@ async def cluster_view(http: aiohttp.ClientSession, base: str) -> dict[str, Any]
     return None
 
 
+def is_balanced(view: dict[str, Any], nodes: int) -> bool:
+    """GET /internal/cluster's body: every partition held, `nodes` live nodes
+    holding them as evenly as they go."""
+    owners = [p["owner"] for p in view["partitions"] if not p["free"]]
+    counts = [owners.count(n["id"]) for n in view["nodes"] if n["alive"]]
+    return (
+        len(owners) == len(view["partitions"])
+        and len(counts) == nodes
+        and max(counts) - min(counts) <= 1
+    )
+
+
 async def balanced(http: aiohttp.ClientSession, nodes: list[EngineServer]) -> None:
-    """Every partition held, by live nodes, as evenly as they go."""
     async with asyncio.timeout(60):
         while True:
             view = await cluster_view(http, nodes[0].base)
-            if view is not None:
-                owners = [p["owner"] for p in view["partitions"] if not p["free"]]
-                counts = [owners.count(n["id"]) for n in view["nodes"] if n["alive"]]
-                if (
-                    len(owners) == len(view["partitions"])
-                    and len(counts) == len(nodes)
-                    and max(counts) - min(counts) <= 1
-                ):
-                    return
+            if view is not None and is_balanced(view, len(nodes)):
+                return
             await asyncio.sleep(0.1)
 
 

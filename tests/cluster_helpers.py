@@ -12,6 +12,7 @@ from typing import Any, Protocol, TypeVar
 
 import aiohttp
 
+from bench.cluster import is_balanced
 from engine.partitions import partition_of
 
 
@@ -40,13 +41,7 @@ async def balanced(
     async with asyncio.timeout(timeout_s):
         while True:
             view = await cluster(http, nodes[0].base, token)
-            owners = [p["owner"] for p in view["partitions"] if not p["free"]]
-            counts = [owners.count(n["id"]) for n in view["nodes"] if n["alive"]]
-            if (
-                len(owners) == len(view["partitions"])
-                and len(counts) == len(nodes)
-                and max(counts) - min(counts) <= 1
-            ):
+            if is_balanced(view, len(nodes)):
                 return view
             await asyncio.sleep(0.2)
 

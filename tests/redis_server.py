@@ -1,66 +1,19 @@
 """A real Redis for tests: Debian's `redis-server` on a free loopback port, no
 persistence, started and stopped by the test (and stoppable mid-test, to cut
-Redis and bring it back on the same port)."""
+Redis and bring it back on the same port). The server itself is the bench's
+(bench/redis_server.py), which runs one for `bench cluster` too."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import shutil
-import socket
 from collections.abc import AsyncIterator
 
 import pytest
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
+from bench.redis_server import RedisServer, free_port
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-class RedisServer:
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self.url = f"redis://127.0.0.1:{port}/0"
-        self._process: asyncio.subprocess.Process | None = None
-
-    async def start(self) -> None:
-        self._process = await asyncio.create_subprocess_exec(
-            "redis-server",
-            "--port",
-            str(self.port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            stdout=asyncio.subprocess.DEVNULL,
-        )
-        await self._wait_ready()
-
-    async def stop(self) -> None:
-        if self._process is not None and self._process.returncode is None:
-            self._process.terminate()
-            await self._process.wait()
-        self._process = None
-
-    async def _wait_ready(self) -> None:
-        client = Redis.from_url(self.url)
-        try:
-            for _ in range(100):
-                try:
-                    if await client.ping():
-                        return
-                except (RedisError, OSError):
-                    await asyncio.sleep(0.05)
-            raise RuntimeError(f"redis-server did not start on port {self.port}")
-        finally:
-            await client.aclose()
+__all__ = ["RedisServer", "free_port", "running_redis"]
 
 
 @contextlib.asynccontextmanager

@@ -84,14 +84,22 @@ class Cluster:
 
 @contextlib.asynccontextmanager
 async def three_nodes(
-    database_url: str, redis: RedisServer, tmp_path: Path, **env: str
+    database_url: str,
+    redis: RedisServer,
+    tmp_path: Path,
+    *,
+    first_reaches: str | None = None,
+    **env: str,
 ) -> AsyncIterator[Cluster]:
+    """Three nodes started one after the other, balanced; `first_reaches`: the
+    database URL node0 uses (through a proxy, say)."""
+    urls = [first_reaches or database_url] + [database_url] * (NODES - 1)
     nodes = [
         EngineServer(
-            engine_env(database_url, REDIS_URL=redis.url, NODE_ID=f"node{n}", **env),
+            engine_env(url, REDIS_URL=redis.url, NODE_ID=f"node{n}", **env),
             tmp_path / f"node{n}.log",
         )
-        for n in range(NODES)
+        for n, url in enumerate(urls)
     ]
     group = Cluster(nodes, database_url)
     try:
@@ -416,23 +424,10 @@ async def behind_a_proxy(
 ) -> AsyncIterator[tuple[Cluster, TcpProxy]]:
     """Three nodes, the first reaching PostgreSQL through a proxy the test owns."""
     proxy, through_proxy = await TcpProxy.in_front_of(database_url)
-    nodes = [
-        EngineServer(
-            engine_env(
-                through_proxy if n == 0 else database_url, NODE_ID=f"node{n}", REDIS_URL=redis.url
-            ),
-            tmp_path / f"node{n}.log",
-        )
-        for n in range(NODES)
-    ]
-    group = Cluster(nodes, database_url)
     try:
-        await group.start()
-        async with aiohttp.ClientSession() as http:
-            await balanced(http, nodes, SERVICE, timeout_s=30)
-        yield group, proxy
+        async with three_nodes(database_url, redis, tmp_path, first_reaches=through_proxy) as group:
+            yield group, proxy
     finally:
-        await group.stop()
         await proxy.close()
 
 

@@ -30,7 +30,7 @@ import itertools
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
 import aiohttp
 import msgspec
@@ -378,28 +378,34 @@ class Peers:
             link = self._links[url] = PeerLink(self._session, url, self._token)
         return link
 
-    async def _to_owner(self, auction_id: uuid.UUID, make: Callable[[int], Call]) -> Reply | None:
-        """The owner's reply (None: no owner now). Raises when the owner did not
-        answer: the call's outcome is unknown."""
-        tried: str | None = None
+    async def _owners(self, auction_id: uuid.UUID) -> AsyncIterator[str]:
+        """The owner's URL as last read, then as read again (twice at most)."""
         for attempt in range(2):
             if attempt:
                 await self._reread()
             url = self._owner_url(auction_id)
-            if url is None:
-                continue
+            if url is not None:
+                yield url
+
+    async def _to_owner(self, auction_id: uuid.UUID, make: Callable[[int], Call]) -> Reply | None:
+        """The owner's reply (None: no owner now). Raises when the owner did not
+        answer: the call's outcome is unknown. A dead owner (the table not read
+        since it died) is tried once more if the table names another one by now:
+        safe either way, the call keeps its client_bid_id and a stale owner's
+        write is fenced off."""
+        failed: tuple[str, BaseException] | None = None
+        async for url in self._owners(auction_id):
+            if failed is not None and failed[0] == url:
+                break
             try:
                 reply = await self._link(url).call(make)
-            except _CALL_FAILED:
-                # A dead owner (the table not read since it died): once more, if the
-                # table names another one by now. Safe either way: the call keeps its
-                # client_bid_id, and a stale owner's write is fenced off.
-                if attempt or url == tried:
-                    raise
-                tried = url
+            except _CALL_FAILED as err:
+                failed = (url, err)
                 continue
             if not reply.not_here:
                 return reply
+        if failed is not None:
+            raise failed[1]
         return None
 
     # ---- bids (web.keys.BidPlacer) ---------------------------------------------------
@@ -481,12 +487,7 @@ class Peers:
         }
         if "Authorization" in request.headers:
             headers["Authorization"] = request.headers["Authorization"]
-        for attempt in range(2):
-            if attempt:
-                await self._reread()
-            url = self._owner_url(auction_id)
-            if url is None:
-                continue
+        async for url in self._owners(auction_id):
             try:
                 async with (
                     asyncio.timeout(FORWARD_TIMEOUT_S * 5),
