@@ -700,7 +700,7 @@ async def _round(
     await _database_stats(dsn, modes["writebehind"])
     _report(modes["writebehind"])
 
-    records = copy_rows(modes["writebehind"].written)  # in commit order
+    records = copy_rows(modes["writebehind"].written, 1)  # in commit order
     for name, chunk in (("copy", len(records)), ("copy_batched", args.batch_max)):
         dsn = await _fresh_database(admin, admin_dsn, f"bench_{name}_{number}")
         progress(f"{name}: {len(records):,} prebuilt rows, {min(chunk, len(records)):,} per COPY")

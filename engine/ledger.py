@@ -67,6 +67,7 @@ BID_COLUMNS = (
     "end_time_after",
     "created_at",
     "is_proxy",
+    "epoch",
 )
 
 _LOCK_AUCTIONS = """
@@ -514,7 +515,7 @@ class LedgerWriter:
                 # that is merely opened, extended or closed keeps its own.
                 await conn.execute(_CLEAR_LEADERS, sorted({bid.auction_id for bid in bids}))
                 await conn.copy_records_to_table(
-                    "bids", records=copy_rows(bids), columns=BID_COLUMNS
+                    "bids", records=copy_rows(bids, self.epoch), columns=BID_COLUMNS
                 )
             await conn.execute(_UPDATE_AUCTIONS, *_auction_columns(events))
             for change in changes:
@@ -626,7 +627,8 @@ class LedgerWriter:
 def _bid_rows(
     bids: Sequence[DurableBid], leaders: dict[uuid.UUID, DurableBid]
 ) -> list[tuple[Any, ...]]:
-    """The bids' rows (BID_COLUMNS, sql/0014's ledger_bid), each auction's leader
+    """The bids' rows (BID_COLUMNS but the epoch, which ledger_write_bids adds:
+    sql/0014's ledger_bid), each auction's leader
     (`_last_per_auction`) marked winning; amounts in kobo and instants in ms.
 
     The leaders are spread evenly among the other rows. Each is updated once, when
@@ -673,8 +675,9 @@ def _spread(rows: list[Any], *, among: list[Any]) -> list[Any]:
     return spread
 
 
-def copy_rows(bids: Sequence[DurableBid]) -> list[tuple[Any, ...]]:
-    """The bids' rows, for COPY: naira and datetimes, the columns' own types."""
+def copy_rows(bids: Sequence[DurableBid], epoch: int) -> list[tuple[Any, ...]]:
+    """The bids' rows, for COPY (BID_COLUMNS): naira and datetimes, the columns'
+    own types, and the epoch they are written under."""
     return [
         (
             *row[:3],
@@ -683,6 +686,7 @@ def copy_rows(bids: Sequence[DurableBid]) -> list[tuple[Any, ...]]:
             to_datetime(row[9]),
             to_datetime(row[10]),
             row[11],
+            epoch,
         )
         for row in _bid_rows(bids, _last_per_auction(bids))
     ]

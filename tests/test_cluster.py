@@ -134,25 +134,31 @@ async def last_seq(dsn: str, auction_id: uuid.UUID) -> int:
 
 
 async def seq_problems(dsn: str) -> list[str]:
-    """Per auction, the amounts never fall along the seqs (a proxy answer may equal
-    the bid it answers): two owners never wrote one auction's bids side by side.
-    (A seq or a client_bid_id written twice the schema refuses itself:
-    bids_auction_seq_key, bids_client_bid_id_key.)"""
+    """Per auction, along its seqs: the amounts never fall (a proxy answer may
+    equal the bid it answers), and the epochs the rows were written under never
+    go back — each owner claims with a new, larger epoch, so an older epoch after
+    a newer one would be two owners taking turns. (A seq or a client_bid_id
+    written twice the schema refuses itself: bids_auction_seq_key,
+    bids_client_bid_id_key.)"""
     conn = await asyncpg.connect(dsn)
     try:
         backwards = await conn.fetch(
             """
-            SELECT auction_id, seq, amount, previous FROM (
-              SELECT auction_id, seq, amount,
-                     lag(amount) OVER (PARTITION BY auction_id ORDER BY seq) AS previous
+            SELECT auction_id, seq, amount, previous, epoch, previous_epoch FROM (
+              SELECT auction_id, seq, amount, epoch,
+                     lag(amount) OVER (PARTITION BY auction_id ORDER BY seq) AS previous,
+                     max(epoch) OVER (PARTITION BY auction_id ORDER BY seq
+                                      ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)
+                       AS previous_epoch
               FROM bids) b
-            WHERE previous IS NOT NULL AND amount < previous
+            WHERE amount < previous OR epoch < previous_epoch OR epoch IS NULL
             """
         )
     finally:
         await conn.close()
     return [
-        f"auction {r['auction_id']} seq {r['seq']}: {r['amount']} after {r['previous']}"
+        f"auction {r['auction_id']} seq {r['seq']}: {r['amount']} after {r['previous']},"
+        f" epoch {r['epoch']} after {r['previous_epoch']}"
         for r in backwards
     ]
 

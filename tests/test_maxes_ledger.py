@@ -190,6 +190,10 @@ async def test_an_opening_writes_its_pre_bids_rows_with_the_state_change(pool: A
         await sequencer.set_max(auction, b, PRICE + 4 * STEP)
         clock.set(start)
         change = await sequencer.open_auction(auction)
+        epoch = sequencer.writer.epoch
+    # the rows carry the epoch they were written under (sql/0024), COPY'd here
+    epochs = await pool.fetch("SELECT DISTINCT epoch FROM bids WHERE auction_id = $1", auction)
+    assert [row["epoch"] for row in epochs] == [epoch]
     assert [(bid.user_id, bid.amount_kobo) for bid in change.bids] == [
         (b, PRICE + 4 * STEP),
         (a, PRICE + 5 * STEP),

@@ -208,6 +208,9 @@ async def test_a_batch_fenced_by_a_partitions_new_owner_costs_that_partition_onl
         [kept, lost],
     )
     assert {row["auction_id"]: row["count"] for row in counts} == {kept: 1, lost: 1}
+    # each row carries the epoch it was written under (sql/0024): each node's own
+    written = dict(await pool.fetch("SELECT auction_id, epoch FROM bids"))
+    assert written == {kept: first.writer.epoch, lost: second.writer.epoch}
 
 
 async def test_a_bid_acknowledged_before_a_move_is_answered_as_itself_after_it(
