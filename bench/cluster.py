@@ -1,5 +1,5 @@
 """Several engine nodes, one PostgreSQL, one Redis: kill -9 a node under load,
-again and again (issue 17; shared/design/CLUSTER.md).
+again and again (shared/design/CLUSTER.md).
 
 `--nodes` `python -m engine serve` processes on loopback share a fresh embedded
 PostgreSQL and a Redis of their own. Bidders post bids on `--auctions` live

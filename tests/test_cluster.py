@@ -1,6 +1,7 @@
 """Three `python -m engine serve` nodes on loopback, one PostgreSQL, one Redis
-(issue 17): any node takes any bid, every node serves every room, and a node
-killed, paused, cut from PostgreSQL or restarted costs no acknowledged bid.
+(shared/design/CLUSTER.md): any node takes any bid, every node serves every
+room, and a node killed, paused, cut from PostgreSQL or restarted costs no
+acknowledged bid.
 
 - A room served from all three: bidders (WebSocket and REST) and watchers spread
   over the nodes; bids reaching a node that does not own the auction are
