@@ -18,7 +18,7 @@ import asyncpg
 
 from engine.clock import to_datetime
 from engine.embeddings import similar_vehicles
-from engine.errors import Fenced
+from engine.leases import Fence
 from engine.money import effective_reserve_kobo, naira_to_kobo
 from engine.notifications import notify
 from engine.offers import (
@@ -53,18 +53,18 @@ class EndResult:
 
 
 async def end_auction(
-    pool: asyncpg.Pool, auction_id: uuid.UUID, now_ms: int, *, epoch: int | None = None
+    pool: asyncpg.Pool, auction_id: uuid.UUID, now_ms: int, *, fence: Fence | None = None
 ) -> EndResult | None:
     """End processing for an `ended` auction; None if it is not (done already).
 
-    With `epoch` (a node of several), only while the auction carries it, checked
-    under the row lock: raises Fenced once another node has claimed it."""
+    With `fence` (a node of several), only while the auction's partition is this
+    node's: raises Fenced once another node has taken it."""
     async with pool.acquire() as conn, conn.transaction():
         row = await conn.fetchrow(LOCK_AUCTION, auction_id)
         if row is None or row["status"] != "ended":
             return None
-        if epoch is not None and row["epoch"] != epoch:
-            raise Fenced(f"auction {auction_id} belongs to epoch {row['epoch']}, not {epoch}")
+        if fence is not None:
+            await fence.check(conn)
         bids = await conn.fetch(_BIDS, auction_id)
         bidders = list(dict.fromkeys(b["user_id"] for b in bids if not b["is_platform_bid"]))
         lead = bids[-1] if bids else None

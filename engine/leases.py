@@ -246,11 +246,11 @@ SELECT epoch FROM partition_leases WHERE id = $1 AND owner = $2 AND epoch = $3 F
 
 @dataclass(frozen=True, slots=True)
 class Fence:
-    """What a write outside the ledger writer (settlement payments, defaults, a
-    void: auctions no longer open, so no longer stamped by claims) checks in its
-    own transaction: the partition's lease is still this node's, under the epoch
-    it took it with. The lease row stays locked FOR SHARE until the write
-    commits, so no other node takes the partition meanwhile."""
+    """What a write outside the ledger writer (end processing, settlement
+    payments, defaults, a void) checks in its own transaction: the partition's
+    lease is still this node's, under the epoch it took it with. The lease row
+    stays locked FOR SHARE until the write commits, so no other node takes the
+    partition meanwhile."""
 
     partition: int
     node: str

@@ -110,8 +110,9 @@ class Membership:
         the same NODE_ID: at once, under new epochs, fencing the old process), and
         take this node's share of the free partitions."""
         await self.table.heartbeat()
-        await self._refuse_without_shared_rooms()
-        for row in (await self.table.view()).partitions:
+        view = await self.table.view()
+        await self._refuse_without_shared_rooms(view)
+        for row in view.partitions:
             if row.owner == self.node_id and (lease := await self.table.take(row.id)):
                 self._took(lease)
         plan = plan_balance(self.node_id, await self.read_view())
@@ -128,11 +129,10 @@ class Membership:
         if lease.interrupted_since_ms is not None:
             self.interrupted[lease.partition] = lease.interrupted_since_ms
 
-    async def _refuse_without_shared_rooms(self) -> None:
+    async def _refuse_without_shared_rooms(self, view: ClusterView) -> None:
         """Several nodes need Redis on every one (a node without it would show its
         watchers only the events of the auctions it decides): refuse to start
         beside a live node when this one or that one lacks it."""
-        view = await self.table.view()
         others = [n for n in view.nodes if n.alive and n.id != self.node_id]
         lacking = [n.id for n in others if not n.shares_rooms]
         if others and (lacking or not self.table.shares_rooms):

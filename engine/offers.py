@@ -29,7 +29,7 @@ from engine.notifications import notify
 PAYMENT_WINDOW_MS = 24 * 3_600_000
 LOCK_AUCTION = """
 SELECT a.id, a.status, a.auction_type, a.reserve_price, a.deposit_pct, a.last_seq,
-       a.vehicle_id, a.winner_id, a.end_time, a.epoch
+       a.vehicle_id, a.winner_id, a.end_time
 FROM auctions a WHERE a.id = $1 FOR UPDATE
 """
 AUCTION = """

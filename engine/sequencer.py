@@ -225,18 +225,12 @@ class Sequencer:
             and time.monotonic() < self._decide_until
         )
 
-    @property
-    def fencing_epoch(self) -> int | None:
-        """The epoch writes outside the writer (end processing) check under their
-        row lock: this node's, when it holds partitions (alone: none checked)."""
-        return self.writer.epoch if self._held is not None else None
-
     def fence_with(self, fences: Callable[[uuid.UUID], Fence]) -> None:
         """Where `fence` comes from: the membership's leases (several nodes)."""
         self._fences = fences
 
     def fence(self, auction_id: uuid.UUID) -> Fence | None:
-        """What a write outside the writer (settlement) checks for this auction:
+        """What a write outside the writer (end processing, settlement) checks for this auction:
         None for a node alone without leases (nothing to check)."""
         return self._fences(auction_id) if self._fences is not None else None
 
@@ -561,15 +555,7 @@ class Sequencer:
         registry = self._recovered.registry
         if outcome.code != "not_eligible" or registry.user_handle(user_id) != NO_HANDLE:
             return False
-        row = await self._pool.fetchrow(_USER, user_id)
-        if row is None:
-            return False
-        registry.upsert_user(
-            user_id,
-            balance_kobo=naira_to_kobo(row["wallet_balance"]),
-            eligible=may_bid(row["role"], row["kyc_status"], row["is_active"]),
-        )
-        return True
+        return await self._read_user(user_id)
 
     async def in_ledger(
         self, auction_id: uuid.UUID, user_id: uuid.UUID, client_bid_id: str
@@ -757,14 +743,19 @@ class Sequencer:
         """Read the user's committed balance and eligibility into the core (another
         node changed them); False: no such user."""
         async with user_lock(user_id):  # reads in order, so the last applied is the newest
-            row = await self._pool.fetchrow(_USER, user_id)
-            if row is None:
-                return False
-            self._recovered.registry.upsert_user(
-                user_id,
-                balance_kobo=naira_to_kobo(row["wallet_balance"]),
-                eligible=may_bid(row["role"], row["kyc_status"], row["is_active"]),
-            )
+            return await self._read_user(user_id)
+
+    async def _read_user(self, user_id: uuid.UUID) -> bool:
+        """The user's committed balance and eligibility from the ledger into the
+        core (telling no other node: it is theirs already); False: no such user."""
+        row = await self._pool.fetchrow(_USER, user_id)
+        if row is None:
+            return False
+        self._recovered.registry.upsert_user(
+            user_id,
+            balance_kobo=naira_to_kobo(row["wallet_balance"]),
+            eligible=may_bid(row["role"], row["kyc_status"], row["is_active"]),
+        )
         return True
 
     async def load_auction(self, auction_id: uuid.UUID) -> bool:

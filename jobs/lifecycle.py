@@ -77,7 +77,7 @@ class Lifecycle:
         lock = user_lock(leader) if leader is not None else contextlib.nullcontext()
         async with lock:
             result = await end_auction(
-                self.pool, auction_id, self.clock.now_ms(), epoch=self.sequencer.fencing_epoch
+                self.pool, auction_id, self.clock.now_ms(), fence=self.sequencer.fence(auction_id)
             )
             if result and result.winner_id and result.winner_balance_kobo is not None:
                 self.sequencer.set_balance(result.winner_id, result.winner_balance_kobo)

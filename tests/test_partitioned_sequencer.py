@@ -11,12 +11,12 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from engine.bids import BidAccepted, BidRejected
 from engine.clock import SystemClock
-from engine.leases import LeaseTable
+from engine.leases import Fence, LeaseTable
 from engine.partitions import partition_of, settle_partitions
 from engine.recovery import Held
 from engine.sequencer import Sequencer
@@ -51,6 +51,15 @@ async def lease(pool: Any, partitions: set[int], node: str = NODE) -> None:
     await table.heartbeat()
     for partition in partitions:
         assert await table.take(partition) is not None
+
+
+async def fences(pool: Any, node: str) -> Callable[[uuid.UUID], Fence]:
+    """The fences of the leases `node` holds now (as its membership would give)."""
+    rows = await pool.fetch("SELECT id, epoch FROM partition_leases WHERE owner = $1", node)
+    epochs = {row["id"]: row["epoch"] for row in rows}
+    return lambda a: Fence(
+        partition_of(a, PARTITIONS), node, epochs.get(partition_of(a, PARTITIONS), -1)
+    )
 
 
 @contextlib.asynccontextmanager
@@ -234,15 +243,17 @@ async def test_a_bid_acknowledged_before_a_move_is_answered_as_itself_after_it(
 
 
 async def test_end_processing_is_fenced_and_swept_by_the_partitions_owner(pool: Any) -> None:
-    """End processing checks the node's epoch under the auction's row lock: a node
+    """End processing checks the partition's lease in its transaction: a node
     whose partition moved leaves an ended auction alone, its new owner's sweep
     finishes it, once."""
     auction = await auction_in(pool, 3)
     async with node(pool, {3}) as first:
+        first.fence_with(await fences(pool, NODE))
         await pool.execute("UPDATE auctions SET status = 'ended' WHERE id = $1", auction)
         await pool.execute("UPDATE partition_leases SET lease_until = now() WHERE id = 3")
         await lease(pool, {3}, node="n2")
         second = await Sequencer.open(pool, held=Held(PARTITIONS, frozenset({3}), "n2"))
+        second.fence_with(await fences(pool, "n2"))
         try:
             stale = await Lifecycle(pool, first, SystemClock()).end(auction, None)
             status = await pool.fetchval("SELECT status FROM auctions WHERE id = $1", auction)
