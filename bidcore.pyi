@@ -345,6 +345,17 @@ class Core:
     def set_balance(self, user: int, balance_kobo: int) -> None: ...
     def set_eligible(self, user: int, eligible: bool) -> None: ...
     def user(self, user: int) -> UserState: ...
+    def set_allowance(self, user: int, pool: int, allowance_kobo: int) -> None:
+        """Set what `pool` may commit of the user's balance (several nodes: the
+        partition's allowance). An auction added with a `pool` weighs its
+        bidders' buying power against that pool's allowance and exposure only."""
+    def allowance(self, user: int, pool: int) -> tuple[int, int]:
+        """(allowance, exposure) of the user in `pool`; (0, 0) for none."""
+    def close_pool(self, pool: int) -> None:
+        """Forget every user's allowance in `pool` (once its auctions are gone)."""
+    def exposed_here(self, auction: int, user: int) -> int:
+        """What the auction adds to the user's exposure now (a lead's deposit,
+        a leading pre-bid's)."""
 
     # Auctions
     def add_auction(
@@ -361,8 +372,11 @@ class Core:
         anti_snipe_extension_ms: int = 120_000,
         sellers: Sequence[int] | None = None,
         live: bool = False,
+        pool: int | None = None,
     ) -> int:
-        """Load a new auction (scheduled, or live); returns its handle."""
+        """Load a new auction (scheduled, or live); returns its handle. `pool`:
+        its bidders' deposits are backed by their allowances in that pool
+        (`set_allowance`) instead of their whole balances."""
     def restore_auction(
         self,
         auction_id: int,
@@ -388,6 +402,7 @@ class Core:
         ended: bool = False,
         leader_max_kobo: int | None = None,
         prebids: Sequence[tuple[int, int]] = (),
+        pool: int | None = None,
     ) -> int:
         """Load an auction with its state as the ledger has it (recovery); `ended`
         (with `live`): closed, its end processing not yet done, the leader exposed;

@@ -16,10 +16,12 @@ from dataclasses import dataclass
 
 import asyncpg
 
+import bidcore
+from engine.allowances import spend
 from engine.clock import to_datetime
 from engine.embeddings import similar_vehicles
 from engine.leases import Fence
-from engine.money import effective_reserve_kobo, naira_to_kobo
+from engine.money import deposit_bp, effective_reserve_kobo, naira_to_kobo
 from engine.notifications import notify
 from engine.offers import (
     LOCK_AUCTION,
@@ -76,6 +78,9 @@ async def end_auction(
             return EndResult(auction_id, seq, False, _price(lead), None, None, None, bidders)
         winner, amount = lead["user_id"], naira_to_kobo(lead["amount"])
         deadline_ms = now_ms + PAYMENT_WINDOW_MS
+        if fence is not None:  # its allowance backed the deposit: both leave together
+            held = bidcore.deposit(amount, deposit_bp(row["deposit_pct"]))
+            await spend(conn, winner, fence.partition, held)
         offer = await open_offer(conn, auction_id, winner, amount, row["deposit_pct"], deadline_ms)
         await conn.execute(_SOLD, auction_id, winner, to_datetime(deadline_ms), seq)
         await conn.execute(SET_VEHICLE_STATUS, row["vehicle_id"], "pending_settlement")

@@ -63,7 +63,7 @@ class Decider(Protocol):
 
     def decide_until(self, deadline: float) -> None: ...
 
-    def fence_with(self, fences: Callable[[uuid.UUID], Fence]) -> None: ...
+    def fence_with(self, fences: Callable[[int], Fence]) -> None: ...
 
     async def adopt_partitions(
         self, partitions: set[int], interrupted: Mapping[int, int] | None = None
@@ -150,7 +150,10 @@ class Membership:
 
     def fence(self, auction_id: uuid.UUID) -> Fence:
         """The check a write outside the ledger writer makes for this auction."""
-        partition = partition_of(auction_id, self.count)
+        return self.fence_partition(partition_of(auction_id, self.count))
+
+    def fence_partition(self, partition: int) -> Fence:
+        """The check a write for this partition makes (its lease, under its epoch)."""
         lease = self.leases.get(partition)
         return Fence(partition, self.node_id, lease.epoch if lease is not None else -1)
 
@@ -162,7 +165,7 @@ class Membership:
     def attach(self, decider: Decider) -> None:
         """Start ticking for `decider` (the sequencer built on `start`'s partitions)."""
         self._decider = decider
-        decider.fence_with(self.fence)
+        decider.fence_with(self.fence_partition)
         self._tell(decider)
         self._task = asyncio.create_task(self._run(), name="membership")
 

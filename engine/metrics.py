@@ -114,6 +114,20 @@ PARTITION_MOVE_SECONDS = Histogram(
     ["kind"],
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
 )
+ALLOWANCE_GRANTS = Counter(
+    "auction_allowance_grants_total",
+    "Bids or maximums this node's pool of the bidder's buying power could not back, "
+    "by what the ledger answered (engine/allowances.py): `granted` (the allowance grew; "
+    "decided again) or `short` (the free balance could not cover it: refused).",
+    ["result"],
+)
+ALLOWANCE_RELEASES = Counter(
+    "auction_allowance_releases_total",
+    "Allowances this node gave back to the free balance, by why: `idle` (not used for a "
+    "while), `asked` (a withdrawal or another node's grant needed it), `grant` (this "
+    "node's grant for another partition of the same bidder).",
+    ["reason"],
+)
 GC_FULL_PAUSE = Histogram(
     "auction_gc_full_pause_seconds",
     "Full garbage collections the engine runs on its schedule (engine/gcpolicy.py): the "

@@ -21,6 +21,7 @@ import asyncpg
 import msgspec
 
 import bidcore
+from engine.allowances import allotted
 from engine.clock import to_datetime, to_ms
 from engine.errors import Refused, status_words, unknown_auction
 from engine.money import deposit_bp, kobo_to_naira, naira_to_kobo
@@ -38,9 +39,12 @@ SELECT a.id, a.status, a.auction_type, a.reserve_price, a.deposit_pct, a.last_se
 FROM auctions a WHERE a.id = $1
 """
 SET_VEHICLE_STATUS = "UPDATE vehicles SET status = $2, updated_at = now() WHERE id = $1"
+# Only from the free balance: what allowances back (several nodes: bids being
+# decided against it, engine/allowances.py) stays; a node alone has none.
 _TAKE_DEPOSIT = """
 UPDATE users SET wallet_balance = wallet_balance - $2, updated_at = now()
-WHERE id = $1 AND wallet_balance >= $2
+WHERE id = $1 AND wallet_balance - $2
+      >= (SELECT COALESCE(SUM(amount_kobo), 0) FROM allowances WHERE user_id = $1) / 100.0
 RETURNING wallet_balance
 """
 _HOLD_TRANSACTION = """
@@ -276,11 +280,12 @@ async def take_due_deposits(
     """Hold each due deposit the balance now covers (earliest deadline first); the
     balance after. A deposit no smaller than what is still to pay is left due: the
     buyer pays the rest directly, so a credit never settles an auction by itself."""
+    backing = await allotted(conn, user_id)  # what allowances back stays (several nodes)
     for offer in offers:
         deposit = naira_to_kobo(offer["deposit"])
         auction_id = offer["auction_id"]
         still_to_pay = naira_to_kobo(offer["amount"]) - await paid_so_far(conn, auction_id, user_id)
-        if deposit > balance_kobo or deposit >= still_to_pay:
+        if deposit > balance_kobo - backing or deposit >= still_to_pay:
             continue
         balance_kobo -= deposit
         await conn.execute(_SET_BALANCE, user_id, kobo_to_naira(balance_kobo))

@@ -19,6 +19,7 @@ from typing import Any
 import asyncpg
 
 import bidcore
+from engine.allowances import into_core, of_partitions
 from engine.bids import DurableBid, DurableMax
 from engine.clock import to_ms
 from engine.errors import RecoveryMismatch
@@ -103,6 +104,15 @@ class Recovered:
     accepted: dict[IdempotencyKey, DurableBid | DurableMax] = field(default_factory=dict)
     #: auction → bidder → the latest (so the highest) maximum they set on it.
     maxes: dict[uuid.UUID, dict[uuid.UUID, int]] = field(default_factory=dict)
+    #: With leases: (user, partition, allowance) read into the core's pools since
+    #: the sequencer last took them (engine/allowances.py).
+    allowances: list[tuple[uuid.UUID, int, int]] = field(default_factory=list)
+
+    def pool_of(self, auction_id: uuid.UUID) -> int | None:
+        """The core pool backing the auction's deposits: its partition with leases
+        (buying power split into allowances), None for a node alone."""
+        held = self.held
+        return None if held is None else partition_of(auction_id, held.count)
 
 
 @dataclass
@@ -190,6 +200,7 @@ async def recover(
             ids = [row["id"] for row in auctions]
             bids = await conn.fetch(_BIDS, ids)
             maxes = await conn.fetch(_MAXES, ids)
+            allowances = [] if held is None else await of_partitions(conn, sorted(held.partitions))
     registry = Registry(bidcore.Core(shards=shards))
     for row in users:
         registry.upsert_user(
@@ -199,9 +210,10 @@ async def recover(
             or may_bid(row["role"], row["kyc_status"], row["is_active"]),
         )
     ledgers = _read_ledgers(auctions, bids, maxes)
-    recovered = Recovered(registry=registry, epoch=epoch, held=held)
+    recovered = Recovered(registry=registry, epoch=epoch, held=held, allowances=allowances)
+    into_core(registry, allowances)
     for ledger in ledgers.values():
-        _restore(registry, ledger)
+        _restore(recovered, ledger)
         _remember(recovered, ledger)
     verify(registry, ledgers.values())
     return recovered
@@ -242,7 +254,7 @@ async def load_auction(
     if recovered.registry.auction_handle(auction_id) != NO_HANDLE:
         return True  # loaded meanwhile (say, by the sweep for strays): the core is newer
     ledgers = _read_ledgers([row], bids, maxes)
-    _restore(recovered.registry, ledgers[auction_id])
+    _restore(recovered, ledgers[auction_id])
     verify_auctions(recovered.registry, ledgers.values())
     _remember(recovered, ledgers[auction_id])
     return True
@@ -299,6 +311,9 @@ async def load_partitions(
         ids = [row["id"] for row in auctions]
         bids = await conn.fetch(_BIDS, ids)
         maxes = await conn.fetch(_MAXES, ids)
+        allowances = await of_partitions(conn, parts)
+    into_core(recovered.registry, allowances)
+    recovered.allowances.extend(allowances)
     ledgers = _read_ledgers(auctions, bids, maxes)
     fresh = [
         ledger
@@ -306,7 +321,7 @@ async def load_partitions(
         if recovered.registry.auction_handle(ledger.row["id"]) == NO_HANDLE
     ]  # one loaded meanwhile is newer in the core than in what was read
     for ledger in fresh:
-        _restore(recovered.registry, ledger)
+        _restore(recovered, ledger)
         _remember(recovered, ledger)
     verify_auctions(recovered.registry, fresh)
     return held, ids
@@ -401,8 +416,8 @@ def _bid(
     )
 
 
-def _restore(registry: Registry, ledger: _Ledger) -> None:
-    row, lead = ledger.row, ledger.lead
+def _restore(recovered: Recovered, ledger: _Ledger) -> None:
+    registry, row, lead = recovered.registry, ledger.row, ledger.lead
     end_ms = to_ms(row["end_time"])
     original_end_ms = to_ms(row["original_end"]) if row["original_end"] else end_ms
     handle = registry.core.restore_auction(
@@ -428,6 +443,7 @@ def _restore(registry: Registry, ledger: _Ledger) -> None:
         seq=row["last_seq"],
         leader_max_kobo=ledger.leader_max,
         prebids=[(registry.user_handle(p.user_id), p.max_kobo) for p in ledger.prebids],
+        pool=recovered.pool_of(row["id"]),
     )
     registry.track_auction(row["id"], handle)
 

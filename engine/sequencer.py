@@ -25,6 +25,7 @@ import msgspec
 
 import bidcore
 from engine import metrics
+from engine.allowances import Escrow
 from engine.audit import write_audit
 from engine.bids import (
     NOT_HERE,
@@ -114,6 +115,8 @@ class Elsewhere(Protocol):
 
     async def user_changed(self, user_id: uuid.UUID) -> None: ...
 
+    async def release_allowances(self, user_id: uuid.UUID) -> None: ...
+
 
 class Sequencer:
     def __init__(
@@ -141,8 +144,15 @@ class Sequencer:
         metrics.LIVE_AUCTIONS.set_function(lambda: self.core.status_counts().get("live", 0))
         self._rebuilding = False
         self._decide_until = math.inf
-        self._fences: Callable[[uuid.UUID], Fence] | None = None
+        self._fences: Callable[[int], Fence] | None = None
         self._elsewhere: Elsewhere | None = None
+        #: With leases, buying power is split into allowances per partition.
+        self.escrow = (
+            None
+            if self._held is None
+            else Escrow(pool, lambda: self.registry, self.fence_partition, self._pools)
+        )
+        self._took_allowances()
         self._announcing: dict[uuid.UUID, asyncio.Task[None]] = {}
         self.writer = LedgerWriter(
             pool,
@@ -225,14 +235,34 @@ class Sequencer:
             and time.monotonic() < self._decide_until
         )
 
-    def fence_with(self, fences: Callable[[uuid.UUID], Fence]) -> None:
-        """Where `fence` comes from: the membership's leases (several nodes)."""
+    def fence_with(self, fences: Callable[[int], Fence]) -> None:
+        """Where a partition's fence comes from: the membership's leases (several nodes)."""
         self._fences = fences
 
     def fence(self, auction_id: uuid.UUID) -> Fence | None:
         """What a write outside the writer (end processing, settlement) checks for this auction:
         None for a node alone without leases (nothing to check)."""
-        return self._fences(auction_id) if self._fences is not None else None
+        held = self._held
+        if held is None or self._fences is None:
+            return None
+        return self._fences(partition_of(auction_id, held.count))
+
+    def fence_partition(self, partition: int) -> Fence:
+        """The fence of one partition (several nodes; one that always fails when no
+        leases are known)."""
+        if self._fences is None:
+            return Fence(partition, "", -1)
+        return self._fences(partition)
+
+    def _pools(self) -> tuple[int, frozenset[int]]:
+        held = self._held
+        return (0, frozenset()) if held is None else (held.count, held.partitions)
+
+    def _took_allowances(self) -> None:
+        """Allowances recovery or a load read into the core, watched from now."""
+        if self.escrow is not None:
+            self.escrow.loaded(self._recovered.allowances)
+        self._recovered.allowances.clear()
 
     def decide_until(self, deadline: float) -> None:
         """Stop deciding at `deadline` (time.monotonic()) unless told a later one:
@@ -283,6 +313,7 @@ class Sequencer:
             taken, loaded = await load_partitions(conn, self._recovered, held.only(partitions))
             # Before any other task runs: no retry goes by unknown, no bid forwarded away.
             self._take_remembered()
+            self._took_allowances()
             now = self._held or held  # re-read: a partition may have been dropped meanwhile
             self._held = now.only(now.partitions | taken.partitions)
             self._after_interruptions(
@@ -322,6 +353,8 @@ class Sequencer:
         gone = [a for a in registry.auction_ids() if partition_of(a, held.count) in dropping]
         for auction_id in gone:
             self._evict(auction_id)
+        if self.escrow is not None:
+            self.escrow.dropped(dropping)
         self._forget_answers(set(gone))
         logger.warning("dropped partitions %s: %d auctions", sorted(partitions), len(gone))
         return gone
@@ -386,6 +419,12 @@ class Sequencer:
             return UNAVAILABLE
         outcome = self._decide(auction_id, user_id, amount_kobo, platform)
         if isinstance(outcome, bidcore.Rejected) and await self._learned(outcome, user_id):
+            outcome = self._decide(auction_id, user_id, amount_kobo, platform)
+        if isinstance(outcome, bidcore.Rejected) and (
+            widened := await self._widened(outcome, amount_kobo)
+        ) is not False:
+            if widened is None or not self.available:
+                return UNAVAILABLE
             outcome = self._decide(auction_id, user_id, amount_kobo, platform)
         if isinstance(outcome, bidcore.Rejected):
             result = await self._rejected(outcome, auction_id, key)
@@ -475,6 +514,15 @@ class Sequencer:
             outcome = registry.core.set_max(
                 registry.auction_handle(auction_id), registry.user_handle(user_id), max_kobo, now
             )
+        if isinstance(outcome, bidcore.Rejected) and (
+            widened := await self._widened(outcome, max_kobo)
+        ) is not False:
+            if widened is None or not self.available:
+                return UNAVAILABLE
+            registry, now = self._recovered.registry, self._clock.now_ms()
+            outcome = registry.core.set_max(
+                registry.auction_handle(auction_id), registry.user_handle(user_id), max_kobo, now
+            )
         if isinstance(outcome, bidcore.Rejected):
             rejected = await self._rejected(outcome, auction_id, key, floor=self._max_floor)
             if isinstance(rejected, BidAccepted):
@@ -556,6 +604,37 @@ class Sequencer:
         if outcome.code != "not_eligible" or registry.user_handle(user_id) != NO_HANDLE:
             return False
         return await self._read_user(user_id)
+
+    async def _widened(self, outcome: bidcore.Rejected, amount_kobo: int) -> bool | None:
+        """A bid or maximum the partition's allowance could not back (several
+        nodes): the ledger is asked for more of the bidder's balance; True: it
+        was granted, decide again; None: the ledger could not say (unavailable)
+        (engine/allowances.py)."""
+        escrow = self.escrow
+        if escrow is None or outcome.code != "insufficient_buying_power":
+            return False
+        registry = self._recovered.registry
+        deposit_bp = self.core.auction(outcome.auction).deposit_pct_bp
+        return await escrow.widen(
+            registry.auction_id(outcome.auction),
+            registry.user_id(outcome.user),
+            bidcore.deposit(amount_kobo, deposit_bp),
+        )
+
+    async def release_allowances(self, user_id: uuid.UUID) -> None:
+        """Give back what this node's pools of the user do not expose (another
+        node's grant or a withdrawal needs it)."""
+        if self.escrow is not None:
+            await self.escrow.release(user_id)
+
+    async def release_everywhere(self, user_id: uuid.UUID) -> None:
+        """Every node gives back what its pools of the user do not expose (a
+        withdrawal is about to weigh the allowances left as committed)."""
+        if self.escrow is None:
+            return
+        await self.escrow.release(user_id)
+        if self._elsewhere is not None:
+            await self._elsewhere.release_allowances(user_id)
 
     async def in_ledger(
         self, auction_id: uuid.UUID, user_id: uuid.UUID, client_bid_id: str
@@ -711,6 +790,8 @@ class Sequencer:
     def reach(self, elsewhere: Elsewhere) -> None:
         """The other nodes (several nodes; alone there are none)."""
         self._elsewhere = elsewhere
+        if self.escrow is not None:
+            self.escrow.reach(elsewhere)
 
     def _announce(self, user_id: uuid.UUID) -> None:
         elsewhere = self._elsewhere
@@ -957,6 +1038,7 @@ class Sequencer:
             self._adopt(recovered)
             if self._held is not None:
                 self._held = recovered.held  # less what another node took meanwhile
+            self._took_allowances()
             self.writer.epoch = recovered.epoch
             logger.info("core rebuilt from the ledger under epoch %d", recovered.epoch)
         finally:

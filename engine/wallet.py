@@ -18,6 +18,7 @@ import uuid
 import asyncpg
 import msgspec
 
+from engine.allowances import allotted
 from engine.clock import to_ms
 from engine.errors import LEDGER_DOWN, Refused
 from engine.locks import user_lock
@@ -167,6 +168,7 @@ async def debit(
     amount, reference = _checked(change)
     key = provider_key(reference)
     lowered = committed = False
+    await sequencer.release_everywhere(user_id)  # several nodes: idle allowances come back
     async with user_lock(user_id):
         try:
             async with pool.acquire() as conn:
@@ -220,6 +222,15 @@ async def _withdrawable(
             "payment due. Try again once you are outbid or the auction is settled.",
         )
     balance = naira_to_kobo(row["wallet_balance"])
+    backing = await allotted(conn, user_id)
+    if backing and amount > balance - backing:
+        raise Refused(
+            "conflict",
+            "committed_capital",
+            f"{format_naira(backing)} of your wallet backs bids being decided right now; "
+            f"you can withdraw up to {format_naira(max(balance - backing, 0))}, or try "
+            "again in a few seconds.",
+        )
     if amount > balance:
         raise Refused(
             "conflict",

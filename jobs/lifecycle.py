@@ -75,7 +75,14 @@ class Lifecycle:
     async def finish(self, auction_id: uuid.UUID, leader: uuid.UUID | None) -> EndResult | None:
         """End processing, then the room and the core hear of it."""
         lock = user_lock(leader) if leader is not None else contextlib.nullcontext()
-        async with lock:
+        escrow = self.sequencer.escrow
+        # Several nodes: the winner's allowance falls with the deposit it backed.
+        aside = (
+            escrow.ending(auction_id, leader)
+            if escrow is not None and leader is not None
+            else contextlib.nullcontext()
+        )
+        async with lock, aside:
             result = await end_auction(
                 self.pool, auction_id, self.clock.now_ms(), fence=self.sequencer.fence(auction_id)
             )

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from engine.allowances import Escrow
 from jobs.lifecycle import Lifecycle
 from jobs.reconcile import INTERVAL_S as RECONCILE_INTERVAL_S
 from jobs.reconcile import Reconciliation
@@ -31,6 +32,8 @@ TICK_S = 0.05
 #: End processing that failed is tried again this often (engine.metrics counts
 #: the failures; the AuctionEndProcessingFailing alert watches them).
 SWEEP_S = 2.0
+#: Allowances not used for a while are given back this often (several nodes).
+ALLOWANCES_S = 10.0
 
 
 @dataclass
@@ -39,6 +42,7 @@ class Jobs:
     reserve: ReserveProtection
     settlement: SettlementDeadlines
     reconcile: Reconciliation
+    allowances: Escrow | None = None
 
     def start(self) -> AsyncIOScheduler:
         scheduler = AsyncIOScheduler(
@@ -53,6 +57,10 @@ class Jobs:
         scheduler.add_job(
             self.reconcile.run, "interval", seconds=RECONCILE_INTERVAL_S, id="reconcile"
         )
+        if self.allowances is not None:
+            scheduler.add_job(
+                self.allowances.release_idle, "interval", seconds=ALLOWANCES_S, id="allowances"
+            )
         scheduler.start()
         return scheduler
 

@@ -251,6 +251,7 @@ async def _jobs(app: web.Application) -> AsyncIterator[None]:
         reserve=ReserveProtection(sequencer, clock),
         settlement=SettlementDeadlines(pool, sequencer, clock, rooms),
         reconcile=Reconciliation(Reconciler(pool), clock),
+        allowances=sequencer.escrow,
     )
     if ADMIN_HOOKS not in app:  # a test may have set its own
         app[ADMIN_HOOKS] = AdminHooks(finisher=lifecycle, publisher=rooms)

@@ -44,7 +44,7 @@ async def node(
     held = await membership.start()
     sequencer = await Sequencer.open(pool, held=held, interrupted=membership.interrupted)
     membership._decider = sequencer  # ticked by the test, not by its own task
-    sequencer.fence_with(membership.fence)
+    sequencer.fence_with(membership.fence_partition)
     try:
         yield membership, sequencer
     finally:

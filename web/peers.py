@@ -120,7 +120,12 @@ class UserCall(msgspec.Struct, frozen=True, array_like=True, tag="user"):
     user_id: uuid.UUID
 
 
-Call = BidCall | MaxCall | LoadCall | UserCall
+class ReleaseCall(msgspec.Struct, frozen=True, array_like=True, tag="release"):
+    id: int
+    user_id: uuid.UUID
+
+
+Call = BidCall | MaxCall | LoadCall | UserCall | ReleaseCall
 
 
 class Reply(msgspec.Struct, frozen=True, array_like=True):
@@ -211,6 +216,9 @@ class _Serving:
         sequencer = self._sequencer
         if isinstance(call, UserCall):
             return Reply(call.id, done=await sequencer.refresh_user(call.user_id))
+        if isinstance(call, ReleaseCall):
+            await sequencer.release_allowances(call.user_id)
+            return Reply(call.id, done=True)
         if isinstance(call, LoadCall):
             loaded = await sequencer.load_here(call.auction_id)
             return Reply(call.id, not_here=loaded is None, done=bool(loaded))
@@ -526,16 +534,24 @@ class Peers:
 
     async def user_changed(self, user_id: uuid.UUID) -> None:
         """Every other live node re-reads the user's row, at once."""
+        await self._everyone(lambda n: UserCall(n, user_id), f"of user {user_id}")
+
+    async def release_allowances(self, user_id: uuid.UUID) -> None:
+        """Every other live node gives back what its pools of the user do not expose."""
+        await self._everyone(lambda n: ReleaseCall(n, user_id), f"to release user {user_id}")
+
+    async def _everyone(self, make: Callable[[int], Call], what: str) -> None:
         membership = self._membership
         view = membership.view
         if view is None:
             return
         urls = [n.url for n in view.nodes if n.alive and n.id != membership.node_id]
-        calls = [self._link(url).call(lambda n: UserCall(n, user_id)) for url in urls]
-        answers = await asyncio.gather(*calls, return_exceptions=True)
+        answers = await asyncio.gather(
+            *(self._link(url).call(make) for url in urls), return_exceptions=True
+        )
         for url, answer in zip(urls, answers, strict=True):
             if isinstance(answer, BaseException):
-                logger.warning("node %s was not told of user %s: %r", url, user_id, answer)
+                logger.warning("node %s was not told %s: %r", url, what, answer)
 
 
 PEERS = web.AppKey("peers", Peers)

@@ -26,6 +26,7 @@ fn spec(
     anti_snipe_window_ms: i64,
     anti_snipe_extension_ms: i64,
     sellers: Vec<u128>,
+    pool: Option<u32>,
 ) -> AuctionSpec {
     AuctionSpec {
         id: auction_id,
@@ -38,6 +39,7 @@ fn spec(
         deposit_bp: deposit_pct_bp,
         snipe_window: anti_snipe_window_ms,
         snipe_extension: anti_snipe_extension_ms,
+        pool,
     }
 }
 
@@ -95,6 +97,44 @@ impl Core {
             .map_err(PyCoreError::from)?)
     }
 
+    /// Sets what `pool` may commit of the user's balance (several nodes: the
+    /// allowance of the partition). An auction added with a `pool` weighs its
+    /// bidders' buying power against that pool's allowance and exposure only.
+    fn set_allowance(
+        &mut self,
+        user: &Bound<'_, PyAny>,
+        pool: Ranged<u32>,
+        allowance_kobo: Ranged<i64>,
+    ) -> PyResult<()> {
+        let handle = args::handle(user)?;
+        Ok(self
+            .0
+            .set_allowance(handle, pool.0, allowance_kobo.0)
+            .map_err(PyCoreError::from)?)
+    }
+
+    /// (allowance, exposure) of the user in `pool`; (0, 0) for none.
+    fn allowance(&self, user: &Bound<'_, PyAny>, pool: Ranged<u32>) -> PyResult<(i64, i64)> {
+        Ok(self
+            .0
+            .allowance(args::handle(user)?, pool.0)
+            .map_err(PyCoreError::from)?)
+    }
+
+    /// Forgets every user's allowance in `pool` (call once its auctions are gone).
+    fn close_pool(&mut self, pool: Ranged<u32>) {
+        self.0.close_pool(pool.0);
+    }
+
+    /// What the auction adds to the user's exposure now (a lead's deposit, a
+    /// leading pre-bid's).
+    fn exposed_here(&self, auction: &Bound<'_, PyAny>, user: &Bound<'_, PyAny>) -> PyResult<i64> {
+        Ok(self
+            .0
+            .exposed_here(args::handle(auction)?, args::handle(user)?)
+            .map_err(PyCoreError::from)?)
+    }
+
     fn user(&self, user: &Bound<'_, PyAny>) -> PyResult<UserState> {
         Ok(UserState(
             self.0
@@ -108,10 +148,11 @@ impl Core {
     #[pyo3(signature = (
         auction_id, *, start_time_ms, end_time_ms, start_price_kobo, bid_increment_kobo,
         reserve_price_kobo=None, deposit_pct_bp=Ranged(2000), anti_snipe_window_ms=Ranged(120_000),
-        anti_snipe_extension_ms=Ranged(120_000), sellers=None, live=false
+        anti_snipe_extension_ms=Ranged(120_000), sellers=None, live=false, pool=None
     ), text_signature = "(self, /, auction_id, *, start_time_ms, end_time_ms, start_price_kobo, \
         bid_increment_kobo, reserve_price_kobo=None, deposit_pct_bp=2000, \
-        anti_snipe_window_ms=120000, anti_snipe_extension_ms=120000, sellers=None, live=False)")]
+        anti_snipe_window_ms=120000, anti_snipe_extension_ms=120000, sellers=None, live=False, \
+        pool=None)")]
     #[allow(clippy::too_many_arguments)]
     fn add_auction(
         &mut self,
@@ -126,6 +167,7 @@ impl Core {
         anti_snipe_extension_ms: Ranged<i64>,
         sellers: Option<Vec<Ranged<u128>>>,
         live: bool,
+        pool: Option<Ranged<u32>>,
     ) -> CoreResult<u32> {
         let spec = spec(
             auction_id.0,
@@ -142,6 +184,7 @@ impl Core {
                 .into_iter()
                 .map(|s| s.0)
                 .collect(),
+            pool.map(|p| p.0),
         );
         Ok(self.0.add_auction(spec, live)?)
     }
@@ -151,12 +194,12 @@ impl Core {
         bid_increment_kobo, reserve_price_kobo, deposit_pct_bp, anti_snipe_window_ms,
         anti_snipe_extension_ms, sellers, live, leader, leading_amount_kobo,
         leader_is_platform, bidders, bid_count, platform_bid_count, seq, ended=false,
-        leader_max_kobo=None, prebids=Vec::new()
+        leader_max_kobo=None, prebids=Vec::new(), pool=None
     ), text_signature = "(self, /, auction_id, *, start_time_ms, end_time_ms, original_end_ms, \
         start_price_kobo, bid_increment_kobo, reserve_price_kobo, deposit_pct_bp, \
         anti_snipe_window_ms, anti_snipe_extension_ms, sellers, live, leader, \
         leading_amount_kobo, leader_is_platform, bidders, bid_count, platform_bid_count, seq, \
-        ended=False, leader_max_kobo=None, prebids=())")]
+        ended=False, leader_max_kobo=None, prebids=(), pool=None)")]
     #[allow(clippy::too_many_arguments)]
     fn restore_auction(
         &mut self,
@@ -182,6 +225,7 @@ impl Core {
         ended: bool,
         leader_max_kobo: Option<Ranged<i64>>,
         prebids: Vec<(Ranged<u32>, Ranged<i64>)>,
+        pool: Option<Ranged<u32>>,
     ) -> PyResult<u32> {
         let leader = match (leader, leading_amount_kobo) {
             (Some(user), Some(amount)) => Some((user.0, amount.0, leader_is_platform)),
@@ -203,6 +247,7 @@ impl Core {
             anti_snipe_window_ms.0,
             anti_snipe_extension_ms.0,
             sellers.into_iter().map(|s| s.0).collect(),
+            pool.map(|p| p.0),
         );
         let restore = Restore {
             live,

@@ -45,6 +45,9 @@ pub struct AuctionSpec {
     pub deposit_bp: u32,
     pub snipe_window: Millis,
     pub snipe_extension: Millis,
+    /// The pool whose allowances back this auction's deposits (several nodes:
+    /// its partition); None: the bidders' whole balances do.
+    pub pool: Option<u32>,
 }
 
 impl AuctionSpec {

@@ -74,7 +74,10 @@ impl Core {
     fn cannot_be_refused(&self, user: u32, asked: i128) -> bool {
         self.users
             .get(user as usize)
-            .is_none_or(|u| i128::from(u.balance) >= i128::from(u.exposure()) + asked)
+            // A pooled user's asks may fall in several pools: decided in order.
+            .is_none_or(|u| {
+                !u.has_pools() && i128::from(u.balance) >= i128::from(u.exposure()) + asked
+            })
     }
 
     fn place_grouped(&mut self, bids: &[BidRequest], groups: &[u64]) -> Vec<Outcome> {

@@ -5,7 +5,7 @@ use rustc_hash::FxHashMap;
 use crate::auction::{Auction, AuctionSpec, AuctionState, Lead, Restore, Status};
 use crate::decide::{decide, release};
 use crate::error::{invalid, CoreError};
-use crate::maxes::{decide_max, drop_prebids, resolve_prebids, restore_exposure};
+use crate::maxes::{decide_max, drop_prebids, exposed_here, resolve_prebids, restore_exposure};
 use crate::money::{
     is_valid_amount, Kobo, Millis, MAX_BALANCE, MAX_SHARDS, MAX_TIME_MS,
     RESERVE_PROTECTION_HORIZON_MS,
@@ -105,6 +105,43 @@ impl Core {
             .ok_or(CoreError::UnknownUser(user))
     }
 
+    /// Sets what `pool` may commit of the user's balance (several nodes: the
+    /// allowance the ledger granted to the partition).
+    pub fn set_allowance(
+        &mut self,
+        user: u32,
+        pool: u32,
+        allowance: Kobo,
+    ) -> Result<(), CoreError> {
+        check_balance(allowance)?;
+        self.user_mut(user)?.set_allowance(pool, allowance);
+        Ok(())
+    }
+
+    /// A pool's allowance and the exposure it backs, for `user` (0, 0: none).
+    pub fn allowance(&self, user: u32, pool: u32) -> Result<(Kobo, Kobo), CoreError> {
+        self.users
+            .get(user as usize)
+            .map(|u| u.room(Some(pool)))
+            .ok_or(CoreError::UnknownUser(user))
+    }
+
+    /// Forgets every user's account in `pool` (its partition left this core,
+    /// after its auctions did).
+    pub fn close_pool(&mut self, pool: u32) {
+        for user in &mut self.users {
+            user.close_pool(pool);
+        }
+    }
+
+    /// What this auction adds to `user`'s exposure now (their lead's deposit,
+    /// or their leading pre-bid's).
+    pub fn exposed_here(&self, handle: u32, user: u32) -> Result<Kobo, CoreError> {
+        self.get(handle)
+            .map(|auction| exposed_here(auction, user))
+            .ok_or(CoreError::UnknownAuction(handle))
+    }
+
     fn user_mut(&mut self, user: u32) -> Result<&mut User, CoreError> {
         self.users
             .get_mut(user as usize)
@@ -150,6 +187,15 @@ impl Core {
             exposed: 0, // set by restore_exposure
         });
         auction.prebids = restore.prebids;
+        if let Some(pool) = auction.spec.pool {
+            // What the ledger says they committed lands in the pool's account.
+            let holders = auction.lead.iter().map(|lead| lead.user);
+            for user in holders.chain(auction.prebids.iter().map(|p| p.user)) {
+                if let Some(user) = self.users.get_mut(user as usize) {
+                    user.open_pool(pool);
+                }
+            }
+        }
         restore_exposure(&mut auction, &self.users);
         self.insert(auction)
     }
@@ -355,13 +401,14 @@ impl Core {
 
     /// Cancels an auction and releases its leader's exposure (or its pre-bids').
     pub fn cancel_auction(&mut self, handle: u32) -> Result<u64, CoreError> {
-        if let Some(lead) = self.finish(handle, Status::Cancelled, "cancel")? {
-            release(&self.users, &lead);
-        }
+        let lead = self.finish(handle, Status::Cancelled, "cancel")?;
         let (shard, slot) = self.locate(handle);
         let auction = self.shards[shard].auctions[slot]
             .as_mut()
             .expect("just cancelled");
+        if let Some(lead) = lead {
+            release(&self.users, &lead, auction.spec.pool);
+        }
         drop_prebids(auction, &self.users);
         Ok(auction.seq)
     }
@@ -405,9 +452,9 @@ impl Core {
                 operation: "remove",
             });
         }
-        let id = auction.spec.id;
+        let (id, pool) = (auction.spec.id, auction.spec.pool);
         if let (Status::Ended, Some(lead)) = (auction.status, auction.lead) {
-            release(&self.users, &lead);
+            release(&self.users, &lead, pool);
         }
         let (shard, slot) = self.locate(handle);
         self.shards[shard].auctions[slot] = None;
@@ -427,7 +474,7 @@ impl Core {
             .and_then(Option::take)
             .ok_or(CoreError::UnknownAuction(handle))?;
         if let (Status::Live | Status::Ended, Some(lead)) = (auction.status, auction.lead) {
-            release(&self.users, &lead);
+            release(&self.users, &lead, auction.spec.pool);
         }
         drop_prebids(&mut auction, &self.users);
         self.auction_ids.remove(&auction.spec.id);

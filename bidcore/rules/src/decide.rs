@@ -52,9 +52,10 @@ fn check<'a>(
     }
     if !bid.platform {
         // The bidder leads nothing here (rule 6), so all of its exposure is elsewhere.
-        let needed = i128::from(bidder.exposure())
-            + i128::from(deposit(bid.amount, auction.spec.deposit_bp));
-        if i128::from(bidder.balance) < needed {
+        let (balance, exposure) = bidder.room(auction.spec.pool);
+        let needed =
+            i128::from(exposure) + i128::from(deposit(bid.amount, auction.spec.deposit_bp));
+        if i128::from(balance) < needed {
             return Err(Reason::InsufficientBuyingPower);
         }
     }
@@ -115,10 +116,10 @@ pub(crate) fn place_row(
         exposed,
     });
     if let Some(previous) = previous {
-        release(users, &previous);
+        release(users, &previous, auction.spec.pool);
     }
     if let Some(bidder) = users.get(bid.user as usize) {
-        bidder.add_exposure(exposed);
+        bidder.add_exposure(auction.spec.pool, exposed);
     }
 
     auction.bid_count += 1;
@@ -162,11 +163,11 @@ fn extend_if_sniped(auction: &mut Auction, at: Millis) -> bool {
     extended
 }
 
-/// Takes a lead's deposit off its holder's exposure.
-pub(crate) fn release(users: &[User], lead: &Lead) {
+/// Takes a lead's deposit off its holder's exposure (in the auction's `pool`).
+pub(crate) fn release(users: &[User], lead: &Lead, pool: Option<u32>) {
     if lead.exposed != 0 {
         if let Some(holder) = users.get(lead.user as usize) {
-            holder.add_exposure(-lead.exposed);
+            holder.add_exposure(pool, -lead.exposed);
         }
     }
 }

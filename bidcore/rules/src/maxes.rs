@@ -83,16 +83,17 @@ fn check<'a>(
         return Err(Reason::BelowMinimum);
     }
     let here = exposed_here(auction, request.user);
-    let needed = i128::from(bidder.exposure()) - i128::from(here)
-        + i128::from(deposit(max, auction.spec.deposit_bp));
-    if i128::from(bidder.balance) < needed {
+    let (balance, exposure) = bidder.room(auction.spec.pool);
+    let needed =
+        i128::from(exposure) - i128::from(here) + i128::from(deposit(max, auction.spec.deposit_bp));
+    if i128::from(balance) < needed {
         return Err(Reason::InsufficientBuyingPower);
     }
     Ok(auction)
 }
 
 /// What this auction adds to `user`'s exposure now.
-fn exposed_here(auction: &Auction, user: u32) -> Kobo {
+pub(crate) fn exposed_here(auction: &Auction, user: u32) -> Kobo {
     let led = auction
         .lead
         .filter(|lead| lead.user == user && !lead.platform)
@@ -127,7 +128,7 @@ fn apply(auction: &mut Auction, users: &[User], request: &BidRequest) -> MaxSet 
             // The leader raises its own maximum: no bid, more exposure. (A
             // platform lead's holder setting a maximum is any bidder to it.)
             let exposed = deposit(max, auction.spec.deposit_bp);
-            users[user as usize].add_exposure(exposed - lead.exposed);
+            users[user as usize].add_exposure(auction.spec.pool, exposed - lead.exposed);
             auction.lead = Some(crate::auction::Lead {
                 max: Some(max),
                 exposed,
@@ -209,12 +210,12 @@ fn row(
 /// `deposit(its max)`; nobody else is.
 fn expose_prebid_leader(auction: &mut Auction, users: &[User]) {
     if let Some((holder, exposed)) = auction.prebid_exposure.take() {
-        users[holder as usize].add_exposure(-exposed);
+        users[holder as usize].add_exposure(auction.spec.pool, -exposed);
     }
     if let Some(&top) = auction.ranked_prebids().first() {
         let top = auction.prebids[top];
         let exposed = deposit(top.max, auction.spec.deposit_bp);
-        users[top.user as usize].add_exposure(exposed);
+        users[top.user as usize].add_exposure(auction.spec.pool, exposed);
         auction.prebid_exposure = Some((top.user, exposed));
     }
 }
@@ -222,7 +223,7 @@ fn expose_prebid_leader(auction: &mut Auction, users: &[User]) {
 /// Releases what a scheduled auction's pre-bids add to exposure and forgets them.
 pub(crate) fn drop_prebids(auction: &mut Auction, users: &[User]) {
     if let Some((holder, exposed)) = auction.prebid_exposure.take() {
-        users[holder as usize].add_exposure(-exposed);
+        users[holder as usize].add_exposure(auction.spec.pool, -exposed);
     }
     auction.prebids.clear();
 }
@@ -281,7 +282,7 @@ pub(crate) fn restore_exposure(auction: &mut Auction, users: &[User]) {
     if let Some(lead) = auction.lead.as_mut() {
         if !lead.platform {
             lead.exposed = deposit(lead.reach(), auction.spec.deposit_bp);
-            users[lead.user as usize].add_exposure(lead.exposed);
+            users[lead.user as usize].add_exposure(auction.spec.pool, lead.exposed);
         }
     }
     expose_prebid_leader(auction, users);

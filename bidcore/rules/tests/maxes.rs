@@ -22,6 +22,7 @@ fn spec(id: u128) -> AuctionSpec {
         deposit_bp: 2000,
         snipe_window: 120_000,
         snipe_extension: 120_000,
+        pool: None,
     }
 }
 
