@@ -34,14 +34,14 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from typing import Protocol
 
 import asyncpg
 
 import bidcore
 from engine import metrics
-from engine.errors import LEDGER_DOWN, Fenced
+from engine.errors import LEDGER_DOWN, Fenced, LedgerUnavailable
 from engine.leases import Fence
 from engine.locks import KeyedLocks
 from engine.money import naira_to_kobo
@@ -58,7 +58,7 @@ HEADROOM = 2
 IDLE_S = 30.0
 
 #: Why an idle give-back waits for its next run.
-_RETRIED_LATER: tuple[type[BaseException], ...] = (*LEDGER_DOWN, Fenced)
+_RETRIED_LATER: tuple[type[BaseException], ...] = (*LEDGER_DOWN, Fenced, LedgerUnavailable)
 
 _LOCK_USER = "SELECT wallet_balance FROM users WHERE id = $1 FOR UPDATE"
 _OF_USER = "SELECT partition, amount_kobo FROM allowances WHERE user_id = $1"
@@ -131,8 +131,10 @@ class Escrow:
         registry: Callable[[], Registry],
         fence: Callable[[int], Fence],
         partitions: Callable[[], tuple[int, frozenset[int]]],
+        flush: Callable[[], Awaitable[None]],
     ) -> None:
         self._pool = pool
+        self._flush = flush
         self._registry = registry
         self._fence = fence
         self._partitions = partitions
@@ -168,14 +170,13 @@ class Escrow:
             if need is None:
                 return False
             granted = await self._grant(user_id, partition, need)
+            if granted is None and await self._give_back(user_id, "grant", exclude=partition):
+                granted = await self._grant(user_id, partition, need)
             if granted is None and self._peers is not None:
                 await self._peers.release_allowances(user_id)
                 granted = await self._grant(user_id, partition, need)
-            result = "granted" if granted is not None else "short"
-            metrics.ALLOWANCE_GRANTS.labels(result).inc()
-            if granted is None:
-                return False
-            return self._apply(user_id, partition, granted)
+            metrics.ALLOWANCE_GRANTS.labels("granted" if granted is not None else "short").inc()
+            return granted is not None and self._apply(user_id, partition, granted)
 
     def _need(
         self, auction_id: uuid.UUID, user_id: uuid.UUID, partition: int, deposit_kobo: int
@@ -194,40 +195,24 @@ class Escrow:
 
     async def _grant(self, user_id: uuid.UUID, partition: int, need: int) -> int | None:
         """In one transaction under the user's row lock: the partition's allowance
-        grows toward HEADROOM × need within the free balance (when that is short,
-        this node's other pools of the user first give back what they do not
-        expose). The new allowance (at least `need`), or None when the free
-        balance cannot reach `need`."""
+        grows toward HEADROOM × need within the free balance. The new allowance
+        (at least `need`), or None when the free balance cannot reach `need`."""
         async with self._pool.acquire() as conn, conn.transaction():
             fence = self._fence(partition)
             await fence.check(conn)
             balance = await conn.fetchval(_LOCK_USER, user_id)
             if balance is None:
                 return None
-            current, room = await self._room(conn, user_id, partition, naira_to_kobo(balance))
-            if room < need:
-                cut = self._idle_pools(user_id, exclude=partition)
-                if cut:
-                    await self._shrink(conn, cut, "grant")
-                    current, room = await self._room(
-                        conn, user_id, partition, naira_to_kobo(balance)
-                    )
+            rows = await conn.fetch(_OF_USER, user_id)
+            held = {row["partition"]: row["amount_kobo"] for row in rows}
+            current = held.pop(partition, 0)
+            room = naira_to_kobo(balance) - sum(held.values())
             if room < need:
                 return None
-            granted = max(current, min(room, HEADROOM * need))
+            granted: int = max(current, min(room, HEADROOM * need))
             if granted != current:
                 await conn.execute(_SET, user_id, partition, granted, fence.epoch)
         return granted
-
-    @staticmethod
-    async def _room(
-        conn: asyncpg.Connection, user_id: uuid.UUID, partition: int, balance: int
-    ) -> tuple[int, int]:
-        """The partition's allowance now, and the most it may hold: the balance
-        less every other partition's."""
-        held = {row["partition"]: row["amount_kobo"] for row in await conn.fetch(_OF_USER, user_id)}
-        current = held.pop(partition, 0)
-        return current, balance - sum(held.values())
 
     def _apply(self, user_id: uuid.UUID, partition: int, granted: int) -> bool:
         """The committed allowance into the core, unless the partition left meanwhile."""
@@ -240,49 +225,59 @@ class Escrow:
         self._widened[(user_id, partition)] = time.monotonic()
         return True
 
-    def _idle_pools(
-        self, user_id: uuid.UUID, *, exclude: int | None = None
-    ) -> list[tuple[uuid.UUID, int, int, int]]:
-        """This node's pools of the user that hold more than they expose, cut
-        down in the core at once (before the ledger: the safe order): (user,
-        partition, what it exposes, the lease epoch)."""
+    async def _give_back(
+        self,
+        user_id: uuid.UUID,
+        why: str,
+        *,
+        exclude: int | None = None,
+        unused_since: float | None = None,
+    ) -> int:
+        """This node's pools of the user give back what they do not expose (but
+        `exclude`, and with `unused_since` only pools not widened since then):
+        cut in the core at once, then — once every bid decided before the cut
+        is durable, so that the ledger exposes no more than the core does — in
+        the ledger. How many pools gave some back."""
         _, held = self._partitions()
         registry = self._registry()
         handle = registry.user_handle(user_id)
         if handle == NO_HANDLE:
-            return []
+            return 0
         cut = []
-        for partition in held:
-            if partition == exclude:
+        for partition in sorted(held - {exclude} if exclude is not None else held):
+            if (
+                unused_since is not None
+                and self._widened.get((user_id, partition), 0.0) >= unused_since
+            ):
                 continue
             allowance, exposure = registry.core.allowance(handle, partition)
             if allowance > exposure:
                 registry.core.set_allowance(handle, partition, exposure)
-                cut.append((user_id, partition, exposure, self._fence(partition).epoch))
-        return cut
-
-    async def _shrink(
-        self, conn: asyncpg.Connection, cut: Sequence[tuple[uuid.UUID, int, int, int]], why: str
-    ) -> None:
+                cut.append((partition, exposure, self._fence(partition)))
         if not cut:
-            return
+            return 0
+        await self._flush()
+        async with self._pool.acquire() as conn, conn.transaction():
+            for _, _, fence in cut:
+                await fence.check(conn)
+            await conn.execute(
+                _SHRINK,
+                [user_id] * len(cut),
+                [partition for partition, _, _ in cut],
+                [target for _, target, _ in cut],
+                [fence.epoch for _, _, fence in cut],
+            )
+            await conn.execute(_DROP_EMPTY, [user_id])
         metrics.ALLOWANCE_RELEASES.labels(why).inc(len(cut))
-        for partition in sorted({p for _, p, _, _ in cut}):
-            await self._fence(partition).check(conn)
-        users, partitions, targets, epochs = (list(column) for column in zip(*cut, strict=True))
-        await conn.execute(_SHRINK, users, partitions, targets, epochs)
-        await conn.execute(_DROP_EMPTY, list(set(users)))
+        for partition, _, _ in cut:
+            self._widened.pop((user_id, partition), None)
+        return len(cut)
 
     async def release(self, user_id: uuid.UUID) -> None:
         """Give back whatever this node's pools of the user do not expose (a
         withdrawal, or another node's grant, needs it)."""
         async with self._locks.hold(user_id):
-            cut = self._idle_pools(user_id)
-            if cut:
-                async with self._pool.acquire() as conn, conn.transaction():
-                    await self._shrink(conn, cut, "asked")
-                for _, partition, _, _ in cut:
-                    self._widened.pop((user_id, partition), None)
+            await self._give_back(user_id, "asked")
 
     async def release_idle(self, idle_s: float = IDLE_S) -> int:
         """Give back the unexposed part of every pool not widened for `idle_s`;
@@ -300,18 +295,8 @@ class Escrow:
         released = 0
         for user_id in stale:
             async with self._locks.hold(user_id):
-                cut = [c for c in self._idle_pools(user_id) if self._stale(c[0], c[1], before)]
-                if cut:
-                    async with self._pool.acquire() as conn, conn.transaction():
-                        await self._shrink(conn, cut, "idle")
-                    released += len(cut)
-                for key in [k for k in self._widened if k[0] == user_id]:
-                    if self._widened[key] < before:
-                        del self._widened[key]
+                released += await self._give_back(user_id, "idle", unused_since=before)
         return released
-
-    def _stale(self, user_id: uuid.UUID, partition: int, before: float) -> bool:
-        return self._widened.get((user_id, partition), 0.0) < before
 
     def loaded(self, rows: Iterable[tuple[uuid.UUID, int, int]]) -> None:
         """Allowances loaded with their partitions: watched for idleness from now."""

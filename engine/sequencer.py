@@ -150,7 +150,7 @@ class Sequencer:
         self.escrow = (
             None
             if self._held is None
-            else Escrow(pool, lambda: self.registry, self.fence_partition, self._pools)
+            else Escrow(pool, lambda: self.registry, self.fence_partition, self._pools, self.flush)
         )
         self._took_allowances()
         self._announcing: dict[uuid.UUID, asyncio.Task[None]] = {}
@@ -420,9 +420,10 @@ class Sequencer:
         outcome = self._decide(auction_id, user_id, amount_kobo, platform)
         if isinstance(outcome, bidcore.Rejected) and await self._learned(outcome, user_id):
             outcome = self._decide(auction_id, user_id, amount_kobo, platform)
-        if isinstance(outcome, bidcore.Rejected) and (
-            widened := await self._widened(outcome, amount_kobo)
-        ) is not False:
+        if (
+            isinstance(outcome, bidcore.Rejected)
+            and (widened := await self._widened(outcome, amount_kobo)) is not False
+        ):
             if widened is None or not self.available:
                 return UNAVAILABLE
             outcome = self._decide(auction_id, user_id, amount_kobo, platform)
@@ -514,9 +515,10 @@ class Sequencer:
             outcome = registry.core.set_max(
                 registry.auction_handle(auction_id), registry.user_handle(user_id), max_kobo, now
             )
-        if isinstance(outcome, bidcore.Rejected) and (
-            widened := await self._widened(outcome, max_kobo)
-        ) is not False:
+        if (
+            isinstance(outcome, bidcore.Rejected)
+            and (widened := await self._widened(outcome, max_kobo)) is not False
+        ):
             if widened is None or not self.available:
                 return UNAVAILABLE
             registry, now = self._recovered.registry, self._clock.now_ms()
