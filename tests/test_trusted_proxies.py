@@ -21,7 +21,7 @@ import aiohttp
 import asyncpg
 import pytest
 
-from engine.config import Settings
+from engine.config import Network, Settings
 from engine.errors import ConfigError
 from tests.cluster_helpers import owner_first
 from tests.fault_helpers import EngineServer, Platform, engine_env, running_engine
@@ -36,7 +36,7 @@ CLIENT_B = "203.0.113.42"
 LOOPBACK_TRUSTED = "127.0.0.1"
 
 
-def trusted(text: str) -> Any:
+def trusted(text: str) -> tuple[Network, ...]:
     """TRUSTED_PROXIES as the engine reads it from its environment."""
     return Settings.from_env({"TRUSTED_PROXIES": text}).trusted_proxies
 
