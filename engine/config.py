@@ -30,6 +30,7 @@ DEV_INTERNAL_API_TOKEN = "dev-only-insecure-internal-token-do-not-use-in-product
 LedgerMode = Literal["writebehind", "baseline"]
 LEDGER_MODES: tuple[LedgerMode, ...] = ("writebehind", "baseline")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 #: Below this a lease's renewals (every TTL / 3) would race the database's round trips.
 MIN_LEASE_TTL_MS = 300
 _NODE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,199}")
@@ -53,6 +54,8 @@ class Settings:
     ws_frames_per_s: int = 20  # every frame type, per room socket
     ws_sockets_per_ip: int = 50  # open room sockets per client address, on this node
     max_body_bytes: int = 65536
+    # The proxies whose X-Forwarded-For is believed (web/proxies.py); none: the TCP peer.
+    trusted_proxies: tuple[Network, ...] = ()
     gc_full_interval_s: int = 600  # 0: CPython's own full collections (engine/gcpolicy.py)
     allow_dev_secrets: bool = False  # serve with the built-in secrets beyond loopback
     # Several nodes (API.md "Several nodes"): None derives it when serving.
@@ -97,6 +100,7 @@ class Settings:
             ws_frames_per_s=env.integer("WS_FRAMES_PER_S", defaults.ws_frames_per_s, 1),
             ws_sockets_per_ip=env.integer("WS_SOCKETS_PER_IP", defaults.ws_sockets_per_ip, 1),
             max_body_bytes=env.integer("MAX_BODY_BYTES", defaults.max_body_bytes, 1),
+            trusted_proxies=env.networks("TRUSTED_PROXIES"),
             gc_full_interval_s=env.integer("GC_FULL_INTERVAL_S", defaults.gc_full_interval_s, 0),
             allow_dev_secrets=env.flag("ALLOW_DEV_SECRETS", defaults.allow_dev_secrets),
             node_id=env.node_id("NODE_ID"),
@@ -186,6 +190,9 @@ class _Environment:
         value = self.text(name) or ""
         return tuple(item.strip() for item in value.split(",") if item.strip())
 
+    def networks(self, name: str) -> tuple[Network, ...]:
+        return tuple(_network(name, item) for item in self.comma_list(name))
+
     def choice(self, name: str, allowed: tuple[str, ...], default: str, upper: bool = False) -> str:
         value = self.text(name)
         if value is None:
@@ -232,3 +239,16 @@ class _Environment:
         if number < minimum:
             raise ConfigError(f"{name}={number} is too small: it must be at least {minimum}")
         return number
+
+
+def _network(name: str, item: str) -> Network:
+    """An address (a network of one) or a network in CIDR form. Host bits set
+    (`10.0.0.7/8`) are refused rather than widened: trusting more addresses than
+    the operator wrote would let them forge a client's address."""
+    try:
+        return ipaddress.ip_network(item, strict=True)
+    except ValueError as err:
+        raise ConfigError(
+            f"{name}: {item!r} is not an IP address or a network ({err}); write addresses "
+            "and CIDR networks separated by commas, e.g. 172.28.0.10,10.0.0.0/8,fd00::/8"
+        ) from None

@@ -1,8 +1,10 @@
 """The operator's files agree with the engine they operate.
 
-Dockerfile, docker-compose.yml and ops/ (Prometheus config and alert rules,
-Grafana provisioning and dashboard) are checked by parsing: there is no Docker
-engine in CI. The central check: every metric a dashboard panel or an alert
+Dockerfile, docker-compose.yml and ops/ (the balancer's HAProxy config,
+Prometheus config and alert rules, Grafana provisioning and dashboard) are
+checked by parsing: there is no Docker engine in CI. HAProxy itself checks its
+config too (`haproxy -c`; tests/test_balancer.py runs it in front of real
+nodes). The central check: every metric a dashboard panel or an alert
 queries is one the engine really exports, read from prometheus_client's
 registry after importing the modules that define metrics. A renamed metric
 would otherwise leave an empty panel and an alert that can never fire.
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import ipaddress
 import json
 import re
 import subprocess
@@ -31,6 +34,7 @@ import yaml
 from prometheus_client import REGISTRY
 
 import bidcore
+from engine.config import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -40,10 +44,15 @@ PROMETHEUS_CONFIG = ROOT / "ops" / "prometheus" / "prometheus.yml"
 ALERTS = ROOT / "ops" / "prometheus" / "alerts.yml"
 ALERTS_TEST = ROOT / "ops" / "prometheus" / "alerts_test.yml"
 GRAFANA = ROOT / "ops" / "grafana"
+HAPROXY_CONFIG = ROOT / "ops" / "haproxy" / "haproxy.cfg"
 DASHBOARD = GRAFANA / "dashboards" / "auction-engine.json"
 
-SERVICES = ("app", "db", "redis", "prometheus", "grafana")
+#: The engine's nodes, each its own compose service (NODE_ID and ADVERTISE_URL apart).
+NODES = ("node1", "node2", "node3")
+SERVICES = (*NODES, "balancer", "db", "redis", "prometheus", "grafana")
 APP_PORT = 8080
+#: The services that listen beyond the Docker host; nothing else publishes a port.
+PUBLISHED = {"balancer": "ENGINE_PORT", "grafana": "GRAFANA_PORT"}
 SEVERITIES = ("critical", "warning")
 
 #: What an operator must see on the dashboard, by metric.
@@ -57,6 +66,18 @@ DASHBOARD_METRICS = (
     "auction_ws_connections",
     "auction_ws_slow_clients_dropped_total",
     "auction_live_auctions",
+    "auction_partitions_owned",
+    "auction_partition_moves_total",
+    "auction_forwarded_bids_total",
+)
+#: What the dashboard must show node by node (grouped `by (instance ...)`).
+PER_NODE_METRICS = (
+    "auction_partitions_owned",
+    "auction_partition_moves_total",
+    "auction_forwarded_bids_total",
+    "auction_fanout_seconds_bucket",
+    "auction_bids_total",
+    "auction_ws_connections",
 )
 #: What the alert rules must watch.
 ALERT_METRICS = (
@@ -444,46 +465,82 @@ def test_a_lock_that_disagrees_with_pyproject_stops_make_at_once_saying_what_to_
 # ------------------------------------------------------------- docker-compose
 
 
-def test_compose_runs_the_app_and_what_it_needs(services: dict[str, Any]) -> None:
+def test_compose_runs_the_nodes_the_balancer_and_what_they_need(
+    services: dict[str, Any],
+) -> None:
     missing = [name for name in SERVICES if name not in services]
     assert not missing, f"docker-compose.yml lacks services: {missing}"
+    engines = sorted(
+        name for name, service in services.items() if "NODE_ID" in environment(service)
+    )
+    assert engines == sorted(NODES), f"the engine's nodes are {engines}, not {NODES}"
 
 
-def test_the_app_is_built_from_the_dockerfile(services: dict[str, Any]) -> None:
-    build = services["app"].get("build")
+@pytest.mark.parametrize("node", NODES)
+def test_every_node_is_built_from_the_dockerfile_into_one_image(
+    services: dict[str, Any], node: str
+) -> None:
+    build = services[node].get("build")
     context, dockerfile = (
         (build, "Dockerfile")
         if isinstance(build, str)
         else (build.get("context"), build.get("dockerfile", "Dockerfile"))
     )
-    assert context in (".", "./"), f"app must be built from this repository, not {context!r}"
+    assert context in (".", "./"), f"{node} must be built from this repository, not {context!r}"
     assert (ROOT / dockerfile).resolve() == DOCKERFILE
+    assert services[node].get("image") == services[NODES[0]].get("image"), (
+        "every node must run the same image"
+    )
 
 
-def test_the_app_reaches_the_database_and_redis_by_service_name(
+def test_every_node_has_its_own_identity(services: dict[str, Any]) -> None:
+    identities = [
+        (
+            environment(services[node]).get("NODE_ID"),
+            environment(services[node]).get("ADVERTISE_URL"),
+        )
+        for node in NODES
+    ]
+    # The other nodes reach a node by its service name, on the port it serves.
+    assert identities == [(node, f"http://{node}:{APP_PORT}") for node in NODES], identities
+
+
+def test_the_nodes_share_one_database_and_one_redis_by_service_name(
     services: dict[str, Any],
 ) -> None:
-    env = environment(services["app"])
-    assert re.match(r"postgres(ql)?://[^@]+@db:5432/", env.get("DATABASE_URL", "")), env
-    assert env.get("REDIS_URL", "").startswith("redis://redis:6379"), env
+    shared = {
+        (
+            environment(services[node]).get("DATABASE_URL"),
+            environment(services[node]).get("REDIS_URL"),
+        )
+        for node in NODES
+    }
+    assert len(shared) == 1, f"the nodes disagree on DATABASE_URL or REDIS_URL: {shared}"
+    ((database_url, redis_url),) = shared
+    assert re.match(r"postgres(ql)?://[^@]+@db:5432/", database_url or ""), database_url
+    assert (redis_url or "").startswith("redis://redis:6379"), redis_url
     db_env = environment(services["db"])
     for name in ("POSTGRES_DB", "POSTGRES_USER", "POSTGRES_PASSWORD"):
         assert db_env.get(name, "").startswith(f"${{{name}:-"), (
             f"db's {name} should come from the environment with a default"
         )
-        assert f"${{{name}:-" in env["DATABASE_URL"], f"DATABASE_URL ignores {name}"
+        assert f"${{{name}:-" in (database_url or ""), f"DATABASE_URL ignores {name}"
 
 
+@pytest.mark.parametrize("node", NODES)
 @pytest.mark.parametrize("secret", ["JWT_SECRET", "INTERNAL_API_TOKEN"])
-def test_the_app_will_not_start_without_its_secrets(services: dict[str, Any], secret: str) -> None:
-    value = environment(services["app"]).get(secret, "")
+def test_no_node_will_start_without_its_secrets(
+    services: dict[str, Any], node: str, secret: str
+) -> None:
+    value = environment(services[node]).get(secret, "")
     assert value.startswith(f"${{{secret}:?"), (
         f"{secret} must be `${{{secret}:?message}}` so compose refuses to run without it, "
         f"not {value!r}"
     )
 
 
-def test_the_app_passes_on_every_engine_setting(services: dict[str, Any]) -> None:
+@pytest.mark.parametrize("node", NODES)
+def test_every_node_passes_on_every_engine_setting(services: dict[str, Any], node: str) -> None:
     """Every variable engine/config.py reads can be set through compose."""
     config = (ROOT / "engine" / "config.py").read_text(encoding="utf-8")
     settings = set(re.findall(r'env\.\w+\(\s*"([A-Z][A-Z0-9_]*)"', config))
@@ -491,13 +548,16 @@ def test_the_app_passes_on_every_engine_setting(services: dict[str, Any]) -> Non
     image_env = " ".join(
         args for instruction, args in dockerfile_stages()[-1][1] if instruction == "ENV"
     )
-    wired = set(environment(services["app"])) | set(re.findall(r"\b([A-Z][A-Z0-9_]*)=", image_env))
+    wired = set(environment(services[node])) | set(re.findall(r"\b([A-Z][A-Z0-9_]*)=", image_env))
     assert not settings - wired, f"settings not wired in docker-compose.yml: {settings - wired}"
 
 
-def test_the_app_waits_for_a_healthy_database_and_redis(services: dict[str, Any]) -> None:
-    depends = services["app"].get("depends_on")
-    assert isinstance(depends, dict), "app's depends_on needs conditions, not a plain list"
+@pytest.mark.parametrize("node", NODES)
+def test_every_node_waits_for_a_healthy_database_and_redis(
+    services: dict[str, Any], node: str
+) -> None:
+    depends = services[node].get("depends_on")
+    assert isinstance(depends, dict), f"{node}'s depends_on needs conditions, not a plain list"
     for name in ("db", "redis"):
         assert depends.get(name, {}).get("condition") == "service_healthy", depends
 
@@ -539,9 +599,46 @@ def test_the_database_keeps_its_data_on_a_named_volume_where_postgres_18_looks(
     assert named == ["/var/lib/postgresql"], mounts
 
 
-def test_the_app_is_published_on_its_port(services: dict[str, Any]) -> None:
-    ports = [str(port) for port in services["app"].get("ports", [])]
-    assert any(port.endswith(f":{APP_PORT}") for port in ports), ports
+def test_only_the_balancer_and_grafana_publish_ports(services: dict[str, Any]) -> None:
+    published = {name for name, service in services.items() if service.get("ports")}
+    assert published == set(PUBLISHED), f"services publishing ports: {sorted(published)}"
+    for name, variable in PUBLISHED.items():
+        for port in services[name]["ports"]:
+            assert str(port).startswith(f"${{{variable}:-"), (
+                f"{name} publishes {port}; its host port should come from {variable}"
+            )
+    balancer_ports = [str(port) for port in services["balancer"]["ports"]]
+    assert all(port.endswith(f":{APP_PORT}") for port in balancer_ports), balancer_ports
+
+
+def fixed_address(services: dict[str, Any], name: str) -> ipaddress.IPv4Address:
+    networks = services[name].get("networks") or {}
+    addresses = [(settings or {}).get("ipv4_address") for settings in networks.values() if settings]
+    assert len(addresses) == 1 and addresses[0], f"{name} has no fixed ipv4_address: {networks}"
+    return ipaddress.IPv4Address(addresses[0])
+
+
+def test_the_nodes_trust_the_balancers_fixed_address_and_nothing_else(
+    compose: dict[str, Any], services: dict[str, Any]
+) -> None:
+    balancer = fixed_address(services, "balancer")
+    (ipam,) = compose["networks"]["default"]["ipam"]["config"]
+    subnet, dynamic = ipaddress.ip_network(ipam["subnet"]), ipaddress.ip_network(ipam["ip_range"])
+    assert balancer in subnet, f"the balancer's {balancer} is outside the network's {subnet}"
+    # Docker gives other containers addresses from ip_range only: none can take it first.
+    assert balancer not in dynamic, f"the balancer's {balancer} is inside ip_range {dynamic}"
+    for node in NODES:
+        value = environment(services[node]).get("TRUSTED_PROXIES", "")
+        default = re.fullmatch(r"\$\{TRUSTED_PROXIES:-([^}]*)\}", value)
+        assert default, f"{node}'s TRUSTED_PROXIES should pass through with a default: {value!r}"
+        trusted = Settings.from_env({"TRUSTED_PROXIES": default.group(1)}).trusted_proxies
+        assert trusted == (ipaddress.ip_network(balancer),), (node, trusted)
+
+
+def test_the_balancer_runs_the_repositorys_haproxy_config(services: dict[str, Any]) -> None:
+    balancer = services["balancer"]
+    assert re.fullmatch(r"haproxy:\d+\.\d+(\.\d+)?", balancer.get("image", "")), balancer
+    assert host_path(balancer, "/usr/local/etc/haproxy/haproxy.cfg") == HAPROXY_CONFIG
 
 
 def test_every_file_mounted_into_a_container_exists(services: dict[str, Any]) -> None:
@@ -552,18 +649,109 @@ def test_every_file_mounted_into_a_container_exists(services: dict[str, Any]) ->
                 assert (ROOT / source).exists(), f"{name} mounts {source}, which does not exist"
 
 
+# -------------------------------------------------------------------- HAProxy
+
+
+def haproxy_sections() -> dict[str, list[str]]:
+    """ops/haproxy/haproxy.cfg as {"global": [...], "backend nodes": [...], ...}:
+    each section's directives, comments and blank lines left out."""
+    sections: dict[str, list[str]] = {}
+    current: list[str] = []
+    for raw in HAPROXY_CONFIG.read_text(encoding="utf-8").splitlines():
+        line = re.sub(r"(^|\s)#.*$", "", raw).rstrip()
+        if not line.strip():
+            continue
+        if not line[0].isspace():
+            current = sections.setdefault(" ".join(line.split()), [])
+        else:
+            current.append(" ".join(line.split()))
+    return sections
+
+
+def haproxy_seconds(value: str) -> float:
+    """An HAProxy time (`500ms`, `30s`, `1h`; a bare number is milliseconds)."""
+    found = re.fullmatch(r"(\d+)(us|ms|s|m|h|d)?", value)
+    assert found, f"not an HAProxy time: {value}"
+    scale = {"us": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600, "d": 86400}
+    return int(found.group(1)) * scale[found.group(2) or "ms"]
+
+
+def backend(sections: dict[str, list[str]]) -> list[str]:
+    frontends = [name for name in sections if name.startswith("frontend ")]
+    assert len(frontends) == 1, f"haproxy.cfg should have one frontend: {frontends}"
+    used = [d.split()[1] for d in sections[frontends[0]] if d.startswith("default_backend ")]
+    assert used, "the frontend names no default_backend"
+    assert f"backend {used[0]}" in sections, f"no backend {used[0]}"
+    return sections[f"backend {used[0]}"]
+
+
+def test_the_balancer_sends_to_every_node_round_robin_without_stickiness(
+    services: dict[str, Any],
+) -> None:
+    directives = backend(haproxy_sections())
+    servers = {d.split()[1]: d.split()[2] for d in directives if d.startswith("server ")}
+    assert servers == {node: f"{node}:{APP_PORT}" for node in NODES}, servers
+    assert "balance roundrobin" in directives, directives
+    # Any node serves any room and any bid: nothing may pin a client to one.
+    sticky = [
+        d for d in directives if re.match(r"(cookie|stick|hash-type|balance (source|uri))", d)
+    ]
+    assert not sticky, f"the balancer pins clients to nodes: {sticky}"
+
+
+def test_the_balancer_checks_each_node_on_readyz() -> None:
+    directives = backend(haproxy_sections())
+    assert "option httpchk" in directives, directives
+    sends = [d for d in directives if d.startswith("http-check send ")]
+    assert sends and re.search(r"\bmeth GET\b.*\buri /readyz\b", sends[0]), sends
+    assert "http-check expect status 200" in directives, directives
+    servers = [d for d in directives if d.startswith(("server ", "default-server "))]
+    assert any(re.search(r"\bcheck\b", d) for d in servers), f"no server is checked: {servers}"
+
+
+def test_the_balancer_passes_the_client_address_and_keeps_sockets_open() -> None:
+    sections = haproxy_sections()
+    (frontend,) = (
+        directives for name, directives in sections.items() if name.startswith("frontend")
+    )
+    everywhere = frontend + sections.get("defaults", []) + backend(sections)
+    assert "option forwardfor" in everywhere, "the nodes would see the balancer, not the client"
+    assert not any(d.startswith("option forwardfor if-none") for d in everywhere), (
+        "if-none keeps a client's own header: a forged address would pass"
+    )
+    binds = [d.split()[1] for d in frontend if d.startswith("bind ")]
+    assert binds and all(bind.endswith(f":{APP_PORT}") for bind in binds), binds
+    tunnels = [d.split()[2] for d in everywhere if d.startswith("timeout tunnel ")]
+    # Longer than the engine's ping interval, or idle room sockets would be cut.
+    heartbeat = importlib.import_module("web.rooms").RoomTuning().heartbeat_s
+    assert tunnels and haproxy_seconds(tunnels[0]) >= 10 * heartbeat, tunnels
+
+
+def test_haproxy_accepts_the_config() -> None:
+    result = subprocess.run(
+        ["haproxy", "-c", "-f", str(HAPROXY_CONFIG)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 # ----------------------------------------------------------------- Prometheus
 
 
-def test_prometheus_scrapes_the_apps_metrics(prometheus_config: dict[str, Any]) -> None:
+def test_prometheus_scrapes_every_node_itself(prometheus_config: dict[str, Any]) -> None:
     jobs = prometheus_config.get("scrape_configs", [])
-    targets = [
+    targets = {
         (job.get("metrics_path", "/metrics"), target)
         for job in jobs
+        if job.get("job_name") == "auction-engine"
         for static in job.get("static_configs", [])
         for target in static.get("targets", [])
-    ]
-    assert ("/metrics", f"app:{APP_PORT}") in targets, targets
+    }
+    # Never the balancer: its answer would be one node's figures, a different one each time.
+    assert targets == {("/metrics", f"{node}:{APP_PORT}") for node in NODES}, targets
 
 
 def test_prometheus_loads_the_alert_rules(
@@ -676,6 +864,17 @@ def test_the_dashboard_shows_what_an_operator_needs(dashboard: dict[str, Any]) -
     for quantile in ("0.5", "0.95", "0.99"):
         assert f"histogram_quantile({quantile}, " in exprs, f"no p{quantile} latency panel"
     assert "sum by (reason)" in exprs and "sum by (result)" in exprs, "bids by reason and result"
+
+
+def test_the_dashboard_shows_the_nodes_side_by_side(dashboard: dict[str, Any]) -> None:
+    per_node = {
+        name
+        for _, expr in dashboard_queries(dashboard)
+        if re.search(r"\bby \((\w+, )*instance\b", expr)
+        for name in promql_metric_names(expr)
+    }
+    missing = sorted(set(PER_NODE_METRICS) - per_node)
+    assert not missing, f"no panel shows these per node (by instance): {missing}"
 
 
 def test_every_dashboard_query_is_valid_promql(dashboard: dict[str, Any], tmp_path: Path) -> None:

@@ -1,6 +1,7 @@
 """The request rate limits (API.md "Limits"), as a middleware: per client
-address (an IPv6 client per /64), except for the platform's service token, and
-per signed-in user."""
+address (an IPv6 client per /64; behind a trusted proxy, the address it
+forwarded: web/proxies.py), except for the platform's service token, and per
+signed-in user."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from engine.tokens import verify_token
 from web.auth import bearer, is_service
 from web.errors import ApiError, Handler
 from web.keys import LIMITER, SETTINGS
+from web.proxies import client_address
 from web.ratelimit import ip_key
 
 _UNLIMITED = frozenset({"/healthz", "/readyz", "/metrics"})
@@ -25,7 +27,8 @@ async def rate_limit_middleware(request: web.Request, handler: Handler) -> web.S
     if LIMITER not in app or request.path in _UNLIMITED:
         return await handler(request)
     if not is_service(request, settings.internal_api_token):
-        wait = await app[LIMITER].hit(ip_key(request.remote), settings.rate_limit_ip_per_min, 60)
+        client = ip_key(client_address(request))
+        wait = await app[LIMITER].hit(client, settings.rate_limit_ip_per_min, 60)
         _refuse_if_waiting(wait)
         user = _token_subject(request, settings.jwt_secret)
         if user is not None:

@@ -53,6 +53,7 @@ from engine.partitions import partition_of
 from engine.sequencer import Sequencer
 from web.auth import require_service
 from web.keys import SEQUENCER, SETTINGS
+from web.proxies import client_address
 
 logger = logging.getLogger(__name__)
 
@@ -490,7 +491,7 @@ class Peers:
         body = await request.read()
         headers = {
             PEER_HEADER: self._token,
-            RELAYED_FOR: request.remote or "",
+            RELAYED_FOR: client_address(request) or "",
             "Content-Type": request.headers.get("Content-Type", "application/json"),
         }
         if "Authorization" in request.headers:
@@ -569,8 +570,9 @@ def relayed_for(request: web.Request) -> str | None:
 
 
 def caller_address(request: web.Request) -> str | None:
-    """Who made the request: the relaying node's caller, else the peer address."""
-    return relayed_for(request) or request.remote
+    """Who made the request: the relaying node's caller, else the client's
+    address (behind a trusted proxy, the one it forwarded)."""
+    return relayed_for(request) or client_address(request)
 
 
 async def relay_to_owner(request: web.Request, auction_id: uuid.UUID) -> web.Response | None:

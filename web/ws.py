@@ -49,6 +49,7 @@ from web.keys import (
     BidPlacer,
 )
 from web.messages import whole_kobo
+from web.proxies import client_address
 from web.ratelimit import ip_key
 from web.rooms import Connection, Room, snapshot_frame
 from web.ws_limits import FrameBudget
@@ -107,7 +108,7 @@ async def auction_socket(request: web.Request) -> web.StreamResponse:
         raise ApiError(400, "malformed", "This address takes WebSocket connections only.")
     # Counted before anything else is spent on the socket, and given back however
     # it ends: a close by either side, a drop, a failed snapshot, shutdown.
-    sockets, client = app[OPEN_SOCKETS], ip_key(request.remote)
+    sockets, client = app[OPEN_SOCKETS], ip_key(client_address(request))
     if not sockets.open(client):
         raise ApiError(
             429,
