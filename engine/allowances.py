@@ -74,6 +74,7 @@ FROM unnest($1::uuid[], $2::int[], $3::bigint[], $4::bigint[])
      AS t(user_id, partition, target, epoch)
 WHERE a.user_id = t.user_id AND a.partition = t.partition AND a.amount_kobo > t.target
 """
+_FORGET_ALL = "DELETE FROM allowances"
 _DROP_EMPTY = "DELETE FROM allowances WHERE user_id = ANY($1::uuid[]) AND amount_kobo = 0"
 _ONE = "SELECT amount_kobo FROM allowances WHERE user_id = $1 AND partition = $2"
 _ALLOTTED = "SELECT COALESCE(SUM(amount_kobo), 0) FROM allowances WHERE user_id = $1"
@@ -90,6 +91,12 @@ async def allotted(conn: asyncpg.Connection, user_id: uuid.UUID) -> int:
     """What the user's allowances take of their balance (none: a node alone)."""
     total: int = await conn.fetchval(_ALLOTTED, user_id)
     return total
+
+
+async def forget_all(pool: asyncpg.Pool) -> None:
+    """A node alone for good (no Redis: none may join it) weighs whole balances;
+    allowances left by an earlier run with peers would only hold money back."""
+    await pool.execute(_FORGET_ALL)
 
 
 async def spend(conn: asyncpg.Connection, user_id: uuid.UUID, partition: int, kobo: int) -> None:
@@ -163,20 +170,49 @@ class Escrow:
             logger.warning("user %s: allowance not widened: %r", user_id, err)
             return None
 
-    async def _widen(self, auction_id: uuid.UUID, user_id: uuid.UUID, deposit_kobo: int) -> bool:
+    async def _widen(
+        self, auction_id: uuid.UUID, user_id: uuid.UUID, deposit_kobo: int
+    ) -> bool | None:
         partition = self.pool_of(auction_id)
+        granted = await self._try_grant(auction_id, user_id, partition, deposit_kobo, here=True)
+        if granted is None and self._peers is not None:
+            # Not under the user's lock: a peer asking this node the same at the
+            # same moment must not wait on it.
+            await self._peers.release_allowances(user_id)
+            granted = await self._try_grant(
+                auction_id, user_id, partition, deposit_kobo, here=False
+            )
+        if not granted and partition not in self._partitions()[1]:
+            return None  # the partition moved meanwhile: its new owner decides
+        metrics.ALLOWANCE_GRANTS.labels("granted" if granted else "short").inc()
+        return bool(granted)
+
+    async def _try_grant(
+        self,
+        auction_id: uuid.UUID,
+        user_id: uuid.UUID,
+        partition: int,
+        deposit_kobo: int,
+        *,
+        here: bool,
+    ) -> bool | None:
+        """Under the user's lock: grant what the bid needs now (with `here`, after
+        this node's other pools give back when the free balance is short). True:
+        in the core now; False: cannot say or moved; None: the balance is short."""
         async with self._locks.hold(user_id):
             need = self._need(auction_id, user_id, partition, deposit_kobo)
             if need is None:
                 return False
             granted = await self._grant(user_id, partition, need)
-            if granted is None and await self._give_back(user_id, "grant", exclude=partition):
+            if (
+                granted is None
+                and here
+                and await self._give_back(user_id, "grant", exclude=partition)
+            ):
                 granted = await self._grant(user_id, partition, need)
-            if granted is None and self._peers is not None:
-                await self._peers.release_allowances(user_id)
-                granted = await self._grant(user_id, partition, need)
-            metrics.ALLOWANCE_GRANTS.labels("granted" if granted is not None else "short").inc()
-            return granted is not None and self._apply(user_id, partition, granted)
+            if granted is None:
+                return None
+            return self._apply(user_id, partition, granted)
 
     def _need(
         self, auction_id: uuid.UUID, user_id: uuid.UUID, partition: int, deposit_kobo: int
@@ -193,7 +229,9 @@ class Escrow:
             return None
         return exposure - here + deposit_kobo
 
-    async def _grant(self, user_id: uuid.UUID, partition: int, need: int) -> int | None:
+    async def _grant(
+        self, user_id: uuid.UUID, partition: int, need: int, headroom: int = HEADROOM
+    ) -> int | None:
         """In one transaction under the user's row lock: the partition's allowance
         grows toward HEADROOM × need within the free balance. The new allowance
         (at least `need`), or None when the free balance cannot reach `need`."""
@@ -209,7 +247,7 @@ class Escrow:
             room = naira_to_kobo(balance) - sum(held.values())
             if room < need:
                 return None
-            granted: int = max(current, min(room, HEADROOM * need))
+            granted: int = max(current, min(room, headroom * need))
             if granted != current:
                 await conn.execute(_SET, user_id, partition, granted, fence.epoch)
         return granted
@@ -297,6 +335,34 @@ class Escrow:
             async with self._locks.hold(user_id):
                 released += await self._give_back(user_id, "idle", unused_since=before)
         return released
+
+    async def cover(self, exposed: dict[tuple[uuid.UUID, int], int]) -> None:
+        """Leads just loaded that expose more in a partition than its allowance
+        (written by a node that weighed whole balances: one alone, before it had
+        peers) get an allowance for what they expose, before the free balance
+        can go to another partition. Bids cover them too (`widen` asks for the
+        pool's whole exposure); this closes the gap until the first."""
+        registry = self._registry()
+        for (user_id, partition), owed in sorted(exposed.items()):
+            handle = registry.user_handle(user_id)
+            if handle == NO_HANDLE or registry.core.allowance(handle, partition)[0] >= owed:
+                continue
+            async with self._locks.hold(user_id):
+                try:
+                    granted = await self._grant(user_id, partition, owed, headroom=1)
+                except _RETRIED_LATER as err:
+                    logger.warning("user %s: loaded leads not allotted yet: %r", user_id, err)
+                    continue
+                if granted is None:
+                    logger.error(
+                        "user %s: the leads loaded in partition %d expose %d kobo, more than "
+                        "the free balance",
+                        user_id,
+                        partition,
+                        owed,
+                    )
+                    continue
+                self._apply(user_id, partition, granted)
 
     def loaded(self, rows: Iterable[tuple[uuid.UUID, int, int]]) -> None:
         """Allowances loaded with their partitions: watched for idleness from now."""

@@ -177,6 +177,7 @@ class LedgerWriter:
         on_commit: Callable[[Sequence[LedgerWrite]], None] | None = None,
         on_unavailable: Callable[[], None] | None = None,
         on_recovered: Callable[[], Awaitable[None]] | None = None,
+        on_resumed: Callable[[float], None] | None = None,
         stop_when_fenced: bool = True,
     ) -> None:
         self._pool = pool
@@ -190,6 +191,7 @@ class LedgerWriter:
         self._on_commit = on_commit
         self._on_unavailable = on_unavailable
         self._on_recovered = on_recovered
+        self._on_resumed = on_resumed
         self._queue: collections.deque[Entry] = collections.deque()
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
@@ -414,7 +416,7 @@ class LedgerWriter:
                         logger.error(
                             "ledger unreachable for %.1fs (%s): refusing bids", waited, exc
                         )
-                        await self._give_up(refused)
+                        await self._give_up(refused, since=batch.started)
                         return False
                     logger.warning("ledger batch failed (%s); retry %d", exc, attempt)
                     await asyncio.sleep(min(0.01 * 2**attempt, 0.5))
@@ -562,7 +564,11 @@ class LedgerWriter:
             raise LedgerConflict(f"{written} of {len(bids)} bids of one batch are already written")
         return False
 
-    async def _give_up(self, batch: list[Entry]) -> None:
+    async def _give_up(self, batch: list[Entry], since: float | None = None) -> None:
+        """Refuse `batch` and every bid until the ledger answers and the core is
+        rebuilt; `since`: when bids stopped being taken (default: now), told to
+        `on_resumed` the moment they are taken again."""
+        since = since if since is not None else time.monotonic()
         self._refuse(batch)
         self._stalled = False
         while True:
@@ -580,6 +586,11 @@ class LedgerWriter:
         self._available = True
         metrics.LEDGER_AVAILABLE.set(1)
         logger.info("ledger available again")
+        if self._on_resumed is not None:
+            try:  # before anything else runs: writes it queues go first
+                self._on_resumed(since)
+            except Exception:
+                logger.exception("a listener failed on the ledger's return")
 
     def _stop_for_good(self, batch: list[Entry]) -> None:
         """Fenced: refuse every bid from now on; a restart takes ownership again."""

@@ -103,7 +103,9 @@ class Membership:
         return self.table.node_id
 
     def held(self) -> Held:
-        return Held(self.count, frozenset(self.leases), self.node_id)
+        # A node that shares rooms may have peers: its bidders' buying power is
+        # split into allowances; one without Redis is alone by construction.
+        return Held(self.count, frozenset(self.leases), self.node_id, self.table.shares_rooms)
 
     async def start(self) -> Held:
         """Register, take back what the table says is this node's (a restart under

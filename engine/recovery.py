@@ -107,12 +107,15 @@ class Recovered:
     #: With leases: (user, partition, allowance) read into the core's pools since
     #: the sequencer last took them (engine/allowances.py).
     allowances: list[tuple[uuid.UUID, int, int]] = field(default_factory=list)
+    #: With allowances: (user, partition) → the deposits the loaded auctions
+    #: expose there, as the ledger says (since the sequencer last took them).
+    exposed: dict[tuple[uuid.UUID, int], int] = field(default_factory=dict)
 
     def pool_of(self, auction_id: uuid.UUID) -> int | None:
         """The core pool backing the auction's deposits: its partition with leases
         (buying power split into allowances), None for a node alone."""
         held = self.held
-        return None if held is None else partition_of(auction_id, held.count)
+        return None if held is None or not held.pooled else partition_of(auction_id, held.count)
 
 
 @dataclass
@@ -170,9 +173,13 @@ class Held:
     #: The lease table's owner name for this node: a claim touches only the
     #: partitions whose lease this node holds at that moment.
     node: str
+    #: Buying power split into allowances per partition (engine/allowances.py):
+    #: a node that may have peers. One that cannot (no Redis: alone by
+    #: construction) weighs whole balances.
+    pooled: bool = True
 
     def only(self, partitions: Iterable[int]) -> Held:
-        return Held(self.count, frozenset(partitions), self.node)
+        return Held(self.count, frozenset(partitions), self.node, self.pooled)
 
 
 async def recover(
@@ -200,7 +207,11 @@ async def recover(
             ids = [row["id"] for row in auctions]
             bids = await conn.fetch(_BIDS, ids)
             maxes = await conn.fetch(_MAXES, ids)
-            allowances = [] if held is None else await of_partitions(conn, sorted(held.partitions))
+            allowances = (
+                await of_partitions(conn, sorted(held.partitions))
+                if held is not None and held.pooled
+                else []
+            )
     registry = Registry(bidcore.Core(shards=shards))
     for row in users:
         registry.upsert_user(
@@ -311,7 +322,7 @@ async def load_partitions(
         ids = [row["id"] for row in auctions]
         bids = await conn.fetch(_BIDS, ids)
         maxes = await conn.fetch(_MAXES, ids)
-        allowances = await of_partitions(conn, parts)
+        allowances = await of_partitions(conn, parts) if held.pooled else []
     into_core(recovered.registry, allowances)
     recovered.allowances.extend(allowances)
     ledgers = _read_ledgers(auctions, bids, maxes)
@@ -443,9 +454,14 @@ def _restore(recovered: Recovered, ledger: _Ledger) -> None:
         seq=row["last_seq"],
         leader_max_kobo=ledger.leader_max,
         prebids=[(registry.user_handle(p.user_id), p.max_kobo) for p in ledger.prebids],
-        pool=recovered.pool_of(row["id"]),
+        pool=(pool := recovered.pool_of(row["id"])),
     )
     registry.track_auction(row["id"], handle)
+    exposed = ledger.exposed
+    if pool is not None and exposed is not None:
+        user, amount = exposed
+        owed = bidcore.deposit(amount, deposit_bp(row["deposit_pct"]))
+        recovered.exposed[(user, pool)] = recovered.exposed.get((user, pool), 0) + owed
 
 
 def verify(registry: Registry, ledgers: Iterable[_Ledger]) -> None:

@@ -25,7 +25,7 @@ import msgspec
 
 import bidcore
 from engine import metrics
-from engine.allowances import Escrow
+from engine.allowances import Escrow, forget_all
 from engine.audit import write_audit
 from engine.bids import (
     NOT_HERE,
@@ -149,7 +149,7 @@ class Sequencer:
         #: With leases, buying power is split into allowances per partition.
         self.escrow = (
             None
-            if self._held is None
+            if self._held is None or not self._held.pooled
             else Escrow(pool, lambda: self.registry, self.fence_partition, self._pools, self.flush)
         )
         self._took_allowances()
@@ -163,6 +163,7 @@ class Sequencer:
             on_commit=self._committed,
             on_unavailable=self._lost_ledger,
             on_recovered=self.rebuild,
+            on_resumed=self._resumed,
             # Alone, a newer epoch is another process that took everything over;
             # with leases, a partition another node took: rebuild without it.
             stop_when_fenced=self._held is None,
@@ -196,7 +197,10 @@ class Sequencer:
             outage_min_ms=outage_min_ms,
         )
         sequencer._after_interruptions(interrupted or {}, sequencer.registry.auction_ids())
+        if held is not None and not held.pooled:
+            await forget_all(pool)
         sequencer.writer.start()
+        await sequencer._cover_loaded()
         return sequencer
 
     def _after_interruptions(
@@ -264,6 +268,12 @@ class Sequencer:
             self.escrow.loaded(self._recovered.allowances)
         self._recovered.allowances.clear()
 
+    async def _cover_loaded(self) -> None:
+        """Leads just loaded beyond their partition's allowance are allotted now."""
+        exposed, self._recovered.exposed = self._recovered.exposed, {}
+        if self.escrow is not None and exposed:
+            await self.escrow.cover(exposed)
+
     def decide_until(self, deadline: float) -> None:
         """Stop deciding at `deadline` (time.monotonic()) unless told a later one:
         the earliest deadline of the leases this node holds."""
@@ -321,6 +331,7 @@ class Sequencer:
             )
         self._off_core.clear()  # refusals remembered for auctions now held
         logger.info("took partitions %s: %d open auctions", sorted(taken.partitions), len(loaded))
+        await self._cover_loaded()
         return loaded
 
     async def adopt_strays(self) -> list[uuid.UUID]:
@@ -1041,10 +1052,19 @@ class Sequencer:
             if self._held is not None:
                 self._held = recovered.held  # less what another node took meanwhile
             self._took_allowances()
+            self._recovered.exposed.clear()  # allotted before the outage: nothing new
             self.writer.epoch = recovered.epoch
             logger.info("core rebuilt from the ledger under epoch %d", recovered.epoch)
         finally:
             self._rebuilding = False
+
+    def _resumed(self, since: float) -> None:
+        """Bids are taken again after a failed batch (the ledger away, a batch
+        fenced): the outage rule for every auction of the rebuilt core, refused
+        since `since` (time.monotonic()). Called with no await since the writer
+        took writes again, so nothing has closed an auction it extends."""
+        since_ms = self._clock.now_ms() - round((time.monotonic() - since) * 1000)
+        self.outage(since_ms, self.registry.auction_ids())
 
     def _take_remembered(self) -> None:
         """The idempotency keys of what recovery (or a later load) read from the

@@ -83,13 +83,15 @@ async def running(pool: Any, **options: Any) -> AsyncIterator[Sequencer]:
 
 @contextlib.asynccontextmanager
 async def behind_a_proxy(
-    database_url: str, *, unavailable_after_ms: int
+    database_url: str, *, unavailable_after_ms: int, **options: Any
 ) -> AsyncIterator[tuple[TcpProxy, Sequencer]]:
     """An engine whose connections go through a proxy the test can cut."""
     proxy, proxied_dsn = await TcpProxy.in_front_of(database_url)
     engine_pool = await create_pool(proxied_dsn, min_size=1, max_size=4)
     try:
-        engine = await Sequencer.open(engine_pool, unavailable_after_ms=unavailable_after_ms)
+        engine = await Sequencer.open(
+            engine_pool, unavailable_after_ms=unavailable_after_ms, **options
+        )
         try:
             yield proxy, engine
         finally:
@@ -364,6 +366,51 @@ async def test_outage_refuses_bids_then_serves_again_without_a_restart(
     rows = await ledger_bids(pool, auction)
     assert [r["client_bid_id"] for r in rows] == ["before", "after"]
     await recover(pool)  # the ledger and a rebuilt core agree
+
+
+async def test_an_end_caught_by_a_ledger_outage_moves_once_after_it(
+    pool: Any, database_url: str
+) -> None:
+    """RULES.md "Outages": the ledger away for longer than OUTAGE_MIN_MS on a
+    running node, with an auction's end inside the interruption: once bids are
+    taken again its end is the resumption + its extension, written with one audit
+    row (reason `outage`); an auction ending long after is left alone."""
+    seller = await create_user(pool, role="dealer")
+    bidder = await create_user(pool, balance_kobo=10**12)
+    start = now_ms() - 1000
+    ending = await create_auction(
+        pool, seller=seller, start_ms=start, end_ms=now_ms() + 700, extension_ms=30_000
+    )
+    later = await create_auction(pool, seller=seller, start_ms=start, end_ms=start + HOUR_MS)
+    async with behind_a_proxy(database_url, unavailable_after_ms=200, outage_min_ms=500) as (
+        proxy,
+        engine,
+    ):
+        proxy.cut()
+        refused = await engine.place_bid(ending, bidder, PRICE, "during")
+        await asyncio.sleep(1.0)  # the end passes while nothing is taken
+        proxy.restore()
+        for _ in range(200):
+            if engine.available:
+                break
+            await asyncio.sleep(0.05)
+        resumed = now_ms()
+        await engine.flush()
+        extended = await pool.fetchval("SELECT end_time FROM auctions WHERE id = $1", ending)
+        after = await engine.place_bid(ending, bidder, PRICE, "after")
+    ends = dict(
+        await pool.fetch("SELECT id, end_time FROM auctions WHERE id = ANY($1)", [ending, later])
+    )
+    audits = await pool.fetch(
+        "SELECT target_id, reason FROM admin_audit_log WHERE target_id = ANY($1)", [ending, later]
+    )
+
+    assert refused.code == "unavailable"  # type: ignore[union-attr]
+    assert isinstance(after, BidAccepted)  # the auction is still open, later
+    new_end = int(extended.timestamp() * 1000)
+    assert resumed - 1000 + 30_000 <= new_end <= resumed + 30_000
+    assert int(ends[later].timestamp() * 1000) == start + HOUR_MS
+    assert [(row["target_id"], row["reason"]) for row in audits] == [(ending, "outage")]
 
 
 async def test_an_unexpected_database_error_refuses_the_batch_and_recovers(pool: Any) -> None:
