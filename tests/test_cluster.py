@@ -19,6 +19,9 @@ acknowledged bid.
   the TTL, the others take its partitions, nothing acknowledged is lost.
 - A rolling restart (SIGTERM each node in turn) under load: nothing lost, the
   longest an auction took no bid reported.
+- One bidder worth three deposits bidding on six auctions of all three nodes at
+  once, with kills in between: PostgreSQL finds their deposits within their
+  balance at every commit.
 
 `-s` prints the figures.
 """
@@ -45,6 +48,7 @@ import pytest
 import pytest_asyncio
 
 from engine.partitions import partition_of
+from tests.buying_power import check, install_commit_checks, violations
 from tests.cluster_helpers import balanced, cluster
 from tests.fault_helpers import (
     EngineServer,
@@ -615,3 +619,99 @@ async def test_an_auction_whose_end_passed_while_its_owner_was_dead_ends_later(
         f" {(state['end_time_ms'] - end_ms) / 1000:.1f} s later, to the new owner's resumption"
         " + the 10 s extension; one audit row `outage`"
     )
+
+
+# ---- buying power across the three nodes ---------------------------------------------
+
+DEPOSIT = 20_000_000  # deposit(start price) at the default 20 %
+
+
+async def test_one_bidders_deposits_across_three_nodes_never_pass_their_balance(
+    trio: Cluster,
+) -> None:
+    """CLUSTER.md invariant 3 under load: one bidder worth three deposits bids on
+    six auctions owned by all three nodes at once, each through another node
+    (so most bids are forwarded), against rich rivals outbidding them, with two
+    kill -9s in between. PostgreSQL checks the bidder's standing at every commit
+    (tests/buying_power.py); the bidder must have been held to their balance
+    (refusals for buying power) and have led several at once."""
+    nodes, rng = trio.nodes, random.Random(23)
+    conn = await asyncpg.connect(trio.dsn)
+    try:
+        await install_commit_checks(conn)
+    finally:
+        await conn.close()
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
+        platform = Platform(http, nodes[0].base)
+        seller = await platform.user("dealer")
+        tight = await platform.user(balance_kobo=3 * DEPOSIT)
+        start = now_ms() - 1000
+        owners: collections.Counter[str] = collections.Counter()
+        auctions: list[uuid.UUID] = []
+        while len(auctions) < 6 or min(owners.values(), default=0) < 2 or len(owners) < NODES:
+            auction = await platform.auction(seller, start_ms=start, end_ms=start + 900_000)
+            owner = await owner_of(http, nodes[0].base, auction)
+            if owners[owner] < 2:
+                owners[owner] += 1
+                auctions.append(auction)
+        record, rivals = Record(), Record()
+        clients = []
+        for index, auction in enumerate(auctions):
+            via = nodes[index % NODES].base  # mostly not the owner
+            clients.append(RestBidder(http, via, auction, tight, record, index).run())
+            rival = await platform.user(balance_kobo=RICH)
+            rival_via = nodes[(index + 1) % NODES].base
+            clients.append(RestBidder(http, rival_via, auction, rival, rivals, 100 + index).run())
+        tasks = [asyncio.create_task(client) for client in clients]
+        try:
+            async with asyncio.timeout(300):
+                for number in range(2):
+                    await asyncio.sleep(rng.uniform(3.0, 5.0))
+                    victim = nodes[number + 1]
+                    await victim.kill()
+                    await wait_until(
+                        lambda gone=f"node{number + 1}": taken_over(http, nodes[0].base, gone),
+                        30,
+                        "taken over",
+                        0.05,
+                    )
+                    await victim.start()
+                    await balanced(http, nodes, SERVICE, timeout_s=30)
+                await asyncio.sleep(3.0)
+        finally:
+            assert await stop_tasks(tasks) == []
+
+    conn = await asyncpg.connect(trio.dsn)
+    try:
+        found = await violations(conn)
+        standing = await check(conn, tight)
+        most_led = await most_led_at_once(conn, tight)
+    finally:
+        await conn.close()
+    problems, _ = await ledger_problems(trio.dsn, record.acks + rivals.acks)
+    assert found == [], found[:10]
+    assert standing.problems(pooled=True) == []
+    assert problems == [], problems[:10]
+    assert record.outcomes["accepted"] >= 20
+    assert record.outcomes["insufficient_buying_power"] > 0  # the balance did bind
+    assert most_led >= 2  # and it was spread over several auctions at once
+    print(
+        f"\nthe bidder worth 3 deposits: {dict(record.outcomes)}; led at most {most_led} at once;"
+        f" rivals: {rivals.outcomes['accepted']} accepted; no commit broke the balance"
+    )
+
+
+async def most_led_at_once(conn: asyncpg.Connection, user: uuid.UUID) -> int:
+    """The most auctions `user` led together, replaying the bids of the auctions
+    they bid on in commit-batch order (a lower bound of what the commit checks saw)."""
+    rows = await conn.fetch(
+        "SELECT auction_id, user_id FROM bids WHERE auction_id IN"
+        " (SELECT auction_id FROM bids WHERE user_id = $1) ORDER BY created_at, seq",
+        user,
+    )
+    leader: dict[uuid.UUID, uuid.UUID] = {}
+    most = 0
+    for row in rows:
+        leader[row["auction_id"]] = row["user_id"]
+        most = max(most, sum(1 for who in leader.values() if who == user))
+    return most
