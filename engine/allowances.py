@@ -44,7 +44,7 @@ from engine import metrics
 from engine.errors import LEDGER_DOWN, Fenced, LedgerUnavailable
 from engine.leases import Fence
 from engine.locks import KeyedLocks
-from engine.money import naira_to_kobo
+from engine.money import deposit_bp, naira_to_kobo
 from engine.partitions import partition_of
 from engine.registry import NO_HANDLE, Registry
 
@@ -85,6 +85,29 @@ _SPEND = """
 UPDATE allowances SET amount_kobo = GREATEST(amount_kobo - $3, 0), updated_at = now()
 WHERE user_id = $1 AND partition = $2
 """
+
+
+# The bidder's leads the ledger holds on open auctions, with the maximum behind each.
+_LEADS = """
+SELECT b.amount, a.deposit_pct,
+       (SELECT mb.max_amount FROM max_bids mb WHERE mb.auction_id = a.id AND mb.user_id = $1
+        ORDER BY mb.position DESC LIMIT 1) AS max_amount
+FROM bids b JOIN auctions a ON a.id = b.auction_id
+WHERE b.user_id = $1 AND b.is_winning AND NOT b.is_platform_bid
+  AND a.status IN ('live', 'ended')
+"""
+
+
+async def exposed_in_ledger(conn: asyncpg.Connection, user_id: uuid.UUID) -> int:
+    """The deposits of every lead of the bidder the ledger holds, whichever node
+    decided it (a leader with an active maximum: deposit(max))."""
+    total = 0
+    for row in await conn.fetch(_LEADS, user_id):
+        amount = naira_to_kobo(row["amount"])
+        if row["max_amount"] is not None:
+            amount = max(amount, naira_to_kobo(row["max_amount"]))
+        total += bidcore.deposit(amount, deposit_bp(row["deposit_pct"]))
+    return total
 
 
 async def allotted(conn: asyncpg.Connection, user_id: uuid.UUID) -> int:

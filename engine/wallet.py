@@ -18,7 +18,7 @@ import uuid
 import asyncpg
 import msgspec
 
-from engine.allowances import allotted
+from engine.allowances import allotted, exposed_in_ledger
 from engine.clock import to_ms
 from engine.errors import LEDGER_DOWN, Refused
 from engine.locks import user_lock
@@ -109,7 +109,9 @@ async def read_wallet(pool: asyncpg.Pool, sequencer: Sequencer, user_id: uuid.UU
         if row is None:
             raise _unknown_user()
         held, due = await held_and_due(conn, user_id)
-    return _wallet(sequencer, user_id, naira_to_kobo(row["wallet_balance"]), held, due)
+        # Several nodes: this core decides some partitions only; the ledger has every lead.
+        elsewhere = await exposed_in_ledger(conn, user_id) if sequencer.escrow is not None else 0
+    return _wallet(sequencer, user_id, naira_to_kobo(row["wallet_balance"]), held, due, elsewhere)
 
 
 async def held_and_due(conn: asyncpg.Connection, user_id: uuid.UUID) -> tuple[int, int]:
@@ -339,9 +341,16 @@ async def _movement(
 
 
 def _wallet(
-    sequencer: Sequencer, user_id: uuid.UUID, balance: int, held: int, due: int
+    sequencer: Sequencer,
+    user_id: uuid.UUID,
+    balance: int,
+    held: int,
+    due: int,
+    in_ledger: int = 0,
 ) -> WalletBody:
-    exposed = exposure(sequencer, user_id)
+    """`in_ledger`: the leads' deposits as the ledger has them (several nodes); the
+    larger of it and the core's (which has bids not yet written) is reported."""
+    exposed = max(exposure(sequencer, user_id), in_ledger)
     return WalletBody(
         user_id=user_id,
         balance_kobo=balance,

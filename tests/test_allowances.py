@@ -23,7 +23,7 @@ from engine.errors import Refused
 from engine.partitions import settle_partitions
 from engine.recovery import Held
 from engine.sequencer import Sequencer
-from engine.wallet import WalletChange, debit
+from engine.wallet import WalletChange, debit, read_wallet
 from jobs.lifecycle import Lifecycle
 from tests.buying_power import check, install_commit_checks, violations
 from tests.factories import create_auction, create_user
@@ -245,3 +245,14 @@ async def test_the_commit_checks_record_a_balance_below_its_allowances(pool: Any
         found = await violations(conn)
 
     assert found == [f"{bidder}: allowances {2 * DEPOSIT} > balance {DEPOSIT}"]
+
+
+async def test_a_wallet_read_through_any_node_counts_the_leads_of_every_node(pool: Any) -> None:
+    bidder = await create_user(pool, balance_kobo=10 * DEPOSIT)
+    auction = await auction_in(pool, 6)
+    async with two_nodes(pool) as (first, second):
+        await second.place_bid(auction, bidder, PRICE, "a")
+        await second.flush()
+        wallet = await read_wallet(pool, first, bidder)
+
+    assert (wallet.exposure_kobo, wallet.available_kobo) == (DEPOSIT, 9 * DEPOSIT)
