@@ -336,9 +336,13 @@ class Escrow:
 
     async def release(self, user_id: uuid.UUID) -> None:
         """Give back whatever this node's pools of the user do not expose (a
-        withdrawal, or another node's grant, needs it)."""
+        withdrawal, or another node's grant, needs it). A ledger away or a lease
+        lost gives nothing back: the asker then finds the balance short."""
         async with self._locks.hold(user_id):
-            await self._give_back(user_id, "asked")
+            try:
+                await self._give_back(user_id, "asked")
+            except _RETRIED_LATER as err:
+                logger.warning("user %s: allowances not given back: %r", user_id, err)
 
     async def release_idle(self, idle_s: float = IDLE_S) -> int:
         """Give back the unexposed part of every pool not widened for `idle_s`;
