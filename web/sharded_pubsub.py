@@ -254,6 +254,9 @@ class ShardedPubSub:
                 master.start()
             self._masters[address] = master
         for master in previous.values():
+            if master.address in self._failing:
+                self._failing.discard(master.address)
+                logger.info("redis bus: %s:%d is no master now; its slots moved", *master.address)
             self._retire(master)
             self._reroute(master.outbox)
         self._reroute(self._unrouted)
