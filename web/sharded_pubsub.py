@@ -55,7 +55,7 @@ BATCH = 500  # SPUBLISHes in one pipeline
 #: reads its snapshot anyway (a gap it may then see is resumed like any other).
 CONFIRM_WAIT_S = 0.5
 #: Re-reading the slot map costs one small reply: during a failover, ask often.
-REROUTE_MAX_S = 0.5
+REROUTE_MAX_S = 0.25
 #: The slot map is read again this often even when nothing failed: a master cut
 #: off without a reset (or slots moved by an operator) shows no error here.
 RECHECK_S = 5.0
@@ -373,12 +373,17 @@ class _Master:
             self._hub.receive(message["data"])
         elif kind == "ssubscribe":
             self._hub.working(self)
-            self._hub.confirmed(message["channel"].decode())
+            channel = message["channel"].decode()
+            # Not while a SUNSUBSCRIBE sent after it is pending: that one wins.
+            if channel in self.channels and channel not in self._leaving:
+                self._hub.confirmed(channel)
         elif kind == "sunsubscribe":
             channel = message["channel"].decode()
-            if self._leaving[channel] > 0:
+            if channel in self._leaving:
                 self._leaving[channel] -= 1
-            else:
+                if not self._leaving[channel]:
+                    del self._leaving[channel]
+            elif channel in self.channels:
                 self._fail("dropped a channel (its slot moved)", None)
                 return False
         return True
