@@ -3,8 +3,9 @@ route in one place.
 
 Start-up (the cleanup contexts, in order): the database (migrated), the
 sequencer (recovery: the core rebuilt and verified from the ledger, then the
-ledger writer), the rate limiter, the rooms and their bus (subscribed to the
-sequencer's commits), where bids go, and the timed jobs. `/readyz` turns 200
+ledger writer), the link to Redis if REDIS_URL is set (a server or a cluster),
+the rate limiter, the rooms and their bus (subscribed to the sequencer's
+commits), where bids go, and the timed jobs. `/readyz` turns 200
 once all of that is up and the ledger takes writes. Shutdown runs them
 backwards: the jobs stop, bids stop, the ledger is flushed, the sockets close.
 """
@@ -19,7 +20,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 
 from aiohttp import web
-from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from engine.bids import MAXIMUMS_NOT_OFFERED, BidAccepted, BidOutcome, DurableBid, MaxOutcome
 from engine.clock import Clock, SystemClock
@@ -58,6 +59,7 @@ from web.keys import (
     LIMITER,
     MEMBERSHIP,
     OPEN_SOCKETS,
+    REDIS,
     ROOM_TUNING,
     ROOMS,
     SEQUENCER,
@@ -67,6 +69,7 @@ from web.keys import (
 from web.middleware import rate_limit_middleware
 from web.peers import PEERS, Peers
 from web.ratelimit import LocalRateLimiter, RedisRateLimiter
+from web.redis_link import RedisLink
 from web.rooms import Rooms, RoomTuning
 from web.ws_limits import OpenSockets
 from web.ws_messages import bidder_handle
@@ -103,6 +106,7 @@ def create_app(
     app[CLOCK] = clock or SystemClock()
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_sequencer)
+    app.cleanup_ctx.append(_redis)
     app.cleanup_ctx.append(_rate_limiter)
     app.cleanup_ctx.append(_rooms)
     app.cleanup_ctx.append(_bids)
@@ -166,16 +170,30 @@ async def _sequencer(app: web.Application) -> AsyncIterator[None]:
         await membership.leave()
 
 
-async def _rate_limiter(app: web.Application) -> AsyncIterator[None]:
+async def _redis(app: web.Application) -> AsyncIterator[None]:
+    """The one link to REDIS_URL's Redis (web/redis_link.py), for the limits and
+    the bus. Asked at once whether it is a cluster; if Redis does not answer,
+    the node starts anyway and its users ask again."""
     redis_url = app[SETTINGS].redis_url
     if redis_url is None:
-        app[LIMITER] = LocalRateLimiter()
         yield
         return
-    redis = Redis.from_url(redis_url)
-    app[LIMITER] = RedisRateLimiter(redis)
+    link = RedisLink(redis_url)
+    try:
+        await link.connect()
+    except (RedisError, OSError) as exc:
+        logger.warning("REDIS_URL does not answer yet (%s): rooms and limits stay local", exc)
+    app[REDIS] = link
+    try:
+        yield
+    finally:
+        await link.aclose()
+
+
+async def _rate_limiter(app: web.Application) -> AsyncIterator[None]:
+    link = app.get(REDIS)
+    app[LIMITER] = RedisRateLimiter(link) if link is not None else LocalRateLimiter()
     yield
-    await redis.aclose()
 
 
 async def _rooms(app: web.Application) -> AsyncIterator[None]:
@@ -187,8 +205,9 @@ async def _rooms(app: web.Application) -> AsyncIterator[None]:
         reserve_of=lambda auction_id: _reserve_of(sequencer, auction_id),
         standings=sequencer,
     )
-    if settings.redis_url is not None:
-        rooms.use_bus(RedisBus(settings.redis_url, rooms.deliver))
+    link = app.get(REDIS)
+    if link is not None:
+        rooms.use_bus(RedisBus(link, rooms.deliver))
     await rooms.bus.start()
     sequencer.subscribe(rooms.publish_bids)
     sequencer.subscribe_state(rooms.publish_change)

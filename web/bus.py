@@ -3,15 +3,19 @@ process serving sockets of that room.
 
 `LocalBus` (one node, the default) hands each message straight to this
 process's rooms. `RedisBus` (REDIS_URL set) does the same and also publishes
-it on the Redis channel `auction:{id}`; every node listens on one pattern
-subscription `auction:*` and serves its own sockets. The bus carries room
-events already encoded (JSON bytes, written to sockets as they are), so no
-node decodes or encodes them again.
+it on the Redis channel `auction:{id}`. On a single Redis server every node
+listens on one pattern subscription `auction:*` and serves its own sockets. On
+a Redis Cluster (web/redis_link.py tells them apart) the channels are sharded
+(SPUBLISH / SSUBSCRIBE, web/sharded_pubsub.py), and a node subscribes to a
+room's channel while it has sockets in the room (`follow` / `unfollow`). The
+bus carries room events already encoded (JSON bytes, written to sockets as
+they are), so no node decodes or encodes them again.
 
 Redis failing never stops a node: local fan-out happens first and does not
-wait on Redis; the listener and publisher reconnect with a backoff, and what
-other nodes missed meanwhile shows up to their clients as a `seq` gap, which
-`resume` turns into a fresh snapshot.
+wait on Redis; the listener and publisher reconnect with a backoff (on a
+cluster, to wherever a failover moved the channel), and what other nodes missed
+meanwhile shows up to their clients as a `seq` gap, which `resume` turns into
+a fresh snapshot.
 """
 
 from __future__ import annotations
@@ -27,9 +31,10 @@ from typing import Protocol
 import msgspec
 from prometheus_client import Counter
 from redis.asyncio import Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
+
+from web.redis_link import Backoff, RedisLink
+from web.sharded_pubsub import ShardedPubSub
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +70,15 @@ class Bus(Protocol):
         """Deliver to this node's rooms now, and to every other node's."""
         ...
 
+    async def follow(self, auction_id: str) -> None:
+        """A socket of this room opens here: other nodes' events for it must reach
+        this node from now on (returns once they will, or after a short bound)."""
+        ...
+
+    def unfollow(self, auction_id: str) -> None:
+        """That socket closed."""
+        ...
+
     async def start(self) -> None: ...
 
     async def close(self) -> None: ...
@@ -80,6 +94,12 @@ class LocalBus:
     def publish(self, message: BusMessage) -> None:
         self._deliver(message)
 
+    async def follow(self, auction_id: str) -> None:
+        return None
+
+    def unfollow(self, auction_id: str) -> None:
+        return None
+
     async def start(self) -> None:
         return None
 
@@ -92,7 +112,7 @@ class RedisBus:
 
     def __init__(
         self,
-        redis_url: str,
+        link: RedisLink,
         deliver: Deliver,
         *,
         max_pending: int = 10_000,
@@ -100,11 +120,12 @@ class RedisBus:
     ) -> None:
         self.node_id = uuid.uuid4().hex
         self._deliver = deliver
-        # No retries inside redis-py: a failure shows at once, and this bus backs off
-        # and reconnects by itself (local sockets never wait on Redis either way).
-        self._redis: Redis = Redis.from_url(
-            redis_url, socket_connect_timeout=2, retry=Retry(NoBackoff(), 0)
-        )
+        # The link's clients do not retry inside redis-py: a failure shows at once,
+        # and this bus backs off and reconnects by itself (local sockets never wait
+        # on Redis either way).
+        self._link = link
+        self._sharded: ShardedPubSub | None = None  # on a Redis Cluster
+        self._following: dict[str, int] = {}  # auction id -> sockets here
         self._pending: collections.deque[tuple[str, bytes]] = collections.deque()
         self._max_pending = max_pending
         self._wake = asyncio.Event()
@@ -121,25 +142,72 @@ class RedisBus:
         self._pending.append((CHANNEL_PREFIX + message.auction_id, _encode(message)))
         self._wake.set()
 
+    async def follow(self, auction_id: str) -> None:
+        self._following[auction_id] = self._following.get(auction_id, 0) + 1
+        if self._sharded is not None:
+            await self._sharded.follow(CHANNEL_PREFIX + auction_id)
+
+    def unfollow(self, auction_id: str) -> None:
+        left = self._following.pop(auction_id, 1) - 1
+        if left:
+            self._following[auction_id] = left
+        elif self._sharded is not None:
+            self._sharded.unfollow(CHANNEL_PREFIX + auction_id)
+
     async def start(self) -> None:
-        self._tasks = [
-            asyncio.create_task(self._listen(), name="redis-bus-listen"),
-            asyncio.create_task(self._publish(), name="redis-bus-publish"),
-        ]
+        self._tasks = [asyncio.create_task(self._connect(), name="redis-bus-connect")]
 
     async def close(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._tasks = []
-        await self._redis.aclose()
+        # The tasks list grows once connected: cancel until none is left running.
+        while self._tasks:
+            tasks, self._tasks = self._tasks, []
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        if self._sharded is not None:
+            await self._sharded.close()
 
-    async def _listen(self) -> None:
-        backoff = _Backoff(self._retry_max_s)
+    async def _connect(self) -> None:
+        """Once Redis has said what it is: pattern pub/sub on a server, sharded
+        channels on a cluster. Messages published meanwhile wait (bounded)."""
+        backoff = Backoff(self._retry_max_s)
         while True:
-            pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+            try:
+                redis = await self._link.connect()
+                break
+            except (RedisError, OSError) as exc:
+                delay = backoff.next()
+                logger.warning(
+                    "redis bus: Redis does not answer (%s); serving local sockets only, "
+                    "trying again in %.1fs",
+                    exc,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+        if isinstance(redis, Redis):
+            self._tasks += [
+                asyncio.create_task(self._listen(redis), name="redis-bus-listen"),
+                asyncio.create_task(self._publish(redis), name="redis-bus-publish"),
+            ]
+        else:
+            sharded = self._sharded = ShardedPubSub(
+                self._link,
+                self._receive,
+                BUS_MESSAGES_LOST.inc,
+                following=[CHANNEL_PREFIX + auction_id for auction_id in self._following],
+                max_pending=self._max_pending,
+            )
+            self._tasks += [
+                asyncio.create_task(sharded.run(), name="redis-bus-cluster"),
+                asyncio.create_task(self._forward(sharded), name="redis-bus-publish"),
+            ]
+
+    async def _listen(self, redis: Redis) -> None:
+        backoff = Backoff(self._retry_max_s)
+        while True:
+            pubsub = redis.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.psubscribe(CHANNEL_PREFIX + "*")
                 self.listening.set()
@@ -173,15 +241,23 @@ class RedisBus:
         if message.origin != self.node_id:
             self._deliver(message)
 
-    async def _publish(self) -> None:
-        backoff = _Backoff(self._retry_max_s)
+    async def _forward(self, sharded: ShardedPubSub) -> None:
+        """On a cluster: each message to its channel's master (sharded_pubsub)."""
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._pending:
+                sharded.publish(*self._pending.popleft())
+
+    async def _publish(self, redis: Redis) -> None:
+        backoff = Backoff(self._retry_max_s)
         while True:
             await self._wake.wait()
             self._wake.clear()
             while self._pending:
                 batch = [self._pending.popleft() for _ in range(min(500, len(self._pending)))]
                 try:
-                    async with self._redis.pipeline(transaction=False) as pipe:
+                    async with redis.pipeline(transaction=False) as pipe:
                         for channel, data in batch:
                             pipe.publish(channel, data)
                         await pipe.execute()
@@ -198,16 +274,3 @@ class RedisBus:
                         delay,
                     )
                     await asyncio.sleep(delay)
-
-
-class _Backoff:
-    def __init__(self, max_s: float) -> None:
-        self._max_s = max_s
-        self.failures = 0
-
-    def next(self) -> float:
-        self.failures += 1
-        return float(min(0.05 * 2**self.failures, self._max_s))
-
-    def reset(self) -> None:
-        self.failures = 0

@@ -17,6 +17,7 @@ from engine.database import Database
 from engine.membership import Membership
 from engine.sequencer import Sequencer
 from web.ratelimit import RateLimiter
+from web.redis_link import RedisLink
 from web.rooms import Rooms, RoomTuning
 from web.ws_limits import OpenSockets
 
@@ -58,6 +59,7 @@ CLOCK = web.AppKey("clock", Clock)
 DATABASE = web.AppKey("database", Database)
 SEQUENCER = web.AppKey("sequencer", Sequencer)
 LIMITER = web.AppKey("limiter", RateLimiter)
+REDIS = web.AppKey("redis", RedisLink)  # REDIS_URL's Redis, when set
 BIDS = web.AppKey("bids", BidPlacer)
 ROOMS = web.AppKey("rooms", Rooms)
 ROOM_TUNING = web.AppKey("room_tuning", RoomTuning)

@@ -1,5 +1,6 @@
 """Rate limits: fixed windows counted in-process, or in Redis when configured
-so that every node shares them."""
+so that every node shares them (a single server or a Redis Cluster alike: each
+count is one key, touched by one script, so no command spans two slots)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,10 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Protocol
 
-from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
+
+from web.redis_link import RedisLink
 
 logger = logging.getLogger(__name__)
 
@@ -104,22 +107,38 @@ return {hits, redis.call('PTTL', KEYS[1])}
 """
 
 
+#: After Redis fails, counts stay local this long before Redis is asked again: an
+#: outage (or a cluster failing a master over) then costs one failed call a
+#: second, not one per request.
+LOCAL_AFTER_FAILURE_S = 1.0
+
+
 class RedisRateLimiter:
     """Counts in Redis, shared by every node; falls back to local counts if Redis fails."""
 
-    def __init__(self, redis: Redis, fallback: RateLimiter | None = None) -> None:
-        self._redis = redis
-        self._script = redis.register_script(_HIT)
+    def __init__(self, link: RedisLink, fallback: RateLimiter | None = None) -> None:
+        self._link = link
+        self._script: AsyncScript | None = None
         self._fallback = fallback or LocalRateLimiter()
+        self._local_until = 0.0
 
     async def hit(self, key: str, limit: int, window_s: float) -> float | None:
+        if time.monotonic() < self._local_until:
+            return await self._fallback.hit(key, limit, window_s)
         window_ms = math.ceil(window_s * 1000)
         try:
-            hits, ttl_ms = await self._script(keys=[f"ratelimit:{key}"], args=[window_ms])
+            script = self._script or await self._register()
+            hits, ttl_ms = await script(keys=[f"ratelimit:{key}"], args=[window_ms])
         except (RedisError, OSError) as exc:
             # Redis down: keep limiting, per node, rather than not at all.
             logger.warning("rate limits counted locally: Redis failed (%s)", exc)
+            self._local_until = time.monotonic() + LOCAL_AFTER_FAILURE_S
             return await self._fallback.hit(key, limit, window_s)
         if int(hits) <= limit:
             return None
         return max(int(ttl_ms), 1) / 1000
+
+    async def _register(self) -> AsyncScript:
+        redis = await self._link.connect()
+        self._script = redis.register_script(_HIT)
+        return self._script

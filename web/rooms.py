@@ -32,12 +32,13 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
 import math
 import socket
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -556,6 +557,18 @@ class Rooms:
         return self._rooms.get(auction_id)
 
     # sockets
+
+    @contextlib.asynccontextmanager
+    async def following(self, auction_id: uuid.UUID) -> AsyncIterator[None]:
+        """Around one socket's life: other nodes' events for its room reach this
+        node (on a Redis Cluster, a subscription per room, made before the socket
+        reads its snapshot, so no event falls between the two)."""
+        key = str(auction_id)
+        await self._bus.follow(key)
+        try:
+            yield
+        finally:
+            self._bus.unfollow(key)
 
     def join(self, auction_id: uuid.UUID, conn: Connection, snap: Snapshot) -> Room:
         """Add a guest socket to its room with the snapshot read for it (the room's

@@ -118,7 +118,8 @@ async def auction_socket(request: web.Request) -> web.StreamResponse:
             headers={"Retry-After": str(_SOCKETS_RETRY_S)},
         )
     try:
-        return await _run_socket(request, ws, auction_id)
+        async with rooms.following(auction_id):
+            return await _run_socket(request, ws, auction_id)
     finally:
         sockets.close(client)
 
