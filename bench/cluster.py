@@ -61,9 +61,7 @@ from bench.rooms_world import (
     Target,
     World,
     check_ledger,
-    machine_times,
     parse_metrics,
-    process_cpu_s,
 )
 from bench.soak import SECRET, SERVICE_TOKEN, EngineServer, engine_env, free_port, own_database
 from engine.partitions import partition_of
@@ -85,7 +83,7 @@ LOAD_AFTER_A_KILL_S = 6.0
 #: (refuses it) and no row is written.
 PROBE_AMOUNT_KOBO = 1
 FAILOVER_TIMEOUT_S = 30.0
-FRAMES_METRIC = "auction_ws_messages_sent_total"
+FRAMES = "auction_ws_messages_sent_total"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -213,13 +211,16 @@ class Cluster:
             for a, auction in enumerate(world.auction_ids)
         }
 
-    async def frames_sent(self) -> float:
-        """Frames every node has written to client sockets so far."""
-        total = 0.0
+    async def probes(self) -> list[rooms.Probe]:
+        """Each node's counters (GET /metrics) and its process's CPU, now."""
+        probes = []
         for node in self.nodes:
             async with asyncio.timeout(10), self.http.get(f"{node.base}/metrics") as reply:
-                total += parse_metrics(await reply.text()).get(FRAMES_METRIC, 0.0)
-        return total
+                metrics = parse_metrics(await reply.text())
+            probes.append(
+                rooms.Probe.take(Target(node.base, SERVICE_TOKEN, SECRET, node.pid), metrics)
+            )
+        return probes
 
 
 @contextlib.asynccontextmanager
@@ -249,46 +250,32 @@ async def running_cluster(count: int, log_dir: Path, tag: str) -> AsyncIterator[
 # ---- what the engine processes spent ------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Usage:
-    """The engine processes' CPU, the frames they wrote, the machine's ticks, at one moment."""
-
-    at: float
-    cpu_s: list[float | None]
-    frames: float
-    machine: tuple[int, int] | None
-
-    @classmethod
-    async def take(cls, cluster: Cluster) -> Usage:
-        frames = await cluster.frames_sent()
-        cpu = [process_cpu_s(node.pid) for node in cluster.nodes]
-        return cls(time.monotonic(), cpu, frames, machine_times())
-
-
-def spent(before: Usage, after: Usage, accepted: int) -> dict[str, Any]:
-    """CPU seconds of every engine process between two moments, per frame and per bid."""
-    wall = after.at - before.at
+def spent(before: list[rooms.Probe], after: list[rooms.Probe], accepted: int) -> dict[str, Any]:
+    """Every engine process between two probes: CPU seconds in all, per frame written
+    to a client socket and per accepted bid; each node's own counters."""
+    wall = after[0].at - before[0].at
     each = [
-        None if a is None or b is None else a - b
-        for a, b in zip(after.cpu_s, before.cpu_s, strict=True)
+        None
+        if a.server_cpu_s is None or b.server_cpu_s is None
+        else a.server_cpu_s - b.server_cpu_s
+        for a, b in zip(after, before, strict=True)
     ]
     cpu = None if None in each else sum(s for s in each if s is not None)
-    frames = after.frames - before.frames
-    busy = None
-    if before.machine is not None and after.machine is not None:
-        ticks = after.machine[1] - before.machine[1]
-        busy = round((after.machine[0] - before.machine[0]) / ticks, 3) if ticks else None
+    frames = sum(
+        a.metrics.get(FRAMES, 0.0) - b.metrics.get(FRAMES, 0.0)
+        for a, b in zip(after, before, strict=True)
+    )
     return {
         "engine_cpu_s": None if cpu is None else round(cpu, 2),
-        "engine_cpu_share_per_node": [None if s is None else round(s / wall, 3) for s in each],
         "frames_sent": int(frames),
         "frames_per_s": round(frames / wall, 1),
         "cpu_per_frame_us": round(cpu / frames * 1e6, 2) if cpu is not None and frames else None,
         "cpu_per_accepted_bid_us": round(cpu / accepted * 1e6, 1)
         if cpu is not None and accepted
         else None,
-        "machine_busy_share": busy,
+        "machine_busy_share": rooms.machine_busy(before[0], after[0]),
         "measured_s": round(wall, 2),
+        "server": [rooms.server_side(b, a) for b, a in zip(before, after, strict=True)],
     }
 
 
@@ -420,7 +407,7 @@ class Played:
     partitions: int  # PARTITIONS of the run
     owners: dict[int, int]
     owners_moved: int  # auctions whose owner changed during the steady window
-    steady_usage: tuple[Usage, Usage]
+    steady_probes: tuple[list[rooms.Probe], list[rooms.Probe]]
     kills: list[Kill]
     sockets: int
     sockets_failed: int
@@ -443,13 +430,13 @@ async def play(cluster: Cluster, args: argparse.Namespace, kills: int) -> Played
         start_ns = time.monotonic_ns() + 200_000_000
         boundary_ns = start_ns + int(args.seconds * 1e9)
         stop_ns = start_ns + int(bidding_s * 1e9)
-        before = await Usage.take(cluster)
+        before = await cluster.probes()
         await load.gens.go(start_ns, stop_ns)
         progress(f"steady on {len(cluster.nodes)} node(s): bidding for {args.seconds:g}s")
         collecting = asyncio.ensure_future(load.gens.done(timeout_s=bidding_s + args.drain_s + 120))
         try:
             await sleep_until(boundary_ns)
-            after = await Usage.take(cluster)
+            after = await cluster.probes()
             moved = await cluster.owners(world)
             done = await kill_in_turn(
                 cluster, world, kills, args.kill_every_s, boundary_ns, stop_ns
@@ -664,10 +651,10 @@ def steady_phase(played: Played) -> dict[str, Any]:
     """The steady window: latencies (local and forwarded bids apart) and CPU."""
     result, figures = window(played, played.start_ns, played.boundary_ns)
     paths = ack_paths(played.results, played.owners, played.start_ns, played.boundary_ns)
-    before, after = played.steady_usage
+    before, after = played.steady_probes
     result.update(
         {
-            "nodes": len(before.cpu_s),
+            "nodes": len(before),
             "ack_local_ms": latency(paths["local"]),
             "ack_forwarded_ms": latency(paths["forwarded"]),
             "auctions_whose_owner_moved": played.owners_moved,

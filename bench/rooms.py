@@ -430,7 +430,7 @@ async def run_once(args: argparse.Namespace, mode: str) -> Run:
         load = await connected(stack, args, api, world, target, args.seconds)
         gens, failures, connect_s = load.gens, load.failures, load.seconds
         await asyncio.sleep(SETTLE_S)
-        before = _Probe.take(target, parse_metrics(await api.metrics()))
+        before = Probe.take(target, parse_metrics(await api.metrics()))
         start_ns = time.monotonic_ns() + 200_000_000
         stop_ns = start_ns + int(args.seconds * 1e9)
         ends_in_s = (world.end_ms - time.time_ns() // 1_000_000) / 1000
@@ -443,7 +443,7 @@ async def run_once(args: argparse.Namespace, mode: str) -> Run:
         await gens.go(start_ns, stop_ns)
         progress(f"{args.room_scenario}: bidding for {args.seconds:g}s")
         results = await _watch(gens, api, args)
-        after = _Probe.take(target, parse_metrics(await api.metrics()))
+        after = Probe.take(target, parse_metrics(await api.metrics()))
         profile = await _finish_profiler(profiler)
         figures = checked_figures(results, start_ns, stop_ns)
         progress(f"checking the ledger of {len(world.auction_ids)} auctions")
@@ -487,7 +487,7 @@ def _accepted(samples: dict[str, float]) -> float:
 
 
 @dataclass(slots=True)
-class _Probe:
+class Probe:
     """The server's counters, its process's CPU and the machine's, at one moment."""
 
     at: float
@@ -496,15 +496,15 @@ class _Probe:
     machine: tuple[int, int] | None
 
     @classmethod
-    def take(cls, target: Target, metrics: dict[str, float]) -> _Probe:
+    def take(cls, target: Target, metrics: dict[str, float]) -> Probe:
         return cls(time.monotonic(), metrics, process_cpu_s(target.pid), machine_times())
 
 
-def _delta(before: _Probe, after: _Probe, name: str) -> float:
+def _delta(before: Probe, after: Probe, name: str) -> float:
     return after.metrics.get(name, 0.0) - before.metrics.get(name, 0.0)
 
 
-def _server_side(before: _Probe, after: _Probe) -> dict[str, Any]:
+def server_side(before: Probe, after: Probe) -> dict[str, Any]:
     wall = after.at - before.at
     fanouts = _delta(before, after, "auction_fanout_seconds_count")
     acks = _delta(before, after, "auction_bid_latency_seconds_count")
@@ -554,7 +554,7 @@ def _ms(seconds: float | None) -> float | None:
     return None if seconds is None else round(seconds * 1000, 3)
 
 
-def histogram_quantile(before: _Probe, after: _Probe, name: str, q: float) -> float | None:
+def histogram_quantile(before: Probe, after: Probe, name: str, q: float) -> float | None:
     """Prometheus-style: the upper bound of the bucket holding the q-quantile of the
     observations between the two probes (seconds), or None without any."""
     buckets = []
@@ -569,7 +569,7 @@ def histogram_quantile(before: _Probe, after: _Probe, name: str, q: float) -> fl
     return next(bound for bound, count in buckets if count >= rank)
 
 
-def _machine_busy(before: _Probe, after: _Probe) -> float | None:
+def machine_busy(before: Probe, after: Probe) -> float | None:
     if before.machine is None or after.machine is None:
         return None
     busy, total = after.machine[0] - before.machine[0], after.machine[1] - before.machine[1]
@@ -584,8 +584,8 @@ def _result(
     results: Sequence[Results],
     figures: rooms_stats.Figures,
     ledger: dict[str, Any],
-    before: _Probe,
-    after: _Probe,
+    before: Probe,
+    after: Probe,
     connect_s: float,
 ) -> Result:
     seconds = args.seconds
@@ -673,8 +673,8 @@ def _result(
                     for p in gen_processes
                 ),
             },
-            "server": _server_side(before, after),
-            "machine_busy_share": _machine_busy(before, after),
+            "server": server_side(before, after),
+            "machine_busy_share": machine_busy(before, after),
             "config": {
                 "scenario": args.room_scenario,
                 "auctions": args.auctions,
