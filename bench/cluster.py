@@ -622,7 +622,7 @@ def window(
     played: Played, start_ns: int, stop_ns: int
 ) -> tuple[dict[str, Any], rooms_stats.Figures]:
     """Rates, latencies and counts of the bids sent in [start_ns, stop_ns)."""
-    figures = rooms.checked_figures(played.results, start_ns, stop_ns, only_sent_in_run=True)
+    figures = rooms.checked_figures(played.results, start_ns, stop_ns, phase=True)
     seconds = (stop_ns - start_ns) / 1e9
     # The last window keeps the drops of the drain after it too.
     until_ns = stop_ns if stop_ns < played.stop_ns else 2**63 - 1
@@ -693,6 +693,7 @@ def failover_phase(played: Played) -> dict[str, Any]:
             ],
             "reconnects": sum(r.reconnects for r in played.results),
             "reconnect_failures": sum(r.reconnect_failures for r in played.results),
+            "reconnects_unfinished": sum(r.reconnects_unfinished for r in played.results),
             "seq_gaps_whole_run": sum(r.seq_gaps for r in played.results),
         }
     )

@@ -181,6 +181,9 @@ class Results:
     extensions: int = 0
     reconnects: int = 0  # sockets lost during the run and connected again (`reconnect`)
     reconnect_failures: int = 0  # ... and those that found no node to take them
+    reconnects_unfinished: int = 0  # ... and those still trying when the run ended
+    #: watchers per auction index connected when the bidding began
+    watchers_at_go: dict[int, int] = field(default_factory=dict)
 
 
 # ---- frames --------------------------------------------------------------------------
@@ -614,6 +617,9 @@ class Generator:
         self._answers_left: asyncio.Event = asyncio.Event()
         self.reconnects = 0
         self.reconnect_failures = 0
+        self._spread = random.Random(config.seed * 31 + config.index)  # apart from the bids'
+
+        self.watchers_at_go: Counter[int] = Counter()
         self._reconnecting: set[asyncio.Task[None]] = set()
 
     # outcomes
@@ -686,11 +692,13 @@ class Generator:
         return None
 
     async def _reconnect(self, lost: Socket) -> None:
-        """`lost` again through the next node, and the one after, until one takes it;
-        the new socket takes its place (a bidder keeps its count of bids sent)."""
-        node = lost.node
+        """`lost` again through another node, picked at random (a dead node's sockets
+        spread over the others, as behind a load balancer), then the next, until one
+        takes it; the new socket takes its place (a bidder keeps its count of bids)."""
+        count = len(self.ports)
+        node = (lost.node + self._spread.randrange(count - 1)) % count if count > 1 else 0
         for _ in range(RECONNECT_ATTEMPTS):
-            node = (node + 1) % len(self.ports)
+            node = (node + 1) % count
             fresh = lost.again(node)
             if await self._open(fresh) is None:
                 self._crowd(fresh)[self._crowd(lost).index(lost)] = fresh
@@ -727,6 +735,7 @@ class Generator:
 
     async def play(self, go: Go) -> None:
         self._start_ns, self._stop_ns = go.start_ns, go.stop_ns
+        self.watchers_at_go = Counter(w.auction for w in self.watchers if not w.ended)
         self.recording = True
         await asyncio.sleep(max(0.0, (go.start_ns - time.monotonic_ns()) / 1e9))
         if self.config.scenario == "storm":
@@ -868,6 +877,8 @@ class Generator:
             extensions=sum(self.bids.extended),
             reconnects=self.reconnects,
             reconnect_failures=self.reconnect_failures,
+            reconnects_unfinished=len(self._reconnecting),
+            watchers_at_go=dict(self.watchers_at_go),
         )
 
 

@@ -391,10 +391,11 @@ async def connected(
 
 
 def checked_figures(
-    results: Sequence[Results], start_ns: int, stop_ns: int, *, only_sent_in_run: bool = False
+    results: Sequence[Results], start_ns: int, stop_ns: int, *, phase: bool = False
 ) -> rooms_stats.Figures:
-    """The run's figures; fails if an amount does not fit the delivery keys."""
-    figures = rooms_stats.figures(results, start_ns, stop_ns, only_sent_in_run=only_sent_in_run)
+    """The run's figures (or a `phase`'s: rooms_stats.figures); fails if an amount
+    does not fit the delivery keys."""
+    figures = rooms_stats.figures(results, start_ns, stop_ns, phase=phase)
     if figures.max_amount > MAX_AMOUNT_KOBO:
         raise BenchFailure(
             f"a bid of {figures.max_amount} kobo does not fit the delivery keys "

@@ -76,11 +76,12 @@ class Figures:
 
 
 def figures(
-    results: Sequence[Results], start_ns: int, stop_ns: int, *, only_sent_in_run: bool = False
+    results: Sequence[Results], start_ns: int, stop_ns: int, *, phase: bool = False
 ) -> Figures:
-    """Join the bidders' and the watchers' records of every process. With
-    `only_sent_in_run`, bids sent outside [start_ns, stop_ns) are left out, and so
-    are their deliveries (one phase of a longer run)."""
+    """Join the bidders' and the watchers' records of every process. A `phase` of a
+    longer run counts only the bids sent in [start_ns, stop_ns), their deliveries,
+    and the unmatched deliveries received then; and it expects every delivery to
+    the watchers connected when the bidding began (sockets may be cut later on)."""
     span = max(1, math.ceil((stop_ns - start_ns) / 1e9))
     seconds = [Second() for _ in range(span)]
     sent_at: dict[int, int] = {}  # delivery key → send time of the accepted bid
@@ -99,7 +100,7 @@ def figures(
         bids = result.bids
         names = result.outcomes
         for i, send in enumerate(bids.send_ns):
-            if only_sent_in_run and not start_ns <= send < stop_ns:
+            if phase and not start_ns <= send < stop_ns:
                 if bids.kind[i] != MAX and bids.outcome[i] == ACCEPTED:
                     elsewhere.add((bids.auction[i] << AMOUNT_BITS) | bids.amount[i])
                 continue
@@ -142,10 +143,13 @@ def figures(
                     unknown_ids.add(bids.client_bid_id[i])
                 else:
                     rejected_ids.add(bids.client_bid_id[i])
-    fanout_ms, last, unmatched = _deliveries(results, sent_at, elsewhere, seconds, start_ns, span)
+    window = (start_ns, stop_ns) if phase else None
+    fanout_ms, last, unmatched = _deliveries(
+        results, sent_at, elsewhere, seconds, start_ns, span, window
+    )
     watchers: Counter[int] = Counter()
     for result in results:
-        watchers.update(result.watchers_kept)
+        watchers.update(result.watchers_at_go if phase else result.watchers_kept)
     expected = sum(watchers[key >> AMOUNT_BITS] for key in sent_at)
     return Figures(
         sent=sent,
@@ -180,7 +184,10 @@ def _deliveries(
     seconds: list[Second],
     start_ns: int,
     span: int,
+    window: tuple[int, int] | None,
 ) -> tuple[list[float], dict[int, int], int]:
+    """Fan-out latencies, each bid's last delivery, and the deliveries matching no
+    bid answered `accepted` (those received in `window`, when given)."""
     fanout_ms: list[float] = []
     last: dict[int, int] = {}
     unmatched = 0
@@ -190,7 +197,8 @@ def _deliveries(
             if send is None and key in elsewhere:
                 continue
             if send is None:  # a bid whose answer never came, or sent by no one here
-                unmatched += 1
+                if window is None or window[0] <= received < window[1]:
+                    unmatched += 1
                 continue
             latency = (received - send) / 1e6
             fanout_ms.append(latency)
