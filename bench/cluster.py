@@ -83,6 +83,7 @@ LOAD_AFTER_A_KILL_S = 6.0
 #: (refuses it) and no row is written.
 PROBE_AMOUNT_KOBO = 1
 FAILOVER_TIMEOUT_S = 30.0
+VIEW_TIMEOUT_S = 30.0
 FRAMES = "auction_ws_messages_sent_total"
 
 
@@ -197,10 +198,15 @@ class Cluster:
         return [node.port for node in self.nodes]
 
     async def view(self, via: int = 0) -> dict[str, Any]:
-        view = await cluster_view(self.http, self.nodes[via].base)
-        if view is None:
-            raise BenchFailure(f"{node_id(via)} did not answer GET /internal/cluster")
-        return view
+        """GET /internal/cluster through node `via`, asked again while it is too busy
+        to answer (a loaded machine), for up to VIEW_TIMEOUT_S."""
+        deadline = time.monotonic() + VIEW_TIMEOUT_S
+        while time.monotonic() < deadline:
+            view = await cluster_view(self.http, self.nodes[via].base)
+            if view is not None:
+                return view
+            await asyncio.sleep(0.1)
+        raise BenchFailure(f"{node_id(via)} did not answer GET /internal/cluster")
 
     async def owners(self, world: World) -> dict[int, int]:
         """Auction index → the index of the node that owns it now."""
