@@ -452,19 +452,19 @@ async def play(cluster: Cluster, args: argparse.Namespace, kills: int) -> Played
             collecting.cancel()
         audit = await audit_run(api, cluster.dsn, world, results, start_ns, stop_ns)
     return Played(
-        results,
-        world,
-        start_ns,
-        boundary_ns,
-        stop_ns,
-        partitions,
-        owners,
-        sum(1 for a, n in owners.items() if moved.get(a) != n),
-        (before, after),
-        done,
-        load.sockets,
-        sum(load.failures.values()),
-        audit,
+        results=results,
+        world=world,
+        start_ns=start_ns,
+        boundary_ns=boundary_ns,
+        stop_ns=stop_ns,
+        partitions=partitions,
+        owners=owners,
+        owners_moved=sum(1 for a, n in owners.items() if moved.get(a) != n),
+        steady_probes=(before, after),
+        kills=done,
+        sockets=load.sockets,
+        sockets_failed=sum(load.failures.values()),
+        audit=audit,
     )
 
 
@@ -529,7 +529,8 @@ def acknowledged_ids(results: Sequence[Results]) -> dict[str, str]:
 
 
 def last_seen_prices(results: Sequence[Results]) -> dict[int, int]:
-    """Auction index → the highest bid its watchers received (the room's last price)."""
+    """Auction index → the highest client's bid its watchers received (the room's
+    last price, but for bids placed for maximums)."""
     seen: dict[int, int] = {}
     mask = (1 << AMOUNT_BITS) - 1
     for result in results:
@@ -580,10 +581,10 @@ async def duplicated(conn: asyncpg.Connection, auction_ids: Sequence[str]) -> di
 
 
 async def bids_above(conn: asyncpg.Connection, prices: Mapping[str, int]) -> int:
-    """Ledger bids above the given price (kobo) of their auction."""
+    """Ledger bids placed by clients above the given price (kobo) of their auction."""
     count: int = await conn.fetchval(
         "SELECT count(*) FROM bids b JOIN unnest($1::uuid[], $2::bigint[]) AS s(id, kobo)"
-        " ON b.auction_id = s.id AND b.amount * 100 > s.kobo",
+        " ON b.auction_id = s.id AND b.amount * 100 > s.kobo AND NOT b.is_proxy",
         [uuid.UUID(a) for a in prices],
         list(prices.values()),
     )
@@ -591,10 +592,11 @@ async def bids_above(conn: asyncpg.Connection, prices: Mapping[str, int]) -> int
 
 
 async def ledger_prices(conn: asyncpg.Connection, auction_ids: Sequence[str]) -> dict[str, int]:
-    """Auction id → its highest bid in the ledger, in kobo."""
+    """Auction id → its highest bid in the ledger placed by a client, in kobo (the
+    watchers record bids placed for maximums without their amounts)."""
     rows = await conn.fetch(
         "SELECT auction_id::text AS id, (max(amount) * 100)::bigint AS kobo FROM bids"
-        " WHERE auction_id = ANY($1::uuid[]) GROUP BY auction_id",
+        " WHERE auction_id = ANY($1::uuid[]) AND NOT is_proxy GROUP BY auction_id",
         [uuid.UUID(a) for a in auction_ids],
     )
     return {row["id"]: row["kobo"] for row in rows}
