@@ -86,7 +86,7 @@ def test_a_tiny_run_one_node_then_two_and_a_kill_loses_and_repeats_nothing(
             "--kills",
             "1",
             "--kill-every-s",
-            "9",
+            "12",  # slack: a busy machine must not push the kill past the load's end
             "--seconds",
             "3",
             "--auctions",
@@ -110,18 +110,19 @@ def test_a_tiny_run_one_node_then_two_and_a_kill_loses_and_repeats_nothing(
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["scenario"] == "cluster" and result["nodes"] == 2
-    assert result["lost"] == 0 and result["duplicated"] == 0
-    assert result["ledger_consistent"] is True
+    assert result["lost"] == 0 and result["duplicated"] == 0, result["ledger"]
+    assert result["ledger_consistent"] is True, result["ledger"]
     assert set(result["targets"]) == set(TARGETS)
     assert all(isinstance(target["met"], bool) for target in result["targets"].values())
     assert isinstance(result["targets_met"], bool)
     for key in ("ack_p99_ms", "fanout_p99_ms", "failover_gap_p99_ms", "cpu_per_frame_ratio"):
-        assert result[key] > 0, key
+        assert result[key] is not None and result[key] > 0, (key, done.stderr[-2000:])
     one, two, failover = (result["phases"][k] for k in ("one_node", "n_nodes", "failover"))
     assert one["nodes"] == 1 and two["nodes"] == 2
     assert one["ack_forwarded_ms"]["count"] == 0  # one node owns every auction
     assert two["ack_forwarded_ms"]["count"] > 0 and two["ack_local_ms"]["count"] > 0
     assert one["accepted"] > 0 and two["accepted"] > 0 and failover["accepted"] > 0
-    assert two["deliveries"]["measured"] == two["deliveries"]["expected"]
-    assert failover["kills"] == 1 and failover["each_kill"][0]["gap_s"] > 0
+    assert two["deliveries"]["measured"] == two["deliveries"]["expected"], two["deliveries"]
+    assert failover["kills"] == 1, done.stderr[-2000:]
+    assert failover["each_kill"][0]["gap_s"] > 0
     assert Path(result["files"]["png"]).read_bytes().startswith(b"\x89PNG")
