@@ -55,6 +55,10 @@ MAX_AMOUNT_KOBO = (1 << AMOUNT_BITS) - 1
 KEPT_UP_LAG_MS = 100.0
 #: How often the lag probe wakes up.
 LAG_PROBE_S = 0.01
+#: A socket lost during the run (``reconnect``): how often it tries the next node,
+#: and how long it waits between tries (a killed node's clients move to a live one).
+RECONNECT_ATTEMPTS = 50
+RECONNECT_PAUSE_S = 0.2
 
 
 def delivery_key(auction: int, amount_kobo: int) -> int:
@@ -82,6 +86,12 @@ class Config(msgspec.Struct, forbid_unknown_fields=True):
     connect_concurrency: int = 64
     connect_timeout_s: float = 60.0
     drain_s: float = 5.0
+    #: Several nodes: their ports on `host` (empty: `port` alone). The n-th bidder
+    #: (and the n-th watcher) of process k connects to ports[(k + n) % len(ports)],
+    #: so every node gets its share of every process's sockets.
+    ports: list[int] = []
+    #: A socket lost during the run connects again, to the next node, and carries on.
+    reconnect: bool = False
 
 
 class Go(msgspec.Struct, forbid_unknown_fields=True):
@@ -111,13 +121,21 @@ class Bids:
     outcome: array[int] = field(default_factory=lambda: array("h"))  # index into `outcomes`
     extended: array[int] = field(default_factory=lambda: array("b"))
     kind: array[int] = field(default_factory=lambda: array("b"))  # BID or MAX
+    node: array[int] = field(default_factory=lambda: array("h"))  # port index it went to
     bid_id: dict[int, str] = field(default_factory=dict)  # record index → ledger id (accepted)
 
     def add(
-        self, client_bid_id: str, auction: int, amount: int, send_ns: int, kind: int = BID
+        self,
+        client_bid_id: str,
+        auction: int,
+        amount: int,
+        send_ns: int,
+        kind: int = BID,
+        node: int = 0,
     ) -> int:
         self.client_bid_id.append(client_bid_id)
         self.kind.append(kind)
+        self.node.append(node)
         self.auction.append(auction)
         self.amount.append(amount)
         self.send_ns.append(send_ns)
@@ -161,6 +179,11 @@ class Results:
     cpu_s: float  # this process's CPU seconds from start to stop
     wall_s: float
     extensions: int = 0
+    reconnects: int = 0  # sockets lost during the run and connected again (`reconnect`)
+    reconnect_failures: int = 0  # ... and those that found no node to take them
+    reconnects_unfinished: int = 0  # ... and those still trying when the run ended
+    #: watchers per auction index connected when the bidding began
+    watchers_at_go: dict[int, int] = field(default_factory=dict)
 
 
 # ---- frames --------------------------------------------------------------------------
@@ -247,9 +270,10 @@ class Socket(asyncio.Protocol):
 
     kind = "socket"
 
-    def __init__(self, gen: Generator, auction: int) -> None:
+    def __init__(self, gen: Generator, auction: int, node: int = 0) -> None:
         self.gen = gen
         self.auction = auction
+        self.node = node  # index into the generator's ports
         self.transport: asyncio.Transport | None = None
         self._buffer = bytearray()
         self._key = base64.b64encode(os.urandom(16))
@@ -266,7 +290,7 @@ class Socket(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport = cast(asyncio.Transport, transport)  # uvloop's is no subclass
         path = f"/ws/auctions/{self.gen.config.auction_ids[self.auction]}"
-        host = f"{self.gen.config.host}:{self.gen.config.port}"
+        host = f"{self.gen.config.host}:{self.gen.ports[self.node]}"
         transport.write(
             (
                 f"GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\n"
@@ -370,6 +394,10 @@ class Socket(asyncio.Protocol):
         if self.transport is not None:
             self.gen.loop.call_later(2.0, self.transport.abort)
 
+    def again(self, node: int) -> Socket:
+        """A fresh socket to the same room through `node`, in this one's place."""
+        raise NotImplementedError
+
     # frames in
 
     def on_text(self, payload: bytes, now_ns: int) -> None:
@@ -397,6 +425,9 @@ class Watcher(Socket):
 
     kind = "watcher"
 
+    def again(self, node: int) -> Watcher:
+        return Watcher(self.gen, self.auction, node)
+
     def on_text(self, payload: bytes, now_ns: int) -> None:
         event = _decode_watch(payload)
         kind = event.type
@@ -422,9 +453,16 @@ class Bidder(Socket):
     kind = "bidder"
 
     def __init__(
-        self, gen: Generator, auction: int, number: int, token: str, *, sets_maxes: bool = False
+        self,
+        gen: Generator,
+        auction: int,
+        number: int,
+        token: str,
+        *,
+        sets_maxes: bool = False,
+        node: int = 0,
     ) -> None:
-        super().__init__(gen, auction)
+        super().__init__(gen, auction, node)
         self.number = number
         self.token = token
         self.sets_maxes = sets_maxes
@@ -436,6 +474,14 @@ class Bidder(Socket):
         self.pending: int | None = None  # the record index of the bid awaiting its answer
         self.sent = 0
         self.authenticated: asyncio.Future[None] = _future(gen.loop)
+
+    def again(self, node: int) -> Bidder:
+        fresh = Bidder(
+            self.gen, self.auction, self.number, self.token, sets_maxes=self.sets_maxes, node=node
+        )
+        fresh.sent = self.sent  # its client_bid_ids go on from here, never repeat
+        fresh.max_kobo = self.max_kobo
+        return fresh
 
     @property
     def idle(self) -> bool:
@@ -488,13 +534,13 @@ class Bidder(Socket):
         if self.sets_maxes and gen.rng.random() < 0.5:
             above = max(amount, self.max_kobo)
             amount = above + gen.rng.randint(2, 6) * self.increment
-            self.pending = gen.bids.add(client_bid_id, self.auction, amount, now_ns, MAX)
+            self.pending = gen.bids.add(client_bid_id, self.auction, amount, now_ns, MAX, self.node)
             self.send_text(
                 b'{"type":"max","max_kobo":%d,"client_bid_id":"%s"}'
                 % (amount, client_bid_id.encode())
             )
             return
-        self.pending = gen.bids.add(client_bid_id, self.auction, amount, now_ns)
+        self.pending = gen.bids.add(client_bid_id, self.auction, amount, now_ns, BID, self.node)
         self.send_text(
             b'{"type":"bid","amount_kobo":%d,"client_bid_id":"%s"}'
             % (amount, client_bid_id.encode())
@@ -544,6 +590,7 @@ class Generator:
     def __init__(self, config: Config, loop: asyncio.AbstractEventLoop) -> None:
         self.config = config
         self.loop = loop
+        self.ports = config.ports or [config.port]
         self.rng = random.Random(config.seed * 1000 + config.index)
         self.bids = Bids()
         self.outcomes = list(OUTCOMES)
@@ -568,6 +615,12 @@ class Generator:
         self._stop_ns = 0
         self._storm_mean_s = config.think_ms / 1000
         self._answers_left: asyncio.Event = asyncio.Event()
+        self.reconnects = 0
+        self.reconnect_failures = 0
+        self._spread = random.Random(config.seed * 31 + config.index)  # apart from the bids'
+
+        self.watchers_at_go: Counter[int] = Counter()
+        self._reconnecting: set[asyncio.Task[None]] = set()
 
     # outcomes
 
@@ -580,10 +633,17 @@ class Generator:
 
     # connecting
 
+    def _node(self, n: int) -> int:
+        """The port index of this process's n-th bidder (or watcher): round-robin."""
+        return (self.config.index + n) % len(self.ports)
+
     async def connect_all(self) -> float:
         started = time.perf_counter()
         gate = asyncio.Semaphore(self.config.connect_concurrency)
-        jobs = [self._connect(Watcher(self, auction), gate) for auction in self.config.watchers]
+        jobs = [
+            self._connect(Watcher(self, auction, self._node(n)), gate)
+            for n, auction in enumerate(self.config.watchers)
+        ]
         maxes = random.Random(self.config.seed * 7 + self.config.index)
         jobs += [
             self._connect(
@@ -593,6 +653,7 @@ class Generator:
                     self.config.index * 1_000_000 + n,
                     token,
                     sets_maxes=maxes.random() < self.config.max_share,
+                    node=self._node(n),
                 ),
                 gate,
             )
@@ -603,27 +664,54 @@ class Generator:
 
     async def _connect(self, sock: Socket, gate: asyncio.Semaphore) -> None:
         async with gate:
-            try:
-                async with asyncio.timeout(self.config.connect_timeout_s):
-                    await self.loop.create_connection(
-                        lambda: sock, self.config.host, self.config.port
-                    )
-                    await sock.opened
-                    await sock.first_snapshot
-                    if isinstance(sock, Bidder):
-                        sock.send_text(msgspec.json.encode({"type": "auth", "token": sock.token}))
-                        await sock.authenticated
-            except (OSError, HandshakeFailed, ConnectionError, TimeoutError) as err:
-                reason = str(err) if isinstance(err, HandshakeFailed) else type(err).__name__
-                self.connect_failures[reason] += 1
-                if sock.transport is not None:
-                    sock.transport.abort()
-                return
-        if isinstance(sock, Bidder):
+            failure = await self._open(sock)
+        if failure is not None:
+            self.connect_failures[failure] += 1
+        elif isinstance(sock, Bidder):
             self.bidders.append(sock)
         else:
             assert isinstance(sock, Watcher)
             self.watchers.append(sock)
+
+    async def _open(self, sock: Socket) -> str | None:
+        """Connect `sock`, take its snapshot, sign a bidder in; why not, or None."""
+        try:
+            async with asyncio.timeout(self.config.connect_timeout_s):
+                await self.loop.create_connection(
+                    lambda: sock, self.config.host, self.ports[sock.node]
+                )
+                await sock.opened
+                await sock.first_snapshot
+                if isinstance(sock, Bidder):
+                    sock.send_text(msgspec.json.encode({"type": "auth", "token": sock.token}))
+                    await sock.authenticated
+        except (OSError, HandshakeFailed, ConnectionError, TimeoutError) as err:
+            if sock.transport is not None:
+                sock.transport.abort()
+            return str(err) if isinstance(err, HandshakeFailed) else type(err).__name__
+        return None
+
+    async def _reconnect(self, lost: Socket) -> None:
+        """`lost` again through another node, picked at random (a dead node's sockets
+        spread over the others, as behind a load balancer), then the next, until one
+        takes it; the new socket takes its place (a bidder keeps its count of bids)."""
+        count = len(self.ports)
+        node = (lost.node + self._spread.randrange(count - 1)) % count if count > 1 else 0
+        for _ in range(RECONNECT_ATTEMPTS):
+            node = (node + 1) % count
+            fresh = lost.again(node)
+            if await self._open(fresh) is None:
+                self._crowd(fresh)[self._crowd(lost).index(lost)] = fresh
+                self.reconnects += 1
+                return
+            if self.stopping:
+                break
+            await asyncio.sleep(RECONNECT_PAUSE_S)
+        self.reconnect_failures += 1
+
+    def _crowd(self, sock: Socket) -> list[Any]:
+        """The list `sock`'s kind is kept in (bidders or watchers)."""
+        return self.bidders if isinstance(sock, Bidder) else self.watchers
 
     def socket_lost(self, sock: Socket) -> None:
         if self.stopping or not sock.opened.done() or sock.opened.exception() is not None:
@@ -638,11 +726,16 @@ class Generator:
             lag < KEPT_UP_LAG_MS for at, lag in self._lag_recent if now - at < 2_000_000_000
         )
         self.drops.append(Drop(sock.kind, sock.auction, sock.close_code, now, kept_up))
+        if self.config.reconnect and self.recording and sock in self._crowd(sock):
+            task = self.loop.create_task(self._reconnect(sock))
+            self._reconnecting.add(task)
+            task.add_done_callback(self._reconnecting.discard)
 
     # the scenario
 
     async def play(self, go: Go) -> None:
         self._start_ns, self._stop_ns = go.start_ns, go.stop_ns
+        self.watchers_at_go = Counter(w.auction for w in self.watchers if not w.ended)
         self.recording = True
         await asyncio.sleep(max(0.0, (go.start_ns - time.monotonic_ns()) / 1e9))
         if self.config.scenario == "storm":
@@ -782,6 +875,10 @@ class Generator:
             cpu_s=cpu_s,
             wall_s=(self._stop_ns - self._start_ns) / 1e9,
             extensions=sum(self.bids.extended),
+            reconnects=self.reconnects,
+            reconnect_failures=self.reconnect_failures,
+            reconnects_unfinished=len(self._reconnecting),
+            watchers_at_go=dict(self.watchers_at_go),
         )
 
 

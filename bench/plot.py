@@ -106,6 +106,61 @@ def compare_bars(
     return path
 
 
+def cluster_phases(
+    path: Path,
+    p99s: Mapping[str, Mapping[str, float | None]],
+    kills: Sequence[tuple[float, float]],
+    *,
+    title: str,
+    targets_ms: Mapping[str, float],
+) -> Path:
+    """`bench cluster`: each phase's p99s side by side (ms, the targets dashed),
+    and each kill's failover gap in seconds, the part until the leases were owned
+    again below the rest (until the new owners decided bids)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, (left, right) = plt.subplots(
+        1, 2, figsize=(11, 4.5), width_ratios=(3, 2), layout="constrained"
+    )
+    phases = list(p99s)
+    measures = list(next(iter(p99s.values()), {}))
+    width = 0.8 / max(1, len(phases))
+    colors = ("tab:gray", "tab:blue", "tab:purple", "tab:orange", "tab:green")
+    for k, phase in enumerate(phases):
+        xs = [m + (k - (len(phases) - 1) / 2) * width for m in range(len(measures))]
+        values = [p99s[phase][name] or 0.0 for name in measures]
+        bars = left.bar(xs, values, width, label=phase, color=colors[k % len(colors)])
+        left.bar_label(bars, [f"{v:.1f}" if v else "" for v in values], fontsize=7)
+    left.set_xticks(range(len(measures)), measures, fontsize=8)
+    for name, value in targets_ms.items():
+        if name.startswith(("ack", "fan-out")):
+            left.axhline(value, linestyle="--", linewidth=0.8, color="tab:red", alpha=0.7)
+            left.annotate(f"target {name} {value:g} ms", (-0.4, value), fontsize=7)
+    left.set_ylabel("p99, ms")
+    left.grid(True, axis="y", alpha=0.3)
+    left.legend(fontsize=8)
+    numbers = [str(n + 1) for n in range(len(kills))]
+    leases = [lease for lease, _ in kills]
+    rest = [gap - lease for lease, gap in kills]
+    right.bar(numbers, leases, color="tab:blue", label="until the leases are owned again")
+    right.bar(numbers, rest, bottom=leases, color="tab:cyan", label="until the owner decides bids")
+    gap_target = targets_ms.get("failover gap p99")
+    if gap_target is not None:
+        right.axhline(gap_target / 1000, linestyle="--", linewidth=0.8, color="tab:red")
+    right.set_xlabel("kill")
+    right.set_ylabel("failover gap, s")
+    right.grid(True, axis="y", alpha=0.3)
+    right.legend(fontsize=8)
+    figure.suptitle(title, fontsize=10)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path
+
+
 def _plain_ticks(axes: Axes) -> None:
     """Log-scale ticks as plain numbers (5, 10, 50), not powers of ten."""
     from matplotlib.ticker import FuncFormatter, LogLocator

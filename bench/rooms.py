@@ -89,18 +89,35 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--scenario", dest="room_scenario", choices=("steady", "storm"), default="steady"
     )
+    add_load_arguments(
+        parser,
+        rate_help=f"steady: offered bids/s, Poisson (default {STEADY_RATE:,.0f}; "
+        f"with --compare {COMPARE_RATE:,.0f}, to saturate the baseline)",
+    )
+    parser.add_argument("--url", help="load this running server instead of starting one")
+    parser.add_argument("--internal-token", help="with --url: its INTERNAL_API_TOKEN")
+    parser.add_argument("--jwt-secret", help="with --url: its JWT_SECRET")
+    parser.add_argument(
+        "--compare",
+        action="store_true",
+        help="the engine, the per-bid-lock baseline and the reference core, side by side",
+    )
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR, help="where the .md and .png go")
+    parser.add_argument(
+        "--py-spy",
+        metavar="BIN",
+        help="profile the server with this py-spy during the run (raw stacks next to the report)",
+    )
+
+
+def add_load_arguments(parser: argparse.ArgumentParser, rate_help: str) -> None:
+    """The load's shape: the world, the sockets, the bids (also `bench cluster`'s)."""
     parser.add_argument("--auctions", type=_positive, default=200)
     parser.add_argument("--bidders", type=_positive, default=1_000)
     parser.add_argument("--watchers", type=_count, default=5_000)
     parser.add_argument("--seconds", type=float, default=60.0, help="bidding time")
     parser.add_argument("--processes", type=_positive, default=2, help="load-generator processes")
-    parser.add_argument(
-        "--rate",
-        type=float,
-        default=None,
-        help=f"steady: offered bids/s, Poisson (default {STEADY_RATE:,.0f}; "
-        f"with --compare {COMPARE_RATE:,.0f}, to saturate the baseline)",
-    )
+    parser.add_argument("--rate", type=float, default=None, help=rate_help)
     parser.add_argument(
         "--think-ms", type=float, default=250.0, help="storm: a bidder's mean pause at first"
     )
@@ -124,20 +141,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--seed", type=int, default=360)
     parser.add_argument("--drain-s", type=float, default=5.0, help="wait for answers after the run")
-    parser.add_argument("--url", help="load this running server instead of starting one")
-    parser.add_argument("--internal-token", help="with --url: its INTERNAL_API_TOKEN")
-    parser.add_argument("--jwt-secret", help="with --url: its JWT_SECRET")
-    parser.add_argument(
-        "--compare",
-        action="store_true",
-        help="the engine, the per-bid-lock baseline and the reference core, side by side",
-    )
-    parser.add_argument("--out", type=Path, default=RESULTS_DIR, help="where the .md and .png go")
-    parser.add_argument(
-        "--py-spy",
-        metavar="BIN",
-        help="profile the server with this py-spy during the run (raw stacks next to the report)",
-    )
 
 
 def _positive(text: str) -> int:
@@ -233,9 +236,16 @@ class Generators:
 
 @contextlib.asynccontextmanager
 async def generators(
-    args: argparse.Namespace, world: World, target: Target, deadline_s: float
+    args: argparse.Namespace,
+    world: World,
+    target: Target,
+    deadline_s: float,
+    *,
+    ports: Sequence[int] = (),
+    reconnect: bool = False,
 ) -> AsyncIterator[Generators]:
-    """`--processes` generators, bidders and watchers dealt round-robin among them."""
+    """`--processes` generators, bidders and watchers dealt round-robin among them
+    (and, given several nodes' `ports` on the target's host, among those)."""
     workdir = Path(tempfile.mkdtemp(prefix="d360-rooms-gen-"))
     processes: list[asyncio.subprocess.Process] = []
     paths = [workdir / f"gen-{k}.pickle" for k in range(args.processes)]
@@ -259,6 +269,8 @@ async def generators(
                 results_path=str(paths[k]),
                 deadline_s=deadline_s,
                 drain_s=args.drain_s,
+                ports=list(ports),
+                reconnect=reconnect,
             )
             process = await asyncio.create_subprocess_exec(
                 sys.executable,
@@ -288,15 +300,123 @@ class Run:
     series: dict[str, list[float | None]]
 
 
+def zipf_of(args: argparse.Namespace) -> float:
+    """The popularity skew: --zipf, else the scenario's own."""
+    if args.zipf is not None:
+        return float(args.zipf)
+    return STORM_ZIPF if args.room_scenario == "storm" else 0.0
+
+
+def setup_seconds(args: argparse.Namespace) -> float:
+    """What making the world and connecting may take."""
+    sockets: int = args.bidders + args.watchers
+    return 10 + sockets / 300
+
+
+def generator_deadline_s(args: argparse.Namespace, bidding_s: float) -> float:
+    """The generators' hard cap (they kill themselves after it, whatever happens)."""
+    drain_s: float = args.drain_s
+    return setup_seconds(args) * 3 + bidding_s + drain_s + 120
+
+
+async def world_for(api: Api, target: Target, args: argparse.Namespace, bidding_s: float) -> World:
+    """The scenario's world, its auctions open for `bidding_s` of bidding and more."""
+    return await make_world(
+        api,
+        target,
+        auctions=args.auctions,
+        bidders=args.bidders,
+        watchers=args.watchers,
+        zipf_s=zipf_of(args),
+        scenario=args.room_scenario,
+        seconds=bidding_s,
+        window_ms=args.window_ms,
+        setup_s=setup_seconds(args),
+        seed=args.seed,
+    )
+
+
+@dataclass(slots=True)
+class Connected:
+    """The generators, once every socket that could open has, and every auction is live."""
+
+    gens: Generators
+    sockets: int
+    failures: Counter[str]
+    seconds: float
+
+
+async def connected(
+    stack: contextlib.AsyncExitStack,
+    args: argparse.Namespace,
+    api: Api,
+    world: World,
+    target: Target,
+    bidding_s: float,
+    *,
+    ports: Sequence[int] = (),
+    reconnect: bool = False,
+) -> Connected:
+    """Start the generators (stopped when `stack` closes), wait until they are ready
+    and every auction is live; fails if no socket could connect."""
+    setup_s = setup_seconds(args)
+    progress(f"{args.processes} load generators opening {args.bidders + args.watchers:,} sockets")
+    started = time.perf_counter()
+    gens = await stack.enter_async_context(
+        generators(
+            args,
+            world,
+            target,
+            generator_deadline_s(args, bidding_s),
+            ports=ports,
+            reconnect=reconnect,
+        )
+    )
+    ready, _ = await asyncio.gather(
+        gens.ready(timeout_s=setup_s * 3 + 60),
+        wait_live(api, world.auction_ids, timeout_s=setup_s * 3 + 60),
+    )
+    seconds = time.perf_counter() - started
+    failures: Counter[str] = Counter()
+    for message in ready:
+        failures.update(message["failures"])
+    sockets = sum(m["bidders"] + m["watchers"] for m in ready)
+    progress(
+        f"{sockets:,} sockets open and every auction live after {seconds:.1f}s"
+        + (f"; {sum(failures.values()):,} failed: {dict(failures)}" if failures else "")
+    )
+    if not sockets:
+        raise BenchFailure(f"no socket could connect: {dict(failures)}")
+    return Connected(gens, sockets, failures, seconds)
+
+
+def checked_figures(
+    results: Sequence[Results], start_ns: int, stop_ns: int, *, phase: bool = False
+) -> rooms_stats.Figures:
+    """The run's figures (or a `phase`'s: rooms_stats.figures); fails if an amount
+    does not fit the delivery keys."""
+    figures = rooms_stats.figures(results, start_ns, stop_ns, phase=phase)
+    if figures.max_amount > MAX_AMOUNT_KOBO:
+        raise BenchFailure(
+            f"a bid of {figures.max_amount} kobo does not fit the delivery keys "
+            f"(at most {MAX_AMOUNT_KOBO}); fewer bids per auction, or lower prices"
+        )
+    return figures
+
+
+def acknowledged(*phases: rooms_stats.Figures) -> Acknowledged:
+    """What the bidders were told over one or more phases of a run."""
+    told = Acknowledged({}, set(), set())
+    for figures in phases:
+        told.accepted.update(figures.accepted_ids)
+        told.rejected.update(figures.rejected_ids)
+        told.unknown.update(figures.unknown_ids)
+    return told
+
+
 async def run_once(args: argparse.Namespace, mode: str) -> Run:
     """One scenario against one server: set up, bid, collect, check the ledger."""
-    zipf = (
-        args.zipf
-        if args.zipf is not None
-        else (STORM_ZIPF if args.room_scenario == "storm" else 0.0)
-    )
-    sockets = args.bidders + args.watchers
-    setup_s = 10 + sockets / 300  # what making the world and connecting may take
+    zipf = zipf_of(args)
     async with contextlib.AsyncExitStack() as stack:
         if args.url:
             target = Target(args.url.rstrip("/"), args.internal_token, args.jwt_secret)
@@ -307,40 +427,11 @@ async def run_once(args: argparse.Namespace, mode: str) -> Run:
             aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64))
         )
         api = Api(session, target)
-        world = await make_world(
-            api,
-            target,
-            auctions=args.auctions,
-            bidders=args.bidders,
-            watchers=args.watchers,
-            zipf_s=zipf,
-            scenario=args.room_scenario,
-            seconds=args.seconds,
-            window_ms=args.window_ms,
-            setup_s=setup_s,
-            seed=args.seed,
-        )
-        deadline_s = setup_s * 3 + args.seconds + args.drain_s + 120
-        progress(f"{args.processes} load generators opening {sockets:,} sockets")
-        connect_started = time.perf_counter()
-        gens = await stack.enter_async_context(generators(args, world, target, deadline_s))
-        ready, _ = await asyncio.gather(
-            gens.ready(timeout_s=setup_s * 3 + 60),
-            wait_live(api, world.auction_ids, timeout_s=setup_s * 3 + 60),
-        )
-        connect_s = time.perf_counter() - connect_started
-        failures: Counter[str] = Counter()
-        for message in ready:
-            failures.update(message["failures"])
-        connected = sum(m["bidders"] + m["watchers"] for m in ready)
-        progress(
-            f"{connected:,} sockets open and every auction live after {connect_s:.1f}s"
-            + (f"; {sum(failures.values()):,} failed: {dict(failures)}" if failures else "")
-        )
-        if not connected:
-            raise BenchFailure(f"no socket could connect: {dict(failures)}")
+        world = await world_for(api, target, args, args.seconds)
+        load = await connected(stack, args, api, world, target, args.seconds)
+        gens, failures, connect_s = load.gens, load.failures, load.seconds
         await asyncio.sleep(SETTLE_S)
-        before = _Probe.take(target, parse_metrics(await api.metrics()))
+        before = Probe.take(target, parse_metrics(await api.metrics()))
         start_ns = time.monotonic_ns() + 200_000_000
         stop_ns = start_ns + int(args.seconds * 1e9)
         ends_in_s = (world.end_ms - time.time_ns() // 1_000_000) / 1000
@@ -353,20 +444,11 @@ async def run_once(args: argparse.Namespace, mode: str) -> Run:
         await gens.go(start_ns, stop_ns)
         progress(f"{args.room_scenario}: bidding for {args.seconds:g}s")
         results = await _watch(gens, api, args)
-        after = _Probe.take(target, parse_metrics(await api.metrics()))
+        after = Probe.take(target, parse_metrics(await api.metrics()))
         profile = await _finish_profiler(profiler)
-        figures = rooms_stats.figures(results, start_ns, stop_ns)
-        if figures.max_amount > MAX_AMOUNT_KOBO:
-            raise BenchFailure(
-                f"a bid of {figures.max_amount} kobo does not fit the delivery keys "
-                f"(at most {MAX_AMOUNT_KOBO}); fewer bids per auction, or lower prices"
-            )
+        figures = checked_figures(results, start_ns, stop_ns)
         progress(f"checking the ledger of {len(world.auction_ids)} auctions")
-        ledger = await check_ledger(
-            api,
-            world.auction_ids,
-            Acknowledged(figures.accepted_ids, figures.rejected_ids, figures.unknown_ids),
-        )
+        ledger = await check_ledger(api, world.auction_ids, acknowledged(figures))
     result = _result(args, mode, zipf, world, results, figures, ledger, before, after, connect_s)
     result["sockets_failed"] = sum(failures.values())
     result["sockets_failed_reasons"] = dict(failures)
@@ -406,7 +488,7 @@ def _accepted(samples: dict[str, float]) -> float:
 
 
 @dataclass(slots=True)
-class _Probe:
+class Probe:
     """The server's counters, its process's CPU and the machine's, at one moment."""
 
     at: float
@@ -415,15 +497,15 @@ class _Probe:
     machine: tuple[int, int] | None
 
     @classmethod
-    def take(cls, target: Target, metrics: dict[str, float]) -> _Probe:
+    def take(cls, target: Target, metrics: dict[str, float]) -> Probe:
         return cls(time.monotonic(), metrics, process_cpu_s(target.pid), machine_times())
 
 
-def _delta(before: _Probe, after: _Probe, name: str) -> float:
+def _delta(before: Probe, after: Probe, name: str) -> float:
     return after.metrics.get(name, 0.0) - before.metrics.get(name, 0.0)
 
 
-def _server_side(before: _Probe, after: _Probe) -> dict[str, Any]:
+def server_side(before: Probe, after: Probe) -> dict[str, Any]:
     wall = after.at - before.at
     fanouts = _delta(before, after, "auction_fanout_seconds_count")
     acks = _delta(before, after, "auction_bid_latency_seconds_count")
@@ -473,7 +555,7 @@ def _ms(seconds: float | None) -> float | None:
     return None if seconds is None else round(seconds * 1000, 3)
 
 
-def histogram_quantile(before: _Probe, after: _Probe, name: str, q: float) -> float | None:
+def histogram_quantile(before: Probe, after: Probe, name: str, q: float) -> float | None:
     """Prometheus-style: the upper bound of the bucket holding the q-quantile of the
     observations between the two probes (seconds), or None without any."""
     buckets = []
@@ -488,7 +570,7 @@ def histogram_quantile(before: _Probe, after: _Probe, name: str, q: float) -> fl
     return next(bound for bound, count in buckets if count >= rank)
 
 
-def _machine_busy(before: _Probe, after: _Probe) -> float | None:
+def machine_busy(before: Probe, after: Probe) -> float | None:
     if before.machine is None or after.machine is None:
         return None
     busy, total = after.machine[0] - before.machine[0], after.machine[1] - before.machine[1]
@@ -503,8 +585,8 @@ def _result(
     results: Sequence[Results],
     figures: rooms_stats.Figures,
     ledger: dict[str, Any],
-    before: _Probe,
-    after: _Probe,
+    before: Probe,
+    after: Probe,
     connect_s: float,
 ) -> Result:
     seconds = args.seconds
@@ -592,8 +674,8 @@ def _result(
                     for p in gen_processes
                 ),
             },
-            "server": _server_side(before, after),
-            "machine_busy_share": _machine_busy(before, after),
+            "server": server_side(before, after),
+            "machine_busy_share": machine_busy(before, after),
             "config": {
                 "scenario": args.room_scenario,
                 "auctions": args.auctions,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -74,11 +75,17 @@ class Figures:
     proxy_deliveries: int = 0
 
 
-def figures(results: Sequence[Results], start_ns: int, stop_ns: int) -> Figures:
-    """Join the bidders' and the watchers' records of every process."""
+def figures(
+    results: Sequence[Results], start_ns: int, stop_ns: int, *, phase: bool = False
+) -> Figures:
+    """Join the bidders' and the watchers' records of every process. A `phase` of a
+    longer run counts only the bids sent in [start_ns, stop_ns), their deliveries,
+    and the unmatched deliveries received then; and it expects every delivery to
+    the watchers connected when the bidding began (sockets may be cut later on)."""
     span = max(1, math.ceil((stop_ns - start_ns) / 1e9))
     seconds = [Second() for _ in range(span)]
     sent_at: dict[int, int] = {}  # delivery key → send time of the accepted bid
+    elsewhere: set[int] = set()  # delivery keys of accepted bids left out
     ack_ms: list[float] = []
     ack_accepted_ms: list[float] = []
     rejections: Counter[str] = Counter()
@@ -93,6 +100,10 @@ def figures(results: Sequence[Results], start_ns: int, stop_ns: int) -> Figures:
         bids = result.bids
         names = result.outcomes
         for i, send in enumerate(bids.send_ns):
+            if phase and not start_ns <= send < stop_ns:
+                if bids.kind[i] != MAX and bids.outcome[i] == ACCEPTED:
+                    elsewhere.add((bids.auction[i] << AMOUNT_BITS) | bids.amount[i])
+                continue
             if bids.kind[i] == MAX:  # answered like a bid, places no bid of its own
                 maxes_sent += 1
                 if bids.outcome[i] == ACCEPTED:
@@ -104,11 +115,11 @@ def figures(results: Sequence[Results], start_ns: int, stop_ns: int) -> Figures:
                     ack_ms.append(latency)
                     ack_max_ms.append(latency)
                 continue
+            outcome = bids.outcome[i]
+            auction, amount = bids.auction[i], bids.amount[i]
             second = seconds[min(span - 1, max(0, (send - start_ns) // 1_000_000_000))]
             second.sent += 1
             sent += 1
-            outcome = bids.outcome[i]
-            auction, amount = bids.auction[i], bids.amount[i]
             max_amount = max(max_amount, amount)
             if outcome == UNANSWERED:
                 unanswered += 1
@@ -132,10 +143,13 @@ def figures(results: Sequence[Results], start_ns: int, stop_ns: int) -> Figures:
                     unknown_ids.add(bids.client_bid_id[i])
                 else:
                     rejected_ids.add(bids.client_bid_id[i])
-    fanout_ms, last, unmatched = _deliveries(results, sent_at, seconds, start_ns, span)
+    window = (start_ns, stop_ns) if phase else None
+    fanout_ms, last, unmatched = _deliveries(
+        results, sent_at, elsewhere, seconds, start_ns, span, window
+    )
     watchers: Counter[int] = Counter()
     for result in results:
-        watchers.update(result.watchers_kept)
+        watchers.update(result.watchers_at_go if phase else result.watchers_kept)
     expected = sum(watchers[key >> AMOUNT_BITS] for key in sent_at)
     return Figures(
         sent=sent,
@@ -166,18 +180,25 @@ def figures(results: Sequence[Results], start_ns: int, stop_ns: int) -> Figures:
 def _deliveries(
     results: Sequence[Results],
     sent_at: Mapping[int, int],
+    elsewhere: AbstractSet[int],
     seconds: list[Second],
     start_ns: int,
     span: int,
+    window: tuple[int, int] | None,
 ) -> tuple[list[float], dict[int, int], int]:
+    """Fan-out latencies, each bid's last delivery, and the deliveries matching no
+    bid answered `accepted` (those received in `window`, when given)."""
     fanout_ms: list[float] = []
     last: dict[int, int] = {}
     unmatched = 0
     for result in results:
         for key, received in zip(result.delivery_key, result.delivery_ns, strict=True):
             send = sent_at.get(key)
+            if send is None and key in elsewhere:
+                continue
             if send is None:  # a bid whose answer never came, or sent by no one here
-                unmatched += 1
+                if window is None or window[0] <= received < window[1]:
+                    unmatched += 1
                 continue
             latency = (received - send) / 1e6
             fanout_ms.append(latency)
