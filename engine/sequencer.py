@@ -104,6 +104,7 @@ _REUSED = BidRejected(
 DurableListener = Callable[[Sequence[DurableBid]], None]
 StateListener = Callable[[StateChange], None]
 MaxListener = Callable[[DurableMax], None]
+LoadedListener = Callable[[Sequence[tuple[uuid.UUID, int]]], None]
 
 
 class Elsewhere(Protocol):
@@ -141,6 +142,7 @@ class Sequencer:
         self._listeners: list[DurableListener] = []
         self._state_listeners: list[StateListener] = []
         self._max_listeners: list[MaxListener] = []
+        self._loaded_listeners: list[LoadedListener] = []
         metrics.LIVE_AUCTIONS.set_function(lambda: self.core.status_counts().get("live", 0))
         self._rebuilding = False
         self._decide_until = math.inf
@@ -331,8 +333,17 @@ class Sequencer:
             )
         self._off_core.clear()  # refusals remembered for auctions now held
         logger.info("took partitions %s: %d open auctions", sorted(taken.partitions), len(loaded))
+        self._tell_loaded(loaded)
         await self._cover_loaded()
         return loaded
+
+    def _tell_loaded(self, auction_ids: Iterable[uuid.UUID]) -> None:
+        loaded = self.seqs(auction_ids)
+        for listener in self._loaded_listeners:
+            try:
+                listener(loaded)
+            except Exception:
+                logger.exception("a listener failed on auctions taken")
 
     async def adopt_strays(self) -> list[uuid.UUID]:
         """Load the open auctions of this node's partitions that it has not claimed
@@ -388,6 +399,20 @@ class Sequencer:
     def subscribe_state(self, listener: StateListener) -> None:
         """Call `listener` with every committed state change, in commit order."""
         self._state_listeners.append(listener)
+
+    def subscribe_loaded(self, listener: LoadedListener) -> None:
+        """Call `listener` with (auction, seq) of the auctions this node takes when
+        it takes a partition, as rebuilt from the ledger."""
+        self._loaded_listeners.append(listener)
+
+    def seqs(self, auction_ids: Iterable[uuid.UUID]) -> list[tuple[uuid.UUID, int]]:
+        """(auction, seq) as the core has them, for those it holds."""
+        found = []
+        for auction_id in auction_ids:
+            state = self.held(auction_id)
+            if state is not None:
+                found.append((auction_id, state.seq))
+        return found
 
     def subscribe_maxes(self, listener: MaxListener) -> None:
         """Call `listener` with every committed maximum, once the listeners of

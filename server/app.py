@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from aiohttp import web
 from redis.exceptions import RedisError
 
+from engine.auctions import Snapshot
 from engine.bids import MAXIMUMS_NOT_OFFERED, BidAccepted, BidOutcome, DurableBid, MaxOutcome
 from engine.clock import Clock, SystemClock
 from engine.config import Settings
@@ -71,6 +72,7 @@ from web.peers import PEERS, Peers
 from web.ratelimit import LocalRateLimiter, RedisRateLimiter
 from web.redis_link import RedisLink
 from web.rooms import Rooms, RoomTuning
+from web.ws import room_snapshot
 from web.ws_limits import OpenSockets
 from web.ws_messages import bidder_handle
 
@@ -204,6 +206,7 @@ async def _rooms(app: web.Application) -> AsyncIterator[None]:
         app.get(ROOM_TUNING) or RoomTuning(),
         reserve_of=lambda auction_id: _reserve_of(sequencer, auction_id),
         standings=sequencer,
+        ledger=_RoomLedger(app),
     )
     link = app.get(REDIS)
     if link is not None:
@@ -212,6 +215,10 @@ async def _rooms(app: web.Application) -> AsyncIterator[None]:
     sequencer.subscribe(rooms.publish_bids)
     sequencer.subscribe_state(rooms.publish_change)
     sequencer.subscribe_maxes(rooms.publish_max)
+    sequencer.subscribe_loaded(rooms.publish_loaded)
+    # What this node took at its start: rooms elsewhere may be behind it (events
+    # a previous owner committed but never published, killed).
+    rooms.publish_loaded(sequencer.seqs(sequencer.registry.auction_ids()))
     app[ROOMS] = rooms
     app[OPEN_SOCKETS] = OpenSockets(settings.ws_sockets_per_ip)
     try:
@@ -350,6 +357,19 @@ class PublishingPerBidLedger:
         """The seed's design has no maximums: refused, nothing changed (the core
         would decide them apart from these bids, and the two would disagree)."""
         return MAXIMUMS_NOT_OFFERED
+
+
+@dataclasses.dataclass(frozen=True)
+class _RoomLedger:
+    """web.rooms.LedgerSnapshots: a room's snapshot from the ledger, the clock."""
+
+    app: web.Application
+
+    async def snapshot(self, auction_id: uuid.UUID) -> Snapshot | None:
+        return await room_snapshot(self.app, auction_id)
+
+    def now_ms(self) -> int:
+        return self.app[CLOCK].now_ms()
 
 
 def _reserve_of(sequencer: Sequencer, auction_id: uuid.UUID) -> int | None:

@@ -560,3 +560,31 @@ async def test_a_sold_rooms_snapshot_is_read_from_the_ledger_at_most_once_a_whil
             ).json()
             assert settled["auction"]["status"] == ledger["auction"]["status"] == "settled"
             assert (settled["seq"], settled["auction"]) == (ledger["seq"], ledger["auction"])
+
+
+async def test_a_room_behind_its_auctions_new_owner_gets_the_ledgers_snapshot(
+    pool: Any, database_url: str
+) -> None:
+    """A bid committed but never published (its owner died right after the
+    commit) leaves every room elsewhere behind; the node taking the auction says
+    its rebuilt seq (`publish_loaded`), and a room behind it sends its sockets
+    the ledger's snapshot, then goes on from there (CLUSTER.md invariant 4:
+    events in seq order, or a snapshot, never a silent gap)."""
+    world = await make_world(pool)
+    alice, bob = world.bidders
+    async with serving(database_url) as served, aiohttp.ClientSession() as session:
+        rooms, sequencer = served.app[ROOMS], served.app[SEQUENCER]
+        guest = await RoomClient.connect(session, served.room_url(world.auction_id))
+        seq = guest.snapshot["seq"]
+        sequencer._listeners.remove(rooms.publish_bids)  # the dying owner publishes nothing
+        await sequencer.place_bid(world.auction_id, alice, START, "unheard")
+        assert await guest.silence(0.2) == []
+        sequencer._listeners.append(rooms.publish_bids)
+        rooms.publish_loaded([(world.auction_id, seq + 1)])
+        snapshot = await guest.expect("snapshot", wait_s=2)
+        await sequencer.place_bid(world.auction_id, bob, START + STEP, "heard")
+        event = await guest.expect("bid")
+
+    assert snapshot["seq"] == seq + 1
+    assert snapshot["auction"]["current_price_kobo"] == START
+    assert (event["seq"], event["amount_kobo"]) == (seq + 2, START + STEP)

@@ -55,6 +55,9 @@ class BusMessage(msgspec.Struct, frozen=True, array_like=True):
     committed_ns: int  # wall clock at the commit, for the fan-out latency histogram
     events: list[tuple[int, bytes]]  # (seq, encoded room event), in seq order
     private: list[tuple[list[str], bytes]]  # (user ids, encoded message) for those bidders alone
+    #: The auction's seq as a node that just took it rebuilt it from the ledger:
+    #: a room behind it missed events the previous owner never published.
+    seq_now: int | None = None
 
 
 Deliver = Callable[[BusMessage], None]

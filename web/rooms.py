@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 import logging
 import math
 import socket
@@ -89,6 +90,14 @@ class Standings(Protocol):
     def max_of(self, auction_id: uuid.UUID, user_id: uuid.UUID) -> int | None: ...
 
     def available_of(self, user_id: uuid.UUID) -> int | None: ...
+
+
+class LedgerSnapshots(Protocol):
+    """Where a room reads its auction's snapshot from the ledger, and the time."""
+
+    async def snapshot(self, auction_id: uuid.UUID) -> Snapshot | None: ...
+
+    def now_ms(self) -> int: ...
 
 
 class _NoStandings:
@@ -367,6 +376,33 @@ class Room:
         self._read_at = time.monotonic()
         self._encoded = None
 
+    def catch_up(self, snap: Snapshot, now_ms: int) -> bool:
+        """A ledger snapshot ahead of what the room has delivered, and the events
+        between are not coming (their owner died before publishing them): every
+        socket gets the snapshot (API.md: a snapshot when events cannot be had),
+        and the room goes on from its seq. False when the room was not behind."""
+        if snap.seq <= self.last_seq:
+            return False
+        self._held = {seq: event for seq, event in self._held.items() if seq > snap.seq}
+        self.last_seq = self._covered_from = snap.seq
+        self._buffer.clear()
+        self.adopt(snap)
+        for conn in list(self._conns):
+            frame = _snapshot_frame(
+                snap.seq,
+                now_ms,
+                msgspec.json.encode(snap.auction),
+                self._vehicle,
+                msgspec.json.encode(snap.recent_bids),
+                conn.you if conn.knows_you else None,
+            )
+            if conn.send(frame):
+                MESSAGES_SENT.inc()
+            else:
+                self.remove(conn)
+        self.receive(())  # held events that now follow in order
+        return True
+
     async def reread(self, load: Callable[[], Awaitable[Snapshot | None]]) -> Snapshot | None:
         """A snapshot from the ledger (`load`), read once for every socket asking at
         the same time, and adopted if it fits. It may be ahead of the room: send
@@ -538,8 +574,11 @@ class Rooms:
         tuning: RoomTuning,
         reserve_of: ReserveOf | None = None,
         standings: Standings | None = None,
+        ledger: LedgerSnapshots | None = None,
     ) -> None:
         self.tuning = tuning
+        self._ledger = ledger
+        self._catching_up: set[asyncio.Task[None]] = set()
         self._reserve_of = reserve_of or (lambda auction_id: None)
         self._standings: Standings = standings or _NoStandings()
         self._rooms: dict[uuid.UUID, Room] = {}
@@ -724,15 +763,55 @@ class Rooms:
 
     # events out: from the bus to this node's sockets
 
+    def _catch_up(self, room: Room) -> None:
+        """The room is behind its auction's new owner: read the ledger's snapshot
+        (once, for the room) and send it to the room's sockets."""
+        ledger = self._ledger
+        if ledger is None:
+            return
+        load = functools.partial(ledger.snapshot, room.auction_id)
+
+        async def catch_up() -> None:
+            snap = await room.reread(load)
+            if snap is not None and room.catch_up(snap, ledger.now_ms()):
+                logger.info(
+                    "room %s caught up with its new owner at seq %d", room.auction_id, snap.seq
+                )
+
+        task = asyncio.create_task(catch_up())
+        self._catching_up.add(task)
+        task.add_done_callback(self._catching_up.discard)
+        task.add_done_callback(_caught_up)
+
+    def publish_loaded(self, loaded: Sequence[tuple[uuid.UUID, int]]) -> None:
+        """The sequencer's listener of auctions it took (a partition taken, a
+        start): each one's seq as rebuilt from the ledger, for rooms on every node
+        that may be behind it (events their previous owner committed but never
+        published, having died)."""
+        committed_ns = time.time_ns()
+        for auction_id, seq in loaded:
+            self._bus.publish(
+                BusMessage(self._bus.node_id, str(auction_id), committed_ns, [], [], seq)
+            )
+
     def deliver(self, message: BusMessage) -> None:
         room = self._rooms.get(uuid.UUID(message.auction_id))
         if room is None:
+            return
+        if message.seq_now is not None:
+            if message.seq_now > room.last_seq:
+                self._catch_up(room)
             return
         sent = room.receive(message.events)
         for user_ids, payload in message.private:
             room.send_to(user_ids, payload)
         if sent or message.private:
             FANOUT_SECONDS.observe(max(time.time_ns() - message.committed_ns, 0) / 1e9)
+
+
+def _caught_up(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and (error := task.exception()) is not None:
+        logger.warning("a room could not catch up with the ledger: %r", error)
 
 
 def _bid_event(bid: DurableBid, reserve_kobo: int | None) -> BidEvent:
