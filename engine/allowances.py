@@ -161,10 +161,10 @@ class Escrow:
         registry: Callable[[], Registry],
         fence: Callable[[int], Fence],
         partitions: Callable[[], tuple[int, frozenset[int]]],
-        flush: Callable[[], Awaitable[None]],
+        written: Callable[[], Awaitable[None]],
     ) -> None:
         self._pool = pool
-        self._flush = flush
+        self._written = written  # every bid decided so far durable (or failed)
         self._registry = registry
         self._fence = fence
         self._partitions = partitions
@@ -317,7 +317,7 @@ class Escrow:
                 cut.append((partition, exposure, self._fence(partition)))
         if not cut:
             return 0
-        await self._flush()
+        await self._written()
         async with self._pool.acquire() as conn, conn.transaction():
             for _, _, fence in cut:
                 await fence.check(conn)

@@ -202,6 +202,7 @@ class LedgerWriter:
         self._task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._releasing: set[asyncio.Task[None]] = set()  # connections going back to the pool
+        self._last: asyncio.Future[None] | None = None  # the entry submitted last
         metrics.LEDGER_AVAILABLE.set(1)
 
     @property
@@ -263,6 +264,13 @@ class LedgerWriter:
             raise LedgerUnavailable("the ledger is unavailable")
         await self._idle.wait()
 
+    async def written(self) -> None:
+        """Wait until every entry submitted so far is durable or has failed (what
+        comes later is not waited for; entries complete in the order submitted)."""
+        last = self._last
+        if last is not None and not last.done():
+            await asyncio.wait([last])
+
     def submit(self, bid: LedgerWrite) -> asyncio.Future[None]:
         """Queue an accepted bid or a state change; the future completes once it
         is committed."""
@@ -274,6 +282,7 @@ class LedgerWriter:
             future.set_exception(LedgerUnavailable("the ledger is unavailable"))
             return future
         self._queue.append((bid, future))
+        self._last = future
         self._idle.clear()
         self._wake.set()
         return future

@@ -152,7 +152,13 @@ class Sequencer:
         self.escrow = (
             None
             if self._held is None or not self._held.pooled
-            else Escrow(pool, lambda: self.registry, self.fence_partition, self._pools, self.flush)
+            else Escrow(
+                pool,
+                lambda: self.registry,
+                self.fence_partition,
+                self._pools,
+                self.writer_caught_up,
+            )
         )
         self._took_allowances()
         self._announcing: dict[uuid.UUID, asyncio.Task[None]] = {}
@@ -221,6 +227,11 @@ class Sequencer:
     async def flush(self) -> None:
         """Wait until everything decided so far is durable (or has failed)."""
         await self.writer.flush()
+
+    async def writer_caught_up(self) -> None:
+        """Wait until everything decided so far is durable or has failed (what is
+        decided meanwhile is not waited for, unlike `flush`)."""
+        await self.writer.written()
 
     async def close(self) -> None:
         """Stop taking bids, write what was accepted, stop the writer."""
