@@ -162,6 +162,7 @@ class Sequencer:
         )
         self._took_allowances()
         self._announcing: dict[uuid.UUID, asyncio.Task[None]] = {}
+        self._covering: set[asyncio.Task[None]] = set()
         self.writer = LedgerWriter(
             pool,
             epoch=recovered.epoch,
@@ -208,7 +209,6 @@ class Sequencer:
         if held is not None and not held.pooled:
             await forget_all(pool)
         sequencer.writer.start()
-        await sequencer._cover_loaded()
         return sequencer
 
     def _after_interruptions(
@@ -253,8 +253,14 @@ class Sequencer:
         )
 
     def fence_with(self, fences: Callable[[int], Fence]) -> None:
-        """Where a partition's fence comes from: the membership's leases (several nodes)."""
+        """Where a partition's fence comes from: the membership's leases (several
+        nodes). Leads recovery loaded beyond their allowance are allotted now
+        (that takes the fences)."""
         self._fences = fences
+        if self.escrow is not None and self._recovered.exposed:
+            task = asyncio.create_task(self._cover_loaded())
+            self._covering.add(task)
+            task.add_done_callback(self._covering.discard)
 
     def fence(self, auction_id: uuid.UUID) -> Fence | None:
         """What a write outside the writer (end processing, settlement) checks for this auction:

@@ -8,6 +8,7 @@ stand-in here; tests/test_cluster.py runs the real peer sockets.)"""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 import uuid
@@ -256,3 +257,23 @@ async def test_a_wallet_read_through_any_node_counts_the_leads_of_every_node(poo
         wallet = await read_wallet(pool, first, bidder)
 
     assert (wallet.exposure_kobo, wallet.available_kobo) == (DEPOSIT, 9 * DEPOSIT)
+
+
+async def test_leads_loaded_beyond_their_allowance_are_allotted_at_the_start(pool: Any) -> None:
+    """Leads written by a node that weighed whole balances (a node alone keeps no
+    allowances) get an allowance for what they expose as soon as a node of
+    several has loaded them and holds its leases."""
+    bidder = await create_user(pool, balance_kobo=10 * DEPOSIT)
+    auction = await auction_in(pool, 1)
+    async with two_nodes(pool) as (first, _):
+        await first.place_bid(auction, bidder, PRICE, "a")
+    await pool.execute("DELETE FROM allowances WHERE user_id = $1", bidder)
+    async with two_nodes(pool) as (first, _):
+        for _ in range(100):
+            if await allowance(pool, bidder, 1) > 0:
+                break
+            await asyncio.sleep(0.02)
+        core = first.core.allowance(first.registry.user_handle(bidder), 1)
+
+    assert await allowance(pool, bidder, 1) == DEPOSIT
+    assert core == (DEPOSIT, DEPOSIT)
