@@ -559,30 +559,24 @@ class Sequencer:
             return MaxAccepted(self._standing_now(first) if first.price_kobo == 0 else first)
         if not self.available:
             return UNAVAILABLE
-        registry = self._recovered.registry
         now = self._clock.now_ms()
-        outcome = registry.core.set_max(
-            registry.auction_handle(auction_id), registry.user_handle(user_id), max_kobo, now
-        )
+        outcome = self._decide_max(auction_id, user_id, max_kobo, now)
         if isinstance(outcome, bidcore.Rejected) and await self._learned(outcome, user_id):
-            outcome = registry.core.set_max(
-                registry.auction_handle(auction_id), registry.user_handle(user_id), max_kobo, now
-            )
+            outcome = self._decide_max(auction_id, user_id, max_kobo, now)
         if (
             isinstance(outcome, bidcore.Rejected)
             and (widened := await self._widened(outcome, max_kobo)) is not False
         ):
             if widened is None or not self.available:
                 return UNAVAILABLE
-            registry, now = self._recovered.registry, self._clock.now_ms()
-            outcome = registry.core.set_max(
-                registry.auction_handle(auction_id), registry.user_handle(user_id), max_kobo, now
-            )
+            now = self._clock.now_ms()
+            outcome = self._decide_max(auction_id, user_id, max_kobo, now)
         if isinstance(outcome, bidcore.Rejected):
             rejected = await self._rejected(outcome, auction_id, key, floor=self._max_floor)
             if isinstance(rejected, BidAccepted):
                 return _REUSED  # the ledger holds a bid under this id
             return rejected
+        registry = self._recovered.registry
         row = DurableMax(
             id=new_bid_id(),
             auction_id=registry.auction_id(outcome.auction),
@@ -650,6 +644,14 @@ class Sequencer:
             amount_kobo,
             self._clock.now_ms(),
             platform,
+        )
+
+    def _decide_max(
+        self, auction_id: uuid.UUID, user_id: uuid.UUID, max_kobo: int, now_ms: int
+    ) -> bidcore.MaxSet | bidcore.Rejected:
+        registry = self._recovered.registry
+        return registry.core.set_max(
+            registry.auction_handle(auction_id), registry.user_handle(user_id), max_kobo, now_ms
         )
 
     async def _learned(self, outcome: bidcore.Rejected, user_id: uuid.UUID) -> bool:
