@@ -136,6 +136,32 @@ async def test_pool_connections_speak_pgvector(database_url: str) -> None:
     assert value.to_list() == [1.0, 2.0, 3.0]
 
 
+async def test_a_connection_goes_back_to_the_pool_without_a_reset_round_trip(
+    database_url: str,
+) -> None:
+    settings = dataclasses.replace(Settings(), database_url=database_url)
+    async with open_database(settings, min_size=1, max_size=1) as db:
+        async with db.pool.acquire() as conn:
+            raw = conn._con  # the connection itself, which outlives the proxy
+            await conn.fetchval("SELECT 1")
+            queries = raw._protocol.queries_count
+        async with db.pool.acquire() as conn:
+            assert conn._con is raw
+        # asyncpg's default reset would have sent RESET ALL & co. on release.
+        assert raw._protocol.queries_count == queries
+
+
+async def test_an_open_transaction_is_still_rolled_back_on_release(database_url: str) -> None:
+    settings = dataclasses.replace(Settings(), database_url=database_url)
+    async with open_database(settings, min_size=1, max_size=1) as db:
+        async with db.pool.acquire() as conn:
+            await conn.execute("BEGIN")
+            await conn.execute("CREATE TEMP TABLE left_open (x int)")
+        async with db.pool.acquire() as conn:
+            assert not conn.is_in_transaction()
+            assert await conn.fetchval("SELECT to_regclass('pg_temp.left_open')") is None
+
+
 async def test_template_database_fixture_is_fully_migrated(pool: asyncpg.Pool) -> None:
     names = await pool.fetch("SELECT name FROM schema_migrations ORDER BY version")
     assert [row["name"] for row in names] == ALL_MIGRATIONS
