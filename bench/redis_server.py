@@ -41,6 +41,13 @@ class RedisServer:
         )
         await self._wait_ready()
 
+    @property
+    def pid(self) -> int:
+        """The running server's process id (a test may stop it with SIGSTOP)."""
+        if self._process is None:
+            raise RuntimeError("redis-server is not running")
+        return self._process.pid
+
     async def stop(self) -> None:
         if self._process is not None and self._process.returncode is None:
             self._process.terminate()

@@ -194,8 +194,15 @@ async def _redis(app: web.Application) -> AsyncIterator[None]:
 
 async def _rate_limiter(app: web.Application) -> AsyncIterator[None]:
     link = app.get(REDIS)
-    app[LIMITER] = RedisRateLimiter(link) if link is not None else LocalRateLimiter()
-    yield
+    if link is None:
+        app[LIMITER] = LocalRateLimiter()
+        yield
+        return
+    app[LIMITER] = shared = RedisRateLimiter(link)
+    try:
+        yield
+    finally:
+        await shared.aclose()
 
 
 async def _rooms(app: web.Application) -> AsyncIterator[None]:

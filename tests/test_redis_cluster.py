@@ -54,7 +54,7 @@ from tests.fault_helpers import (
     wait_until,
 )
 from tests.redis_server import RedisCluster, running_redis_cluster
-from tests.test_ratelimit_shared import answers, statuses, two_nodes
+from tests.test_ratelimit_shared import bids_split_over, statuses, two_nodes
 
 pytestmark = pytest.mark.slow  # long-running; still in the default run
 
@@ -364,23 +364,9 @@ async def test_a_bidders_bids_a_second_are_counted_once_across_nodes_on_a_cluste
         platform = Platform(http, a.base)
         seller, bidder = await platform.user("dealer"), await platform.user()
         auction = await live_auction(platform, seller)
-        sockets = []
-        for node in (a, b):
-            ws = await http.ws_connect(node.room_url(auction))
-            await ws.receive_json(timeout=5)
-            await ws.send_json({"type": "auth", "token": token_for(bidder)})
-            while (await ws.receive_json(timeout=5))["type"] != "snapshot":
-                pass  # a `state` event may come first
-            sockets.append(ws)
-        for ws in sockets:  # below the minimum: the limit answers, not the ledger
-            for _ in range(2):
-                await ws.send_json(
-                    {"type": "bid", "amount_kobo": 1, "client_bid_id": uuid.uuid4().hex}
-                )
-        codes = [code for ws in sockets for code in await answers(ws, 2)]
-        for ws in sockets:
-            await ws.close()
-    assert codes.count("rate_limited") == 2, codes
+        on_a, on_b = await bids_split_over(http, (a, b), auction, token_for(bidder))
+    assert on_a == ["below_minimum"] * 2
+    assert on_b == ["below_minimum", "rate_limited", "rate_limited"]
 
 
 # ---- a master killed under load --------------------------------------------------------

@@ -1,9 +1,11 @@
-"""Rate limits: fixed windows counted in-process, or in Redis when configured
-so that every node shares them (a single server or a Redis Cluster alike: each
-count is one key, touched by one script, so no command spans two slots)."""
+"""Rate limits: fixed windows counted in-process, or shared through Redis when
+configured so that every node's hits count toward one limit (a single server or
+a Redis Cluster alike: each count is one key, so no command spans two slots)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import ipaddress
 import logging
 import math
@@ -12,7 +14,6 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Protocol
 
-from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
 from web.redis_link import RedisLink
@@ -99,46 +100,146 @@ class _Window:
         return hits + 1
 
 
-# INCR and set the expiry on the first hit, in one round trip.
-_HIT = """
-local hits = redis.call('INCR', KEYS[1])
-if hits == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
-return {hits, redis.call('PTTL', KEYS[1])}
-"""
-
+#: The most a node waits before its hits reach Redis (and it learns the others'):
+#: nodes' counts meet within about this much plus a round trip.
+SYNC_S = 0.02
 
 #: After Redis fails, counts stay local this long before Redis is asked again: an
 #: outage (or a cluster failing a master over) then costs one failed call a
 #: second, not one per request.
 LOCAL_AFTER_FAILURE_S = 1.0
 
+#: A window's key outlives the window by this much, for nodes whose clocks lag.
+_KEY_MARGIN_MS = 2_000
+
 
 class RedisRateLimiter:
-    """Counts in Redis, shared by every node; falls back to local counts if Redis fails."""
+    """Shared by every node through Redis, decided without waiting on it.
 
-    def __init__(self, link: RedisLink, fallback: RateLimiter | None = None) -> None:
+    Each node counts its own hits in clock-aligned windows, as the local limiter
+    does, and decides every hit at once against its own count plus the other
+    nodes' as last heard. Behind the requests, at most every SYNC_S, one pipeline
+    adds each key's new hits to the window's key in Redis (INCRBY) and reads the
+    total back, which is how a node hears the others. So no request waits on a
+    round trip (a bid's acknowledgement never does), a client talking to one node
+    is limited exactly, and one spreading requests over n nodes at the same
+    instant can pass the limit by what the other nodes took in the last SYNC_S.
+    While Redis fails, each node goes on limiting with what it knows.
+    """
+
+    def __init__(
+        self,
+        link: RedisLink,
+        *,
+        max_keys: int = 100_000,
+        sync_s: float = SYNC_S,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._link = link
-        self._script: AsyncScript | None = None
-        self._fallback = fallback or LocalRateLimiter()
-        self._local_until = 0.0
+        self._max_keys = max_keys  # per window length
+        self._sync_s = sync_s
+        self._clock = clock  # wall time: every node's windows start together
+        self._tables: dict[float, _SharedWindow] = {}
+        self._syncing: asyncio.Task[None] | None = None
+        self._failed_at = -math.inf
 
     async def hit(self, key: str, limit: int, window_s: float) -> float | None:
-        if time.monotonic() < self._local_until:
-            return await self._fallback.hit(key, limit, window_s)
-        window_ms = math.ceil(window_s * 1000)
-        try:
-            script = self._script or await self._register()
-            hits, ttl_ms = await script(keys=[f"ratelimit:{key}"], args=[window_ms])
-        except (RedisError, OSError) as exc:
-            # Redis down: keep limiting, per node, rather than not at all.
-            logger.warning("rate limits counted locally: Redis failed (%s)", exc)
-            self._local_until = time.monotonic() + LOCAL_AFTER_FAILURE_S
-            return await self._fallback.hit(key, limit, window_s)
-        if int(hits) <= limit:
-            return None
-        return max(int(ttl_ms), 1) / 1000
+        now = self._clock()
+        number = int(now // window_s)
+        table = self._tables.get(window_s)
+        if table is None or table.number != number:
+            table = self._tables[window_s] = _SharedWindow(number)
+        if table.count(key, self._max_keys) <= limit:
+            hits = None
+        else:
+            hits = max((number + 1) * window_s - now, 0.001)
+        if self._syncing is None or self._syncing.done():
+            self._syncing = asyncio.create_task(self._sync(), name="rate-limit-sync")
+        return hits
 
-    async def _register(self) -> AsyncScript:
-        redis = await self._link.connect()
-        self._script = redis.register_script(_HIT)
-        return self._script
+    async def aclose(self) -> None:
+        if self._syncing is not None:
+            self._syncing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._syncing
+
+    async def flush(self) -> bool:
+        """Send every key's unsent hits now and hear the totals; False when there
+        were none (or Redis failed)."""
+        sending = [
+            (window_s, table, key, entry, entry.local - entry.sent)
+            for window_s, table in self._tables.items()
+            for key, entry in table.unsent()
+        ]
+        if not sending:
+            return False
+        try:
+            redis = await self._link.connect()
+            async with redis.pipeline(transaction=False) as pipe:
+                for window_s, table, key, _, delta in sending:
+                    name = f"ratelimit:{key}:{window_s:g}:{table.number}"
+                    pipe.incrby(name, delta)
+                    pipe.pexpire(name, math.ceil(window_s * 1000) + _KEY_MARGIN_MS)
+                replies = await pipe.execute()
+        except (RedisError, OSError) as exc:
+            # Redis down: keep limiting, per node, rather than not at all. The
+            # hits not sent go with their key's next sync.
+            logger.warning("rate limits counted locally: Redis failed (%s)", exc)
+            self._failed_at = time.monotonic()
+            return False
+        for (_, _, _, entry, delta), total in zip(sending, replies[::2], strict=True):
+            entry.sent += delta
+            entry.others = int(total) - entry.sent
+        return True
+
+    async def _sync(self) -> None:
+        """Behind the requests: a flush every SYNC_S while there are hits to send."""
+        while True:
+            await asyncio.sleep(self._sync_s)
+            if time.monotonic() - self._failed_at < LOCAL_AFTER_FAILURE_S:
+                continue
+            if not await self.flush():
+                return
+
+
+class _Shared:
+    """One key's hits in one window: this node's, how many of them Redis has, and
+    the other nodes' as Redis last said."""
+
+    __slots__ = ("local", "others", "sent")
+
+    def __init__(self) -> None:
+        self.local = 0
+        self.sent = 0
+        self.others = 0
+
+
+class _SharedWindow:
+    """One window's shared counts, least recently hit key first; keys with hits
+    Redis has not had are remembered apart, so a sync does not walk the table."""
+
+    __slots__ = ("_unsent", "counts", "number")
+
+    def __init__(self, number: int) -> None:
+        self.number = number
+        self.counts: OrderedDict[str, _Shared] = OrderedDict()
+        self._unsent: dict[str, _Shared] = {}
+
+    def count(self, key: str, max_keys: int) -> int:
+        counts = self.counts
+        entry = counts.get(key)
+        if entry is None:
+            if len(counts) >= max_keys:
+                forgotten, _ = counts.popitem(last=False)
+                self._unsent.pop(forgotten, None)
+            entry = counts[key] = _Shared()
+        else:
+            counts.move_to_end(key)
+        entry.local += 1
+        self._unsent[key] = entry
+        return entry.local + entry.others
+
+    def unsent(self) -> list[tuple[str, _Shared]]:
+        """The keys hit since the last call, taken off the list."""
+        unsent, self._unsent = self._unsent, {}
+        return list(unsent.items())
