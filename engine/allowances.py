@@ -20,8 +20,9 @@ Every change is made by the partition's owner under its lease (engine.leases.Fen
 and a partition's rows move with it: the next owner loads them with its auctions.
 
 A bid that the pool cannot back asks the ledger for more (`widen`): the free
-balance (balance less every allowance) is granted, sized with headroom so a
-bidder active in one partition asks rarely; when the free balance is short,
+balance (balance less every allowance) is granted, sized generously (twice the
+need, or half the free balance) so a bidder active in one partition asks about
+once; when the free balance is short,
 this node's other pools give back what they do not expose, then the other
 nodes are asked to do the same, and the grant is tried once more. Only then is
 the bid refused for buying power, as RULES.md's rule 8 says it must be.
@@ -51,8 +52,12 @@ from engine.registry import NO_HANDLE, Registry
 logger = logging.getLogger(__name__)
 
 #: A grant asks for this many times what the bid needs, so the next few bids
-#: of a bidder active in one partition need no round trip.
+#: of a bidder active in one partition need no round trip ...
 HEADROOM = 2
+#: ... and for at least this share of the free balance, so such a bidder asks
+#: about once, not once per doubling of their exposure; a second partition
+#: still finds the rest free (and a third half of that).
+GRANT_SHARE = 2
 
 #: An allowance not widened for this long gives back what it does not expose.
 IDLE_S = 30.0
@@ -253,11 +258,13 @@ class Escrow:
         return exposure - here + deposit_kobo
 
     async def _grant(
-        self, user_id: uuid.UUID, partition: int, need: int, headroom: int = HEADROOM
+        self, user_id: uuid.UUID, partition: int, need: int, *, exact: bool = False
     ) -> int | None:
         """In one transaction under the user's row lock: the partition's allowance
-        grows toward HEADROOM × need within the free balance. The new allowance
-        (at least `need`), or None when the free balance cannot reach `need`."""
+        grows within the free balance toward the larger of HEADROOM × need and
+        the free balance's GRANT_SHARE (with `exact`, to `need`). The new
+        allowance (at least `need`), or None when the free balance cannot reach
+        `need`."""
         async with self._pool.acquire() as conn, conn.transaction():
             fence = self._fence(partition)
             await fence.check(conn)
@@ -270,7 +277,8 @@ class Escrow:
             room = naira_to_kobo(balance) - sum(held.values())
             if room < need:
                 return None
-            granted: int = max(current, min(room, headroom * need))
+            wanted = need if exact else max(HEADROOM * need, room // GRANT_SHARE)
+            granted: int = max(current, min(room, wanted))
             if granted != current:
                 await conn.execute(_SET, user_id, partition, granted, fence.epoch)
         return granted
@@ -376,7 +384,7 @@ class Escrow:
                 continue
             async with self._locks.hold(user_id):
                 try:
-                    granted = await self._grant(user_id, partition, owed, headroom=1)
+                    granted = await self._grant(user_id, partition, owed, exact=True)
                 except _RETRIED_LATER as err:
                     logger.warning("user %s: loaded leads not allotted yet: %r", user_id, err)
                     continue

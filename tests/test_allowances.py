@@ -101,8 +101,32 @@ async def test_a_bidder_in_one_partition_asks_the_ledger_once_for_several_bids(p
         asked = grants("granted") - before
 
     assert all(isinstance(outcome, BidAccepted) for outcome in placed)
-    assert asked == 1  # the first bid's grant had room for the second (headroom)
-    assert await allowance(pool, bidder, 1) == 2 * DEPOSIT
+    assert asked == 1  # the first bid's grant had room for the second
+    assert await allowance(pool, bidder, 1) == 50 * DEPOSIT  # half the free balance
+
+
+async def test_a_bidder_whose_exposure_grows_tenfold_asks_the_ledger_once(pool: Any) -> None:
+    bidder = await create_user(pool, balance_kobo=100 * DEPOSIT)
+    auctions = [await auction_in(pool, 1) for _ in range(10)]
+    async with two_nodes(pool) as (first, _):
+        before = grants("granted")
+        placed = [await first.place_bid(a, bidder, PRICE, f"b{n}") for n, a in enumerate(auctions)]
+        asked = grants("granted") - before
+
+    assert all(isinstance(outcome, BidAccepted) for outcome in placed)
+    assert asked == 1  # ten deposits, not one grant per doubling (1, 2, 4, 8)
+
+
+async def test_a_second_partition_is_granted_from_what_the_first_left_free(pool: Any) -> None:
+    bidder = await create_user(pool, balance_kobo=100 * DEPOSIT)
+    one, five = await auction_in(pool, 1), await auction_in(pool, 5)
+    async with two_nodes(pool) as (first, second):
+        here = await first.place_bid(one, bidder, PRICE, "b1")
+        there = await second.place_bid(five, bidder, PRICE, "b2")
+
+    assert isinstance(here, BidAccepted) and isinstance(there, BidAccepted)
+    assert await allowance(pool, bidder, 1) == 50 * DEPOSIT
+    assert await allowance(pool, bidder, 5) == 25 * DEPOSIT  # half of what was left
 
 
 async def test_deposits_across_nodes_never_pass_the_balance(pool: Any) -> None:
@@ -170,7 +194,7 @@ async def test_idle_allowances_go_back_to_the_free_balance(pool: Any) -> None:
     auction = await auction_in(pool, 3)
     async with two_nodes(pool) as (first, _):
         await first.place_bid(auction, bidder, PRICE, "a")
-        assert await allowance(pool, bidder, 3) == 2 * DEPOSIT
+        assert await allowance(pool, bidder, 3) == 5 * DEPOSIT  # half the free balance
         assert await first.escrow.release_idle(idle_s=3600) == 0  # not idle yet
         assert await first.escrow.release_idle(idle_s=0) == 1
         kept = await allowance(pool, bidder, 3)
@@ -196,7 +220,7 @@ async def test_allowances_move_with_their_partition(pool: Any) -> None:
         gone = first.core.allowance(first.registry.user_handle(bidder), 2)
         again = await second.place_bid(auction, bidder, PRICE + 10 * STEP, "self")  # leads
 
-    assert moved == (2 * DEPOSIT, DEPOSIT)
+    assert moved == (5 * DEPOSIT, DEPOSIT)
     assert gone == (0, 0)
     assert isinstance(again, BidRejected) and again.code == "already_leading"
 
@@ -226,8 +250,9 @@ async def test_end_processing_takes_the_deposit_from_the_allowance_that_backed_i
 
     assert result is not None and result.sold and closed.leader is not None
     assert standing.balance_kobo == 9 * DEPOSIT  # the hold left the wallet
-    assert await allowance(pool, bidder, 3) == DEPOSIT  # and the allowance with it
-    assert core == (DEPOSIT, 0)
+    # The allowance (half of the free balance) lost the deposit with it.
+    assert await allowance(pool, bidder, 3) == 5 * DEPOSIT - DEPOSIT
+    assert core == (4 * DEPOSIT, 0)
     assert standing.problems(pooled=True) == []
 
 
