@@ -365,8 +365,10 @@ async def test_a_bidders_bids_a_second_are_counted_once_across_nodes_on_a_cluste
         seller, bidder = await platform.user("dealer"), await platform.user()
         auction = await live_auction(platform, seller)
         on_a, on_b = await bids_split_over(http, (a, b), auction, token_for(bidder))
-    assert on_a == ["below_minimum"] * 2
-    assert on_b == ["below_minimum", "rate_limited", "rate_limited"]
+    # Answered by the engine (below_minimum; unavailable while a partition moves
+    # between the two fresh nodes), or by the limit.
+    assert "rate_limited" not in on_a
+    assert on_b[0] != "rate_limited" and on_b[1:] == ["rate_limited"] * 2, on_b
 
 
 # ---- a master killed under load --------------------------------------------------------
