@@ -159,7 +159,7 @@ def engine_env(database_url: str, **extra: str) -> dict[str, str]:
         "RATE_LIMIT_USER_PER_MIN": "10000000",
         "WS_FRAMES_PER_S": "10000000",
         "WS_SOCKETS_PER_IP": "10000000",
-        "LOG_LEVEL": "WARNING",
+        "LOG_LEVEL": os.environ.get("BENCH_SERVER_LOG_LEVEL", "WARNING"),
         "PYTHONUNBUFFERED": "1",
         **extra,
     }

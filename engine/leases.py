@@ -35,7 +35,7 @@ free ones. Liveness is the `nodes` table, renewed with the leases.
 from __future__ import annotations
 
 import time
-import zlib
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -277,21 +277,27 @@ def plan_balance(me: str, view: ClusterView) -> Balance:
     """Toward an even split among the live nodes (this one counted live): each
     holds `P // live` partitions, and the first `P % live` of them in id order
     one more, so that no two differ by more than one. The surplus handed over is
-    the highest-numbered; the free partitions tried are rotated by the node's
-    id, so that nodes short at the same time mostly try different ones (a lost
-    race costs one UPDATE)."""
+    the highest-numbered. The free partitions are dealt, lowest first, to the
+    nodes short of their share in id order, each its shortfall: every node
+    reading the same table plans the same deal, so when a node dies the others
+    take its partitions in one round instead of racing for the same ones (a
+    race still lost, on a table read a moment apart, costs one UPDATE and a
+    plan again)."""
     live = sorted(set(view.live_nodes()) | {me})
     share, extra = divmod(len(view.partitions), len(live))
-    target = share + (live.index(me) < extra)
+    targets = {node: share + (n < extra) for n, node in enumerate(live)}
+    held = Counter(row.owner for row in view.partitions if not row.free)
     mine = sorted(row.id for row in view.partitions if row.owner == me and not row.free)
-    if len(mine) > target:
-        return Balance(release=mine[target:][::-1], take=[])
+    if len(mine) > targets[me]:
+        return Balance(release=mine[targets[me] :][::-1], take=[])
     free = sorted(row.id for row in view.partitions if row.free)
-    if not free or len(mine) >= target:
-        return Balance(release=[], take=[])
-    start = zlib.crc32(me.encode()) % len(free)
-    rotated = free[start:] + free[:start]
-    return Balance(release=[], take=rotated[: target - len(mine)])
+    dealt = 0
+    for node in live:
+        short = max(0, targets[node] - held[node])
+        if node == me:
+            return Balance(release=[], take=free[dealt : dealt + short])
+        dealt += short
+    raise AssertionError("this node is among the live ones")
 
 
 def owners(view: ClusterView) -> Mapping[int, str | None]:

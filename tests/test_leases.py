@@ -203,6 +203,36 @@ def test_a_full_node_hands_over_its_surplus_when_a_second_joins() -> None:
     assert plan_balance("b", view).take == []  # nothing free yet
 
 
+def test_a_dead_nodes_partitions_are_dealt_to_the_survivors_without_overlap() -> None:
+    # c held 22 of 64 and died: its partitions are free, a and b hold 21 each.
+    table = {p: ("a" if p < 21 else "b" if p < 42 else None) for p in range(64)}
+    view = _view(table, ["a", "b"])
+    a, b = plan_balance("a", view).take, plan_balance("b", view).take
+
+    assert set(a).isdisjoint(b)  # read on the same table: no race for any partition
+    assert sorted(a + b) == list(range(42, 64))
+    assert (len(a), len(b)) == (11, 11)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    partitions=st.integers(1, 70),
+    nodes=st.integers(1, 6),
+    seed=st.integers(0, 2**32),
+)
+def test_nodes_planning_on_one_table_never_try_the_same_free_partition(
+    partitions: int, nodes: int, seed: int
+) -> None:
+    rng = random.Random(seed)
+    names = [f"n{i}" for i in range(nodes)]
+    table = {p: rng.choice([None, *names]) for p in range(partitions)}
+    view = _view(table, names)
+    takes = [p for name in names for p in plan_balance(name, view).take]
+
+    assert len(takes) == len(set(takes))
+    assert all(table[p] is None for p in takes)
+
+
 @settings(max_examples=200, deadline=None)
 @given(
     partitions=st.integers(1, 70),
