@@ -55,10 +55,19 @@ MAX_AMOUNT_KOBO = (1 << AMOUNT_BITS) - 1
 KEPT_UP_LAG_MS = 100.0
 #: How often the lag probe wakes up.
 LAG_PROBE_S = 0.01
-#: A socket lost during the run (``reconnect``): how often it tries the next node,
-#: and how long it waits between tries (a killed node's clients move to a live one).
+#: A socket lost during the run (``reconnect``): how often it tries the next node
+#: (a killed node's clients move to a live one), waiting as the room page does
+#: (web/static/room.js): 0.5 s, 1 s, 2 s ... up to 15 s, each ±25 % at random, so
+#: a node's clients do not all come back in the same instant.
 RECONNECT_ATTEMPTS = 50
-RECONNECT_PAUSE_S = 0.2
+RECONNECT_FIRST_S = 0.5
+RECONNECT_MAX_S = 15.0
+
+
+def reconnect_delay_s(attempt: int, rng: random.Random) -> float:
+    """The room page's wait before reconnect `attempt` (1 first)."""
+    base = min(RECONNECT_MAX_S, RECONNECT_FIRST_S * 2 ** min(attempt - 1, 5))
+    return base * (0.75 + rng.random() / 2)
 
 
 def delivery_key(auction: int, amount_kobo: int) -> int:
@@ -697,16 +706,16 @@ class Generator:
         takes it; the new socket takes its place (a bidder keeps its count of bids)."""
         count = len(self.ports)
         node = (lost.node + self._spread.randrange(count - 1)) % count if count > 1 else 0
-        for _ in range(RECONNECT_ATTEMPTS):
+        for attempt in range(1, RECONNECT_ATTEMPTS + 1):
+            await asyncio.sleep(reconnect_delay_s(attempt, self._spread))
+            if self.stopping:
+                break
             node = (node + 1) % count
             fresh = lost.again(node)
             if await self._open(fresh) is None:
                 self._crowd(fresh)[self._crowd(lost).index(lost)] = fresh
                 self.reconnects += 1
                 return
-            if self.stopping:
-                break
-            await asyncio.sleep(RECONNECT_PAUSE_S)
         self.reconnect_failures += 1
 
     def _crowd(self, sock: Socket) -> list[Any]:

@@ -338,6 +338,7 @@ class Sequencer:
         held = self._held
         if held is None or not partitions:
             return []
+        started = time.monotonic()
         async with self._pool.acquire() as conn:
             taken, loaded = await load_partitions(conn, self._recovered, held.only(partitions))
             # Before any other task runs: no retry goes by unknown, no bid forwarded away.
@@ -349,7 +350,12 @@ class Sequencer:
                 {p: t for p, t in (interrupted or {}).items() if p in taken.partitions}, loaded
             )
         self._off_core.clear()  # refusals remembered for auctions now held
-        logger.info("took partitions %s: %d open auctions", sorted(taken.partitions), len(loaded))
+        logger.info(
+            "took partitions %s: %d open auctions, loaded in %.3f s",
+            sorted(taken.partitions),
+            len(loaded),
+            time.monotonic() - started,
+        )
         self._tell_loaded(loaded)
         await self._cover_loaded()
         return loaded

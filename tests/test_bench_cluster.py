@@ -7,6 +7,7 @@ asserted here."""
 from __future__ import annotations
 
 import json
+import random
 import subprocess
 import sys
 import uuid
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.cluster import duplicated, lost
+from bench.loadgen import reconnect_delay_s
 from tests.factories import create_auction, create_user
 
 REPO = Path(__file__).resolve().parent.parent
@@ -69,6 +71,19 @@ async def test_bids_of_other_auctions_are_not_the_runs(pool: Any) -> None:
     await pool.fetchval(_BID, auction, bidder, 1000, 2, None)
     async with pool.acquire() as conn:
         assert (await duplicated(conn, [str(uuid.uuid4())]))["duplicated"] == 0
+
+
+def test_the_benchs_clients_wait_to_reconnect_as_the_room_page_does() -> None:
+    page = (Path(__file__).parent.parent / "web" / "static" / "room.js").read_text()
+    # The room page's formula, which the bench follows:
+    # min(15 s, 0.5 s x 2^min(n-1, 5)) x U(0.75, 1.25).
+    formula = "Math.min(15000, 500 * 2 ** Math.min(attempts - 1, 5)) * (0.75 + Math.random() / 2)"
+    assert formula in page
+    rng = random.Random(7)
+    for attempt, base in [(1, 0.5), (2, 1.0), (3, 2.0), (6, 15.0), (9, 15.0)]:
+        waits = [reconnect_delay_s(attempt, rng) for _ in range(200)]
+        assert 0.75 * base <= min(waits) and max(waits) <= 1.25 * base
+        assert max(waits) - min(waits) > 0.25 * base  # spread, not one instant
 
 
 def test_a_tiny_run_one_node_then_two_and_a_kill_loses_and_repeats_nothing(

@@ -28,6 +28,7 @@ import contextlib
 import hmac
 import itertools
 import logging
+import math
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -321,6 +322,32 @@ class PeerLink:
 _CALL_FAILED = (OSError, aiohttp.ClientError, TimeoutError, ConnectionError)
 
 
+class _Unanswered:
+    """Forwarded calls that got no answer, logged at most once a second: a dead
+    owner fails every bid sent its way until its partitions move, and a line for
+    each would cost the node what it needs to take them over."""
+
+    EVERY_S = 1.0
+
+    def __init__(self) -> None:
+        self._since_logged = 0
+        self._logged_at = -math.inf
+
+    def note(self, auction_id: uuid.UUID, err: BaseException) -> None:
+        self._since_logged += 1
+        now = time.monotonic()
+        if now - self._logged_at < self.EVERY_S:
+            return
+        logger.warning(
+            "%d forwarded call(s) got no answer since this was last said (the last, for "
+            "auction %s: %r)",
+            self._since_logged,
+            auction_id,
+            err,
+        )
+        self._since_logged, self._logged_at = 0, now
+
+
 class Peers:
     """The other nodes: where an auction's owner is (the lease table, read again
     when it proves stale), and a link to each. Also where bids go on a node of
@@ -335,6 +362,7 @@ class Peers:
         self._links: dict[str, PeerLink] = {}
         self._reading: asyncio.Task[object] | None = None
         self._read_at = 0.0
+        self._unanswered = _Unanswered()
         #: The other nodes' sockets to this one (closed on shutdown, so it does not
         #: wait on them).
         self.accepted: set[web.WebSocketResponse] = set()
@@ -469,7 +497,7 @@ class Peers:
             reply = await self._to_owner(auction_id, make)
         except _CALL_FAILED as err:
             FORWARDED.labels("failed").inc()
-            logger.warning("a bid forwarded for auction %s got no answer: %r", auction_id, err)
+            self._unanswered.note(auction_id, err)
             return UNCONFIRMED
         if reply is None:
             FORWARDED.labels("no_owner").inc()
