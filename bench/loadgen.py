@@ -66,7 +66,7 @@ RECONNECT_MAX_S = 15.0
 
 def reconnect_delay_s(attempt: int, rng: random.Random) -> float:
     """The room page's wait before reconnect `attempt` (1 first)."""
-    base = min(RECONNECT_MAX_S, RECONNECT_FIRST_S * 2 ** min(attempt - 1, 5))
+    base: float = min(RECONNECT_MAX_S, RECONNECT_FIRST_S * (1 << min(attempt - 1, 5)))
     return base * (0.75 + rng.random() / 2)
 
 
