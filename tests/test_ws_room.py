@@ -419,6 +419,36 @@ async def test_a_gap_that_never_fills_is_sent_on_and_resume_repairs_it(
         assert (await guest.expect("snapshot"))["auction"]["id"] == str(world.auction_id)
 
 
+async def test_sockets_joining_a_watched_room_get_its_snapshot_from_memory_as_the_ledger_would(
+    pool: Any, database_url: str
+) -> None:
+    world = await make_world(pool, bidders=2)
+    alice, bob = world.bidders
+    with counting_queries() as queries:
+        async with serving(database_url) as served, aiohttp.ClientSession() as session:
+            url = served.room_url(world.auction_id)
+            a = await RoomClient.connect(session, url, token=world.token(alice))
+            b = await RoomClient.connect(session, url, token=world.token(bob))
+            for i, bidder in enumerate([a, b, a]):
+                assert (await bidder.bid(START + i * STEP))["status"] == "accepted"
+            await a.expect("bid", seq=a.snapshot["seq"] + 3)
+            await asyncio.sleep(0.1)  # the query loggers' turn
+
+            before = queries.total
+            crowd = [await RoomClient.connect(session, url) for _ in range(20)]
+            await asyncio.sleep(0.1)
+            assert queries.total == before  # no ledger read for any of them
+
+            ledger = await (
+                await session.get(f"{served.base}/api/auctions/{world.auction_id}")
+            ).json()
+    for guest in crowd:
+        assert guest.snapshot["seq"] == ledger["seq"]
+        assert guest.snapshot["auction"] == ledger["auction"]
+        assert guest.snapshot["recent_bids"] == ledger["recent_bids"]
+        assert guest.snapshot["you"] is None
+
+
 async def test_a_resume_past_the_kept_events_is_answered_from_memory_as_the_ledger_would(
     pool: Any, database_url: str
 ) -> None:

@@ -623,6 +623,30 @@ class Rooms:
         CONNECTIONS.inc()
         return room
 
+    def remembered(self, auction_id: uuid.UUID, now_ms: int) -> tuple[Room, bytes, int] | None:
+        """A guest's snapshot from the room's memory, where the room is here and can
+        vouch for it (a socket joining a room others watch costs no ledger read):
+        the room, the frame and its seq, for `join_remembered`."""
+        room = self._rooms.get(auction_id)
+        if room is None:
+            return None
+        seq = room.last_seq
+        frame = room.snapshot_frame(None, now_ms)
+        return None if frame is None else (room, frame, seq)
+
+    def join_remembered(self, conn: Connection, remembered: tuple[Room, bytes, int]) -> bool:
+        """Add a guest socket with a snapshot `remembered` gave, then what the room
+        delivered since; False if that room has closed meanwhile (its last socket
+        left: the caller reads the ledger instead)."""
+        room, frame, seq = remembered
+        if self._rooms.get(room.auction_id) is not room:
+            return False
+        if self._closing:
+            conn.close(GOING_AWAY, "server shutting down", grace_s=1.0)
+        room.add(conn, frame, seq)
+        CONNECTIONS.inc()
+        return True
+
     def leave(self, conn: Connection) -> None:
         room = conn.room
         if room is None:

@@ -51,7 +51,7 @@ from web.keys import (
 from web.messages import whole_kobo
 from web.proxies import client_address
 from web.ratelimit import ip_key
-from web.rooms import Connection, Room, snapshot_frame
+from web.rooms import TRY_AGAIN_LATER, Connection, Room, snapshot_frame
 from web.ws_limits import FrameBudget
 from web.ws_messages import (
     GUEST_TYPES,
@@ -129,22 +129,24 @@ async def _run_socket(
 ) -> web.WebSocketResponse:
     app = request.app
     rooms = app[ROOMS]
-    try:
-        snap = await room_snapshot(app, auction_id)
-    except _DATABASE_DOWN as err:
-        logger.warning("snapshot of %s failed: %r", auction_id, err)
-        raise ApiError(
-            503, "unavailable", "The auction room cannot be loaded right now; try again shortly."
-        ) from err
-    if snap is None:
-        raise ApiError(404, "not_found", "There is no auction with this id.")
+    # A room others watch here gives its snapshot from memory (a crowd reconnecting
+    # after a node died costs no ledger read each); the first socket reads the ledger.
+    remembered = rooms.remembered(auction_id, app[CLOCK].now_ms())
+    snap = None if remembered is not None else await _first_snapshot(app, auction_id)
     await ws.prepare(request)
     transport = request.transport
     if transport is None:  # the client left during the handshake
         return ws
     conn = Connection(ws, transport, rooms.tuning)
     session = Session(app, auction_id, conn)
-    rooms.join(auction_id, conn, snap)
+    if remembered is None or not rooms.join_remembered(conn, remembered):
+        if snap is None:  # the room closed during the handshake: rare, read the ledger now
+            try:
+                snap = await _first_snapshot(app, auction_id)
+            except ApiError:
+                await ws.close(code=TRY_AGAIN_LATER, message=b"try again")
+                return ws
+        rooms.join(auction_id, conn, snap)
     try:
         async for message in ws:
             if message.type in (WSMsgType.TEXT, WSMsgType.BINARY):
@@ -161,6 +163,20 @@ async def _run_socket(
         session.close()
         rooms.leave(conn)
     return ws
+
+
+async def _first_snapshot(app: web.Application, auction_id: uuid.UUID) -> Snapshot:
+    """The room's snapshot from the ledger; ApiError 503 or 404 when it cannot be had."""
+    try:
+        snap = await room_snapshot(app, auction_id)
+    except _DATABASE_DOWN as err:
+        logger.warning("snapshot of %s failed: %r", auction_id, err)
+        raise ApiError(
+            503, "unavailable", "The auction room cannot be loaded right now; try again shortly."
+        ) from err
+    if snap is None:
+        raise ApiError(404, "not_found", "There is no auction with this id.")
+    return snap
 
 
 def _auction_id(request: web.Request) -> uuid.UUID:
