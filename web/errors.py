@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 
 import msgspec
-from aiohttp import web
+from aiohttp import ClientConnectionResetError, web
 from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 from aiohttp.web_response import StreamResponse
@@ -109,6 +109,12 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             "This auction is moving between servers of the engine; nothing changed. "
             "Please try again in a moment.",
         )
+    except ClientConnectionResetError as err:
+        # The request's own connection closed under it (aiohttp's write to a closing
+        # transport, as in a WebSocket handshake a client gave up on): not the ledger,
+        # and nobody is left to read an answer.
+        logger.info("the client left during %s %s: %r", request.method, request.path, err)
+        return error_response(400, "connection_lost", "The connection closed before the answer.")
     except LEDGER_DOWN as err:
         logger.warning("ledger unreachable on %s %s: %r", request.method, request.path, err)
         return error_response(
