@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Literal, NoReturn
@@ -436,6 +437,15 @@ def _naira_or_none(kobo: int | None) -> Decimal | None:
 
 
 # ---- reading ---------------------------------------------------------------------
+
+
+_LAST_SEQS = "SELECT id, last_seq FROM auctions WHERE id = ANY($1::uuid[])"
+
+
+async def last_seqs(pool: asyncpg.Pool, auction_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, int]:
+    """Each auction's last room event as the ledger has it (unknown ids left out)."""
+    rows = await pool.fetch(_LAST_SEQS, list(auction_ids))
+    return {row["id"]: row["last_seq"] for row in rows}
 
 
 async def snapshot(

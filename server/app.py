@@ -22,7 +22,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from aiohttp import web
 from redis.exceptions import RedisError
 
-from engine.auctions import Snapshot
+from engine.auctions import Snapshot, last_seqs
 from engine.bids import MAXIMUMS_NOT_OFFERED, BidAccepted, BidOutcome, DurableBid, MaxOutcome
 from engine.clock import Clock, SystemClock
 from engine.config import Settings
@@ -217,7 +217,7 @@ async def _rooms(app: web.Application) -> AsyncIterator[None]:
     )
     link = app.get(REDIS)
     if link is not None:
-        rooms.use_bus(RedisBus(link, rooms.deliver))
+        rooms.use_bus(RedisBus(link, rooms.deliver, missed=rooms.may_have_missed))
     await rooms.bus.start()
     sequencer.subscribe(rooms.publish_bids)
     sequencer.subscribe_state(rooms.publish_change)
@@ -374,6 +374,9 @@ class _RoomLedger:
 
     async def snapshot(self, auction_id: uuid.UUID) -> Snapshot | None:
         return await room_snapshot(self.app, auction_id)
+
+    async def last_seqs(self, auction_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, int]:
+        return await last_seqs(self.app[DATABASE].pool, auction_ids)
 
     def now_ms(self) -> int:
         return self.app[CLOCK].now_ms()

@@ -471,3 +471,46 @@ async def test_a_master_killed_under_load_is_failed_over_and_every_watcher_gets_
     assert all(w.known == final for w in on_owner + on_watch_node)
     assert problems == [] and record.violations == []
     assert logged == [], logged[:5]
+
+
+async def test_a_room_whose_event_was_lost_with_its_master_is_caught_up_after_the_failover(
+    database_url: str, tmp_path: Path
+) -> None:
+    async with (
+        running_redis_cluster(replicas=1, node_timeout_ms=NODE_TIMEOUT_MS) as redis_cluster,
+        owner_and_watch_node(database_url, redis_cluster, tmp_path) as engines,
+        aiohttp.ClientSession() as http,
+    ):
+        await balanced(http, engines, SERVICE_TOKEN)
+        platform = Platform(http, engines[0].base)
+        bidders = [await platform.user(balance_kobo=RICH) for _ in range(2)]
+        auction = await live_auction(platform, await platform.user("dealer"))
+        owner, watch_node = await owner_first(http, engines, SERVICE_TOKEN, auction)
+        await wait_until(lambda: is_live(http, engines, auction), 15, "auction live")
+        watcher = SeqWatcher(http, watch_node.room_url(auction))
+        watching = asyncio.create_task(watcher.run())
+        try:
+            await wait_until(watcher.joined.is_set, 15, "joined")
+
+            async def bid(user: uuid.UUID, amount: int) -> None:
+                reply = await http.post(
+                    f"{owner.base}/api/bids",
+                    json={
+                        "auction_id": str(auction),
+                        "amount_kobo": amount,
+                        "client_bid_id": uuid.uuid4().hex,
+                    },
+                    headers={"Authorization": f"Bearer {token_for(user)}"},
+                )
+                assert reply.status == 201, await reply.text()
+
+            await bid(bidders[0], START_PRICE)
+            await wait_until(lambda: watcher.known > watcher.joined_at, 15, "the event crosses")
+            await redis_cluster.kill(await master_of(redis_cluster, f"auction:{auction}"))
+            await bid(bidders[1], START_PRICE + STEP)  # published as the master is away
+            final = (await last_seqs(database_url, [auction]))[auction]
+            await redis_cluster.wait_ok(timeout_s=20)
+            # No bid after it: the watch node, subscribed again, finds the room behind.
+            await wait_until(lambda: watcher.known == final, 20, "the watch node catches up")
+        finally:
+            assert await stop_tasks([watching]) == []

@@ -104,3 +104,26 @@ async def test_without_redis_each_process_serves_its_own_rooms_and_reconnects(
         await guest_on_b.send(type="resume", last_seq=guest_on_b.snapshot["seq"] + 1)
         fresh = await guest_on_b.expect("snapshot")
         assert fresh["auction"]["current_price_kobo"] == amount - STEP
+
+
+async def test_a_room_that_missed_events_while_redis_was_away_is_caught_up_on_its_return(
+    nodes: tuple[ServerProcess, ServerProcess, World], redis: RedisServer
+) -> None:
+    a, b, world = nodes
+    alice, bob = world.bidders
+    async with aiohttp.ClientSession() as session:
+        guest_on_b = await RoomClient.connect(session, b.room_url(world.auction_id))
+        url_a = a.room_url(world.auction_id)
+        alice_on_a = await RoomClient.connect(session, url_a, token=world.token(alice))
+        bob_on_a = await RoomClient.connect(session, url_a, token=world.token(bob))
+        await alice_on_a.bid(START)
+        first = await guest_on_b.expect("bid")
+
+        await redis.stop()
+        assert (await bob_on_a.bid(START + STEP))["status"] == "accepted"  # B never hears it
+        await redis.start()
+        # No bid after it: B learns on subscribing again, not at a next event.
+        caught_up = await guest_on_b.expect("snapshot", wait_s=15)
+
+    assert caught_up["seq"] == first["seq"] + 1
+    assert caught_up["auction"]["current_price_kobo"] == START + STEP

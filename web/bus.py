@@ -25,7 +25,7 @@ import collections
 import contextlib
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Protocol
 
 import msgspec
@@ -61,6 +61,9 @@ class BusMessage(msgspec.Struct, frozen=True, array_like=True):
 
 
 Deliver = Callable[[BusMessage], None]
+#: Told of rooms whose events may have been published while this node was not
+#: subscribed (auction ids; None: every room).
+Missed = Callable[[Iterable[str] | None], None]
 
 _encode = msgspec.msgpack.Encoder().encode
 _decode = msgspec.msgpack.Decoder(BusMessage).decode
@@ -118,11 +121,13 @@ class RedisBus:
         link: RedisLink,
         deliver: Deliver,
         *,
+        missed: Missed | None = None,
         max_pending: int = 10_000,
         retry_max_s: float = 2.0,
     ) -> None:
         self.node_id = uuid.uuid4().hex
         self._deliver = deliver
+        self._missed = missed or (lambda auction_ids: None)
         # The link's clients do not retry inside redis-py: a failure shows at once,
         # and this bus backs off and reconnects by itself (local sockets never wait
         # on Redis either way).
@@ -199,6 +204,7 @@ class RedisBus:
                 self._link,
                 self._receive,
                 BUS_MESSAGES_LOST.inc,
+                resubscribed=lambda channel: self._missed([channel.removeprefix(CHANNEL_PREFIX)]),
                 following=[CHANNEL_PREFIX + auction_id for auction_id in self._following],
                 max_pending=self._max_pending,
             )
@@ -216,6 +222,7 @@ class RedisBus:
                 self.listening.set()
                 if backoff.failures:
                     logger.info("redis bus: listening again")
+                    self._missed(None)  # what was published meanwhile never came
                 backoff.reset()
                 while True:
                     raw = await pubsub.get_message(ignore_subscribe_messages=True, timeout=None)

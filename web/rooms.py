@@ -97,6 +97,8 @@ class LedgerSnapshots(Protocol):
 
     async def snapshot(self, auction_id: uuid.UUID) -> Snapshot | None: ...
 
+    async def last_seqs(self, auction_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, int]: ...
+
     def now_ms(self) -> int: ...
 
 
@@ -110,6 +112,10 @@ class _NoStandings:
 
 GOING_AWAY = 1001
 TRY_AGAIN_LATER = 1013
+
+#: After a resubscription, rooms are checked against the ledger this long later,
+#: in one read for every room a burst of resubscriptions concerns.
+SUSPECTS_GATHER_S = 0.05
 
 
 @dataclass(frozen=True, slots=True)
@@ -579,6 +585,8 @@ class Rooms:
         self.tuning = tuning
         self._ledger = ledger
         self._catching_up: set[asyncio.Task[None]] = set()
+        self._suspects: set[uuid.UUID] = set()  # rooms whose events may have been missed
+        self._checking: asyncio.Task[None] | None = None
         self._reserve_of = reserve_of or (lambda auction_id: None)
         self._standings: Standings = standings or _NoStandings()
         self._rooms: dict[uuid.UUID, Room] = {}
@@ -664,6 +672,8 @@ class Rooms:
 
     def close_all(self, code: int = GOING_AWAY, reason: str = "server shutting down") -> None:
         self._closing = True
+        if self._checking is not None:
+            self._checking.cancel()
         for room in list(self._rooms.values()):
             for conn in room.connections():
                 conn.close(code, reason, grace_s=1.0)
@@ -806,6 +816,37 @@ class Rooms:
         self._catching_up.add(task)
         task.add_done_callback(self._catching_up.discard)
         task.add_done_callback(_caught_up)
+
+    def may_have_missed(self, auction_ids: Iterable[str] | None) -> None:
+        """The bus's listener of a subscription made again (Redis was away, or a
+        cluster moved the rooms' slots): events published meanwhile never came, and
+        may be the last ones for a while. A room that the ledger shows behind is
+        caught up now (a snapshot to its sockets) rather than at its next event.
+        `auction_ids` None: every room here."""
+        if self._ledger is None:
+            return
+        if auction_ids is None:
+            self._suspects.update(self._rooms)
+        else:
+            self._suspects.update(uuid.UUID(a) for a in auction_ids)
+        if self._checking is None or self._checking.done():
+            self._checking = asyncio.create_task(self._check_suspects())
+
+    async def _check_suspects(self) -> None:
+        ledger = self._ledger
+        assert ledger is not None
+        await asyncio.sleep(SUSPECTS_GATHER_S)  # one read for a burst of resubscriptions
+        suspects = [a for a in self._suspects if a in self._rooms]
+        self._suspects.clear()
+        try:
+            seqs = await ledger.last_seqs(suspects)
+        except Exception:
+            logger.exception("rooms not checked against the ledger after a resubscription")
+            return
+        for auction_id, seq in seqs.items():
+            room = self._rooms.get(auction_id)
+            if room is not None and seq > room.last_seq:
+                self._catch_up(room)
 
     def publish_loaded(self, loaded: Sequence[tuple[uuid.UUID, int]]) -> None:
         """The sequencer's listener of auctions it took (a partition taken, a

@@ -103,6 +103,7 @@ class ShardedPubSub:
         receive: Callable[[bytes], None],
         lost: Callable[[int], None],
         *,
+        resubscribed: Callable[[str], None] = lambda channel: None,
         following: Iterable[str] = (),
         max_pending: int = 10_000,
         retry_max_s: float = REROUTE_MAX_S,
@@ -110,6 +111,9 @@ class ShardedPubSub:
         self._link = link
         self.receive = receive
         self._lost = lost
+        self._resubscribed = resubscribed
+        #: Channels heard before, being subscribed again on another master.
+        self._again: set[str] = set()
         self._max_pending = max_pending
         self._retry_max_s = retry_max_s
         self._map: SlotMap | None = None
@@ -150,6 +154,7 @@ class ShardedPubSub:
                     await asyncio.shield(confirmed)
 
     def unfollow(self, channel: str) -> None:
+        self._again.discard(channel)
         confirmed = self._wanted.pop(channel, None)
         if confirmed is not None and not confirmed.done():
             confirmed.set_result(None)  # whoever still waits on it stops waiting
@@ -195,8 +200,13 @@ class ShardedPubSub:
 
     def confirmed(self, channel: str) -> None:
         waiting = self._wanted.get(channel)
-        if waiting is not None and not waiting.done():
+        if waiting is None:
+            return
+        if not waiting.done():
             waiting.set_result(None)
+        if channel in self._again:  # subscribed again (a master lost, a slot moved)
+            self._again.discard(channel)
+            self._resubscribed(channel)  # events published meanwhile may be missing
 
     def failed(self, master: _Master, why: str, error: BaseException | None) -> None:
         if master.address not in self._failing:
@@ -277,6 +287,7 @@ class ShardedPubSub:
                 continue
             if confirmed.done():
                 self._wanted[channel] = loop.create_future()  # new sockets wait for this one
+                self._again.add(channel)
             to_subscribe.setdefault(master, []).append(channel)
         for master, channels in to_subscribe.items():
             master.subscribe(channels)
