@@ -3,8 +3,10 @@ process serving sockets of that room.
 
 `LocalBus` (one node, the default) hands each message straight to this
 process's rooms. `RedisBus` (REDIS_URL set) does the same and also publishes
-it on the Redis channel `auction:{id}`. On a single Redis server every node
-listens on one pattern subscription `auction:*` and serves its own sockets. On
+it to the other nodes. On a single Redis server every node hears every room
+anyway, so the messages go out in batches (what accumulated since the last
+publish, one `PUBLISH` on the channel `rooms` each: a batch of commits costs one
+Redis message to send and one to read on every node, not one per auction). On
 a Redis Cluster (web/redis_link.py tells them apart) the channels are sharded
 (SPUBLISH / SSUBSCRIBE, web/sharded_pubsub.py), and a node subscribes to a
 room's channel while it has sockets in the room (`follow` / `unfollow`). The
@@ -38,7 +40,11 @@ from web.sharded_pubsub import ShardedPubSub
 
 logger = logging.getLogger(__name__)
 
-CHANNEL_PREFIX = "auction:"
+CHANNEL_PREFIX = "auction:"  # a room's sharded channel on a cluster
+#: The one channel of a single server, carrying batches of messages.
+BATCH_CHANNEL = "rooms"
+#: At most this many messages in one batch.
+BATCH_MAX = 200
 
 BUS_MESSAGES_LOST = Counter(
     "auction_bus_messages_lost_total",
@@ -67,6 +73,12 @@ Missed = Callable[[Iterable[str] | None], None]
 
 _encode = msgspec.msgpack.Encoder().encode
 _decode = msgspec.msgpack.Decoder(BusMessage).decode
+_decode_batch = msgspec.msgpack.Decoder(list[BusMessage]).decode
+
+
+def _encode_batch(encoded: list[bytes]) -> bytes:
+    """Messages already encoded, as one msgpack array (no second encoding)."""
+    return _encode([msgspec.Raw(data) for data in encoded])
 
 
 class Bus(Protocol):
@@ -218,7 +230,7 @@ class RedisBus:
         while True:
             pubsub = redis.pubsub(ignore_subscribe_messages=True)
             try:
-                await pubsub.psubscribe(CHANNEL_PREFIX + "*")
+                await pubsub.subscribe(BATCH_CHANNEL)
                 self.listening.set()
                 if backoff.failures:
                     logger.info("redis bus: listening again")
@@ -226,8 +238,8 @@ class RedisBus:
                 backoff.reset()
                 while True:
                     raw = await pubsub.get_message(ignore_subscribe_messages=True, timeout=None)
-                    if raw is not None and raw.get("type") == "pmessage":
-                        self._receive(raw["data"])
+                    if raw is not None and raw.get("type") == "message":
+                        self._receive_batch(raw["data"])
             except (RedisError, OSError) as exc:
                 self.listening.clear()
                 delay = backoff.next()
@@ -251,6 +263,16 @@ class RedisBus:
         if message.origin != self.node_id:
             self._deliver(message)
 
+    def _receive_batch(self, data: bytes) -> None:
+        try:
+            messages = _decode_batch(data)
+        except msgspec.DecodeError:
+            logger.error("redis bus: dropped a batch that is not a list of BusMessages")
+            return
+        for message in messages:
+            if message.origin != self.node_id:
+                self._deliver(message)
+
     async def _forward(self, sharded: ShardedPubSub) -> None:
         """On a cluster: each message to its channel's master (sharded_pubsub)."""
         while True:
@@ -265,12 +287,10 @@ class RedisBus:
             await self._wake.wait()
             self._wake.clear()
             while self._pending:
-                batch = [self._pending.popleft() for _ in range(min(500, len(self._pending)))]
+                count = min(BATCH_MAX, len(self._pending))
+                batch = [self._pending.popleft()[1] for _ in range(count)]
                 try:
-                    async with redis.pipeline(transaction=False) as pipe:
-                        for channel, data in batch:
-                            pipe.publish(channel, data)
-                        await pipe.execute()
+                    await redis.publish(BATCH_CHANNEL, _encode_batch(batch))
                     backoff.reset()
                 except (RedisError, OSError) as exc:
                     # Local sockets already have these; other nodes will see a gap.
