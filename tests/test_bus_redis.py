@@ -23,7 +23,14 @@ async def test_messages_published_together_go_out_as_one_batch_delivered_on_ever
 ) -> None:
     links = [RedisLink(redis.url), RedisLink(redis.url)]
     heard: list[list[BusMessage]] = [[], []]
-    buses = [RedisBus(link, got.append) for link, got in zip(links, heard, strict=True)]
+    all_heard = asyncio.Event()
+
+    def on_second(got: BusMessage) -> None:
+        heard[1].append(got)
+        if len(heard[1]) == 5:
+            all_heard.set()
+
+    buses = [RedisBus(links[0], heard[0].append), RedisBus(links[1], on_second)]
     raw = Redis.from_url(redis.url)
     pubsub = raw.pubsub(ignore_subscribe_messages=True)
     await pubsub.subscribe(BATCH_CHANNEL)
@@ -37,9 +44,7 @@ async def test_messages_published_together_go_out_as_one_batch_delivered_on_ever
         batch = None
         while batch is None:
             batch = await pubsub.get_message(ignore_subscribe_messages=True, timeout=5)
-        async with asyncio.timeout(5):
-            while len(heard[1]) < len(auctions):
-                await asyncio.sleep(0.01)
+        await asyncio.wait_for(all_heard.wait(), 5)
     finally:
         for bus in buses:
             await bus.close()
