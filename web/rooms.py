@@ -294,13 +294,18 @@ class Room:
 
     # sockets
 
-    def add(self, conn: Connection, snapshot_frame: bytes, snapshot_seq: int) -> None:
+    def add(self, conn: Connection, snapshot_frame: bytes, snapshot_seq: int, now_ms: int) -> None:
         """Send the snapshot, then what happened since it, then join the live feed:
-        with no await in between, so nothing falls through the cracks."""
+        with no await in between, so nothing falls through the cracks. If what
+        happened since is gone (the room caught up past the snapshot while it was
+        read), the room's own snapshot follows it."""
         conn.room = self
         if conn.send(snapshot_frame):
             MESSAGES_SENT.inc()
-            self.replay_after(conn, snapshot_seq)
+            if not self.replay_after(conn, snapshot_seq) and not self._held:
+                frame = self.snapshot_frame(None, now_ms)
+                if frame is not None and conn.send(frame):
+                    MESSAGES_SENT.inc()
         self._conns[conn] = None
         if conn.user_id is not None:
             self._bidders.setdefault(conn.user_id, set()).add(conn)
@@ -617,7 +622,7 @@ class Rooms:
         finally:
             self._bus.unfollow(key)
 
-    def join(self, auction_id: uuid.UUID, conn: Connection, snap: Snapshot) -> Room:
+    def join(self, auction_id: uuid.UUID, conn: Connection, snap: Snapshot, now_ms: int) -> Room:
         """Add a guest socket to its room with the snapshot read for it (the room's
         first, or one the room may adopt)."""
         if self._closing:
@@ -627,31 +632,27 @@ class Rooms:
             room = self._rooms[auction_id] = Room(auction_id, snap, self.tuning)
         else:
             room.adopt(snap)
-        room.add(conn, snapshot_frame(snap, None), snap.seq)
+        room.add(conn, snapshot_frame(snap, None), snap.seq, now_ms)
         CONNECTIONS.inc()
         return room
 
-    def remembered(self, auction_id: uuid.UUID, now_ms: int) -> tuple[Room, bytes, int] | None:
-        """A guest's snapshot from the room's memory, where the room is here and can
-        vouch for it (a socket joining a room others watch costs no ledger read):
-        the room, the frame and its seq, for `join_remembered`."""
+    def remembers(self, auction_id: uuid.UUID, now_ms: int) -> bool:
+        """Whether the room is here and can vouch for its snapshot: a socket joining
+        a room others watch then costs no ledger read (`join_remembered`)."""
         room = self._rooms.get(auction_id)
-        if room is None:
-            return None
-        seq = room.last_seq
-        frame = room.snapshot_frame(None, now_ms)
-        return None if frame is None else (room, frame, seq)
+        return room is not None and room.snapshot_frame(None, now_ms) is not None
 
-    def join_remembered(self, conn: Connection, remembered: tuple[Room, bytes, int]) -> bool:
-        """Add a guest socket with a snapshot `remembered` gave, then what the room
-        delivered since; False if that room has closed meanwhile (its last socket
-        left: the caller reads the ledger instead)."""
-        room, frame, seq = remembered
-        if self._rooms.get(room.auction_id) is not room:
+    def join_remembered(self, auction_id: uuid.UUID, conn: Connection, now_ms: int) -> bool:
+        """Add a guest socket with the room's snapshot from memory, as it is now;
+        False if the room cannot give one any more (its last socket left, or its
+        state is to be read again: the caller reads the ledger instead)."""
+        room = self._rooms.get(auction_id)
+        frame = room.snapshot_frame(None, now_ms) if room is not None else None
+        if room is None or frame is None:
             return False
         if self._closing:
             conn.close(GOING_AWAY, "server shutting down", grace_s=1.0)
-        room.add(conn, frame, seq)
+        room.add(conn, frame, room.last_seq, now_ms)
         CONNECTIONS.inc()
         return True
 

@@ -131,22 +131,23 @@ async def _run_socket(
     rooms = app[ROOMS]
     # A room others watch here gives its snapshot from memory (a crowd reconnecting
     # after a node died costs no ledger read each); the first socket reads the ledger.
-    remembered = rooms.remembered(auction_id, app[CLOCK].now_ms())
-    snap = None if remembered is not None else await _first_snapshot(app, auction_id)
+    clock = app[CLOCK]
+    remembered = rooms.remembers(auction_id, clock.now_ms())
+    snap = None if remembered else await _first_snapshot(app, auction_id)
     await ws.prepare(request)
     transport = request.transport
     if transport is None:  # the client left during the handshake
         return ws
     conn = Connection(ws, transport, rooms.tuning)
     session = Session(app, auction_id, conn)
-    if remembered is None or not rooms.join_remembered(conn, remembered):
+    if not (remembered and rooms.join_remembered(auction_id, conn, clock.now_ms())):
         if snap is None:  # the room closed during the handshake: rare, read the ledger now
             try:
                 snap = await _first_snapshot(app, auction_id)
             except ApiError:
                 await ws.close(code=TRY_AGAIN_LATER, message=b"try again")
                 return ws
-        rooms.join(auction_id, conn, snap)
+        rooms.join(auction_id, conn, snap, clock.now_ms())
     try:
         async for message in ws:
             if message.type in (WSMsgType.TEXT, WSMsgType.BINARY):
