@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from engine.allowances import Escrow
+from jobs.ifbid import INTERVAL_S as IF_BID_INTERVAL_S
+from jobs.ifbid import IfBidDeadlines
 from jobs.lifecycle import Lifecycle
 from jobs.reconcile import INTERVAL_S as RECONCILE_INTERVAL_S
 from jobs.reconcile import Reconciliation
@@ -43,6 +45,7 @@ class Jobs:
     settlement: SettlementDeadlines
     reconcile: Reconciliation
     allowances: Escrow | None = None
+    if_bids: IfBidDeadlines | None = None
 
     def start(self) -> AsyncIOScheduler:
         scheduler = AsyncIOScheduler(
@@ -57,6 +60,8 @@ class Jobs:
         scheduler.add_job(
             self.reconcile.run, "interval", seconds=RECONCILE_INTERVAL_S, id="reconcile"
         )
+        if self.if_bids is not None:
+            scheduler.add_job(self.if_bids.run, "interval", seconds=IF_BID_INTERVAL_S, id="if_bids")
         if self.allowances is not None:
             scheduler.add_job(
                 self.allowances.release_idle, "interval", seconds=ALLOWANCES_S, id="allowances"

@@ -383,6 +383,17 @@ async def test_every_documented_success_matches_its_struct(api: Api) -> None:
     assert await act("extend", spare, end_time_ms=int(end.timestamp() * 1000) + 60_000) == 200
     assert await act("cancel", spare) == 200
     assert await act("force-end", live) == 200
+    below = await api.live_auction(
+        seller, auction_type="reserve", reserve_price_kobo=PRICE + 10 * STEP
+    )
+    low = {"auction_id": str(below), "amount_kobo": PRICE, "client_bid_id": "below"}
+    assert (await doc.call("POST", "/api/bids", token=token_for(bidder), body=low)).status == 201
+    assert await act("force-end", below) == 200  # below the reserve: the seller decides
+    dealer = token_for(seller, "dealer")
+    offer = "/api/auctions/{id}/offer"
+    assert (await doc.call("GET", offer, below, token=dealer)).status == 200
+    counter = {"action": "counter", "amount_kobo": PRICE + 5 * STEP}
+    assert (await doc.call("POST", offer, below, token=dealer, body=counter)).status == 200
 
     payment = {"payer_id": str(bidder), "amount_kobo": 1_000, "reference": "pay-1"}
     template = "/internal/auctions/{id}/payments"

@@ -30,8 +30,9 @@ import msgspec
 from aiohttp import web
 
 import bidcore
-from engine import admin, auctions, money, payments, references, text, users, vehicles
+from engine import admin, auctions, ifbid, money, payments, references, text, users, vehicles
 from engine.auctions import BidHistory, Snapshot
+from engine.ifbid import OfferBody, OfferRequest
 from engine.standing import MyBids
 from engine.users import UserUpsert
 from engine.vehicles import VehicleCreate
@@ -311,6 +312,44 @@ OPERATIONS: tuple[Operation, ...] = (
     ),
     Operation(
         "GET",
+        "/api/auctions/{id}/offer",
+        "The if-bid: the seller's decision on a top bid below the reserve",
+        "public",
+        {200: OfferBody, **_errors(*_USER, 404)},
+        auth="user",
+        description=(
+            "For the auction's seller (its creator, the vehicle's lister or owner), its high "
+            "bidder, or a manager or admin (anyone else: 403). `state` is `open` while "
+            "someone's `turn` it is (`seller` or `bidder`, until `deadline_ms`), then "
+            "`accepted` (a win at `price_kobo`), `declined` or `expired` (unsold); `offers` "
+            "are the counters, oldest first. An auction that never went to the seller's "
+            "decision: 404 `no_offer`."
+        ),
+    ),
+    Operation(
+        "POST",
+        "/api/auctions/{id}/offer",
+        "Answer the if-bid on your turn: accept, decline or counter",
+        "public",
+        {200: OfferBody, **_errors(*_USER, *_BODY, 404, 409)},
+        auth="user",
+        body=OfferRequest,
+        description=(
+            "The seller (or a manager or admin for them) on the seller's turn, the high "
+            "bidder on theirs. `accept` is a win at the amount on the table (the high bid, "
+            "or the other side's latest counter): deposit hold or due, pending settlement, "
+            "payment deadline. `decline`: unsold. `counter` with `amount_kobo` strictly "
+            "between the high bid and the reserve (else 409 `counter_out_of_range`), at most "
+            f"{ifbid.MAX_COUNTERS} in all (409 `too_many_counters`); the other side then has "
+            "the auction's `counter_window_ms` to answer. The bidder's counter, or their "
+            "acceptance of the seller's, needs the deposit on that amount in their buying "
+            "power (409 `insufficient_buying_power`). Not the caller's turn: 409 "
+            "`not_your_turn`; past the deadline: 409 `offer_expired`; decided already: 409 "
+            "`offer_closed`. A refused answer changes nothing. Answers with the negotiation."
+        ),
+    ),
+    Operation(
+        "GET",
         "/api/vehicles/{id}/similar",
         "Similar available vehicles, nearest first",
         "public",
@@ -511,6 +550,8 @@ _AUCTION_TERMS: dict[str, Json] = {
     "deposit_pct_bp": _integer(0, 10_000),
     "anti_snipe_window_ms": _integer(0, auctions.MAX_ANTI_SNIPE_MS),
     "anti_snipe_extension_ms": _integer(0, auctions.MAX_ANTI_SNIPE_MS),
+    "if_bid_window_ms": _integer(1, ifbid.MAX_WINDOW_MS),
+    "counter_window_ms": _integer(1, ifbid.MAX_WINDOW_MS),
 }
 
 
@@ -583,6 +624,27 @@ def _rules(latest_year: int) -> dict[str, Rules]:
                     "pattern": f"^{public_api.CLIENT_BID_ID.pattern}$",
                 },
             }
+        ),
+        "OfferRequest": Rules(
+            replace={
+                "action": _one_of(ifbid.ACTIONS),
+                "amount_kobo": _described(
+                    {"anyOf": [_integer(1, money.MAX_KOBO), {"type": "null"}]},
+                    "A counter's amount (required by `counter`, refused by the others).",
+                ),
+            },
+            across={
+                "allOf": [
+                    {
+                        "if": {"properties": {"action": {"const": "counter"}}},
+                        "then": {
+                            "properties": {"amount_kobo": {"type": "integer"}},
+                            "required": ["amount_kobo"],
+                        },
+                        "else": {"properties": {"amount_kobo": {"type": "null"}}},
+                    }
+                ]
+            },
         ),
         "WalletChange": Rules(
             fields={"amount_kobo": _integer(1, money.MAX_KOBO), "reference": _REFERENCE}

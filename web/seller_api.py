@@ -1,0 +1,91 @@
+"""The seller's side of the public API (API.md "Public HTTP"): the if-bid's
+negotiation (`/api/auctions/{id}/offer`).
+
+The seller is the auction's creator, lister or owner (RULES.md rule 4's set); a
+manager or an admin may act for them, and the audit log names who did. On a
+node of several, a step is relayed to the node that decides the auction
+(web/peers.py): the step moves the high bidder's buying power, which only that
+node holds.
+"""
+
+from __future__ import annotations
+
+import msgspec
+from aiohttp import web
+
+from engine.errors import LedgerUnavailable
+from engine.ifbid import ACTIONS, Acting, Action, OfferRequest
+from engine.users import Caller
+from web.auth import authenticate
+from web.errors import ApiError
+from web.keys import DATABASE, DECISIONS, SETTINGS
+from web.messages import json_response, path_uuid, read_json, whole_kobo
+from web.peers import caller_address, relay_to_owner
+
+_NULL = b"null"
+
+
+async def get_offer(request: web.Request) -> web.Response:
+    """The negotiation: for the seller, the high bidder, or a manager or admin."""
+    caller = await _caller(request)
+    found = await request.app[DECISIONS].read(path_uuid(request), _acting(request, caller))
+    return json_response(found)
+
+
+async def post_offer(request: web.Request) -> web.Response:
+    """Accept, decline or counter, on the caller's turn; the negotiation after it."""
+    auction_id = path_uuid(request)
+    relayed = await relay_to_owner(request, auction_id)  # several nodes: its owner acts
+    if relayed is not None:
+        return relayed
+    caller = await _caller(request)
+    spec = await read_json(request, OfferRequest)
+    action, amount = _checked(spec)
+    try:
+        found = await request.app[DECISIONS].act(
+            auction_id, _acting(request, caller), action, amount
+        )
+    except LedgerUnavailable as err:
+        raise ApiError(
+            503,
+            "unavailable",
+            "The engine cannot record your answer right now; nothing changed. Try again shortly.",
+        ) from err
+    return json_response(found)
+
+
+def _checked(spec: OfferRequest) -> tuple[Action, int | None]:
+    """The action, and a counter's amount (rule 9's whole kobo), or a 422."""
+    raw: msgspec.Raw | None = spec.amount_kobo
+    if bytes(spec.amount_kobo).strip() == _NULL:
+        raw = None  # absent, or `null`: no amount
+    action = next((known for known in ACTIONS if known == spec.action), None)
+    if action is None:
+        raise ApiError(422, "invalid_action", "`action` must be one of: accept, decline, counter.")
+    if action != "counter":
+        if raw is not None:
+            raise ApiError(422, "invalid", "Only `counter` takes `amount_kobo`.")
+        return action, None
+    if raw is None:
+        raise ApiError(422, "amount_required", "A `counter` needs its `amount_kobo`.")
+    amount = whole_kobo(raw)
+    if amount is None:
+        raise ApiError(
+            422,
+            "invalid_amount",
+            "Enter `amount_kobo` as a whole amount in kobo above zero and below ₦10 trillion.",
+        )
+    return action, amount
+
+
+def _acting(request: web.Request, caller: Caller) -> Acting:
+    return Acting(caller.user_id, caller.role, caller_address(request))
+
+
+async def _caller(request: web.Request) -> Caller:
+    return await authenticate(request, request.app[DATABASE].pool, request.app[SETTINGS].jwt_secret)
+
+
+def install(app: web.Application) -> None:
+    app.router.add_get("/api/auctions/{id}/offer", get_offer)
+    app.router.add_post("/api/auctions/{id}/offer", post_offer)
