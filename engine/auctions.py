@@ -300,43 +300,52 @@ async def create_auction(
     pool: asyncpg.Pool, sequencer: Sequencer, new: NewAuction, now_ms: int
 ) -> AuctionBody:
     """Check, insert, mark the vehicle, then give a scheduled auction to the core."""
-    _check_terms(new, now_ms)
-    spec = new.fields
-    async with pool.acquire() as conn:
-        try:
-            async with conn.transaction():
-                await _check_creator(conn, new)
-                await _check_vehicle(conn, new)
-                row = await conn.fetchrow(
-                    _INSERT,
-                    spec.vehicle_id,
-                    new.created_by,
-                    spec.auction_type,
-                    new.status,
-                    kobo_to_naira(spec.start_price_kobo),
-                    _naira_or_none(spec.reserve_price_kobo),
-                    kobo_to_naira(spec.bid_increment_kobo),
-                    Decimal(spec.deposit_pct_bp).scaleb(-2),
-                    to_datetime(spec.start_time_ms),
-                    to_datetime(spec.end_time_ms),
-                    spec.anti_snipe_window_ms,
-                    spec.anti_snipe_extension_ms,
-                    spec.if_bid_window_ms,
-                    spec.counter_window_ms,
-                )
-                if new.status == "scheduled":
-                    await conn.execute(_VEHICLE_IN_AUCTION, spec.vehicle_id)
-        except asyncpg.IntegrityConstraintViolationError as err:
-            refusal = _refusal_for(err)
-            if refusal is None:
-                raise
-            raise refusal from err
+    async with pool.acquire() as conn, conn.transaction():
+        row = await insert_auction(conn, new, now_ms)
     if new.status == "scheduled":
-        await _give_to_core(sequencer, row["id"])
+        await give_to_core(sequencer, row["id"])
     return auction_body(row)
 
 
-async def _give_to_core(sequencer: Sequencer, auction_id: uuid.UUID) -> None:
+async def insert_auction(conn: asyncpg.Connection, new: NewAuction, now_ms: int) -> asyncpg.Record:
+    """In the caller's transaction: the terms, the creator and the vehicle checked,
+    the auction inserted, and the vehicle in auction when it is scheduled. The
+    row, with `auction_body`'s columns; the caller gives a scheduled one to the
+    core after COMMIT (`give_to_core`)."""
+    _check_terms(new, now_ms)
+    spec = new.fields
+    try:
+        async with conn.transaction():  # a savepoint: a refusal leaves the caller's as it was
+            await _check_creator(conn, new)
+            await _check_vehicle(conn, new)
+            row: asyncpg.Record = await conn.fetchrow(
+                _INSERT,
+                spec.vehicle_id,
+                new.created_by,
+                spec.auction_type,
+                new.status,
+                kobo_to_naira(spec.start_price_kobo),
+                _naira_or_none(spec.reserve_price_kobo),
+                kobo_to_naira(spec.bid_increment_kobo),
+                Decimal(spec.deposit_pct_bp).scaleb(-2),
+                to_datetime(spec.start_time_ms),
+                to_datetime(spec.end_time_ms),
+                spec.anti_snipe_window_ms,
+                spec.anti_snipe_extension_ms,
+                spec.if_bid_window_ms,
+                spec.counter_window_ms,
+            )
+            if new.status == "scheduled":
+                await conn.execute(_VEHICLE_IN_AUCTION, spec.vehicle_id)
+    except asyncpg.IntegrityConstraintViolationError as err:
+        refusal = _refusal_for(err)
+        if refusal is None:
+            raise
+        raise refusal from err
+    return row
+
+
+async def give_to_core(sequencer: Sequencer, auction_id: uuid.UUID) -> None:
     """The auction is durable: if the core cannot take it now, recovery (or the
     scheduler at its start time) will, so the creation still stands."""
     try:

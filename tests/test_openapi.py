@@ -394,6 +394,12 @@ async def test_every_documented_success_matches_its_struct(api: Api) -> None:
     assert (await doc.call("GET", offer, below, token=dealer)).status == 200
     counter = {"action": "counter", "amount_kobo": PRICE + 5 * STEP}
     assert (await doc.call("POST", offer, below, token=dealer, body=counter)).status == 200
+    empty = await api.live_auction(seller)
+    assert await act("force-end", empty) == 200  # no bid: unsold
+    again = api.auction_body(uuid.uuid4())
+    times = {"start_time_ms": again["start_time_ms"], "end_time_ms": again["end_time_ms"]}
+    relisted = await doc.call("POST", "/api/auctions/{id}/relist", empty, token=dealer, body=times)
+    assert relisted.status == 201
 
     payment = {"payer_id": str(bidder), "amount_kobo": 1_000, "reference": "pay-1"}
     template = "/internal/auctions/{id}/payments"

@@ -33,6 +33,7 @@ import bidcore
 from engine import admin, auctions, ifbid, money, payments, references, text, users, vehicles
 from engine.auctions import BidHistory, Snapshot
 from engine.ifbid import OfferBody, OfferRequest
+from engine.relisting import RelistTerms
 from engine.standing import MyBids
 from engine.users import UserUpsert
 from engine.vehicles import VehicleCreate
@@ -349,6 +350,25 @@ OPERATIONS: tuple[Operation, ...] = (
         ),
     ),
     Operation(
+        "POST",
+        "/api/auctions/{id}/relist",
+        "Relist an unsold auction: a new auction for the same vehicle",
+        "public",
+        {201: AuctionEnvelope, **_errors(*_USER, *_BODY, 404, 409)},
+        auth="user",
+        body=RelistTerms,
+        description=(
+            "The auction's seller (its creator, the vehicle's lister or owner), or a manager "
+            "or an admin. New `start_time_ms` and `end_time_ms`; every term left out is the "
+            "old auction's, checked as a create's (`reserve_price_kobo: null` removes the "
+            "reserve). The new auction's creator is the old one's; it is a draft when a "
+            "dealer relists (`scheduled`: 403 `approval_required`), scheduled when a manager "
+            "or an admin does unless they ask for a `draft`. The old auction becomes "
+            "`relisted`, in the same transaction. An auction that is not `unsold` (relisted "
+            "already, say, by a relist that came first): 409 `not_unsold`."
+        ),
+    ),
+    Operation(
         "GET",
         "/api/vehicles/{id}/similar",
         "Similar available vehicles, nearest first",
@@ -624,6 +644,25 @@ def _rules(latest_year: int) -> dict[str, Rules]:
                     "pattern": f"^{public_api.CLIENT_BID_ID.pattern}$",
                 },
             }
+        ),
+        "RelistTerms": Rules(
+            fields={
+                **{
+                    name: schema
+                    for name, schema in _AUCTION_TERMS.items()
+                    if name not in ("vehicle_id", "start_price_kobo", "reserve_price_kobo")
+                },
+                "start_price_kobo": _AMOUNT,
+                "reserve_price_kobo": _described(
+                    _AMOUNT, "Left out: the old auction's; `null`: no reserve."
+                ),
+                "status": _described(
+                    _one_of(("draft", "scheduled")),
+                    "A dealer's relisted auction is a `draft` (`scheduled`: 403 "
+                    "`approval_required`); a manager's or an admin's is `scheduled` unless it "
+                    "says `draft`.",
+                ),
+            },  # the reserve's rules weigh the old auction's terms too: in the description
         ),
         "OfferRequest": Rules(
             replace={

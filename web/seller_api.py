@@ -1,5 +1,6 @@
 """The seller's side of the public API (API.md "Public HTTP"): the if-bid's
-negotiation (`/api/auctions/{id}/offer`).
+negotiation (`/api/auctions/{id}/offer`) and relisting an unsold auction
+(`/api/auctions/{id}/relist`).
 
 The seller is the auction's creator, lister or owner (RULES.md rule 4's set); a
 manager or an admin may act for them, and the audit log names who did. On a
@@ -15,11 +16,12 @@ from aiohttp import web
 
 from engine.errors import LedgerUnavailable
 from engine.ifbid import ACTIONS, Acting, Action, OfferRequest
+from engine.relisting import Relister, RelistTerms, relist
 from engine.users import Caller
 from web.auth import authenticate
 from web.errors import ApiError
-from web.keys import DATABASE, DECISIONS, SETTINGS
-from web.messages import json_response, path_uuid, read_json, whole_kobo
+from web.keys import CLOCK, DATABASE, DECISIONS, ROOMS, SEQUENCER, SETTINGS
+from web.messages import AuctionEnvelope, json_response, path_uuid, read_json, whole_kobo
 from web.peers import caller_address, relay_to_owner
 
 _NULL = b"null"
@@ -78,6 +80,20 @@ def _checked(spec: OfferRequest) -> tuple[Action, int | None]:
     return action, amount
 
 
+async def post_relist(request: web.Request) -> web.Response:
+    """A new auction for the vehicle of an unsold one (the create body, 201)."""
+    caller = await _caller(request)
+    auction_id = path_uuid(request)
+    terms = await read_json(request, RelistTerms)
+    app = request.app
+    relister = Relister(caller.user_id, caller.role, caller_address(request))
+    done = await relist(
+        app[DATABASE].pool, app[SEQUENCER], auction_id, relister, terms, app[CLOCK].now_ms()
+    )
+    app[ROOMS].publish_state(done.old_id, done.old_seq, "relisted", done.old_end_time_ms)
+    return json_response(AuctionEnvelope(done.auction), 201)
+
+
 def _acting(request: web.Request, caller: Caller) -> Acting:
     return Acting(caller.user_id, caller.role, caller_address(request))
 
@@ -89,3 +105,4 @@ async def _caller(request: web.Request) -> Caller:
 def install(app: web.Application) -> None:
     app.router.add_get("/api/auctions/{id}/offer", get_offer)
     app.router.add_post("/api/auctions/{id}/offer", post_offer)
+    app.router.add_post("/api/auctions/{id}/relist", post_relist)
