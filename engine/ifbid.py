@@ -68,6 +68,10 @@ _LOCK_IF_BID = _IF_BID_COLUMNS + " FOR UPDATE"
 _OFFERS = """
 SELECT by_party, amount, made_at FROM if_bid_offers WHERE auction_id = $1 ORDER BY position
 """
+_OFFERS_OF = """
+SELECT auction_id, by_party, amount, made_at FROM if_bid_offers
+WHERE auction_id = ANY($1::uuid[]) ORDER BY auction_id, position
+"""
 _OPEN = """
 INSERT INTO if_bids (auction_id, bidder_id, high_bid, reserve_price, bidder_amount, state, turn,
                      deadline, opened_at)
@@ -259,11 +263,31 @@ async def _body(
         OfferEntry(row["by_party"], naira_to_kobo(row["amount"]), to_ms(row["made_at"]))
         for row in await conn.fetch(_OFFERS, auction["id"])
     ]
+    return offer_body(auction["id"], auction["status"], if_bid, offers)
+
+
+async def offers_of(
+    conn: asyncpg.Connection, auction_ids: list[uuid.UUID]
+) -> dict[uuid.UUID, list[OfferEntry]]:
+    """The counters of several auctions, each oldest first."""
+    found: dict[uuid.UUID, list[OfferEntry]] = {auction_id: [] for auction_id in auction_ids}
+    for row in await conn.fetch(_OFFERS_OF, auction_ids):
+        found[row["auction_id"]].append(
+            OfferEntry(row["by_party"], naira_to_kobo(row["amount"]), to_ms(row["made_at"]))
+        )
+    return found
+
+
+def offer_body(
+    auction_id: uuid.UUID, status: str, if_bid: asyncpg.Record, offers: list[OfferEntry]
+) -> OfferBody:
+    """From a row with the if-bid's columns (`high_bid`, `state`, `turn`, `deadline`,
+    `counters`, `final_amount`) and its counters."""
     is_open = if_bid["state"] == "open"
     final = if_bid["final_amount"]
     return OfferBody(
-        auction_id=auction["id"],
-        status=auction["status"],
+        auction_id=auction_id,
+        status=status,
         state=if_bid["state"],
         high_bid_kobo=naira_to_kobo(if_bid["high_bid"]),
         offers=offers,

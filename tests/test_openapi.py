@@ -27,9 +27,9 @@ from tests.tcp_proxy import TcpProxy
 from web.errors import ErrorEnvelope
 from web.openapi import JSON, OPERATIONS, Operation, build_document, find_operation
 
-#: Routes that are not the HTTP API: the room socket, the room page and its files,
-#: the node-to-node socket (web/peers.py).
-NOT_API = ("/ws/", "/rooms/", "/static/", "/internal/peer")
+#: Routes that are not the HTTP API: the room socket, the room page, the seller's
+#: page and their files, the node-to-node socket (web/peers.py).
+NOT_API = ("/ws/", "/rooms/", "/seller", "/static/", "/internal/peer")
 
 
 def app_routes() -> set[tuple[str, str]]:
@@ -400,6 +400,7 @@ async def test_every_documented_success_matches_its_struct(api: Api) -> None:
     times = {"start_time_ms": again["start_time_ms"], "end_time_ms": again["end_time_ms"]}
     relisted = await doc.call("POST", "/api/auctions/{id}/relist", empty, token=dealer, body=times)
     assert relisted.status == 201
+    assert (await doc.call("GET", "/api/me/auctions", token=dealer, query="?limit=5")).status == 200
 
     payment = {"payer_id": str(bidder), "amount_kobo": 1_000, "reference": "pay-1"}
     template = "/internal/auctions/{id}/payments"

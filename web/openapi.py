@@ -34,11 +34,12 @@ from engine import admin, auctions, ifbid, money, payments, references, text, us
 from engine.auctions import BidHistory, Snapshot
 from engine.ifbid import OfferBody, OfferRequest
 from engine.relisting import RelistTerms
+from engine.selling import MyAuctions
 from engine.standing import MyBids
 from engine.users import UserUpsert
 from engine.vehicles import VehicleCreate
 from engine.wallet import WalletBody, WalletChange, WalletMovement
-from web import public_api, vehicles_api
+from web import public_api, seller_api, vehicles_api
 from web.admin_api import ACTIONS, ActionRequest, AdminOutcome
 from web.errors import DuplicateVinEnvelope, ErrorEnvelope
 from web.keys import CLOCK
@@ -300,6 +301,34 @@ OPERATIONS: tuple[Operation, ...] = (
             "`you.max_kobo` is the highest maximum they set there, whether it still leads "
             "(`winning`) or was passed (`outbid`); `you.last_bid_kobo` their latest bid "
             "there, a proxy's included."
+        ),
+    ),
+    Operation(
+        "GET",
+        "/api/me/auctions",
+        "The caller's auctions as a seller: summary, reserve, and the if-bid when deciding",
+        "public",
+        {200: MyAuctions, **_errors(*_USER, 422)},
+        auth="user",
+        query=(
+            Query(
+                "limit",
+                {
+                    "type": "integer",
+                    "minimum": 1,
+                    "maximum": seller_api.MAX_MY_AUCTIONS_LIMIT,
+                    "default": seller_api.MY_AUCTIONS_LIMIT,
+                },
+                "At most this many auctions.",
+            ),
+        ),
+        description=(
+            "Dealers, managers and admins (others: 403). Every auction the caller created, "
+            "or of a vehicle they listed or own, latest end first, from the ledger: its "
+            "summary (status, price, bid and bidder counts, whether the reserve is met), its "
+            "reserve, the auction it was relisted as, and `offer` — the body of `GET "
+            "/api/auctions/{id}/offer` — when it ended below its reserve with a real bid "
+            "(whose `turn`, until `deadline_ms`)."
         ),
     ),
     Operation(

@@ -1,6 +1,6 @@
 """The seller's side of the public API (API.md "Public HTTP"): the if-bid's
 negotiation (`/api/auctions/{id}/offer`) and relisting an unsold auction
-(`/api/auctions/{id}/relist`).
+(`/api/auctions/{id}/relist`), and the seller's auctions (`/api/me/auctions`).
 
 The seller is the auction's creator, lister or owner (RULES.md rule 4's set); a
 manager or an admin may act for them, and the audit log names who did. On a
@@ -14,17 +14,38 @@ from __future__ import annotations
 import msgspec
 from aiohttp import web
 
+from engine.auctions import CREATOR_ROLES
 from engine.errors import LedgerUnavailable
 from engine.ifbid import ACTIONS, Acting, Action, OfferRequest
 from engine.relisting import Relister, RelistTerms, relist
+from engine.selling import MyAuctions, my_auctions
 from engine.users import Caller
-from web.auth import authenticate
+from web.auth import authenticate, require_role
 from web.errors import ApiError
 from web.keys import CLOCK, DATABASE, DECISIONS, ROOMS, SEQUENCER, SETTINGS
-from web.messages import AuctionEnvelope, json_response, path_uuid, read_json, whole_kobo
+from web.messages import (
+    AuctionEnvelope,
+    json_response,
+    path_uuid,
+    query_limit,
+    read_json,
+    whole_kobo,
+)
 from web.peers import caller_address, relay_to_owner
 
 _NULL = b"null"
+#: `GET /api/me/auctions`: how many auctions by default, and at most.
+MY_AUCTIONS_LIMIT = 50
+MAX_MY_AUCTIONS_LIMIT = 200
+
+
+async def get_my_auctions(request: web.Request) -> web.Response:
+    """The caller's auctions as a seller (dealers, managers, admins), latest end first."""
+    caller = await _caller(request)
+    require_role(caller, CREATOR_ROLES)
+    limit = query_limit(request.query.get("limit"), MY_AUCTIONS_LIMIT, MAX_MY_AUCTIONS_LIMIT)
+    found = await my_auctions(request.app[DATABASE].pool, caller.user_id, limit)
+    return json_response(MyAuctions(found))
 
 
 async def get_offer(request: web.Request) -> web.Response:
@@ -106,3 +127,4 @@ def install(app: web.Application) -> None:
     app.router.add_get("/api/auctions/{id}/offer", get_offer)
     app.router.add_post("/api/auctions/{id}/offer", post_offer)
     app.router.add_post("/api/auctions/{id}/relist", post_relist)
+    app.router.add_get("/api/me/auctions", get_my_auctions)
