@@ -47,6 +47,7 @@ from engine.ifbid import (
     take_move,
 )
 from engine.locks import user_lock
+from engine.roles import PLATFORM_USER_ID
 from engine.sequencer import Sequencer
 
 logger = logging.getLogger(__name__)
@@ -165,6 +166,8 @@ class SellerDecisions:
                 step = await take_move(conn, auction_id, caller, move, now_ms, fence=fence)
             if step.buyer_balance_kobo is not None:
                 self.sequencer.set_balance(bidder, step.buyer_balance_kobo)
+        if step.status == "settled":  # the platform's commission moved its balance
+            await self.sequencer.refresh_user(PLATFORM_USER_ID)
         return step
 
     async def _after(self, step: Step) -> None:

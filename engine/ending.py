@@ -18,6 +18,7 @@ from typing import Literal
 
 import asyncpg
 
+from engine.commission import fix_rate
 from engine.embeddings import similar_vehicles
 from engine.ifbid import open_decision
 from engine.leases import Fence
@@ -27,7 +28,10 @@ from engine.offers import LOCK_AUCTION, SET_VEHICLE_STATUS, sell
 
 SIMILAR_SHOWN = 3
 _BIDS = "SELECT user_id, amount, is_platform_bid FROM bids WHERE auction_id = $1 ORDER BY seq"
-_UNSOLD = "UPDATE auctions SET status = 'unsold', last_seq = $2, updated_at = now() WHERE id = $1"
+_UNSOLD = """
+UPDATE auctions SET status = 'unsold', last_seq = $2, unsold_at = now(), updated_at = now()
+WHERE id = $1
+"""
 
 Result = Literal["sold", "unsold", "seller_decision"]
 
@@ -44,6 +48,9 @@ class EndResult:
     bidders: list[uuid.UUID]  # distinct real bidders, in order of first bid
     #: Below the reserve: the top real bidder, whose bid the seller decides on.
     high_bidder_id: uuid.UUID | None = None
+    #: Sold and settled at once (a deposit of the whole price): the platform took
+    #: its commission, so its balance moved.
+    settled: bool = False
 
     @property
     def result(self) -> Result:
@@ -82,6 +89,7 @@ async def end_auction(
             await _tell_losers(conn, row, bidders, winner=None, result="unsold")
             return EndResult(auction_id, seq, False, _price(lead), None, None, None, bidders)
         winner, amount = lead["user_id"], naira_to_kobo(lead["amount"])
+        await fix_rate(conn, auction_id)  # the commission's, as it stands at the end
         partition = fence.partition if fence is not None else None
         sale = await sell(conn, row, winner, amount, now_ms, seq, partition=partition)
         await _tell_losers(conn, row, bidders, winner=winner, result="sold")
@@ -94,6 +102,7 @@ async def end_auction(
             bidders.index(winner) + 1,
             sale.offer.balance_kobo,
             bidders,
+            settled=sale.settled,
         )
 
 
@@ -109,6 +118,7 @@ async def _to_seller(
     """RULES.md's if-bid: below the reserve (whether or not a platform bid leads),
     the seller decides on the top real bid; that bidder stays exposed meanwhile."""
     bidder, amount = top["user_id"], naira_to_kobo(top["amount"])
+    await fix_rate(conn, row["id"])  # the commission's if it sells, as it stands at the end
     await open_decision(conn, row, bidder, amount, reserve, seq, now_ms)
     await _tell_losers(conn, row, bidders, winner=bidder, result="seller_decision")
     return EndResult(

@@ -92,7 +92,10 @@ _DECIDED = """
 UPDATE if_bids SET state = $2, turn = NULL, final_amount = $3, decided_at = $4
 WHERE auction_id = $1
 """
-_UNSOLD = "UPDATE auctions SET status = 'unsold', last_seq = $2, updated_at = now() WHERE id = $1"
+_UNSOLD = """
+UPDATE auctions SET status = 'unsold', last_seq = $2, unsold_at = now(), updated_at = now()
+WHERE id = $1
+"""
 _DUE = """
 SELECT auction_id FROM if_bids WHERE state = 'open' AND deadline <= $1 ORDER BY deadline, auction_id
 """

@@ -23,6 +23,7 @@ import msgspec
 import bidcore
 from engine.allowances import allotted, spend
 from engine.clock import to_datetime, to_ms
+from engine.commission import take_commission
 from engine.errors import Refused, status_words, unknown_auction
 from engine.money import deposit_bp, kobo_to_naira, naira_to_kobo
 from engine.notifications import notify
@@ -280,9 +281,11 @@ async def read_settlement(pool: asyncpg.Pool, auction_id: uuid.UUID) -> Settleme
 async def complete(
     conn: asyncpg.Connection, auction: asyncpg.Record, offer: asyncpg.Record
 ) -> None:
-    """Paid in full: the deposit counts towards the price, the auction is settled
-    and the vehicle goes to the buyer."""
+    """Paid in full: the deposit counts towards the price, the auction is settled,
+    the vehicle goes to the buyer and the platform takes its commission
+    (engine/commission.py: the caller refreshes the platform's balance in the core)."""
     await conn.execute(CLOSE_OFFER, offer["id"], "paid", "applied")
+    await take_commission(conn, auction["id"], offer["id"], naira_to_kobo(offer["amount"]))
     await conn.execute(_SETTLED, auction["id"])
     await conn.execute(_TO_BUYER, auction["vehicle_id"], offer["user_id"])
     await notify(

@@ -28,6 +28,7 @@ from engine.ending import EndResult, end_auction
 from engine.errors import UNREACHABLE_OR_REFUSED, Fenced, LedgerUnavailable
 from engine.locks import user_lock
 from engine.registry import NO_HANDLE
+from engine.roles import PLATFORM_USER_ID
 from engine.sequencer import Sequencer
 
 logger = logging.getLogger(__name__)
@@ -98,6 +99,8 @@ class Lifecycle:
                 logger.warning("auction %s: the core not told of its if-bid: %r", auction_id, err)
         elif self.sequencer.registry.auction_handle(auction_id) != NO_HANDLE:
             self.sequencer.forget_auction(auction_id)
+        if result is not None and result.settled:  # the platform's commission moved its balance
+            await self.sequencer.refresh_user(PLATFORM_USER_ID)
         if result is not None and self.rooms is not None:
             self.rooms.publish_ended(result)
         return result

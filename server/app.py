@@ -38,6 +38,7 @@ from jobs.ifbid import IfBidDeadlines
 from jobs.lifecycle import Lifecycle
 from jobs.reconcile import Reconciliation
 from jobs.reserve import ReserveProtection
+from jobs.revenue import RevenueToday
 from jobs.scheduler import Jobs, running_jobs
 from jobs.settlement import SettlementDeadlines
 from web import (
@@ -47,6 +48,7 @@ from web import (
     openapi,
     peers,
     public_api,
+    revenue_api,
     room_page,
     seller_api,
     seller_page,
@@ -93,6 +95,7 @@ ROUTES: tuple[Callable[[web.Application], None], ...] = (
     settlement_api.install,
     seller_api.install,
     seller_page.install,
+    revenue_api.install,
     admin_api.install,
     vehicles_api.install,
     openapi.install,
@@ -287,6 +290,7 @@ async def _jobs(app: web.Application) -> AsyncIterator[None]:
         reconcile=Reconciliation(Reconciler(pool), clock),
         allowances=sequencer.escrow,
         if_bids=IfBidDeadlines(decisions),
+        revenue=RevenueToday(pool, clock),
     )
     if ADMIN_HOOKS not in app:  # a test may have set its own
         app[ADMIN_HOOKS] = AdminHooks(finisher=lifecycle, publisher=rooms)

@@ -34,6 +34,7 @@ from engine import admin, auctions, ifbid, money, payments, references, text, us
 from engine.auctions import BidHistory, Snapshot
 from engine.ifbid import OfferBody, OfferRequest
 from engine.relisting import RelistTerms
+from engine.revenue import MAX_DAYS, RevenueBody
 from engine.selling import MyAuctions
 from engine.standing import MyBids
 from engine.users import UserUpsert
@@ -85,6 +86,7 @@ class Query:
     name: str
     schema: Json
     description: str
+    required: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -517,6 +519,40 @@ OPERATIONS: tuple[Operation, ...] = (
         {200: SettlementEnvelope, **_errors(*_SERVICE, 404)},
         auth="service",
     ),
+    Operation(
+        "GET",
+        "/internal/admin/revenue",
+        "Revenue by UTC day: GMV, commissions, forfeited deposits, auctions sold and unsold",
+        "admin",
+        {200: RevenueBody, **_errors(*_SERVICE, 422)},
+        auth="service",
+        query=(
+            Query(
+                "from_ms",
+                {"type": "integer", "minimum": 0, "maximum": bidcore.MAX_TIME_MS - 1},
+                "The range's start (included), ms since the Unix epoch.",
+                required=True,
+            ),
+            Query(
+                "to_ms",
+                {"type": "integer", "minimum": 1, "maximum": bidcore.MAX_TIME_MS},
+                f"The range's end (excluded): after `from_ms`, at most {MAX_DAYS} days later.",
+                required=True,
+            ),
+        ),
+        description=(
+            "From the ledger, to the kobo. `gmv_kobo`: the price of every sale settled (its "
+            "offer paid) in the range, on the day it was paid; `commissions_kobo`: the "
+            "platform's commission on those (the `commission_rates` row `auction_sale`, "
+            "fixed when the auction ended; floor of price × rate); "
+            "`forfeited_deposits_kobo`: deposits forfeited on missed payment deadlines; "
+            "`sold`: those sales; `unsold`: auctions that became unsold. Every UTC day the "
+            "range touches is in `days`, oldest first, empty ones with zeros; a range that "
+            "starts or ends inside a day counts only what falls inside it. A missing or "
+            "malformed bound, `from_ms` not before `to_ms`, or more than "
+            f"{MAX_DAYS} days: 422 `invalid_range`."
+        ),
+    ),
     *(_admin_operation(name) for name in ACTIONS),
 )
 
@@ -791,7 +827,7 @@ def _rules(latest_year: int) -> dict[str, Rules]:
             replace={
                 **action.replace,
                 "end_time_ms": _described(
-                    _integer(1, bidcore.MAX_TIME_MS),
+                    {"type": "integer", "minimum": 1, "maximum": bidcore.MAX_TIME_MS},
                     "The new end (ms since the epoch): later than the auction's current end "
                     "and than now (else 422 `invalid_end_time`).",
                 ),
@@ -883,7 +919,7 @@ def _parameters(operation: Operation) -> list[Json]:
             {
                 "name": query.name,
                 "in": "query",
-                "required": False,
+                "required": query.required,
                 "schema": copy.deepcopy(query.schema),
                 "description": query.description,
             }
