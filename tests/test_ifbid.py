@@ -660,15 +660,25 @@ async def test_a_restart_keeps_the_bidder_exposed_on_what_binds_them(world: Worl
     restarted = await Sequencer.open(world.pool, clock=world.clock)
     try:
         registry = restarted.registry
-        exposure = registry.core.user(registry.user_handle(bidder)).exposure_kobo
+        handle = registry.user_handle(bidder)
+        exposure = registry.core.user(handle).exposure_kobo
         held = restarted.decision_of(auction)
         snapshot_view = restarted.held(auction)
+        # The restarted engine's sweep expires it once the seller's turn has passed.
+        world.clock.advance(DEFAULT_COUNTER_WINDOW_MS)
+        after_restart = SellerDecisions(world.pool, restarted, world.clock)
+        expired = await after_restart.expire_due()
+        again = await after_restart.expire_due()
+        released = registry.core.user(handle).exposure_kobo
     finally:
         await restarted.close()
 
     assert exposure == deposit(PRICE + 3 * STEP)
     assert held == (bidder, PRICE + 3 * STEP)
     assert snapshot_view is None  # not shown as an auction: only its bidder's hold
+    assert [(step.state, step.status) for step in expired] == [("expired", "unsold")]
+    assert again == []
+    assert released == 0
 
 
 async def test_a_bid_on_an_auction_awaiting_its_seller_is_auction_ended(world: World) -> None:
