@@ -116,9 +116,16 @@ class SellerDecisions:
     async def expire_due(self) -> list[Step]:
         """Every if-bid of this node's partitions whose turn's deadline has passed;
         one that fails is logged and left for the next run."""
+        if not self.sequencer.available:
+            return []  # the ledger is away: the next run after it is back
         now = self.clock.now_ms()
         done = []
-        for auction_id in await due_decisions(self.pool, now):
+        try:
+            due = await due_decisions(self.pool, now)
+        except UNREACHABLE_OR_REFUSED as err:
+            logger.warning("if-bid deadlines not read: %r", err)
+            return []
+        for auction_id in due:
             if not self.sequencer.decides(auction_id):
                 continue  # its owner's sweep expires it
             try:

@@ -1017,8 +1017,10 @@ class Sequencer:
             ledger = await read_decision(conn, auction_id)
         if not self.decides(auction_id):  # its partition left meanwhile
             return
-        registry = self._recovered.registry
-        if registry.auction_handle(auction_id) != NO_HANDLE:
+        held = self._in_core(auction_id)
+        if held is not None and held.status in ("scheduled", "live"):
+            return  # open: bids, not a decision, are what it holds (nothing to follow)
+        if held is not None:
             self._evict(auction_id)
             self._remember_off_core(auction_id, "auction_ended")
             for key in [key for key in self._accepted if key[0] == auction_id]:
