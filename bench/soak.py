@@ -73,7 +73,8 @@ VIN_CHARS = "ABCDEFGHJKLMNPRSTUVWXYZ0123456789"
 
 #: Every wallet balance equals the sum of its completed transactions: money in
 #: (deposit, refund, bid_deposit_release, commission_earned: the platform's
-#: revenue from a forfeited deposit) less money out (withdrawal, bid_deposit_hold).
+#: revenue, a forfeited deposit or a sale's commission) less money out (withdrawal,
+#: bid_deposit_hold).
 #: `auction_payment` comes from outside the wallet and leaves the balance as it is.
 #: Rows are the users whose balance disagrees; a type the engine does not write
 #: makes the sum NULL, so it shows up rather than counting as zero.

@@ -32,6 +32,7 @@ from engine.errors import LEDGER_DOWN, Refused, Replan, invalid_transition
 from engine.locks import user_locks
 from engine.offers import lock_auction
 from engine.registry import NO_HANDLE
+from engine.roles import STAFF_ROLES as STAFF_ROLES  # where web/admin_api.py reads it
 from engine.sequencer import Sequencer
 from engine.state_changes import InTransaction, StateChange
 from engine.text import check_text
@@ -39,8 +40,6 @@ from engine.voiding import open_buyer, void_result
 
 logger = logging.getLogger(__name__)
 
-#: Who may act on auctions (API.md: a manager's or an admin's token).
-STAFF_ROLES = frozenset({"manager", "admin"})
 MAX_REASON = 1000
 #: A vehicle in one of these is sold or on its way to a buyer: not for auction.
 _VEHICLE_TAKEN = frozenset({"pending_settlement", "in_settlement", "sold", "archived"})
@@ -50,7 +49,8 @@ _VOID_ATTEMPTS = 3
 _ROW = """
 SELECT a.id, a.vehicle_id, a.created_by, a.winner_id, a.auction_type, a.status, a.start_price,
 a.reserve_price, a.current_price, a.bid_increment, a.deposit_pct, a.start_time, a.end_time,
-a.bid_count, a.bidder_count, a.anti_snipe_window_ms, a.anti_snipe_extension_ms, a.last_seq
+a.bid_count, a.bidder_count, a.anti_snipe_window_ms, a.anti_snipe_extension_ms, a.last_seq,
+a.if_bid_window_ms, a.counter_window_ms
 FROM auctions a WHERE a.id = $1
 """
 _LOCK_VEHICLE = "SELECT status FROM vehicles WHERE id = $1 FOR UPDATE"

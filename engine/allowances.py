@@ -103,15 +103,27 @@ WHERE b.user_id = $1 AND b.is_winning AND NOT b.is_platform_bid
 """
 
 
+# The bidder's bids awaiting a seller's decision: what they are bound to (RULES.md, if-bid).
+_DECISIONS = """
+SELECT d.bidder_amount, a.deposit_pct
+FROM if_bids d JOIN auctions a ON a.id = d.auction_id
+WHERE d.bidder_id = $1 AND d.state = 'open'
+"""
+
+
 async def exposed_in_ledger(conn: asyncpg.Connection, user_id: uuid.UUID) -> int:
     """The deposits of every lead of the bidder the ledger holds, whichever node
-    decided it (a leader with an active maximum: deposit(max))."""
+    decided it (a leader with an active maximum: deposit(max)), and of every bid
+    of theirs awaiting a seller's decision."""
     total = 0
     for row in await conn.fetch(_LEADS, user_id):
         amount = naira_to_kobo(row["amount"])
         if row["max_amount"] is not None:
             amount = max(amount, naira_to_kobo(row["max_amount"]))
         total += bidcore.deposit(amount, deposit_bp(row["deposit_pct"]))
+    for row in await conn.fetch(_DECISIONS, user_id):
+        bound = naira_to_kobo(row["bidder_amount"])
+        total += bidcore.deposit(bound, deposit_bp(row["deposit_pct"]))
     return total
 
 

@@ -22,6 +22,7 @@ import msgspec
 import bidcore
 from engine.clock import to_datetime, to_ms
 from engine.errors import LEDGER_DOWN, RefusalKind, Refused
+from engine.ifbid import DEFAULT_COUNTER_WINDOW_MS, DEFAULT_IF_BID_WINDOW_MS, MAX_WINDOW_MS
 from engine.money import MAX_KOBO, deposit_bp, effective_reserve_kobo, kobo_to_naira, naira_to_kobo
 from engine.sequencer import Sequencer
 
@@ -44,6 +45,10 @@ class AuctionFields(msgspec.Struct, forbid_unknown_fields=True):
     deposit_pct_bp: int = 2000
     anti_snipe_window_ms: int = 120_000
     anti_snipe_extension_ms: int = 120_000
+    #: The if-bid (RULES.md): how long the seller has to decide on a top bid below
+    #: the reserve, and each party to answer a counter.
+    if_bid_window_ms: int = DEFAULT_IF_BID_WINDOW_MS
+    counter_window_ms: int = DEFAULT_COUNTER_WINDOW_MS
 
 
 class AuctionBody(msgspec.Struct, frozen=True):
@@ -68,6 +73,8 @@ class AuctionBody(msgspec.Struct, frozen=True):
     anti_snipe_window_ms: int
     anti_snipe_extension_ms: int
     winner_id: uuid.UUID | None
+    if_bid_window_ms: int
+    counter_window_ms: int
 
 
 class VehicleSummary(msgspec.Struct, frozen=True):
@@ -132,7 +139,7 @@ class RecentBid(msgspec.Struct, frozen=True):
     is_proxy: bool = False  # placed by the engine for the bidder's maximum
 
 
-YouStatus = Literal["winning", "outbid", "won", "lost"]
+YouStatus = Literal["winning", "outbid", "won", "lost", "seller_decision"]
 
 
 class You(msgspec.Struct, frozen=True):
@@ -185,6 +192,7 @@ PUBLIC_STATUSES = (
     "scheduled",
     "live",
     "ended",
+    "seller_decision",
     "pending_settlement",
     "settled",
     "unsold",
@@ -199,11 +207,12 @@ PLATFORM_HANDLE = "Reserve protection"
 _INSERT = """
 INSERT INTO auctions AS a (vehicle_id, created_by, auction_type, status, start_price,
     reserve_price, bid_increment, deposit_pct, start_time, end_time, original_end,
-    anti_snipe_window_ms, anti_snipe_extension_ms)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11, $12)
+    anti_snipe_window_ms, anti_snipe_extension_ms, if_bid_window_ms, counter_window_ms)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11, $12, $13, $14)
 RETURNING a.id, a.vehicle_id, a.created_by, a.winner_id, a.auction_type, a.status, a.start_price,
 a.reserve_price, a.current_price, a.bid_increment, a.deposit_pct, a.start_time, a.end_time,
-a.bid_count, a.bidder_count, a.anti_snipe_window_ms, a.anti_snipe_extension_ms, a.last_seq
+a.bid_count, a.bidder_count, a.anti_snipe_window_ms, a.anti_snipe_extension_ms, a.last_seq,
+a.if_bid_window_ms, a.counter_window_ms
 """
 _ONE = """
 SELECT a.id, a.vehicle_id, a.created_by, a.winner_id, a.auction_type, a.status, a.start_price,
@@ -292,41 +301,52 @@ async def create_auction(
     pool: asyncpg.Pool, sequencer: Sequencer, new: NewAuction, now_ms: int
 ) -> AuctionBody:
     """Check, insert, mark the vehicle, then give a scheduled auction to the core."""
-    _check_terms(new, now_ms)
-    spec = new.fields
-    async with pool.acquire() as conn:
-        try:
-            async with conn.transaction():
-                await _check_creator(conn, new)
-                await _check_vehicle(conn, new)
-                row = await conn.fetchrow(
-                    _INSERT,
-                    spec.vehicle_id,
-                    new.created_by,
-                    spec.auction_type,
-                    new.status,
-                    kobo_to_naira(spec.start_price_kobo),
-                    _naira_or_none(spec.reserve_price_kobo),
-                    kobo_to_naira(spec.bid_increment_kobo),
-                    Decimal(spec.deposit_pct_bp).scaleb(-2),
-                    to_datetime(spec.start_time_ms),
-                    to_datetime(spec.end_time_ms),
-                    spec.anti_snipe_window_ms,
-                    spec.anti_snipe_extension_ms,
-                )
-                if new.status == "scheduled":
-                    await conn.execute(_VEHICLE_IN_AUCTION, spec.vehicle_id)
-        except asyncpg.IntegrityConstraintViolationError as err:
-            refusal = _refusal_for(err)
-            if refusal is None:
-                raise
-            raise refusal from err
+    async with pool.acquire() as conn, conn.transaction():
+        row = await insert_auction(conn, new, now_ms)
     if new.status == "scheduled":
-        await _give_to_core(sequencer, row["id"])
+        await give_to_core(sequencer, row["id"])
     return auction_body(row)
 
 
-async def _give_to_core(sequencer: Sequencer, auction_id: uuid.UUID) -> None:
+async def insert_auction(conn: asyncpg.Connection, new: NewAuction, now_ms: int) -> asyncpg.Record:
+    """In the caller's transaction: the terms, the creator and the vehicle checked,
+    the auction inserted, and the vehicle in auction when it is scheduled. The
+    row, with `auction_body`'s columns; the caller gives a scheduled one to the
+    core after COMMIT (`give_to_core`)."""
+    _check_terms(new, now_ms)
+    spec = new.fields
+    try:
+        async with conn.transaction():  # a savepoint: a refusal leaves the caller's as it was
+            await _check_creator(conn, new)
+            await _check_vehicle(conn, new)
+            row: asyncpg.Record = await conn.fetchrow(
+                _INSERT,
+                spec.vehicle_id,
+                new.created_by,
+                spec.auction_type,
+                new.status,
+                kobo_to_naira(spec.start_price_kobo),
+                _naira_or_none(spec.reserve_price_kobo),
+                kobo_to_naira(spec.bid_increment_kobo),
+                Decimal(spec.deposit_pct_bp).scaleb(-2),
+                to_datetime(spec.start_time_ms),
+                to_datetime(spec.end_time_ms),
+                spec.anti_snipe_window_ms,
+                spec.anti_snipe_extension_ms,
+                spec.if_bid_window_ms,
+                spec.counter_window_ms,
+            )
+            if new.status == "scheduled":
+                await conn.execute(_VEHICLE_IN_AUCTION, spec.vehicle_id)
+    except asyncpg.IntegrityConstraintViolationError as err:
+        refusal = _refusal_for(err)
+        if refusal is None:
+            raise
+        raise refusal from err
+    return row
+
+
+async def give_to_core(sequencer: Sequencer, auction_id: uuid.UUID) -> None:
     """The auction is durable: if the core cannot take it now, recovery (or the
     scheduler at its start time) will, so the creation still stands."""
     try:
@@ -363,6 +383,12 @@ def _check_terms(new: NewAuction, now_ms: int) -> None:
             _invalid(
                 "invalid_anti_snipe", f"`{name}` must be from 0 to {MAX_ANTI_SNIPE_MS} (7 days)."
             )
+    for name, ms in (
+        ("if_bid_window_ms", spec.if_bid_window_ms),
+        ("counter_window_ms", spec.counter_window_ms),
+    ):
+        if not 0 < ms <= MAX_WINDOW_MS:
+            _invalid("invalid_window", f"`{name}` must be from 1 to {MAX_WINDOW_MS} (31 days).")
     if spec.auction_type == "reserve" and spec.reserve_price_kobo is None:
         _invalid("reserve_required", "A `reserve` auction needs a `reserve_price_kobo`.")
     if spec.auction_type == "no_reserve" and spec.reserve_price_kobo is not None:
@@ -626,6 +652,8 @@ def auction_body(row: asyncpg.Record) -> AuctionBody:
         anti_snipe_window_ms=row["anti_snipe_window_ms"],
         anti_snipe_extension_ms=row["anti_snipe_extension_ms"],
         winner_id=row["winner_id"],
+        if_bid_window_ms=row["if_bid_window_ms"],
+        counter_window_ms=row["counter_window_ms"],
     )
 
 

@@ -58,7 +58,7 @@ UPDATE auctions SET winner_id = $2, payment_deadline = $3, updated_at = now() WH
 """
 _UNSOLD_AFTER_DEFAULTS = """
 UPDATE auctions SET status = 'unsold', winner_id = NULL, payment_deadline = NULL,
-       last_seq = $2, updated_at = now()
+       last_seq = $2, unsold_at = now(), updated_at = now()
 WHERE id = $1
 """
 

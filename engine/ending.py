@@ -3,9 +3,10 @@
 `end_auction` runs in one transaction under the auction's row lock, and only
 while the auction is `ended` (the close itself is durable by then): so two
 processes, or a restart, can race for it and it still happens once. It
-decides sold or unsold, moves the winner's deposit out of the wallet (or
-records it as due), opens the winner's settlement offer with its 24 h
-deadline, moves the vehicle, and writes the notifications outbox rows in the
+decides sold, unsold or the seller's decision (the if-bid, below the reserve:
+engine/ifbid.py), moves the winner's deposit out of the wallet (or records it
+as due), opens the winner's settlement offer with its 24 h deadline, moves the
+vehicle, and writes the notifications outbox rows in the
 same transaction — a notification exists exactly when its fact does.
 """
 
@@ -13,33 +14,26 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from typing import Literal
 
 import asyncpg
 
-import bidcore
-from engine.allowances import spend
-from engine.clock import to_datetime
+from engine.commission import fix_rate
 from engine.embeddings import similar_vehicles
+from engine.ifbid import open_decision
 from engine.leases import Fence
-from engine.money import deposit_bp, effective_reserve_kobo, naira_to_kobo
+from engine.money import effective_reserve_kobo, naira_to_kobo
 from engine.notifications import notify
-from engine.offers import (
-    LOCK_AUCTION,
-    PAYMENT_WINDOW_MS,
-    SET_VEHICLE_STATUS,
-    open_offer,
-    settle_if_covered,
-    tell_buyer,
-)
+from engine.offers import LOCK_AUCTION, SET_VEHICLE_STATUS, sell
 
 SIMILAR_SHOWN = 3
 _BIDS = "SELECT user_id, amount, is_platform_bid FROM bids WHERE auction_id = $1 ORDER BY seq"
-_SOLD = """
-UPDATE auctions SET status = 'pending_settlement', winner_id = $2, payment_deadline = $3,
-       last_seq = $4, updated_at = now()
+_UNSOLD = """
+UPDATE auctions SET status = 'unsold', last_seq = $2, unsold_at = now(), updated_at = now()
 WHERE id = $1
 """
-_UNSOLD = "UPDATE auctions SET status = 'unsold', last_seq = $2, updated_at = now() WHERE id = $1"
+
+Result = Literal["sold", "unsold", "seller_decision"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,11 +41,23 @@ class EndResult:
     auction_id: uuid.UUID
     seq: int  # the room's `ended` event
     sold: bool
-    final_price_kobo: int | None
+    final_price_kobo: int | None  # the winning bid; with seller_decision the top real bid
     winner_id: uuid.UUID | None
     winner_number: int | None  # "Bidder N"
     winner_balance_kobo: int | None  # after the deposit left the wallet
     bidders: list[uuid.UUID]  # distinct real bidders, in order of first bid
+    #: Below the reserve: the top real bidder, whose bid the seller decides on.
+    high_bidder_id: uuid.UUID | None = None
+    #: Sold and settled at once (a deposit of the whole price): the platform took
+    #: its commission, so its balance moved.
+    settled: bool = False
+
+    @property
+    def result(self) -> Result:
+        """The room's `ended.result`."""
+        if self.high_bidder_id is not None:
+            return "seller_decision"
+        return "sold" if self.sold else "unsold"
 
 
 async def end_auction(
@@ -70,22 +76,22 @@ async def end_auction(
         bids = await conn.fetch(_BIDS, auction_id)
         bidders = list(dict.fromkeys(b["user_id"] for b in bids if not b["is_platform_bid"]))
         lead = bids[-1] if bids else None
+        # Amounts only rise, so the last real bid is the top one (a proxy's equal
+        # answer comes after what it answers, and leads).
+        top = next((b for b in reversed(bids) if not b["is_platform_bid"]), None)
         seq = row["last_seq"] + 1
-        if lead is None or not _sold(row, lead):
+        reserve = effective_reserve_kobo(row["auction_type"], row["reserve_price"])
+        if top is not None and reserve is not None and naira_to_kobo(top["amount"]) < reserve:
+            return await _to_seller(conn, row, top, reserve, bidders, seq, now_ms)
+        if lead is None or top is None or lead["is_platform_bid"]:
             await conn.execute(_UNSOLD, auction_id, seq)
             await conn.execute(SET_VEHICLE_STATUS, row["vehicle_id"], "available")
             await _tell_losers(conn, row, bidders, winner=None, result="unsold")
             return EndResult(auction_id, seq, False, _price(lead), None, None, None, bidders)
         winner, amount = lead["user_id"], naira_to_kobo(lead["amount"])
-        deadline_ms = now_ms + PAYMENT_WINDOW_MS
-        if fence is not None:  # its allowance backed the deposit: both leave together
-            held = bidcore.deposit(amount, deposit_bp(row["deposit_pct"]))
-            await spend(conn, winner, fence.partition, held)
-        offer = await open_offer(conn, auction_id, winner, amount, row["deposit_pct"], deadline_ms)
-        await conn.execute(_SOLD, auction_id, winner, to_datetime(deadline_ms), seq)
-        await conn.execute(SET_VEHICLE_STATUS, row["vehicle_id"], "pending_settlement")
-        await tell_buyer(conn, auction_id, winner, amount, offer, deadline_ms)
-        await settle_if_covered(conn, row, offer, amount)
+        await fix_rate(conn, auction_id)  # the commission's, as it stands at the end
+        partition = fence.partition if fence is not None else None
+        sale = await sell(conn, row, winner, amount, now_ms, seq, partition=partition)
         await _tell_losers(conn, row, bidders, winner=winner, result="sold")
         return EndResult(
             auction_id,
@@ -94,17 +100,38 @@ async def end_auction(
             amount,
             winner,
             bidders.index(winner) + 1,
-            offer.balance_kobo,
+            sale.offer.balance_kobo,
             bidders,
+            settled=sale.settled,
         )
 
 
-def _sold(row: asyncpg.Record, lead: asyncpg.Record) -> bool:
-    """RULES.md: no bid, a platform lead, or a binding reserve not met → unsold."""
-    if lead["is_platform_bid"]:
-        return False
-    reserve = effective_reserve_kobo(row["auction_type"], row["reserve_price"])
-    return reserve is None or naira_to_kobo(lead["amount"]) >= reserve
+async def _to_seller(
+    conn: asyncpg.Connection,
+    row: asyncpg.Record,
+    top: asyncpg.Record,
+    reserve: int,
+    bidders: list[uuid.UUID],
+    seq: int,
+    now_ms: int,
+) -> EndResult:
+    """RULES.md's if-bid: below the reserve (whether or not a platform bid leads),
+    the seller decides on the top real bid; that bidder stays exposed meanwhile."""
+    bidder, amount = top["user_id"], naira_to_kobo(top["amount"])
+    await fix_rate(conn, row["id"])  # the commission's if it sells, as it stands at the end
+    await open_decision(conn, row, bidder, amount, reserve, seq, now_ms)
+    await _tell_losers(conn, row, bidders, winner=bidder, result="seller_decision")
+    return EndResult(
+        row["id"],
+        seq,
+        False,
+        amount,
+        None,
+        None,
+        None,
+        bidders,
+        high_bidder_id=bidder,
+    )
 
 
 def _price(lead: asyncpg.Record | None) -> int | None:

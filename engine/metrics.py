@@ -134,3 +134,20 @@ GC_FULL_PAUSE = Histogram(
     "event loop's pause.",
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
 )
+REVENUE_TODAY = Gauge(
+    "auction_revenue_today_kobo",
+    "Today's revenue so far (UTC day), read from the ledger every minute as "
+    "GET /internal/admin/revenue gives it, by kind: `gmv` (sales settled), `commissions`, "
+    "`forfeited_deposits`. Every node reports the same figures (take max, not sum).",
+    ["kind"],
+)
+OUTCOMES_TODAY = Gauge(
+    "auction_outcomes_today",
+    "Auctions sold (settled) and unsold so far today (UTC day), from the ledger every "
+    "minute; every node reports the same figures (take max, not sum).",
+    ["outcome"],
+)
+for _kind in ("gmv", "commissions", "forfeited_deposits"):
+    REVENUE_TODAY.labels(_kind).set(0)
+for _outcome in ("sold", "unsold"):
+    OUTCOMES_TODAY.labels(_outcome).set(0)

@@ -21,8 +21,9 @@ import asyncpg
 import msgspec
 
 import bidcore
-from engine.allowances import allotted
+from engine.allowances import allotted, spend
 from engine.clock import to_datetime, to_ms
+from engine.commission import take_commission
 from engine.errors import Refused, status_words, unknown_auction
 from engine.money import deposit_bp, kobo_to_naira, naira_to_kobo
 from engine.notifications import notify
@@ -30,13 +31,20 @@ from engine.notifications import notify
 PAYMENT_WINDOW_MS = 24 * 3_600_000
 LOCK_AUCTION = """
 SELECT a.id, a.status, a.auction_type, a.reserve_price, a.deposit_pct, a.last_seq,
-       a.vehicle_id, a.winner_id, a.end_time
+       a.vehicle_id, a.winner_id, a.end_time, a.created_by, a.if_bid_window_ms,
+       a.counter_window_ms
 FROM auctions a WHERE a.id = $1 FOR UPDATE
 """
 AUCTION = """
 SELECT a.id, a.status, a.auction_type, a.reserve_price, a.deposit_pct, a.last_seq,
-       a.vehicle_id, a.winner_id, a.end_time
+       a.vehicle_id, a.winner_id, a.end_time, a.created_by, a.if_bid_window_ms,
+       a.counter_window_ms
 FROM auctions a WHERE a.id = $1
+"""
+_SOLD = """
+UPDATE auctions SET status = 'pending_settlement', winner_id = $2, payment_deadline = $3,
+       last_seq = $4, updated_at = now()
+WHERE id = $1
 """
 SET_VEHICLE_STATUS = "UPDATE vehicles SET status = $2, updated_at = now() WHERE id = $1"
 # Only from the free balance: what allowances back (several nodes: bids being
@@ -159,6 +167,43 @@ async def open_offer(
     return Offer(deposit, held, naira_to_kobo(balance) if held else None)
 
 
+@dataclass(frozen=True, slots=True)
+class Sale:
+    """A sale opened at end processing or by an accepted if-bid."""
+
+    offer: Offer
+    deadline_ms: int  # the payment deadline
+    settled: bool  # a deposit of the whole price settled it at once
+
+
+async def sell(
+    conn: asyncpg.Connection,
+    auction: asyncpg.Record,
+    buyer: uuid.UUID,
+    amount_kobo: int,
+    now_ms: int,
+    seq: int,
+    *,
+    partition: int | None = None,
+) -> Sale:
+    """RULES.md's win at `amount_kobo` (the auction row locked by the caller): the
+    deposit held or due, `pending_settlement` with its payment deadline, the vehicle
+    reserved, the buyer told. `partition` (several nodes): the allowance that backed
+    the buyer's exposure falls with the deposit it backed."""
+    deadline_ms = now_ms + PAYMENT_WINDOW_MS
+    if partition is not None:
+        held = bidcore.deposit(amount_kobo, deposit_bp(auction["deposit_pct"]))
+        await spend(conn, buyer, partition, held)
+    offer = await open_offer(
+        conn, auction["id"], buyer, amount_kobo, auction["deposit_pct"], deadline_ms
+    )
+    await conn.execute(_SOLD, auction["id"], buyer, to_datetime(deadline_ms), seq)
+    await conn.execute(SET_VEHICLE_STATUS, auction["vehicle_id"], "pending_settlement")
+    await tell_buyer(conn, auction["id"], buyer, amount_kobo, offer, deadline_ms)
+    settled = await settle_if_covered(conn, auction, offer, amount_kobo)
+    return Sale(offer, deadline_ms, settled)
+
+
 async def tell_buyer(
     conn: asyncpg.Connection,
     auction_id: uuid.UUID,
@@ -236,9 +281,11 @@ async def read_settlement(pool: asyncpg.Pool, auction_id: uuid.UUID) -> Settleme
 async def complete(
     conn: asyncpg.Connection, auction: asyncpg.Record, offer: asyncpg.Record
 ) -> None:
-    """Paid in full: the deposit counts towards the price, the auction is settled
-    and the vehicle goes to the buyer."""
+    """Paid in full: the deposit counts towards the price, the auction is settled,
+    the vehicle goes to the buyer and the platform takes its commission
+    (engine/commission.py: the caller refreshes the platform's balance in the core)."""
     await conn.execute(CLOSE_OFFER, offer["id"], "paid", "applied")
+    await take_commission(conn, auction["id"], offer["id"], naira_to_kobo(offer["amount"]))
     await conn.execute(_SETTLED, auction["id"])
     await conn.execute(_TO_BUYER, auction["vehicle_id"], offer["user_id"])
     await notify(

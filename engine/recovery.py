@@ -4,7 +4,9 @@ On every start (and after an outage) the engine takes a new fencing epoch,
 stamps it on the auctions it will own, then loads every user and every
 scheduled, live or ended auction with its bids into a fresh `bidcore.Core`
 (ended: closed, its end processing still to do — its leader stays exposed
-until that has taken the deposit). It then
+until that has taken the deposit), and every auction awaiting its seller's
+decision (the if-bid: closed in the core, its high bidder leading at what
+they are bound to, so exposed until the decision). It then
 compares the core with what the ledger says (price, leader, counts, seq,
 every bidder's exposure) and refuses to serve if anything differs.
 """
@@ -34,7 +36,8 @@ IdempotencyKey = tuple[uuid.UUID, uuid.UUID, str]
 # node's epoch so far) takes back only what no newer owner has taken.
 _CLAIM = """
 UPDATE auctions SET epoch = $1
-WHERE status IN ('scheduled', 'live', 'ended') AND ($2::bigint IS NULL OR epoch <= $2)
+WHERE status IN ('scheduled', 'live', 'ended', 'seller_decision')
+  AND ($2::bigint IS NULL OR epoch <= $2)
 """
 # A node holding leases claims its partitions' open auctions, and only those: the
 # leases, not the epochs' order, say what is whose (engine/leases.py). The claim
@@ -48,28 +51,32 @@ ORDER BY id FOR SHARE
 """
 _CLAIM_PARTITIONS = """
 UPDATE auctions SET epoch = $1
-WHERE status IN ('scheduled', 'live', 'ended') AND auction_partition(id, $2) = ANY($3::int[])
+WHERE status IN ('scheduled', 'live', 'ended', 'seller_decision')
+  AND auction_partition(id, $2) = ANY($3::int[])
 """
 _USERS = "SELECT id, wallet_balance, role, kyc_status, is_active FROM users"
 _AUCTION_COLUMNS = """
 SELECT a.id, a.status, a.auction_type, a.created_by, v.listed_by, v.owner_id,
        a.start_time, a.end_time, a.original_end, a.start_price, a.reserve_price,
        a.current_price, a.bid_increment, a.deposit_pct, a.anti_snipe_window_ms,
-       a.anti_snipe_extension_ms, a.bid_count, a.bidder_count, a.ai_bids_placed, a.last_seq
+       a.anti_snipe_extension_ms, a.bid_count, a.bidder_count, a.ai_bids_placed, a.last_seq,
+       d.bidder_id AS decision_bidder, d.bidder_amount AS decision_amount
 FROM auctions a JOIN vehicles v ON v.id = a.vehicle_id
+LEFT JOIN if_bids d ON d.auction_id = a.id AND d.state = 'open'
 """
 _AUCTIONS = (
     _AUCTION_COLUMNS
-    + "WHERE a.status IN ('scheduled', 'live', 'ended') AND a.epoch = $1"
+    + "WHERE a.status IN ('scheduled', 'live', 'ended', 'seller_decision') AND a.epoch = $1"
     + " ORDER BY a.start_time, a.id"
 )
 _ONE_AUCTION = _AUCTION_COLUMNS + "WHERE a.id = $1 AND a.status IN ('scheduled', 'live')"
 _PARTITION_AUCTIONS = (
     _AUCTION_COLUMNS
-    + "WHERE a.status IN ('scheduled', 'live', 'ended') AND a.epoch = $1"
+    + "WHERE a.status IN ('scheduled', 'live', 'ended', 'seller_decision') AND a.epoch = $1"
     + " AND auction_partition(a.id, $2) = ANY($3::int[])"
     + " ORDER BY a.start_time, a.id"
 )
+_ONE_DECISION = _AUCTION_COLUMNS + "WHERE a.id = $1 AND a.status = 'seller_decision'"
 _CLAIM_ONE = "UPDATE auctions SET epoch = $1 WHERE id = $2 AND status IN ('scheduled', 'live')"
 _BIDS = """
 SELECT id, auction_id, user_id, amount, is_platform_bid, client_bid_id, seq, extended,
@@ -110,6 +117,9 @@ class Recovered:
     #: With allowances: (user, partition) → the deposits the loaded auctions
     #: expose there, as the ledger says (since the sequencer last took them).
     exposed: dict[tuple[uuid.UUID, int], int] = field(default_factory=dict)
+    #: Auctions awaiting their seller's decision: auction → (high bidder, what they
+    #: are bound to). The core holds each closed, that bidder leading at that amount.
+    decisions: dict[uuid.UUID, tuple[uuid.UUID, int]] = field(default_factory=dict)
 
     def pool_of(self, auction_id: uuid.UUID) -> int | None:
         """The core pool backing the auction's deposits: its partition with leases
@@ -139,10 +149,23 @@ class _Ledger:
         return latest.max_kobo if latest and latest.max_kobo >= lead.amount_kobo else None
 
     @property
+    def decision(self) -> tuple[uuid.UUID, int] | None:
+        """An auction awaiting its seller's decision: its high bidder and what they
+        are bound to (the high bid, or their own latest counter)."""
+        row = self.row
+        if row["status"] != "seller_decision" or row["decision_bidder"] is None:
+            return None
+        return row["decision_bidder"], naira_to_kobo(row["decision_amount"])
+
+    @property
     def exposed(self) -> tuple[uuid.UUID, int] | None:
         """Who this auction exposes, on what amount: a live or ended auction's real
         leader on its active maximum or its bid; a scheduled auction's would-be
-        leader (the highest pre-bid, the earlier among equals) on its maximum."""
+        leader (the highest pre-bid, the earlier among equals) on its maximum; an
+        auction awaiting its seller's decision, its high bidder on what they are
+        bound to (RULES.md: the high bid stays binding)."""
+        if self.row["status"] == "seller_decision":
+            return self.decision
         lead = self.lead
         if self.row["status"] in _EXPOSED and lead is not None and not lead.is_platform:
             return lead.user_id, self.leader_max or lead.amount_kobo
@@ -431,6 +454,13 @@ def _restore(recovered: Recovered, ledger: _Ledger) -> None:
     registry, row, lead = recovered.registry, ledger.row, ledger.lead
     end_ms = to_ms(row["end_time"])
     original_end_ms = to_ms(row["original_end"]) if row["original_end"] else end_ms
+    decision = ledger.decision
+    leader: tuple[int, int, bool] | None = None
+    if decision is not None:  # closed, its high bidder leading at what they are bound to
+        leader = (registry.user_handle(decision[0]), decision[1], False)
+        recovered.decisions[row["id"]] = decision
+    elif lead is not None:
+        leader = (registry.user_handle(lead.user_id), lead.amount_kobo, lead.is_platform)
     handle = registry.core.restore_auction(
         row["id"].int,
         start_time_ms=to_ms(row["start_time"]),
@@ -443,16 +473,16 @@ def _restore(recovered: Recovered, ledger: _Ledger) -> None:
         anti_snipe_window_ms=row["anti_snipe_window_ms"],
         anti_snipe_extension_ms=row["anti_snipe_extension_ms"],
         sellers=sellers_of(row),
-        live=row["status"] in _EXPOSED,
-        ended=row["status"] == "ended",
-        leader=registry.user_handle(lead.user_id) if lead else None,
-        leading_amount_kobo=lead.amount_kobo if lead else None,
-        leader_is_platform=lead.is_platform if lead else False,
+        live=row["status"] in _EXPOSED or decision is not None,
+        ended=row["status"] == "ended" or decision is not None,
+        leader=leader[0] if leader is not None else None,
+        leading_amount_kobo=leader[1] if leader is not None else None,
+        leader_is_platform=leader[2] if leader is not None else False,
         bidders=[registry.user_handle(user) for user in ledger.bidders],
         bid_count=len(ledger.bids),
         platform_bid_count=sum(bid.is_platform for bid in ledger.bids),
         seq=row["last_seq"],
-        leader_max_kobo=ledger.leader_max,
+        leader_max_kobo=None if decision is not None else ledger.leader_max,
         prebids=[(registry.user_handle(p.user_id), p.max_kobo) for p in ledger.prebids],
         pool=(pool := recovered.pool_of(row["id"])),
     )
@@ -462,6 +492,23 @@ def _restore(recovered: Recovered, ledger: _Ledger) -> None:
         user, amount = exposed
         owed = bidcore.deposit(amount, deposit_bp(row["deposit_pct"]))
         recovered.exposed[(user, pool)] = recovered.exposed.get((user, pool), 0) + owed
+
+
+async def read_decision(conn: asyncpg.Connection, auction_id: uuid.UUID) -> _Ledger | None:
+    """An auction awaiting its seller's decision, as the ledger has it now (None: it
+    is not, or no longer, awaiting one)."""
+    row = await conn.fetchrow(_ONE_DECISION, auction_id)
+    if row is None or row["decision_bidder"] is None:
+        return None
+    bids = await conn.fetch(_BIDS, [auction_id])
+    return _read_ledgers([row], bids)[auction_id]
+
+
+def restore_decision(recovered: Recovered, ledger: _Ledger) -> None:
+    """Take an auction awaiting its seller's decision into the core (one it does not
+    hold), verified against the ledger."""
+    _restore(recovered, ledger)
+    verify_auctions(recovered.registry, [ledger])
 
 
 def verify(registry: Registry, ledgers: Iterable[_Ledger]) -> None:
@@ -500,6 +547,7 @@ def _auction_problems(registry: Registry, ledgers: list[_Ledger]) -> list[str]:
     for ledger in ledgers:
         row, lead = ledger.row, ledger.lead
         state = core.auction(registry.auction_handle(row["id"]))
+        decision = ledger.decision
         expected: dict[str, Any] = {
             "current_price_kobo": lead.amount_kobo if lead else None,
             "bid_count": len(ledger.bids),
@@ -516,13 +564,22 @@ def _auction_problems(registry: Registry, ledgers: list[_Ledger]) -> list[str]:
             "platform_bid_count": row["ai_bids_placed"],
             "seq": max(row["last_seq"], lead.seq if lead else 0),
         }
+        in_core = {name: getattr(state, name) for name in expected}
+        if decision is not None:  # the core leads at what the bidder is bound to
+            in_core["current_price_kobo"] = from_row["current_price_kobo"]
         for name, value in expected.items():
-            if getattr(state, name) != value or from_row[name] != value:
+            if in_core[name] != value or from_row[name] != value:
                 problems.append(
-                    f"auction {row['id']}: {name} is {getattr(state, name)} in the core, "
+                    f"auction {row['id']}: {name} is {in_core[name]} in the core, "
                     f"{from_row[name]} on the auction row, {value} from its bids"
                 )
         leader = registry.user_id(state.leader) if state.leader is not None else None
-        if leader != (lead.user_id if lead else None):
+        if decision is not None:
+            if (leader, state.current_price_kobo) != decision:
+                problems.append(
+                    f"auction {row['id']}: the core holds {leader} at {state.current_price_kobo},"
+                    f" not the if-bid's bidder at what they are bound to {decision}"
+                )
+        elif leader != (lead.user_id if lead else None):
             problems.append(f"auction {row['id']}: leader {leader} is not the top bidder")
     return problems

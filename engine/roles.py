@@ -7,6 +7,10 @@ import uuid
 #: The system user that places reserve-protection bids (sql/0003_system_user.sql).
 PLATFORM_USER_ID = uuid.UUID("00000000-0000-0000-0000-000000000001")
 
+#: Who may act on auctions for the platform (API.md: a manager or an admin), and
+#: for a seller on their if-bid.
+STAFF_ROLES = frozenset({"manager", "admin"})
+
 #: RULES.md rule 5: roles that may bid (with KYC approved).
 BIDDING_ROLES = frozenset({"user", "verified_seller", "dealer", "admin"})
 

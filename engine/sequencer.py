@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import functools
 import logging
 import math
@@ -46,7 +47,7 @@ from engine.clock import Clock, SystemClock
 from engine.errors import UNREACHABLE_OR_REFUSED, LedgerUnavailable
 from engine.leases import Fence
 from engine.ledger import DEFAULT_BATCH_MAX, LedgerWrite, LedgerWriter
-from engine.locks import user_lock
+from engine.locks import KeyedLocks, user_lock
 from engine.money import naira_to_kobo
 from engine.partitions import partition_of
 from engine.recovery import (
@@ -56,7 +57,9 @@ from engine.recovery import (
     find_bid,
     load_auction,
     load_partitions,
+    read_decision,
     recover,
+    restore_decision,
     stray_auctions,
 )
 from engine.registry import NO_HANDLE, Registry
@@ -162,6 +165,7 @@ class Sequencer:
         )
         self._took_allowances()
         self._announcing: dict[uuid.UUID, asyncio.Task[None]] = {}
+        self._decision_locks = KeyedLocks()
         self._covering: set[asyncio.Task[None]] = set()
         self.writer = LedgerWriter(
             pool,
@@ -307,7 +311,13 @@ class Sequencer:
         return self._recovered.registry
 
     def held(self, auction_id: uuid.UUID) -> bidcore.AuctionState | None:
-        """The core's state of the auction, if the core holds it."""
+        """The core's state of the auction, if the core holds it as an auction (not one
+        awaiting its seller's decision, held only for its bidder's exposure)."""
+        if auction_id in self._recovered.decisions:
+            return None
+        return self._in_core(auction_id)
+
+    def _in_core(self, auction_id: uuid.UUID) -> bidcore.AuctionState | None:
         handle = self._recovered.registry.auction_handle(auction_id)
         if handle == NO_HANDLE:
             return None
@@ -409,6 +419,7 @@ class Sequencer:
         self.core.evict_auction(registry.auction_handle(auction_id))
         registry.forget_auction(auction_id)
         self._recovered.maxes.pop(auction_id, None)
+        self._recovered.decisions.pop(auction_id, None)
 
     def _forget_answers(self, dropped: set[uuid.UUID]) -> None:
         for key in [key for key in self._accepted if key[0] in dropped]:
@@ -432,7 +443,7 @@ class Sequencer:
         """(auction, seq) as the core has them, for those it holds."""
         found = []
         for auction_id in auction_ids:
-            state = self.held(auction_id)
+            state = self._in_core(auction_id)
             if state is not None:
                 found.append((auction_id, state.seq))
         return found
@@ -982,9 +993,134 @@ class Sequencer:
         self.core.remove_auction(handle)
         registry.forget_auction(auction_id)
         self._recovered.maxes.pop(auction_id, None)
+        self._recovered.decisions.pop(auction_id, None)
         self._remember_off_core(auction_id, "auction_ended" if ended else "auction_not_live")
         for key in [key for key in self._accepted if key[0] == auction_id]:
             del self._accepted[key]
+
+    # ---- the if-bid: a closed auction awaiting its seller's decision ------------------
+    # The core holds it closed, its high bidder leading at what they are bound to, so
+    # that they stay exposed deposit(that) until the decision (RULES.md, if-bid).
+
+    def deciding(self, auction_id: uuid.UUID) -> contextlib.AbstractAsyncContextManager[None]:
+        """Held by every step of an auction's if-bid on this node, from its first read
+        of the ledger to the core's update (`sync_decision`), so the core ends with
+        the ledger's last word."""
+        return self._decision_locks.hold(auction_id)
+
+    def decision_of(self, auction_id: uuid.UUID) -> tuple[uuid.UUID, int] | None:
+        """(high bidder, what they are bound to) of an if-bid the core holds."""
+        return self._recovered.decisions.get(auction_id)
+
+    async def sync_decision(self, auction_id: uuid.UUID) -> None:
+        """The core takes the ledger's view of the auction (call under `deciding`):
+        while it awaits its seller's decision, closed with its high bidder leading
+        at what they are bound to; otherwise it leaves the core, and with it that
+        exposure. Only for auctions this node decides."""
+        if not self.decides(auction_id):
+            return
+        async with self._pool.acquire() as conn:
+            ledger = await read_decision(conn, auction_id)
+        if not self.decides(auction_id):  # its partition left meanwhile
+            return
+        held = self._in_core(auction_id)
+        if held is not None and held.status in ("scheduled", "live"):
+            return  # open: bids, not a decision, are what it holds (nothing to follow)
+        if held is not None:
+            self._evict(auction_id)
+            self._remember_off_core(auction_id, "auction_ended")
+            for key in [key for key in self._accepted if key[0] == auction_id]:
+                if not isinstance(self._accepted[key], _Pending):
+                    del self._accepted[key]  # the ledger answers retries from now on
+        if ledger is None:
+            return
+        restore_decision(self._recovered, ledger)
+        pool = self._recovered.pool_of(auction_id)
+        decision = self._recovered.decisions.get(auction_id)
+        if pool is not None and decision is not None:  # covered below, the pool's whole exposure
+            self._recovered.exposed.pop((decision[0], pool), None)
+        await self._cover_decision(auction_id)
+
+    def bind_decision(self, auction_id: uuid.UUID, amount_kobo: int) -> bool | None:
+        """Bind the if-bid's bidder to `amount_kobo` in the core before the ledger
+        (their counter, or their acceptance of the seller's): only if their buying
+        power covers deposit(amount) beyond what this auction exposes already — a
+        node alone: their balance less their other exposure; several: the
+        partition's allowance less its other exposure. False: it does not (nothing
+        changed); None: the core does not hold this if-bid."""
+        decision = self._recovered.decisions.get(auction_id)
+        if decision is None or not self.decides(auction_id):
+            return None
+        bidder, bound = decision
+        if amount_kobo <= bound:
+            return True
+        registry, core = self._recovered.registry, self.core
+        handle, user = registry.auction_handle(auction_id), registry.user_handle(bidder)
+        state = core.auction(handle)
+        here = core.exposed_here(handle, user)
+        pool = self._recovered.pool_of(auction_id)
+        if pool is not None:
+            allowance, exposure = core.allowance(user, pool)
+            room = allowance - exposure + here
+        else:
+            standing = core.user(user)
+            room = standing.balance_kobo - standing.exposure_kobo + here
+        if room < bidcore.deposit(amount_kobo, state.deposit_pct_bp):
+            return False
+        core.evict_auction(handle)
+        registry.forget_auction(auction_id)
+        restored = core.restore_auction(
+            auction_id.int,
+            start_time_ms=state.start_time_ms,
+            end_time_ms=state.end_time_ms,
+            original_end_ms=state.original_end_ms,
+            start_price_kobo=state.start_price_kobo,
+            bid_increment_kobo=state.bid_increment_kobo,
+            reserve_price_kobo=state.reserve_price_kobo,
+            deposit_pct_bp=state.deposit_pct_bp,
+            anti_snipe_window_ms=state.anti_snipe_window_ms,
+            anti_snipe_extension_ms=state.anti_snipe_extension_ms,
+            sellers=state.sellers,
+            live=True,
+            ended=True,
+            leader=user,
+            leading_amount_kobo=amount_kobo,
+            leader_is_platform=False,
+            bidders=state.bidders,
+            bid_count=state.bid_count,
+            platform_bid_count=state.platform_bid_count,
+            seq=state.seq,
+            pool=pool,
+        )
+        registry.track_auction(auction_id, restored)
+        self._recovered.decisions[auction_id] = (bidder, amount_kobo)
+        return True
+
+    async def widen_for_decision(self, auction_id: uuid.UUID, amount_kobo: int) -> bool | None:
+        """Several nodes: grow the if-bid bidder's allowance in the auction's partition
+        so it backs deposit(amount) (engine/allowances.py); True granted, False the
+        balance cannot, None the ledger could not say. A node alone: False."""
+        decision = self._recovered.decisions.get(auction_id)
+        escrow = self.escrow
+        if escrow is None or decision is None:
+            return False
+        state = self.core.auction(self._recovered.registry.auction_handle(auction_id))
+        return await escrow.widen(
+            auction_id, decision[0], bidcore.deposit(amount_kobo, state.deposit_pct_bp)
+        )
+
+    async def _cover_decision(self, auction_id: uuid.UUID) -> None:
+        """Several nodes: an if-bid bidder whose exposure passed their partition's
+        allowance (a reserve-protection bid had outbid them, so nothing backed them)
+        gets an allowance for it from the free balance, if it has room."""
+        escrow, pool = self.escrow, self._recovered.pool_of(auction_id)
+        decision = self._recovered.decisions.get(auction_id)
+        if escrow is None or pool is None or decision is None:
+            return
+        user = self._recovered.registry.user_handle(decision[0])
+        allowance, exposure = self.core.allowance(user, pool)
+        if exposure > allowance:
+            await escrow.cover({(decision[0], pool): exposure})
 
     async def _change(
         self,

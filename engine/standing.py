@@ -2,8 +2,10 @@
 they bid on (`GET /api/me/bids`).
 
 A bidder's handle ("Bidder 3") is the order of their first bid in the auction;
-their status is `winning` or `outbid` while the auction is open, `won` or `lost`
-once decided, and null before their first bid and once cancelled. `max_kobo` is
+their status is `winning` or `outbid` while the auction is open,
+`seller_decision` while the seller decides on their bid below the reserve (the
+if-bid: every other bidder has `lost`), `won` or `lost` once decided, and null
+before their first bid and once cancelled. `max_kobo` is
 the highest maximum they set on the auction — their latest, since a maximum is
 only ever raised — shown whether it still leads or was passed (eBay shows a
 bidder's maximum after it was outbid too): `status` says which. Their buying
@@ -89,7 +91,8 @@ SELECT a.status, a.winner_id,
        (SELECT number FROM ranked WHERE user_id = $2) AS number,
        (SELECT user_id FROM bids WHERE auction_id = $1 ORDER BY seq DESC LIMIT 1) AS leader,
        (SELECT max(max_amount) FROM max_bids WHERE auction_id = $1 AND user_id = $2)
-           AS max_amount
+           AS max_amount,
+       (SELECT bidder_id FROM if_bids WHERE auction_id = $1) AS if_bidder
 FROM auctions a WHERE a.id = $1
 """
 
@@ -102,24 +105,23 @@ async def standing(pool: asyncpg.Pool, auction_id: uuid.UUID, user_id: uuid.UUID
     number = row["number"]
     return You(
         handle=bidder_handle(number) if number is not None else None,
-        status=_status(row["status"], row["winner_id"], row["leader"], user_id, number),
+        status=_status(row, user_id, number),
         max_kobo=_kobo(row["max_amount"]),
     )
 
 
-def _status(
-    auction_status: str,
-    winner_id: uuid.UUID | None,
-    leader: uuid.UUID | None,
-    user_id: uuid.UUID,
-    number: int | None,
-) -> YouStatus | None:
+def _status(row: asyncpg.Record, user_id: uuid.UUID, number: int | None) -> YouStatus | None:
+    """From a row with the auction's `status`, `winner_id`, `leader` (the last bid's
+    bidder) and `if_bidder` (the if-bid's bidder, if any)."""
     if number is None:  # no bid here (a pre-bid at most)
         return None
+    auction_status = row["status"]
     if auction_status in _OPEN:
-        return "winning" if leader == user_id else "outbid"
+        return "winning" if row["leader"] == user_id else "outbid"
+    if auction_status == "seller_decision":
+        return "seller_decision" if row["if_bidder"] == user_id else "lost"
     if auction_status in _DECIDED:
-        return "won" if winner_id == user_id else "lost"
+        return "won" if row["winner_id"] == user_id else "lost"
     return None  # cancelled
 
 
@@ -155,6 +157,7 @@ SELECT a.id, a.vehicle_id, a.winner_id, a.auction_type, a.status, a.start_price,
            AS max_amount,
        (SELECT b.user_id FROM bids b WHERE b.auction_id = a.id ORDER BY b.seq DESC LIMIT 1)
            AS leader,
+       (SELECT d.bidder_id FROM if_bids d WHERE d.auction_id = a.id) AS if_bidder,
        (SELECT count(DISTINCT b.user_id) FROM bids b
         WHERE b.auction_id = a.id AND NOT b.is_platform_bid AND b.seq <= own.first_seq)
            AS number
@@ -184,7 +187,7 @@ def _mine(row: asyncpg.Record, user_id: uuid.UUID) -> MyAuction:
         auction=summary(row),
         you=MyStanding(
             handle=bidder_handle(number) if number is not None else None,
-            status=_status(row["status"], row["winner_id"], row["leader"], user_id, number),
+            status=_status(row, user_id, number),
             max_kobo=_kobo(row["max_amount"]),
             last_bid_kobo=_kobo(row["last_amount"]),
             last_at_ms=to_ms(last_at),

@@ -93,12 +93,13 @@ _HAS_OPEN_OFFER = """
 SELECT EXISTS (SELECT 1 FROM settlement_offers WHERE user_id = $1 AND outcome = 'open')
 """
 # Ended too: between the close and end processing the winner's deposit is
-# still in the wallet, and must stay there until the hold takes it.
+# still in the wallet, and must stay there until the hold takes it; and a bid
+# awaiting its seller's decision binds it the same way.
 _LEADS_OPEN = """
 SELECT EXISTS (
   SELECT 1 FROM bids b JOIN auctions a ON a.id = b.auction_id
   WHERE b.user_id = $1 AND b.is_winning AND a.status IN ('live', 'ended')
-)
+) OR EXISTS (SELECT 1 FROM if_bids WHERE bidder_id = $1 AND state = 'open')
 """
 _IDEMPOTENCY_KEY = "transactions_idempotency_key_key"
 
@@ -121,7 +122,8 @@ async def held_and_due(conn: asyncpg.Connection, user_id: uuid.UUID) -> tuple[in
 
 def exposure(sequencer: Sequencer, user_id: uuid.UUID) -> int:
     """The deposits of the auctions this user leads, as the core has them: live
-    ones, and ended ones whose end processing has not taken the deposit yet."""
+    ones, ended ones whose end processing has not taken the deposit yet, and bids
+    of theirs awaiting a seller's decision."""
     handle = sequencer.registry.user_handle(user_id)
     if handle == NO_HANDLE:
         return 0
@@ -220,8 +222,9 @@ async def _withdrawable(
         raise Refused(
             "conflict",
             "committed_capital",
-            "Withdrawals wait while you lead a live auction or have a deposit held or a "
-            "payment due. Try again once you are outbid or the auction is settled.",
+            "Withdrawals wait while you lead a live auction, a seller is deciding on your "
+            "bid, or you have a deposit held or a payment due. Try again once you are "
+            "outbid or the auction is decided or settled.",
         )
     balance = naira_to_kobo(row["wallet_balance"])
     backing = await allotted(conn, user_id)

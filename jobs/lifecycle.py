@@ -25,9 +25,10 @@ import bidcore
 from engine import metrics
 from engine.clock import Clock
 from engine.ending import EndResult, end_auction
-from engine.errors import Fenced, LedgerUnavailable
+from engine.errors import UNREACHABLE_OR_REFUSED, Fenced, LedgerUnavailable
 from engine.locks import user_lock
 from engine.registry import NO_HANDLE
+from engine.roles import PLATFORM_USER_ID
 from engine.sequencer import Sequencer
 
 logger = logging.getLogger(__name__)
@@ -88,10 +89,20 @@ class Lifecycle:
             )
             if result and result.winner_id and result.winner_balance_kobo is not None:
                 self.sequencer.set_balance(result.winner_id, result.winner_balance_kobo)
+        if result is None or result.result == "seller_decision":
+            # The seller decides (or another process ended it: the ledger says how):
+            # the high bidder stays exposed in the core until the decision.
+            try:
+                async with self.sequencer.deciding(auction_id):
+                    await self.sequencer.sync_decision(auction_id)
+            except UNREACHABLE_OR_REFUSED as err:  # the core keeps it closed until a rebuild
+                logger.warning("auction %s: the core not told of its if-bid: %r", auction_id, err)
+        elif self.sequencer.registry.auction_handle(auction_id) != NO_HANDLE:
+            self.sequencer.forget_auction(auction_id)
+        if result is not None and result.settled:  # the platform's commission moved its balance
+            await self.sequencer.refresh_user(PLATFORM_USER_ID)
         if result is not None and self.rooms is not None:
             self.rooms.publish_ended(result)
-        if self.sequencer.registry.auction_handle(auction_id) != NO_HANDLE:
-            self.sequencer.forget_auction(auction_id)
         return result
 
     async def sweep_ended(self) -> list[EndResult]:

@@ -12,11 +12,15 @@ from dataclasses import dataclass
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from engine.allowances import Escrow
+from jobs.ifbid import INTERVAL_S as IF_BID_INTERVAL_S
+from jobs.ifbid import IfBidDeadlines
 from jobs.lifecycle import Lifecycle
 from jobs.reconcile import INTERVAL_S as RECONCILE_INTERVAL_S
 from jobs.reconcile import Reconciliation
 from jobs.reserve import INTERVAL_S as RESERVE_INTERVAL_S
 from jobs.reserve import ReserveProtection
+from jobs.revenue import INTERVAL_S as REVENUE_INTERVAL_S
+from jobs.revenue import RevenueToday
 from jobs.settlement import INTERVAL_S as SETTLEMENT_INTERVAL_S
 from jobs.settlement import SettlementDeadlines
 
@@ -43,6 +47,8 @@ class Jobs:
     settlement: SettlementDeadlines
     reconcile: Reconciliation
     allowances: Escrow | None = None
+    if_bids: IfBidDeadlines | None = None
+    revenue: RevenueToday | None = None
 
     def start(self) -> AsyncIOScheduler:
         scheduler = AsyncIOScheduler(
@@ -57,6 +63,12 @@ class Jobs:
         scheduler.add_job(
             self.reconcile.run, "interval", seconds=RECONCILE_INTERVAL_S, id="reconcile"
         )
+        if self.if_bids is not None:
+            scheduler.add_job(self.if_bids.run, "interval", seconds=IF_BID_INTERVAL_S, id="if_bids")
+        if self.revenue is not None:
+            scheduler.add_job(
+                self.revenue.run, "interval", seconds=REVENUE_INTERVAL_S, id="revenue"
+            )
         if self.allowances is not None:
             scheduler.add_job(
                 self.allowances.release_idle, "interval", seconds=ALLOWANCES_S, id="allowances"

@@ -21,6 +21,7 @@ from engine.clock import Clock
 from engine.defaults import Default, default_offer, overdue_auctions, plan_default
 from engine.errors import Replan
 from engine.locks import user_locks
+from engine.roles import PLATFORM_USER_ID
 from engine.sequencer import Sequencer
 
 logger = logging.getLogger(__name__)
@@ -68,6 +69,8 @@ class SettlementDeadlines:
                 if result is not None:
                     for user, balance in result.balances.items():
                         self.sequencer.set_balance(user, balance)
+            if result is not None and result.status == "settled":  # its commission, too
+                await self.sequencer.refresh_user(PLATFORM_USER_ID)
             if result is not None:
                 self._announce(result)
             return result

@@ -27,15 +27,18 @@ from engine.bids import MAXIMUMS_NOT_OFFERED, BidAccepted, BidOutcome, DurableBi
 from engine.clock import Clock, SystemClock
 from engine.config import Settings
 from engine.database import open_database
+from engine.decisions import SellerDecisions
 from engine.ending import EndResult
 from engine.leases import LeaseTable
 from engine.membership import Membership
 from engine.per_bid_ledger import PerBidLedger
 from engine.reconcile import Reconciler
 from engine.sequencer import Sequencer
+from jobs.ifbid import IfBidDeadlines
 from jobs.lifecycle import Lifecycle
 from jobs.reconcile import Reconciliation
 from jobs.reserve import ReserveProtection
+from jobs.revenue import RevenueToday
 from jobs.scheduler import Jobs, running_jobs
 from jobs.settlement import SettlementDeadlines
 from web import (
@@ -45,7 +48,10 @@ from web import (
     openapi,
     peers,
     public_api,
+    revenue_api,
     room_page,
+    seller_api,
+    seller_page,
     settlement_api,
     vehicles_api,
     ws,
@@ -57,6 +63,7 @@ from web.keys import (
     BIDS,
     CLOCK,
     DATABASE,
+    DECISIONS,
     LIMITER,
     MEMBERSHIP,
     OPEN_SOCKETS,
@@ -86,6 +93,9 @@ ROUTES: tuple[Callable[[web.Application], None], ...] = (
     ws.install,
     room_page.install,
     settlement_api.install,
+    seller_api.install,
+    seller_page.install,
+    revenue_api.install,
     admin_api.install,
     vehicles_api.install,
     openapi.install,
@@ -279,12 +289,15 @@ def _lifecycle(app: web.Application) -> Lifecycle:
 async def _jobs(app: web.Application) -> AsyncIterator[None]:
     pool, sequencer, clock, rooms = app[DATABASE].pool, app[SEQUENCER], app[CLOCK], app[ROOMS]
     lifecycle = _lifecycle(app)
+    decisions = _decisions(app)
     jobs = Jobs(
         lifecycle=lifecycle,
         reserve=ReserveProtection(sequencer, clock),
         settlement=SettlementDeadlines(pool, sequencer, clock, rooms),
         reconcile=Reconciliation(Reconciler(pool), clock),
         allowances=sequencer.escrow,
+        if_bids=IfBidDeadlines(decisions),
+        revenue=RevenueToday(pool, clock),
     )
     if ADMIN_HOOKS not in app:  # a test may have set its own
         app[ADMIN_HOOKS] = AdminHooks(finisher=lifecycle, publisher=rooms)
@@ -293,10 +306,19 @@ async def _jobs(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _staff_only(app: web.Application) -> AsyncIterator[None]:
-    """Without the timed jobs, a staff action still runs end processing at once."""
+    """Without the timed jobs, a staff action still runs end processing at once,
+    and if-bids are answered (their deadlines are the caller's to run)."""
     if ADMIN_HOOKS not in app:
         app[ADMIN_HOOKS] = AdminHooks(finisher=_lifecycle(app), publisher=app[ROOMS])
+    _decisions(app)
     yield
+
+
+def _decisions(app: web.Application) -> SellerDecisions:
+    """The if-bid's steps, told to the rooms (a test may have set its own)."""
+    if DECISIONS not in app:
+        app[DECISIONS] = SellerDecisions(app[DATABASE].pool, app[SEQUENCER], app[CLOCK], app[ROOMS])
+    return app[DECISIONS]
 
 
 # ---- adapters ----------------------------------------------------------------------
@@ -304,20 +326,21 @@ async def _staff_only(app: web.Application) -> AsyncIterator[None]:
 
 class EndAnnouncer:
     """The lifecycle's `EndedPublisher` (one `EndResult`) on top of the rooms:
-    `ended` for the room, `won` to the winner, `lost` to every other bidder."""
+    `ended` for the room, `won` to the winner (`seller_decision` to the high bidder
+    of an if-bid), `lost` to every other bidder."""
 
     def __init__(self, rooms: Rooms) -> None:
         self._rooms = rooms
 
     def publish_ended(self, result: EndResult) -> None:
-        winner = result.winner_id if result.sold else None
+        winner = result.winner_id if result.sold else result.high_bidder_id
         handle = None
-        if winner is not None and result.winner_number is not None:
+        if result.sold and winner is not None and result.winner_number is not None:
             handle = bidder_handle(result.winner_number, False)
         self._rooms.publish_ended(
             result.auction_id,
             result.seq,
-            "sold" if result.sold else "unsold",
+            result.result,
             result.final_price_kobo,
             handle,
             winner,

@@ -17,8 +17,9 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-# Each lead of `$1` on an open auction, with its partition and its deposit in
-# kobo: deposit(a) = ceil(a * bp / 10000) with a in kobo and bp = deposit_pct * 100.
+# Each lead of `$1` on an open auction, and each bid of theirs awaiting a seller's
+# decision (what binds them: RULES.md, if-bid), with its partition and its deposit
+# in kobo: deposit(a) = ceil(a * bp / 10000) with a in kobo and bp = deposit_pct * 100.
 _LEADS = """
 SELECT auction_partition(a.id, (SELECT partitions FROM cluster_settings)) AS partition,
        ceil(GREATEST(b.amount, COALESCE(m.max_amount, 0)) * 100 * (a.deposit_pct * 100)
@@ -30,6 +31,11 @@ LEFT JOIN LATERAL (
   WHERE mb.auction_id = a.id AND mb.user_id = b.user_id ORDER BY position DESC LIMIT 1
 ) m ON true
 WHERE b.user_id = $1 AND a.status IN ('live', 'ended')
+UNION ALL
+SELECT auction_partition(a.id, (SELECT partitions FROM cluster_settings)),
+       ceil(d.bidder_amount * 100 * (a.deposit_pct * 100) / 10000)::bigint
+FROM if_bids d JOIN auctions a ON a.id = d.auction_id
+WHERE d.bidder_id = $1 AND d.state = 'open' AND a.status = 'seller_decision'
 """
 _BALANCE = "SELECT (wallet_balance * 100)::bigint FROM users WHERE id = $1"
 _ALLOWANCES = "SELECT partition, amount_kobo FROM allowances WHERE user_id = $1"
@@ -90,6 +96,8 @@ DECLARE
 BEGIN
   IF TG_TABLE_NAME = 'users' THEN
     who := NEW.id;
+  ELSIF TG_TABLE_NAME = 'if_bids' THEN
+    who := NEW.bidder_id;
   ELSIF TG_OP = 'DELETE' THEN
     who := OLD.user_id;
   ELSE
@@ -131,6 +139,9 @@ END $$""".replace("LEADS", _LEADS.replace("$1", "who")),
     "DROP TRIGGER IF EXISTS buying_power_users ON users",
     """CREATE CONSTRAINT TRIGGER buying_power_users AFTER UPDATE OF wallet_balance ON users
        DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION buying_power_check()""",
+    "DROP TRIGGER IF EXISTS buying_power_if_bids ON if_bids",
+    """CREATE CONSTRAINT TRIGGER buying_power_if_bids AFTER INSERT OR UPDATE ON if_bids
+       DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION buying_power_check()""",
     "DROP TRIGGER IF EXISTS buying_power_maxes ON max_bids",
     """CREATE CONSTRAINT TRIGGER buying_power_maxes AFTER INSERT ON max_bids
        DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION buying_power_check()""",
@@ -138,8 +149,9 @@ END $$""".replace("LEADS", _LEADS.replace("$1", "who")),
 
 
 async def install_commit_checks(conn: Any) -> None:
-    """From now on, every commit that writes a bid, a maximum, an allowance or a
-    balance checks its bidder's standing and records what it finds broken."""
+    """From now on, every commit that writes a bid, a maximum, an if-bid, an
+    allowance or a balance checks its bidder's standing and records what it finds
+    broken."""
     for statement in _INSTALL:
         await conn.execute(statement)
 

@@ -264,7 +264,9 @@ _HOLDS = """
 SELECT a.id, a.status, a.winner_id, o.deposit, o.deposit_status,
        (SELECT count(*) FROM transactions t WHERE t.reference_id = a.id
           AND t.type = 'bid_deposit_hold') AS holds,
-       (SELECT count(*) FROM settlement_offers s WHERE s.auction_id = a.id) AS offers
+       (SELECT count(*) FROM settlement_offers s WHERE s.auction_id = a.id) AS offers,
+       (SELECT count(*) FROM if_bids d WHERE d.auction_id = a.id AND d.state = 'open')
+           AS deciding
 FROM auctions a LEFT JOIN settlement_offers o ON o.auction_id = a.id AND o.outcome = 'open'
 WHERE a.status NOT IN ('draft', 'scheduled', 'live')
 """
@@ -274,7 +276,8 @@ async def end_processing_problems(
     conn: asyncpg.Connection, *, server_down: bool = False
 ) -> list[str]:
     """Every ended auction was end-processed once: sold with one offer (and one
-    deposit hold when held) or unsold with none; nothing left in `ended` — but while
+    deposit hold when held), unsold with none, or awaiting its seller's decision
+    (one open if-bid, no offer, no hold); nothing left in `ended` — but while
     the server is down, where a kill between the close and its end processing leaves
     it for the next start to finish."""
     problems = []
@@ -290,6 +293,10 @@ async def end_processing_problems(
                 )
         elif status == "unsold" and (row["offers"] or row["holds"]):
             problems.append(f"unsold auction {row['id']} has an offer or a hold")
+        elif status == "seller_decision" and (
+            row["offers"] or row["holds"] or row["deciding"] != 1
+        ):
+            problems.append(f"auction {row['id']} awaiting its seller has an offer or a hold")
     duplicates = await conn.fetchval(
         "SELECT count(*) FROM (SELECT user_id, kind, channel, payload->>'auction_id'"
         " FROM notifications GROUP BY 1, 2, 3, 4 HAVING count(*) > 1) d"

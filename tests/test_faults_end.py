@@ -39,7 +39,7 @@ from tests.fault_helpers import (
 FUNDS = 10**12
 PRICE = 100_000_000
 STEP = 5_000_000
-FINAL = ("pending_settlement", "unsold")
+FINAL = ("pending_settlement", "unsold", "seller_decision")
 
 
 @pytest_asyncio.fixture
@@ -210,14 +210,25 @@ async def test_auctions_ending_while_the_engine_is_down_end_once_when_it_is_back
     assert first[met]["status"] == "pending_settlement" and first[met]["winner"] == bola
     assert first[met]["holds"] == [(bola, deposit_met)]
     assert first[met]["notices"] == notices_for(bola, [chidi, ada, bola])
-    for unsold, bidders in ((below, [bola, chidi]), (silent, [])):
-        assert first[unsold] == {
-            "status": "unsold",
-            "winner": None,
-            "vehicle": "available",
-            "holds": [],
-            "notices": notices_for(None, bidders),
-        }
+    # Below the reserve: the seller decides on chidi's top bid (RULES.md, if-bid).
+    assert first[below] == {
+        "status": "seller_decision",
+        "winner": None,
+        "vehicle": "in_auction",
+        "holds": [],
+        "notices": sorted(
+            [(bola, "auction_lost", c) for c in ("email", "in_app")]
+            + [(chidi, "if_bid_pending", c) for c in ("email", "in_app")]
+            + [(seller, "if_bid_received", c) for c in ("email", "sms", "in_app")]
+        ),
+    }
+    assert first[silent] == {
+        "status": "unsold",
+        "winner": None,
+        "vehicle": "available",
+        "holds": [],
+        "notices": notices_for(None, []),
+    }
     deposit_closed = bidcore.deposit(PRICE + STEP, 2000)
     assert first[closed]["status"] == "pending_settlement" and first[closed]["winner"] == bola
     assert first[closed]["holds"] == [(bola, deposit_closed)]

@@ -146,7 +146,10 @@ class StateRules:
       (422 `invalid_end_time`): each is later than every end the run has set;
     - a credit past what a wallet may hold, 10^15 − 1 kobo after it (422
       `balance_limit`): a credit is at most 10^12 kobo, so that the run's few hundred
-      requests never fill a wallet.
+      requests never fill a wallet;
+    - a revenue report's `to_ms` not after its `from_ms`, or more than 366 days after
+      it (422 `invalid_range`): it becomes a day after `from_ms` (within the last time
+      there is).
     """
 
     def __init__(self) -> None:
@@ -155,10 +158,12 @@ class StateRules:
     def __call__(self, context: Any, case: Any, kwargs: dict[str, Any]) -> None:
         if case.meta is None or not case.meta.generation.mode.is_positive:
             return
+        path = case.operation.path
+        if path == "/internal/admin/revenue" and isinstance(case.query, dict):
+            _a_range(case.query)
         if not isinstance(case.body, dict):
             return
-        path = case.operation.path
-        if path in ("/internal/auctions", "/api/auctions"):
+        if path in ("/internal/auctions", "/api/auctions") or path.endswith("/relist"):
             _future_times(case.body)
         elif path.endswith("/extend") and _whole(case.body.get("end_time_ms")) is not None:
             case.body["end_time_ms"] = now_ms() + 2 * HOUR_MS + next(self._extensions) * 60_000
@@ -174,6 +179,25 @@ def _whole(value: Any) -> int | None:
     if isinstance(value, float) and value.is_integer():
         return int(value)
     return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _a_range(query: dict[str, Any]) -> None:
+    start, end = _query_int(query.get("from_ms")), _query_int(query.get("to_ms"))
+    if start is None or end is None or start < end <= start + 366 * DAY_MS:
+        return
+    end = min(start + DAY_MS, MAX_TIME_MS)
+    query["from_ms"], query["to_ms"] = min(start, end - 1), end
+
+
+def _query_int(value: Any) -> int | None:
+    """A query parameter's integer, as schemathesis writes one (an int or its digits)."""
+    if isinstance(value, str) and value.isdigit():
+        return int(value)
+    return _whole(value)
+
+
+DAY_MS = 86_400_000
+MAX_TIME_MS = 253_402_300_799_999  # bidcore.MAX_TIME_MS
 
 
 def _future_times(body: dict[str, Any]) -> None:
@@ -206,10 +230,13 @@ def config(base_url: str, seeded: Seeded) -> Any:
             "request-timeout": 30,
             "operations": [
                 {
-                    "include-path-regex": "^/internal/(?!admin/)",
+                    "include-path-regex": "^/internal/(?!admin/auctions/)",
                     "headers": bearer(SERVICE_TOKEN),
                 },
-                {"include-path-regex": "^/internal/admin/", "headers": bearer(seeded.staff_token)},
+                {
+                    "include-path-regex": "^/internal/admin/auctions/",
+                    "headers": bearer(seeded.staff_token),
+                },
                 {
                     "include-path": "/api/auctions",
                     "include-method": "POST",

@@ -146,23 +146,11 @@ async def test_anti_sniping_moves_the_end_the_scheduler_honours(pool: Any) -> No
     assert row["status"] == "pending_settlement" and to_ms(row["end_time"]) == END + 120_000
 
 
-@pytest.mark.parametrize(
-    ("setup", "options"),
-    [
-        ("no_bid", {}),
-        ("reserve_not_met", {"reserve_kobo": PRICE * 2, "auction_type": "reserve"}),
-        ("platform_leads", {"reserve_kobo": PRICE * 10}),
-    ],
-)
-async def test_unsold_auctions_return_the_vehicle(pool: Any, setup: str, options: Any) -> None:
-    auction, bidders = await world(pool, **options)
+async def test_an_auction_without_bids_is_unsold_and_returns_the_vehicle(pool: Any) -> None:
+    auction, _ = await world(pool)
     clock = ManualClock(END - 1000)
     sequencer, lifecycle, rooms = await engine(pool, clock)
     try:
-        if setup != "no_bid":
-            await sequencer.place_bid(auction, bidders[0], PRICE)
-        if setup == "platform_leads":
-            await ReserveProtection(sequencer, clock).run()
         clock.set(END + 1_000_000)
         await lifecycle.tick()
     finally:
@@ -176,6 +164,47 @@ async def test_unsold_auctions_return_the_vehicle(pool: Any, setup: str, options
     )
     assert vehicle == "available"
     assert [r.sold for r in rooms.ended] == [False]
+
+
+@pytest.mark.parametrize(
+    ("setup", "options"),
+    [
+        ("reserve_not_met", {"reserve_kobo": PRICE * 2, "auction_type": "reserve"}),
+        ("platform_leads", {"reserve_kobo": PRICE * 10}),
+    ],
+)
+async def test_below_the_reserve_the_seller_decides_and_the_vehicle_waits(
+    pool: Any, setup: str, options: Any
+) -> None:
+    auction, bidders = await world(pool, **options)
+    await pool.execute(
+        "UPDATE vehicles SET status = 'in_auction'"
+        " WHERE id = (SELECT vehicle_id FROM auctions WHERE id = $1)",
+        auction,
+    )
+    clock = ManualClock(END - 1000)
+    sequencer, lifecycle, rooms = await engine(pool, clock)
+    try:
+        await sequencer.place_bid(auction, bidders[0], PRICE)
+        if setup == "platform_leads":
+            await ReserveProtection(sequencer, clock).run()
+        clock.set(END + 1_000_000)
+        await lifecycle.tick()
+        exposure = sequencer.core.user(sequencer.registry.user_handle(bidders[0])).exposure_kobo
+    finally:
+        await sequencer.close()
+    row = await pool.fetchrow("SELECT status, winner_id FROM auctions WHERE id = $1", auction)
+    assert (row["status"], row["winner_id"]) == ("seller_decision", None)
+    assert await pool.fetchval("SELECT count(*) FROM transactions") == 0
+    vehicle = await pool.fetchval(
+        "SELECT v.status FROM vehicles v JOIN auctions a ON a.vehicle_id = v.id WHERE a.id = $1",
+        auction,
+    )
+    assert vehicle == "in_auction"
+    assert exposure == PRICE // 5  # the high bid binds until the seller decides
+    assert [(r.result, r.high_bidder_id, r.final_price_kobo) for r in rooms.ended] == [
+        ("seller_decision", bidders[0], PRICE)
+    ]
 
 
 async def test_a_deposit_the_wallet_cannot_cover_is_recorded_as_due(pool: Any) -> None:

@@ -27,9 +27,9 @@ from tests.tcp_proxy import TcpProxy
 from web.errors import ErrorEnvelope
 from web.openapi import JSON, OPERATIONS, Operation, build_document, find_operation
 
-#: Routes that are not the HTTP API: the room socket, the room page and its files,
-#: the node-to-node socket (web/peers.py).
-NOT_API = ("/ws/", "/rooms/", "/static/", "/internal/peer")
+#: Routes that are not the HTTP API: the room socket, the room page, the seller's
+#: page and their files, the node-to-node socket (web/peers.py).
+NOT_API = ("/ws/", "/rooms/", "/seller", "/static/", "/internal/peer")
 
 
 def app_routes() -> set[tuple[str, str]]:
@@ -65,7 +65,7 @@ def test_every_route_of_the_app_is_documented_and_nothing_more() -> None:
 def test_internal_routes_take_the_service_token_and_staff_actions_a_jwt() -> None:
     for path, item in build_document()["paths"].items():
         for method, operation in item.items():
-            if path.startswith("/internal/admin/"):
+            if path.startswith("/internal/admin/auctions/"):  # the audit log names the person
                 assert operation["security"] == [{"bearerJWT": []}], (method, path)
             elif path.startswith("/internal/"):
                 assert operation["security"] == [{"serviceToken": []}], (method, path)
@@ -247,7 +247,7 @@ def test_a_staff_action_requires_its_reason_and_only_extend_an_end_time() -> Non
     assert schemas["ActionRequest"]["properties"]["end_time_ms"]["type"] == "null"
     assert schemas["ExtendRequest"]["required"] == ["end_time_ms", "reason"]
     for path, item in document["paths"].items():
-        if path.startswith("/internal/admin/"):
+        if path.startswith("/internal/admin/auctions/"):
             body = item["post"]["requestBody"]
             expected = "ExtendRequest" if path.endswith("/extend") else "ActionRequest"
             assert body["required"] is True
@@ -383,6 +383,26 @@ async def test_every_documented_success_matches_its_struct(api: Api) -> None:
     assert await act("extend", spare, end_time_ms=int(end.timestamp() * 1000) + 60_000) == 200
     assert await act("cancel", spare) == 200
     assert await act("force-end", live) == 200
+    below = await api.live_auction(
+        seller, auction_type="reserve", reserve_price_kobo=PRICE + 10 * STEP
+    )
+    low = {"auction_id": str(below), "amount_kobo": PRICE, "client_bid_id": "below"}
+    assert (await doc.call("POST", "/api/bids", token=token_for(bidder), body=low)).status == 201
+    assert await act("force-end", below) == 200  # below the reserve: the seller decides
+    dealer = token_for(seller, "dealer")
+    offer = "/api/auctions/{id}/offer"
+    assert (await doc.call("GET", offer, below, token=dealer)).status == 200
+    counter = {"action": "counter", "amount_kobo": PRICE + 5 * STEP}
+    assert (await doc.call("POST", offer, below, token=dealer, body=counter)).status == 200
+    empty = await api.live_auction(seller)
+    assert await act("force-end", empty) == 200  # no bid: unsold
+    again = api.auction_body(uuid.uuid4())
+    times = {"start_time_ms": again["start_time_ms"], "end_time_ms": again["end_time_ms"]}
+    relisted = await doc.call("POST", "/api/auctions/{id}/relist", empty, token=dealer, body=times)
+    assert relisted.status == 201
+    assert (await doc.call("GET", "/api/me/auctions", token=dealer, query="?limit=5")).status == 200
+    report = "?from_ms=0&to_ms=86400000"
+    assert (await doc.service("GET", "/internal/admin/revenue", query=report)).status == 200
 
     payment = {"payer_id": str(bidder), "amount_kobo": 1_000, "reference": "pay-1"}
     template = "/internal/auctions/{id}/payments"

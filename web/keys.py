@@ -14,6 +14,7 @@ from engine.bids import BidOutcome, MaxOutcome
 from engine.clock import Clock
 from engine.config import Settings
 from engine.database import Database
+from engine.decisions import SellerDecisions
 from engine.membership import Membership
 from engine.sequencer import Sequencer
 from web.ratelimit import RateLimiter
@@ -66,3 +67,4 @@ ROOM_TUNING = web.AppKey("room_tuning", RoomTuning)
 OPEN_SOCKETS = web.AppKey("open_sockets", OpenSockets)
 ADMIN_HOOKS = web.AppKey("admin_hooks", AdminHooks)
 MEMBERSHIP = web.AppKey("membership", Membership)
+DECISIONS = web.AppKey("decisions", SellerDecisions)  # the if-bid's steps

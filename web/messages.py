@@ -151,6 +151,15 @@ def _validation_message(detail: str) -> str:
     return f"The field `{found['path']}` is not valid: {found['detail']}."
 
 
+def query_limit(raw: str | None, default: int, most: int) -> int:
+    """A list's `limit` query parameter: 1 to `most`, else 422 `invalid_limit`."""
+    if raw is None:
+        return default
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= most:
+        raise ApiError(422, "invalid_limit", f"`limit` must be a whole number from 1 to {most}.")
+    return int(raw)
+
+
 def json_response(body: msgspec.Struct, status: int = 200) -> web.Response:
     return web.Response(
         status=status, body=msgspec.json.encode(body), content_type="application/json"

@@ -30,13 +30,17 @@ import msgspec
 from aiohttp import web
 
 import bidcore
-from engine import admin, auctions, money, payments, references, text, users, vehicles
+from engine import admin, auctions, ifbid, money, payments, references, text, users, vehicles
 from engine.auctions import BidHistory, Snapshot
+from engine.ifbid import OfferBody, OfferRequest
+from engine.relisting import RelistTerms
+from engine.revenue import MAX_DAYS, RevenueBody
+from engine.selling import MyAuctions
 from engine.standing import MyBids
 from engine.users import UserUpsert
 from engine.vehicles import VehicleCreate
 from engine.wallet import WalletBody, WalletChange, WalletMovement
-from web import public_api, vehicles_api
+from web import public_api, seller_api, vehicles_api
 from web.admin_api import ACTIONS, ActionRequest, AdminOutcome
 from web.errors import DuplicateVinEnvelope, ErrorEnvelope
 from web.keys import CLOCK
@@ -82,6 +86,7 @@ class Query:
     name: str
     schema: Json
     description: str
+    required: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -302,12 +307,97 @@ OPERATIONS: tuple[Operation, ...] = (
     ),
     Operation(
         "GET",
+        "/api/me/auctions",
+        "The caller's auctions as a seller: summary, reserve, and the if-bid when deciding",
+        "public",
+        {200: MyAuctions, **_errors(*_USER, 422)},
+        auth="user",
+        query=(
+            Query(
+                "limit",
+                {
+                    "type": "integer",
+                    "minimum": 1,
+                    "maximum": seller_api.MAX_MY_AUCTIONS_LIMIT,
+                    "default": seller_api.MY_AUCTIONS_LIMIT,
+                },
+                "At most this many auctions.",
+            ),
+        ),
+        description=(
+            "Dealers, managers and admins (others: 403). Every auction the caller created, "
+            "or of a vehicle they listed or own, latest end first, from the ledger: its "
+            "summary (status, price, bid and bidder counts, whether the reserve is met), its "
+            "reserve, the auction it was relisted as, and `offer` — the body of `GET "
+            "/api/auctions/{id}/offer` — when it ended below its reserve with a real bid "
+            "(whose `turn`, until `deadline_ms`)."
+        ),
+    ),
+    Operation(
+        "GET",
         "/api/me/wallet",
         "The caller's own wallet: balance, exposure, buying power, holds and dues",
         "public",
         {200: WalletBody, **_errors(401, 503, *_LIMITED)},
         auth="user",
         description="The body of `GET /internal/users/{id}/wallet`, for the caller.",
+    ),
+    Operation(
+        "GET",
+        "/api/auctions/{id}/offer",
+        "The if-bid: the seller's decision on a top bid below the reserve",
+        "public",
+        {200: OfferBody, **_errors(*_USER, 404)},
+        auth="user",
+        description=(
+            "For the auction's seller (its creator, the vehicle's lister or owner), its high "
+            "bidder, or a manager or admin (anyone else: 403). `state` is `open` while "
+            "someone's `turn` it is (`seller` or `bidder`, until `deadline_ms`), then "
+            "`accepted` (a win at `price_kobo`), `declined` or `expired` (unsold); `offers` "
+            "are the counters, oldest first. An auction that never went to the seller's "
+            "decision: 404 `no_offer`."
+        ),
+    ),
+    Operation(
+        "POST",
+        "/api/auctions/{id}/offer",
+        "Answer the if-bid on your turn: accept, decline or counter",
+        "public",
+        {200: OfferBody, **_errors(*_USER, *_BODY, 404, 409)},
+        auth="user",
+        body=OfferRequest,
+        description=(
+            "The seller (or a manager or admin for them) on the seller's turn, the high "
+            "bidder on theirs. `accept` is a win at the amount on the table (the high bid, "
+            "or the other side's latest counter): deposit hold or due, pending settlement, "
+            "payment deadline. `decline`: unsold. `counter` with `amount_kobo` strictly "
+            "between the high bid and the reserve (else 409 `counter_out_of_range`), at most "
+            f"{ifbid.MAX_COUNTERS} in all (409 `too_many_counters`); the other side then has "
+            "the auction's `counter_window_ms` to answer. The bidder's counter, or their "
+            "acceptance of the seller's, needs the deposit on that amount in their buying "
+            "power (409 `insufficient_buying_power`). Not the caller's turn: 409 "
+            "`not_your_turn`; past the deadline: 409 `offer_expired`; decided already: 409 "
+            "`offer_closed`. A refused answer changes nothing. Answers with the negotiation."
+        ),
+    ),
+    Operation(
+        "POST",
+        "/api/auctions/{id}/relist",
+        "Relist an unsold auction: a new auction for the same vehicle",
+        "public",
+        {201: AuctionEnvelope, **_errors(*_USER, *_BODY, 404, 409)},
+        auth="user",
+        body=RelistTerms,
+        description=(
+            "The auction's seller (its creator, the vehicle's lister or owner), or a manager "
+            "or an admin. New `start_time_ms` and `end_time_ms`; every term left out is the "
+            "old auction's, checked as a create's (`reserve_price_kobo: null` removes the "
+            "reserve). The new auction's creator is the old one's; it is a draft when a "
+            "dealer relists (`scheduled`: 403 `approval_required`), scheduled when a manager "
+            "or an admin does unless they ask for a `draft`. The old auction becomes "
+            "`relisted`, in the same transaction. An auction that is not `unsold` (relisted "
+            "already, say, by a relist that came first): 409 `not_unsold`."
+        ),
     ),
     Operation(
         "GET",
@@ -429,6 +519,40 @@ OPERATIONS: tuple[Operation, ...] = (
         {200: SettlementEnvelope, **_errors(*_SERVICE, 404)},
         auth="service",
     ),
+    Operation(
+        "GET",
+        "/internal/admin/revenue",
+        "Revenue by UTC day: GMV, commissions, forfeited deposits, auctions sold and unsold",
+        "admin",
+        {200: RevenueBody, **_errors(*_SERVICE, 422)},
+        auth="service",
+        query=(
+            Query(
+                "from_ms",
+                {"type": "integer", "minimum": 0, "maximum": bidcore.MAX_TIME_MS - 1},
+                "The range's start (included), ms since the Unix epoch.",
+                required=True,
+            ),
+            Query(
+                "to_ms",
+                {"type": "integer", "minimum": 1, "maximum": bidcore.MAX_TIME_MS},
+                f"The range's end (excluded): after `from_ms`, at most {MAX_DAYS} days later.",
+                required=True,
+            ),
+        ),
+        description=(
+            "From the ledger, to the kobo. `gmv_kobo`: the price of every sale settled (its "
+            "offer paid) in the range, on the day it was paid; `commissions_kobo`: the "
+            "platform's commission on those (the `commission_rates` row `auction_sale`, "
+            "fixed when the auction ended; floor of price × rate); "
+            "`forfeited_deposits_kobo`: deposits forfeited on missed payment deadlines; "
+            "`sold`: those sales; `unsold`: auctions that became unsold. Every UTC day the "
+            "range touches is in `days`, oldest first, empty ones with zeros; a range that "
+            "starts or ends inside a day counts only what falls inside it. A missing or "
+            "malformed bound, `from_ms` not before `to_ms`, or more than "
+            f"{MAX_DAYS} days: 422 `invalid_range`."
+        ),
+    ),
     *(_admin_operation(name) for name in ACTIONS),
 )
 
@@ -511,6 +635,8 @@ _AUCTION_TERMS: dict[str, Json] = {
     "deposit_pct_bp": _integer(0, 10_000),
     "anti_snipe_window_ms": _integer(0, auctions.MAX_ANTI_SNIPE_MS),
     "anti_snipe_extension_ms": _integer(0, auctions.MAX_ANTI_SNIPE_MS),
+    "if_bid_window_ms": _integer(1, ifbid.MAX_WINDOW_MS),
+    "counter_window_ms": _integer(1, ifbid.MAX_WINDOW_MS),
 }
 
 
@@ -583,6 +709,46 @@ def _rules(latest_year: int) -> dict[str, Rules]:
                     "pattern": f"^{public_api.CLIENT_BID_ID.pattern}$",
                 },
             }
+        ),
+        "RelistTerms": Rules(
+            fields={
+                **{
+                    name: schema
+                    for name, schema in _AUCTION_TERMS.items()
+                    if name not in ("vehicle_id", "start_price_kobo", "reserve_price_kobo")
+                },
+                "start_price_kobo": _AMOUNT,
+                "reserve_price_kobo": _described(
+                    _AMOUNT, "Left out: the old auction's; `null`: no reserve."
+                ),
+                "status": _described(
+                    _one_of(("draft", "scheduled")),
+                    "A dealer's relisted auction is a `draft` (`scheduled`: 403 "
+                    "`approval_required`); a manager's or an admin's is `scheduled` unless it "
+                    "says `draft`.",
+                ),
+            },  # the reserve's rules weigh the old auction's terms too: in the description
+        ),
+        "OfferRequest": Rules(
+            replace={
+                "action": _one_of(ifbid.ACTIONS),
+                "amount_kobo": _described(
+                    {"anyOf": [_integer(1, money.MAX_KOBO), {"type": "null"}]},
+                    "A counter's amount (required by `counter`, refused by the others).",
+                ),
+            },
+            across={
+                "allOf": [
+                    {
+                        "if": {"properties": {"action": {"const": "counter"}}},
+                        "then": {
+                            "properties": {"amount_kobo": {"type": "integer"}},
+                            "required": ["amount_kobo"],
+                        },
+                        "else": {"properties": {"amount_kobo": {"type": "null"}}},
+                    }
+                ]
+            },
         ),
         "WalletChange": Rules(
             fields={"amount_kobo": _integer(1, money.MAX_KOBO), "reference": _REFERENCE}
@@ -661,7 +827,7 @@ def _rules(latest_year: int) -> dict[str, Rules]:
             replace={
                 **action.replace,
                 "end_time_ms": _described(
-                    _integer(1, bidcore.MAX_TIME_MS),
+                    {"type": "integer", "minimum": 1, "maximum": bidcore.MAX_TIME_MS},
                     "The new end (ms since the epoch): later than the auction's current end "
                     "and than now (else 422 `invalid_end_time`).",
                 ),
@@ -753,7 +919,7 @@ def _parameters(operation: Operation) -> list[Json]:
             {
                 "name": query.name,
                 "in": "query",
-                "required": False,
+                "required": query.required,
                 "schema": copy.deepcopy(query.schema),
                 "description": query.description,
             }

@@ -31,6 +31,7 @@ from web.messages import (
     PublicAuctionCreate,
     json_response,
     path_uuid,
+    query_limit,
     read_json,
     whole_kobo,
 )
@@ -55,11 +56,7 @@ async def list_auctions(request: web.Request) -> web.Response:
 
 
 def _limit(raw: str | None, default: int, most: int) -> int:
-    if raw is None:
-        return default
-    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= most:
-        raise ApiError(422, "invalid_limit", f"`limit` must be a whole number from 1 to {most}.")
-    return int(raw)
+    return query_limit(raw, default, most)
 
 
 async def get_auction(request: web.Request) -> web.Response:

@@ -20,7 +20,8 @@ _HEADERS = {
 }
 
 
-def _file(request: web.Request, name: str) -> web.Response:
+def page_file(request: web.Request, name: str) -> web.Response:
+    """A file of web/static, with headers that keep the page to its own origin."""
     path = STATIC / name
     return web.Response(
         body=path.read_bytes(),
@@ -44,15 +45,15 @@ def _policy(host: str) -> str:
 async def room(request: web.Request) -> web.Response:
     # The id is read by the page from its own address; an unknown one shows a
     # message there (the room's socket answers 404).
-    return _file(request, "room.html")
+    return page_file(request, "room.html")
 
 
 async def script(request: web.Request) -> web.Response:
-    return _file(request, "room.js")
+    return page_file(request, "room.js")
 
 
 async def stylesheet(request: web.Request) -> web.Response:
-    return _file(request, "room.css")
+    return page_file(request, "room.css")
 
 
 def install(app: web.Application) -> None:

@@ -41,7 +41,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Literal, Protocol
 
 import msgspec
 from aiohttp import web
@@ -475,8 +475,8 @@ class Room:
             self._auction = msgspec.structs.replace(
                 auction, status=event.status, end_time_ms=event.end_time_ms
             )
-        else:  # the end processing's result (engine.settlement.end_auction)
-            status = "pending_settlement" if event.result == "sold" else "unsold"
+        else:  # the end processing's result (engine.ending.end_auction)
+            status = {"sold": "pending_settlement"}.get(event.result, event.result)
             self._auction = msgspec.structs.replace(auction, status=status)
             self._read_at = -math.inf  # a sale may have settled at once
 
@@ -734,24 +734,46 @@ class Rooms:
         winner_user_id: uuid.UUID | None,
         loser_user_ids: Iterable[uuid.UUID],
     ) -> None:
-        """The result for the room; `won` to the winner and `lost` to every other bidder."""
-        if result not in ("sold", "unsold"):
-            raise ValueError(f"an auction ends sold or unsold, not {result!r}")
+        """The result for the room; `won` to the winner and `lost` to every other
+        bidder. With `seller_decision` (the if-bid) `winner_user_id` is the high
+        bidder, who is told `seller_decision`, and the room sees no winner."""
+        if result not in ("sold", "unsold", "seller_decision"):
+            raise ValueError(f"an auction ends sold, unsold or seller_decision, not {result!r}")
+        ended: Literal["sold", "unsold", "seller_decision"] = "unsold"
+        if result in ("sold", "seller_decision"):
+            ended = "sold" if result == "sold" else "seller_decision"
         event = encode(
             EndedEvent(
                 seq=seq,
-                result="sold" if result == "sold" else "unsold",
+                result=ended,
                 final_price_kobo=final_price_kobo,
-                winner=winner_handle,
+                winner=winner_handle if ended == "sold" else None,
             )
         )
         private: list[tuple[list[str], bytes]] = []
         if winner_user_id is not None:
-            private.append(([str(winner_user_id)], self._you(auction_id, winner_user_id, "won")))
+            status: YouStatus = "won" if ended == "sold" else "seller_decision"
+            private.append(([str(winner_user_id)], self._you(auction_id, winner_user_id, status)))
         for user_id in loser_user_ids:
             if user_id != winner_user_id:
                 private.append(([str(user_id)], self._you(auction_id, user_id, "lost")))
         self._publish(auction_id, [(seq, event)], private)
+
+    def publish_decided(
+        self,
+        auction_id: uuid.UUID,
+        seq: int,
+        status: str,
+        end_time_ms: int,
+        bidder_id: uuid.UUID,
+        won: bool,
+    ) -> None:
+        """An if-bid decided: the room's `state` event (`pending_settlement` or
+        `settled` when accepted, `unsold` otherwise), and `won` or `lost` to the
+        high bidder."""
+        event = encode(StateEvent(seq=seq, status=status, end_time_ms=end_time_ms))
+        you = self._you(auction_id, bidder_id, "won" if won else "lost")
+        self._publish(auction_id, [(seq, event)], [([str(bidder_id)], you)])
 
     def _you(self, auction_id: uuid.UUID, user_id: uuid.UUID, status: YouStatus | None) -> bytes:
         standings = self._standings

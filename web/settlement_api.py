@@ -16,6 +16,7 @@ import msgspec
 from aiohttp import web
 
 from engine import offers, payments
+from engine.roles import PLATFORM_USER_ID
 from web.auth import require_service
 from web.keys import CLOCK, DATABASE, SEQUENCER, SETTINGS
 from web.messages import SettlementEnvelope, json_response, path_uuid, read_json
@@ -47,6 +48,8 @@ async def post_payment(request: web.Request) -> web.Response:
         app[CLOCK].now_ms(),
         fence=app[SEQUENCER].fence(auction_id),
     )
+    if new and receipt.settlement.status == "settled":  # the commission moved its balance
+        await app[SEQUENCER].refresh_user(PLATFORM_USER_ID)
     return json_response(receipt, 201 if new else 200)
 
 

@@ -120,7 +120,9 @@ class StateEvent(msgspec.Struct, frozen=True, tag="state", tag_field="type"):
 
 class EndedEvent(msgspec.Struct, frozen=True, tag="ended", tag_field="type"):
     seq: int
-    result: Literal["sold", "unsold"]
+    #: seller_decision: below the reserve, the seller decides on the top real bid
+    #: (`final_price_kobo`); the outcome follows as a `state` event.
+    result: Literal["sold", "unsold", "seller_decision"]
     final_price_kobo: int | None
     winner: str | None
 

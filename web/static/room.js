@@ -205,17 +205,27 @@
       auction.status = message.status;
       auction.end_time_ms = message.end_time_ms;
       renderAuction(false);
-      const words = { live: "The auction is live.", cancelled: "This auction was cancelled.", ended: "Bidding has closed." };
+      const words = {
+        live: "The auction is live.",
+        cancelled: "This auction was cancelled.",
+        ended: "Bidding has closed.",
+        pending_settlement: "The seller accepted: the auction is sold.",
+        settled: "The seller accepted: the auction is sold.",
+        unsold: "The auction ended without a sale.",
+      };
       showNotice(words[message.status] || "The auction is " + message.status + ".");
     },
 
     ended(message) {
       if (!inOrder(message)) return;
-      auction.status = "ended";
+      auction.status = message.result === "seller_decision" ? "seller_decision" : "ended";
       renderAuction(false);
-      showNotice(message.result === "sold"
-        ? "Sold for " + naira(message.final_price_kobo) + (message.winner ? " to " + message.winner : "") + "."
-        : "The auction ended without a sale.");
+      const outcomes = {
+        sold: "Sold for " + naira(message.final_price_kobo) + (message.winner ? " to " + message.winner : "") + ".",
+        seller_decision: "Bidding closed below the reserve: the seller is deciding on the top bid of "
+          + naira(message.final_price_kobo) + ".",
+      };
+      showNotice(outcomes[message.result] || "The auction ended without a sale.");
     },
 
     you(message) {
