@@ -28,6 +28,7 @@ from engine import metrics
 from engine.allowances import Escrow, forget_all
 from engine.audit import write_audit
 from engine.bids import (
+    LOG_BROKEN,
     NOT_HERE,
     UNAVAILABLE,
     UNCONFIRMED,
@@ -144,6 +145,7 @@ class Sequencer:
         self._max_listeners: list[MaxListener] = []
         self._loaded_listeners: list[LoadedListener] = []
         metrics.LIVE_AUCTIONS.set_function(lambda: self.core.status_counts().get("live", 0))
+        metrics.BID_LOGS_BROKEN.set_function(lambda: len(self._recovered.broken))
         self._rebuilding = False
         self._decide_until = math.inf
         self._fences: Callable[[int], Fence] | None = None
@@ -306,6 +308,16 @@ class Sequencer:
     def registry(self) -> Registry:
         return self._recovered.registry
 
+    def suspended(self, auction_id: uuid.UUID) -> bool:
+        """The auction's bid log did not verify when it was loaded: nothing is
+        decided for it (engine/recovery.py)."""
+        return auction_id in self._recovered.broken
+
+    @property
+    def broken_logs(self) -> dict[uuid.UUID, int]:
+        """Suspended auctions → the first bid (seq) whose hash does not verify."""
+        return dict(self._recovered.broken)
+
     def held(self, auction_id: uuid.UUID) -> bidcore.AuctionState | None:
         """The core's state of the auction, if the core holds it."""
         handle = self._recovered.registry.auction_handle(auction_id)
@@ -403,6 +415,7 @@ class Sequencer:
         self.core.evict_auction(registry.auction_handle(auction_id))
         registry.forget_auction(auction_id)
         self._recovered.maxes.pop(auction_id, None)
+        self._recovered.broken.pop(auction_id, None)
 
     def _forget_answers(self, dropped: set[uuid.UUID]) -> None:
         for key in [key for key in self._accepted if key[0] in dropped]:
@@ -470,6 +483,8 @@ class Sequencer:
             return await self._again(key, known)
         if not self.available:
             return UNAVAILABLE
+        if self._recovered.broken and auction_id in self._recovered.broken:
+            return LOG_BROKEN
         outcome = self._decide(auction_id, user_id, amount_kobo, platform)
         if isinstance(outcome, bidcore.Rejected) and await self._learned(outcome, user_id):
             outcome = self._decide(auction_id, user_id, amount_kobo, platform)
@@ -559,6 +574,8 @@ class Sequencer:
             return MaxAccepted(self._standing_now(first) if first.price_kobo == 0 else first)
         if not self.available:
             return UNAVAILABLE
+        if self._recovered.broken and auction_id in self._recovered.broken:
+            return LOG_BROKEN
         now = self._clock.now_ms()
         outcome = self._decide_max(auction_id, user_id, max_kobo, now)
         if isinstance(outcome, bidcore.Rejected) and await self._learned(outcome, user_id):
@@ -776,6 +793,7 @@ class Sequencer:
             previous_leader=registry.user_id(previous) if previous is not None else None,
             previous_amount_kobo=outcome.previous_amount_kobo,
             is_proxy=outcome.is_proxy,
+            hash=outcome.hash,
         )
 
     def _committed(self, writes: Sequence[LedgerWrite]) -> None:
@@ -976,6 +994,7 @@ class Sequencer:
         self.core.remove_auction(handle)
         registry.forget_auction(auction_id)
         self._recovered.maxes.pop(auction_id, None)
+        self._recovered.broken.pop(auction_id, None)
         self._remember_off_core(auction_id, "auction_ended" if ended else "auction_not_live")
         for key in [key for key in self._accepted if key[0] == auction_id]:
             del self._accepted[key]

@@ -58,11 +58,17 @@ class Lifecycle:
         now = self.clock.now_ms()
         to_open, to_close = self.sequencer.core.due(now)
         registry = self.sequencer.registry
+        # A suspended auction (its bid log does not verify) is held as it is.
+        suspended = self.sequencer.suspended
         for handle in to_open:
+            if suspended(auction_id := registry.auction_id(handle)):
+                continue
             with _logged("open", handle):
-                await self.sequencer.open_auction(registry.auction_id(handle))
+                await self.sequencer.open_auction(auction_id)
         for handle in to_close:
             auction_id = registry.auction_id(handle)
+            if suspended(auction_id):
+                continue
             with _logged("close", handle):
                 _, closed = await self.sequencer.close_auction(auction_id)
                 leader = (
@@ -101,7 +107,11 @@ class Lifecycle:
             return []  # the ledger is away: the next sweep after it is back
         results = []
         # A node of several: only its own partitions' (each is swept by its owner).
-        ended = [row for row in await self.pool.fetch(_ENDED) if self.sequencer.decides(row["id"])]
+        ended = [
+            row
+            for row in await self.pool.fetch(_ENDED)
+            if self.sequencer.decides(row["id"]) and not self.sequencer.suspended(row["id"])
+        ]
         metrics.ENDED_UNPROCESSED.set(len(ended))
         for row in ended:
             leader = await self.pool.fetchrow(_LEADER, row["id"])

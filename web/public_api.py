@@ -129,8 +129,11 @@ def _check_client_bid_id(client_bid_id: str) -> None:
 
 
 def _refused(outcome: BidRejected) -> ApiError:
-    """A refused bid or maximum: the rule's code, 409 (invalid_amount 422, unavailable 503)."""
-    status = {"unavailable": 503, "invalid_amount": 422}.get(outcome.code, 409)
+    """A refused bid or maximum: the rule's code, 409 (invalid_amount 422; unavailable and
+    bid_log_broken, the engine's side, 503)."""
+    status = {"unavailable": 503, "bid_log_broken": 503, "invalid_amount": 422}.get(
+        outcome.code, 409
+    )
     return ApiError(status, outcome.code, outcome.message)
 
 
