@@ -140,6 +140,18 @@ def handles_digest(auction_id: uuid.UUID, commitments: Sequence[bytes]) -> bytes
     ).digest()
 
 
+def breaks(auction_id: uuid.UUID, bids: Iterable[tuple[Entry, bytes | None]]) -> list[int]:
+    """The seqs of the bids, in order, whose listed hash is not their record's chained
+    on the hash listed before them (the genesis before the first): a bid changed
+    after it was hashed, one removed before it, one moved. None counts as a break."""
+    previous, broken = genesis(auction_id), []
+    for entry, listed in bids:
+        if listed is None or bid_hash(auction_id, entry, previous) != listed:
+            broken.append(entry.seq)
+        previous = listed or b""
+    return broken
+
+
 def result_message(
     auction_id: uuid.UUID,
     final_seq: int,

@@ -448,16 +448,23 @@ def chain_breaks(bids: Sequence[DurableBid]) -> list[int]:
     changed after it was written, or one missing before it."""
     if not bids:
         return []
-    auction_id = bids[0].auction_id
-    previous, broken = bidlog.genesis(auction_id), []
-    for bid in bids:
-        entry = bidlog.Entry(
-            bid.seq, bid.bidder_number, bid.amount_kobo, bid.at_ms, bid.is_platform, bid.is_proxy
-        )
-        if bid.hash is None or bidlog.bid_hash(auction_id, entry, previous) != bid.hash:
-            broken.append(bid.seq)
-        previous = bid.hash or b""
-    return broken
+    return bidlog.breaks(
+        bids[0].auction_id,
+        (
+            (
+                bidlog.Entry(
+                    bid.seq,
+                    bid.bidder_number,
+                    bid.amount_kobo,
+                    bid.at_ms,
+                    bid.is_platform,
+                    bid.is_proxy,
+                ),
+                bid.hash,
+            )
+            for bid in bids
+        ),
+    )
 
 
 def _check_chain(recovered: Recovered, ledger: _Ledger) -> None:

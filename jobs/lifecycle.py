@@ -29,6 +29,7 @@ from engine.errors import Fenced, LedgerUnavailable
 from engine.locks import user_lock
 from engine.registry import NO_HANDLE
 from engine.sequencer import Sequencer
+from engine.signing import LogSigner
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +51,8 @@ class Lifecycle:
     sequencer: Sequencer
     clock: Clock
     rooms: EndedPublisher | None = None
+    #: Signs each result for the bid log (None: results are not signed).
+    signer: LogSigner | None = None
 
     async def tick(self) -> None:
         """Open what has started, close and end-process what has ended."""
@@ -90,7 +93,11 @@ class Lifecycle:
         )
         async with lock, aside:
             result = await end_auction(
-                self.pool, auction_id, self.clock.now_ms(), fence=self.sequencer.fence(auction_id)
+                self.pool,
+                auction_id,
+                self.clock.now_ms(),
+                fence=self.sequencer.fence(auction_id),
+                signer=self.signer,
             )
             if result and result.winner_id and result.winner_balance_kobo is not None:
                 self.sequencer.set_balance(result.winner_id, result.winner_balance_kobo)

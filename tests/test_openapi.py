@@ -383,6 +383,12 @@ async def test_every_documented_success_matches_its_struct(api: Api) -> None:
     assert await act("extend", spare, end_time_ms=int(end.timestamp() * 1000) + 60_000) == 200
     assert await act("cancel", spare) == 200
     assert await act("force-end", live) == 200
+    assert (await doc.call("GET", "/api/auctions/{id}/log", live)).status == 200
+    bidder_token = token_for(bidder)
+    assert (
+        await doc.call("GET", "/api/auctions/{id}/log/me", live, token=bidder_token)
+    ).status == 200
+    assert (await doc.call("GET", "/api/log-keys")).status == 200
 
     payment = {"payer_id": str(bidder), "amount_kobo": 1_000, "reference": "pay-1"}
     template = "/internal/auctions/{id}/payments"
