@@ -27,6 +27,7 @@ __all__ = [
     "DuplicateAuction",
     "InvalidArgument",
     "InvalidTransition",
+    "LogBatch",
     "MaxSet",
     "Opened",
     "Rejected",
@@ -137,6 +138,28 @@ class Accepted:
     def previous_amount_kobo(self) -> int | None: ...
     @property
     def previous_was_platform(self) -> bool: ...
+
+@final
+class LogBatch:
+    """Bid log records as machine integers, to hash in one call: the hashing that
+    placing those rows does in the core, with no decision around it."""
+
+    @staticmethod
+    def from_columns(
+        auction_ids: Sequence[int],
+        seqs: Sequence[int],
+        numbers: Sequence[int],
+        amounts_kobo: Sequence[int],
+        at_ms: Sequence[int],
+        platform: Sequence[bool],
+        proxy: Sequence[bool],
+    ) -> LogBatch:
+        """Columns of one length; InvalidArgument for a value the record cannot
+        hold (a seq from 2**40, an amount from 2**56, a time below 0 or from 2**48)."""
+    def __len__(self) -> int: ...
+    def heads(self) -> list[tuple[int, bytes]]:
+        """Each auction's head after the rows (its chain from its genesis), in the
+        order auctions first appear."""
 
 @final
 class Rejected:

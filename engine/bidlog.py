@@ -6,19 +6,24 @@ use it. The Rust core computes the same bid hashes where each bid is decided
 (bidcore/rules/src/bidlog.rs), and tests hold the two equal. Standard library
 only, so that the verifier needs nothing else of the engine's.
 
-Every integer is fixed-width big-endian (amounts and times signed 64-bit), ids
-are a UUID's 16 bytes, and every preimage opens with an 8-byte tag naming its
-kind and version, so that no hash of one kind can stand for another's.
+Every integer is unsigned, fixed-width and big-endian, ids are a UUID's 16
+bytes, and every preimage opens with an 8-byte tag naming its kind and version,
+so that no hash of one kind can stand for another's.
 
 The chain, computed by the core as each bid is decided:
 
 - genesis  = SHA-256(`D360gen\x01` ‖ auction id)
-- bid hash = SHA-256(`D360bid\x01` ‖ auction id ‖ seq (u64) ‖ n (u32) ‖ amount kobo
-  (i64) ‖ time ms (i64) ‖ flags (u8: 1 platform, 2 proxy) ‖ previous (32))
+- bid hash = SHA-256(`D360bid\x01` ‖ auction id ‖ 40 zero bytes ‖ seq (5 bytes) ‖
+  n (4) ‖ amount kobo (7) ‖ time ms (6) ‖ flags (1: 1 platform, 2 proxy) ‖
+  previous (32)), 119 bytes
 
 `n` is the bidder's number ("Bidder n": the order of their first bid in the
 auction), 0 for a platform bid; `previous` is the hash of the auction's bid
-before (by seq), or its genesis for the first.
+before (by seq), or its genesis for the first. The widths hold every value the
+engine accepts (amounts below 10^15 < 2^56, times up to 9999-12-31 < 2^48, seqs
+below 2^40); with them the part after the auction's 64-byte header (its tag, id
+and zeros) fits one SHA-256 block, so the core hashes a bid with one compression
+from the header's state, which it computes once per auction.
 
 Handles a bidder can prove, from a secret the engine keeps per auction:
 
@@ -66,7 +71,7 @@ FLAG_PROXY = 2
 #: The handle a platform (reserve-protection) bid shows; real bidders are "Bidder n".
 PLATFORM_HANDLE = "Reserve protection"
 _BIDDER = re.compile(r"Bidder ([1-9][0-9]{0,9})")
-_BID_FIELDS = struct.Struct(">8s16sQIqqB32s")
+_HEADER_PAD = bytes(40)
 _RESULT_FIELDS = struct.Struct(">8s16sQ32sIq32s")
 _U32 = struct.Struct(">I")
 
@@ -108,19 +113,21 @@ class Entry:
 
 
 def bid_hash(auction_id: uuid.UUID, entry: Entry, previous: bytes) -> bytes:
-    """One bid's hash, chained on `previous`."""
+    """One bid's hash, chained on `previous`. Raises OverflowError for a value
+    outside its width (none the engine accepts is)."""
     flags = (FLAG_PLATFORM if entry.is_platform else 0) | (FLAG_PROXY if entry.is_proxy else 0)
+    if len(previous) != 32:
+        raise ValueError("a previous hash is 32 bytes")
     return hashlib.sha256(
-        _BID_FIELDS.pack(
-            BID_TAG,
-            auction_id.bytes,
-            entry.seq,
-            entry.number,
-            entry.amount_kobo,
-            entry.at_ms,
-            flags,
-            previous,
-        )
+        BID_TAG
+        + auction_id.bytes
+        + _HEADER_PAD
+        + entry.seq.to_bytes(5, "big")
+        + entry.number.to_bytes(4, "big")
+        + entry.amount_kobo.to_bytes(7, "big")
+        + entry.at_ms.to_bytes(6, "big")
+        + bytes((flags,))
+        + previous
     ).digest()
 
 
@@ -146,9 +153,13 @@ def breaks(auction_id: uuid.UUID, bids: Iterable[tuple[Entry, bytes | None]]) ->
     after it was hashed, one removed before it, one moved. None counts as a break."""
     previous, broken = genesis(auction_id), []
     for entry, listed in bids:
-        if listed is None or bid_hash(auction_id, entry, previous) != listed:
+        try:
+            holds = listed is not None and bid_hash(auction_id, entry, previous) == listed
+        except OverflowError:  # a value no accepted bid has
+            holds = False
+        if not holds:
             broken.append(entry.seq)
-        previous = listed or b""
+        previous = listed if listed is not None else bytes(32)
     return broken
 
 

@@ -168,9 +168,9 @@ def check_chain(
         )
         if entry.is_platform != (number == 0):
             raise Broken(f"{where}: {bidder!r} does not match is_platform_bid")
-        if not 0 < seq < 2**64 or not -(2**63) <= entry.at_ms < 2**63:
-            raise Broken(f"{where}: seq or at_ms out of range")
-        if not 0 < entry.amount_kobo < 2**63:
+        if not (0 < seq < 2**40 and 0 <= entry.at_ms < 2**48 and number < 2**32):
+            raise Broken(f"{where}: seq, at_ms or the bidder number is out of range")
+        if not 0 < entry.amount_kobo < 2**56:
             raise Broken(f"{where}: amount_kobo out of range")
         listed = _hex(item, "hash", HASH_DIGITS, where)
         if number:

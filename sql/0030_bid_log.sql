@@ -76,9 +76,10 @@ $$;
 
 -- The bids already written, each auction's chain from its genesis in seq order:
 -- SHA-256('D360gen' 0x01 ‖ auction id), then SHA-256('D360bid' 0x01 ‖ auction id
--- ‖ seq (8) ‖ bidder number (4) ‖ amount kobo (8) ‖ time ms (8) ‖ flags (1) ‖
--- previous), big-endian; the number is the order of the bidder's first bid, 0 for
--- the platform's; flags 1 platform, 2 proxy. One pass, for this migration only.
+-- ‖ 40 zero bytes ‖ seq (5 bytes) ‖ bidder number (4) ‖ amount kobo (7) ‖ time
+-- ms (6) ‖ flags (1) ‖ previous), unsigned big-endian; the number is the order of
+-- the bidder's first bid, 0 for the platform's; flags 1 platform, 2 proxy. One
+-- pass, for this migration only.
 DO $$
 DECLARE
   b record;
@@ -105,9 +106,11 @@ BEGIN
       auction := b.auction_id;
       head := sha256('\x4433363067656e01'::bytea || uuid_send(auction));
     END IF;
-    head := sha256('\x4433363062696401'::bytea || uuid_send(b.auction_id) || int8send(b.seq)
-                   || int4send(b.number::int) || int8send(b.amount_kobo) || int8send(b.at_ms)
-                   || set_byte('\x00'::bytea, 0, b.flags) || head);
+    head := sha256('\x4433363062696401'::bytea || uuid_send(b.auction_id)
+                   || decode(repeat('00', 40), 'hex') || substring(int8send(b.seq) FROM 4)
+                   || int4send(b.number::int) || substring(int8send(b.amount_kobo) FROM 2)
+                   || substring(int8send(b.at_ms) FROM 3) || set_byte('\x00'::bytea, 0, b.flags)
+                   || head);
     UPDATE bids SET hash = head WHERE id = b.id;
   END LOOP;
 END

@@ -13,6 +13,8 @@ from collections import defaultdict
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import bidcore
 from bench.core import segments
@@ -202,3 +204,66 @@ RESTORED: dict[str, Any] = {
     "sellers": [99],
     "live": True,
 }
+
+
+ROWS = st.lists(
+    st.tuples(
+        st.sampled_from([1, 2, 2**127 + 5]),  # auction ids
+        st.integers(1, 2**40 - 1),  # seq
+        st.integers(0, 2**32 - 1),  # bidder number
+        st.integers(1, 2**56 - 1),  # amount
+        st.integers(0, 2**48 - 1),  # time
+        st.booleans(),
+        st.booleans(),
+    ),
+    max_size=30,
+)
+
+
+@given(rows=ROWS)
+def test_a_log_batch_hashes_as_the_python_encoding_at_every_width(rows: list[Any]) -> None:
+    columns = [list(column) for column in zip(*rows, strict=True)] if rows else [[]] * 7
+    heads = dict(bidcore.LogBatch.from_columns(*columns).heads())
+    chains: dict[int, list[bidlog.Entry]] = defaultdict(list)
+    for auction, seq, number, amount, at, platform, proxy in rows:
+        chains[auction].append(bidlog.Entry(seq, number, amount, at, platform, proxy))
+    assert heads == {
+        auction: bidlog.chain(uuid.UUID(int=auction), entries)[-1]
+        for auction, entries in chains.items()
+    }
+
+
+def test_a_log_batch_gives_the_heads_the_core_reached(stream: BidStream) -> None:
+    core = loaded(stream)
+    rows = [row for placed in rows_in_order(core, stream).values() for row in placed]
+    batch = bidcore.LogBatch.from_columns(
+        [core.auction(row.auction).auction_id for row in rows],
+        [row.seq for row in rows],
+        [row.bidder_number for row in rows],
+        [row.amount_kobo for row in rows],
+        [row.at_ms for row in rows],
+        [row.is_platform for row in rows],
+        [row.is_proxy for row in rows],
+    )
+    assert len(batch) == len(rows)
+    heads = dict(batch.heads())
+    for handle in {row.auction for row in rows}:
+        state = core.auction(handle)
+        assert heads[state.auction_id] == state.log_head
+
+
+@pytest.mark.parametrize(
+    "bad", [{"seqs": [2**40]}, {"amounts_kobo": [2**56]}, {"at_ms": [-1]}, {"at_ms": [2**48]}]
+)
+def test_a_log_batch_refuses_what_the_record_cannot_hold(bad: dict[str, list[int]]) -> None:
+    columns: dict[str, Any] = {
+        "auction_ids": [1],
+        "seqs": [1],
+        "numbers": [1],
+        "amounts_kobo": [1],
+        "at_ms": [0],
+        "platform": [False],
+        "proxy": [False],
+    }
+    with pytest.raises(bidcore.InvalidArgument, match="outside the bid log's record"):
+        bidcore.LogBatch.from_columns(**{**columns, **bad})

@@ -2,7 +2,7 @@
 
 use rustc_hash::FxHashMap;
 
-use crate::bidlog::{genesis, LogHash};
+use crate::bidlog::{genesis, header_state, HeaderState, LogHash};
 use crate::error::{invalid, CoreError};
 use crate::money::{
     is_valid_amount, Kobo, Millis, MAX_AMOUNT, MAX_BASIS_POINTS, MAX_SELLERS, MAX_SNIPE_MS,
@@ -189,6 +189,8 @@ pub(crate) struct Auction {
     pub seq: u64,
     /// The bid log's head: the last bid's hash, its genesis before any bid.
     pub head: LogHash,
+    /// SHA-256's state after the header every bid's hash starts with.
+    pub log_header: HeaderState,
     /// A scheduled auction's pre-bids, one per bidder, in the order their
     /// amounts were set (a raise moves a pre-bid to the end: equal maxes go
     /// to the one set first).
@@ -200,7 +202,7 @@ pub(crate) struct Auction {
 impl Auction {
     pub fn new(spec: AuctionSpec, live: bool) -> Self {
         let end = spec.end_time;
-        let head = genesis(spec.id);
+        let (head, log_header) = (genesis(spec.id), header_state(spec.id));
         Auction {
             spec,
             status: if live {
@@ -217,6 +219,7 @@ impl Auction {
             bidder_numbers: FxHashMap::default(),
             seq: 0,
             head,
+            log_header,
             prebids: Vec::new(),
             prebid_exposure: None,
         }

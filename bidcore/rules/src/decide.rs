@@ -140,7 +140,7 @@ pub(crate) fn place_row(
         platform: bid.platform,
         proxy: is_proxy,
     };
-    auction.head = bid_hash(auction.spec.id, &entry, &auction.head);
+    auction.head = bid_hash(&auction.log_header, &entry, &auction.head);
     Accepted {
         bid: *bid,
         is_proxy,

@@ -1,7 +1,7 @@
 //! The bid log's chain as the core builds it: every accepted row hashed once,
 //! where it is decided, chained on the row before it.
 
-use bidcore_rules::bidlog::{bid_hash, genesis, LogEntry, LogHash};
+use bidcore_rules::bidlog::{bid_hash, genesis, header_state, LogEntry, LogHash};
 use bidcore_rules::{
     Accepted, AuctionSpec, BidRequest, Core, MaxOutcome, Outcome, Restore, MAX_AMOUNT,
 };
@@ -75,7 +75,7 @@ fn expected(row: &Accepted, previous: &LogHash) -> LogHash {
         platform: row.bid.platform,
         proxy: row.is_proxy,
     };
-    bid_hash(AUCTION, &entry, previous)
+    bid_hash(&header_state(AUCTION), &entry, previous)
 }
 
 #[test]
@@ -214,7 +214,10 @@ fn a_restored_auction_chains_on_the_head_it_was_given() {
         platform: false,
         proxy: false,
     };
-    assert_eq!(row.hash, bid_hash(AUCTION + 1, &entry, &head));
+    assert_eq!(
+        row.hash,
+        bid_hash(&header_state(AUCTION + 1), &entry, &head)
+    );
 }
 
 #[test]
