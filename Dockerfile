@@ -61,8 +61,9 @@ FROM python:${PYTHON_VERSION}-slim-${DEBIAN_RELEASE} AS runtime
 
 ARG PYTHON_VERSION
 
-# ENGINE_DATA_DIR only matters when DATABASE_URL is unset (the embedded PostgreSQL
-# keeps its data there); it is the engine user's home so that case works too.
+# ENGINE_DATA_DIR holds the embedded PostgreSQL's data when DATABASE_URL is unset,
+# and the bid log's signing key when LOG_SIGNING_KEY is; it is the engine user's
+# home, so both work.
 ENV PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \

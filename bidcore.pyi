@@ -27,6 +27,7 @@ __all__ = [
     "DuplicateAuction",
     "InvalidArgument",
     "InvalidTransition",
+    "LogBatch",
     "MaxSet",
     "Opened",
     "Rejected",
@@ -127,12 +128,38 @@ class Accepted:
         """What this bid adds to the bidder's exposure: deposit(max) for a row
         carrying a maximum, else deposit(amount); 0 for a platform bid."""
     @property
+    def hash(self) -> bytes:
+        """This row's hash in the auction's bid log (32 bytes): SHA-256 over its
+        canonical encoding and the previous row's hash (engine/bidlog.py)."""
+    @property
     def previous_leader(self) -> int | None:
         """The user handle this bid outbid, if any."""
     @property
     def previous_amount_kobo(self) -> int | None: ...
     @property
     def previous_was_platform(self) -> bool: ...
+
+@final
+class LogBatch:
+    """Bid log records as machine integers, to hash in one call: the hashing that
+    placing those rows does in the core, with no decision around it."""
+
+    @staticmethod
+    def from_columns(
+        auction_ids: Sequence[int],
+        seqs: Sequence[int],
+        numbers: Sequence[int],
+        amounts_kobo: Sequence[int],
+        at_ms: Sequence[int],
+        platform: Sequence[bool],
+        proxy: Sequence[bool],
+    ) -> LogBatch:
+        """Columns of one length; InvalidArgument for a value the record cannot
+        hold (a seq from 2**40, an amount from 2**56, a time below 0 or from 2**48)."""
+    def __len__(self) -> int: ...
+    def heads(self) -> list[tuple[int, bytes]]:
+        """Each auction's head after the rows (its chain from its genesis), in the
+        order auctions first appear."""
 
 @final
 class Rejected:
@@ -272,6 +299,9 @@ class AuctionState:
         """Real bidders' user handles in the order of their first bid."""
     @property
     def seq(self) -> int: ...
+    @property
+    def log_head(self) -> bytes:
+        """The bid log's head: the last bid's hash, the auction's genesis before any."""
 
 @final
 class UserState:
@@ -403,11 +433,13 @@ class Core:
         leader_max_kobo: int | None = None,
         prebids: Sequence[tuple[int, int]] = (),
         pool: int | None = None,
+        log_head: bytes | None = None,
     ) -> int:
         """Load an auction with its state as the ledger has it (recovery); `ended`
         (with `live`): closed, its end processing not yet done, the leader exposed;
         `leader_max_kobo`: a real leader's active maximum; `prebids`: a scheduled
-        auction's (user, max) in the order their amounts were set."""
+        auction's (user, max) in the order their amounts were set; `log_head`:
+        its last bid's hash (None: no bid, the chain starts at its genesis)."""
     def auction_handle(self, auction_id: int) -> int | None: ...
     def auction(self, auction: int) -> AuctionState: ...
     def auction_handles(self) -> list[int]: ...

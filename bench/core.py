@@ -19,6 +19,12 @@ repeat) to give the same result code for every bid, the same final state of
 every auction and user, and the same outcome fields on a sample of bids; any
 difference fails the run, no figures printed.
 
+What the bid log adds: every row a batch places (with the maxes' rows) is
+recorded untimed, then hashed alone, ``--repeats`` times, in one
+``bidcore.LogBatch.heads()`` call: the hashing the core does where it places
+each row, with no decision around it. Reported per row and as a share of the
+batch path's time, and its heads held equal to the core's.
+
 Then, unless ``--max-share 0``, the same again on a second stream in which that
 share of bidders use maximum bids (bench/streams.py): the bids go in batches of
 a tick each, with the maxes asked for in a tick set by ``set_max`` between it
@@ -230,6 +236,29 @@ class Bench:
         self.load_s = time.perf_counter() - started
         return core
 
+    def log_rows(self) -> tuple[bidcore.LogBatch, bidcore.Core]:
+        """Every row the batch path places, in order, as bid log records (untimed),
+        and the core that placed them."""
+        core = self.fresh(1)
+        columns: tuple[list[Any], ...] = ([], [], [], [], [], [], [])
+        ids = {handle: core.auction(handle).auction_id for handle in core.auction_handles()}
+
+        def record(rows: Sequence[Any]) -> None:
+            for row in rows:
+                values = (ids[row.auction], row.seq, row.bidder_number, row.amount_kobo)
+                for column, value in zip(
+                    columns, (*values, row.at_ms, row.is_platform, row.is_proxy), strict=True
+                ):
+                    column.append(value)
+
+        for batch, maxes in self.batches:
+            for bid in core.place_batch(batch).accepted():
+                record([bid] if bid.answer is None else [bid, bid.answer])
+            for call in maxes:
+                placed = core.set_max(*call)
+                record(placed.bids if placed.accepted else [])
+        return bidcore.LogBatch.from_columns(*columns), core
+
     def rust_batch(self, shards: int = 1) -> Run:
         core = self.fresh(shards)
         place, set_max = core.place_batch, core.set_max
@@ -352,12 +381,14 @@ def run(args: argparse.Namespace) -> Result:
     )
     stream, paths, bench, generate_s, generator_agrees = _measure(params, args)
     result = _result(stream, bench, paths, generate_s, generator_agrees, args)
+    result.update(log_cost(bench, args.repeats, paths[0].median_s))
     progress(_summary(result))
     result["maxes"] = None
     if args.max_share > 0:
         params = replace(params, max_share=args.max_share)
         stream, paths, bench, generate_s, generator_agrees = _measure(params, args)
         maxes = _maxes_result(stream, bench, paths, generate_s, generator_agrees)
+        maxes.update(log_cost(bench, args.repeats, paths[0].median_s))
         progress(_maxes_summary(maxes))
         result["maxes"] = maxes
     return result
@@ -413,6 +444,33 @@ def _measure(
             "(bench/streams.py's market model is off; the cores agree with each other)"
         )
     return stream, paths, bench, generate_s, generator_agrees
+
+
+def log_cost(bench: Bench, repeats: int, batch_s: float) -> Result:
+    """What hashing the bid log costs per row (module docstring)."""
+    rows, core = bench.log_rows()
+    times: list[float] = []
+    heads: list[tuple[int, bytes]] = []
+    for _ in range(repeats):
+        seconds, heads = _timed(rows.heads)
+        times.append(seconds)
+    hashed = statistics.median(times)
+    held = {core.auction(h).auction_id: core.auction(h).log_head for h in core.auction_handles()}
+    agree = all(head == held.get(auction) for auction, head in heads)
+    if not agree:
+        raise BenchFailure("the bid log's heads hashed alone differ from the core's")
+    per_row = hashed / len(rows) if len(rows) else 0.0
+    progress(
+        f"bid log: {len(rows):,} rows hashed in {hashed * 1e3:.1f} ms, {per_row * 1e9:.0f} ns a "
+        f"row, {len(rows) * per_row / batch_s:.0%} of the batch path's time"
+    )
+    return {
+        "bid_log_rows": len(rows),
+        "bid_log_hash_s": hashed,
+        "bid_log_hash_ns_per_row": per_row * 1e9,
+        "bid_log_hash_share_of_rust_batch": len(rows) * per_row / batch_s,
+        "bid_log_heads_agree": agree,
+    }
 
 
 def _summary(result: Result) -> str:

@@ -11,6 +11,7 @@ clever, but does no needless work.
 from __future__ import annotations
 
 import operator
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
@@ -24,6 +25,7 @@ from bidcore import (
     UnknownAuction,
     UnknownUser,
 )
+from engine import bidlog
 
 __all__ = [
     "ACCEPTED_FIELDS",
@@ -122,6 +124,8 @@ class Accepted:
     previous_leader: int | None
     previous_amount_kobo: int | None
     previous_was_platform: bool
+    #: This row's hash in the bid log (engine/bidlog.py).
+    hash: bytes
     #: The leader's proxy answering this bid, placed right after it.
     answer: Accepted | None = None
 
@@ -220,6 +224,7 @@ class AuctionState:
     platform_bid_count: int
     bidders: list[int]
     seq: int
+    log_head: bytes
 
 
 @dataclass(frozen=True)
@@ -253,6 +258,17 @@ def _in_range(name: str, value: Any, low: int, high: int) -> int:
     return number
 
 
+def _log_hash(name: str, value: Any) -> bytes | None:
+    """32 bytes (a chain head) or None, as the core takes it."""
+    if value is None:
+        return None
+    if not isinstance(value, bytes):
+        raise TypeError(f"{name} must be bytes, got {type(value).__name__}")
+    if len(value) != 32:
+        raise InvalidArgument(f"{name} must be 32 bytes (got {len(value)})")
+    return value
+
+
 def _id(name: str, value: Any) -> int:
     return _in_range(name, value, 0, ID_LIMIT - 1)
 
@@ -262,6 +278,9 @@ def _price(name: str, value: Any) -> int:
 
 
 # --- state ---------------------------------------------------------------------------
+
+
+_NO_ID = uuid.UUID(int=0)  # replaced when the auction is loaded
 
 
 @dataclass
@@ -298,6 +317,9 @@ class _Auction:
     bidder_numbers: dict[int, int] = field(default_factory=dict)
     bid_count: int = 0
     platform_bid_count: int = 0
+    #: The bid log: the auction's id as a UUID, and its head (the last bid's hash).
+    log_id: uuid.UUID = _NO_ID
+    head: bytes = b""
     seq: int = 0
 
     def min_next(self) -> int:
@@ -559,8 +581,10 @@ class ReferenceCore:
         ended: bool = False,
         leader_max_kobo: int | None = None,
         prebids: Sequence[tuple[int, int]] = (),
+        log_head: bytes | None = None,
     ) -> int:
         auction_id = _id("auction_id", auction_id)
+        head = _log_hash("log_head", log_head)
         settings = _check_settings(
             start_time_ms,
             end_time_ms,
@@ -602,6 +626,8 @@ class ReferenceCore:
             raise InvalidArgument("bidders must be distinct")
         if bid_count < len(bidder_handles) + platform_bid_count:
             raise InvalidArgument("bid_count is below bidders plus platform bids")
+        if head is not None and not bid_count:
+            raise InvalidArgument("a bid log head needs bids")
         leader_max = None
         if leader_max_kobo is not None:
             leader_max = _price("leader_max_kobo", leader_max_kobo)
@@ -625,6 +651,8 @@ class ReferenceCore:
         status = "ended" if ended else "live" if live else "scheduled"
         handle = self._load(auction_id, settings, status, original_end)
         auction = self._auctions[handle]
+        if head is not None:
+            auction.head = head
         auction.leader = leader
         auction.leading_amount = None if leader is None else _int(leading_amount_kobo)
         auction.leader_is_platform = leader_is_platform
@@ -645,9 +673,14 @@ class ReferenceCore:
             raise DuplicateAuction(f"auction {auction_id} is already loaded")
 
     def _load(
-        self, auction_id: int, settings: _AuctionSettings, status: str, original_end: int
+        self,
+        auction_id: int,
+        settings: _AuctionSettings,
+        status: str,
+        original_end: int,
     ) -> int:
         handle = self._next_auction
+        log_id = uuid.UUID(int=auction_id)
         self._next_auction += 1
         self._auctions[handle] = _Auction(
             auction_id=auction_id,
@@ -662,6 +695,8 @@ class ReferenceCore:
             deposit_bp=settings.deposit_bp,
             window=settings.window,
             extension=settings.extension,
+            log_id=log_id,
+            head=bidlog.genesis(log_id),
         )
         self._auction_by_id[auction_id] = handle
         return handle
@@ -696,6 +731,7 @@ class ReferenceCore:
             platform_bid_count=record.platform_bid_count,
             bidders=list(record.bidders),
             seq=record.seq,
+            log_head=record.head,
         )
 
     def auction_handles(self) -> list[int]:
@@ -936,6 +972,8 @@ class ReferenceCore:
         if extended:
             record.end = min(record.end + record.extension, MAX_TIME_MS)
         record.seq += 1
+        entry = bidlog.Entry(record.seq, bidder_number, amount, now, platform, is_proxy)
+        record.head = bidlog.bid_hash(record.log_id, entry, record.head)
         return Accepted(
             auction=auction,
             user=user,
@@ -954,6 +992,7 @@ class ReferenceCore:
             previous_leader=previous_leader,
             previous_amount_kobo=previous_amount,
             previous_was_platform=previous_was_platform,
+            hash=record.head,
         )
 
     # Maximum (proxy) bids

@@ -148,6 +148,10 @@ def free_port() -> int:
         return port
 
 
+#: The bid log's signing seed of the servers a bench or test starts (none kept on disk).
+LOG_SIGNING_KEY = "5e" * 32
+
+
 def engine_env(database_url: str, **extra: str) -> dict[str, str]:
     """The environment of a server process on `database_url`, limits opened for
     load from one loopback address."""
@@ -156,6 +160,7 @@ def engine_env(database_url: str, **extra: str) -> dict[str, str]:
         "DATABASE_URL": database_url,
         "JWT_SECRET": SECRET,
         "INTERNAL_API_TOKEN": SERVICE_TOKEN,
+        "LOG_SIGNING_KEY": LOG_SIGNING_KEY,
         "RATE_LIMIT_IP_PER_MIN": "10000000",
         "RATE_LIMIT_USER_PER_MIN": "10000000",
         "WS_FRAMES_PER_S": "10000000",

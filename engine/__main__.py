@@ -1,7 +1,8 @@
 """`python -m engine <command>`: the engine's command line.
 
 Commands: `migrate` (apply the SQL migrations), `serve` (run the server),
-`token` (mint a JWT for local use), `demo` (run the local demo).
+`token` (mint a JWT for local use), `demo` (run the local demo), `verify-log`
+(check an auction's public bid log and signed result).
 Each command is one `_add_<name>` function registering its parser and handler,
 so `serve` and `token` slot in the same way.
 """
@@ -15,6 +16,7 @@ import sys
 import uuid
 from collections.abc import Callable, Sequence
 
+from engine import verify_log
 from engine.config import Settings
 from engine.database import database_dsn
 from engine.errors import ConfigError, DatabaseStartError, MigrationError
@@ -32,13 +34,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     # Configured before the settings are read, so their own warnings are formatted too.
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    handler: Handler = args.handler
+    if not args.reads_settings:  # a command that is no part of a running engine
+        return handler(args, Settings())
     try:
         settings = Settings.from_env()
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     logging.getLogger().setLevel(settings.log_level)
-    handler: Handler = args.handler
     return handler(args, settings)
 
 
@@ -49,10 +53,12 @@ def build_parser() -> argparse.ArgumentParser:
         "(DATABASE_URL, ENGINE_DATA_DIR, REDIS_URL, JWT_SECRET, INTERNAL_API_TOKEN, ...).",
     )
     commands = parser.add_subparsers(title="commands", dest="command", required=True)
+    parser.set_defaults(reads_settings=True)
     _add_migrate(commands)
     _add_serve(commands)
     _add_token(commands)
     _add_demo(commands)
+    _add_verify_log(commands)
     return parser
 
 
@@ -149,6 +155,23 @@ def _run_demo(args: argparse.Namespace, settings: Settings) -> int:
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+
+
+def _add_verify_log(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = commands.add_parser(
+        "verify-log",
+        help="check an auction's public bid log and its signed result",
+        description="Recompute the chain of a GET /api/auctions/{id}/log body (a URL, or a "
+        "file), check its handles and, once the auction ended, its Ed25519-signed result "
+        "against the published keys. Exit 0 when everything holds, 1 naming the first broken "
+        "bid or the bad signature, 2 when the log or keys cannot be read.",
+    )
+    verify_log.add_arguments(parser)
+    parser.set_defaults(handler=_run_verify_log, reads_settings=False)
+
+
+def _run_verify_log(args: argparse.Namespace, settings: Settings) -> int:
+    return verify_log.run(args)
 
 
 if __name__ == "__main__":

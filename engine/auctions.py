@@ -137,6 +137,7 @@ class RecentBid(msgspec.Struct, frozen=True):
     is_platform_bid: bool
     at_ms: int
     is_proxy: bool = False  # placed by the engine for the bidder's maximum
+    hash: str | None = None  # its hash in the bid log, hex (engine/bidlog.py)
 
 
 YouStatus = Literal["winning", "outbid", "won", "lost", "seller_decision"]
@@ -230,7 +231,7 @@ WHERE vehicle_id = $1 AND status NOT IN ('settled', 'unsold', 'cancelled', 'reli
 """
 _VEHICLE_IN_AUCTION = "UPDATE vehicles SET status = 'in_auction', updated_at = now() WHERE id = $1"
 _RECENT = """
-SELECT user_id, amount, is_platform_bid, created_at, is_proxy FROM bids
+SELECT user_id, amount, is_platform_bid, created_at, is_proxy, hash FROM bids
 WHERE auction_id = $1 ORDER BY seq DESC LIMIT $2
 """
 # "Bidder N": N is the order of the bidder's first bid in the auction.
@@ -564,6 +565,7 @@ def _recent_bid(bid: asyncpg.Record, numbers: dict[uuid.UUID, int]) -> RecentBid
         is_platform_bid=bid["is_platform_bid"],
         at_ms=to_ms(bid["created_at"]),
         is_proxy=bid["is_proxy"],
+        hash=bid["hash"].hex() if bid["hash"] is not None else None,
     )
 
 

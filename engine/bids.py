@@ -72,6 +72,9 @@ class DurableBid(msgspec.Struct, frozen=True, gc=False):
     previous_leader: uuid.UUID | None
     previous_amount_kobo: int | None
     is_proxy: bool = False  # placed by the engine for a maximum
+    #: Its hash in the auction's bid log (engine/bidlog.py), as the core made it;
+    #: None only for a ledger row written without one (recovery reports it).
+    hash: bytes | None = None
 
     def body(self) -> BidBody:
         return BidBody(
@@ -157,6 +160,13 @@ NOT_HERE = BidRejected(
     "unavailable",
     "This auction's bids are taken by another node of the engine right now. Your "
     "bid was not placed; please try again shortly.",
+)
+#: An auction whose bid log did not verify against its bid rows when loaded
+#: (engine/recovery.py): nothing is decided for it until staff have put it right.
+LOG_BROKEN = BidRejected(
+    "bid_log_broken",
+    "Bidding on this auction is suspended: its public bid log does not match the "
+    "recorded bids, and staff have been alerted. Your bid was not placed.",
 )
 #: LEDGER_MODE=baseline (the seed's per-bid path, for measurement) has no maximums.
 MAXIMUMS_NOT_OFFERED = BidRejected(

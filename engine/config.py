@@ -11,7 +11,7 @@ import logging
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, cast
 from urllib.parse import urlsplit
@@ -65,6 +65,9 @@ class Settings:
     lease_ttl_ms: int = 3000
     # RULES.md "Outages": an interruption longer than this moves an end it caught.
     outage_min_ms: int = 5000
+    # The Ed25519 seed the bid log's results are signed with (engine/signing.py);
+    # None: one made once and kept in engine_data_dir.
+    log_signing_key: bytes | None = field(default=None, repr=False)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -108,6 +111,7 @@ class Settings:
             partitions=env.optional_integer("PARTITIONS", 1, MAX_PARTITIONS),
             lease_ttl_ms=env.integer("LEASE_TTL_MS", defaults.lease_ttl_ms, MIN_LEASE_TTL_MS),
             outage_min_ms=env.integer("OUTAGE_MIN_MS", defaults.outage_min_ms, 0),
+            log_signing_key=env.seed("LOG_SIGNING_KEY"),
         )
 
     @property
@@ -175,6 +179,22 @@ class _Environment:
             )
             return dev_default
         return value
+
+    def seed(self, name: str) -> bytes | None:
+        """A 32-byte key seed written as 64 hex digits (e.g. `openssl rand -hex 32`)."""
+        value = self.text(name)
+        if value is None:
+            return None
+        try:
+            seed = bytes.fromhex(value)
+        except ValueError:
+            seed = b""
+        if len(seed) != 32:
+            raise ConfigError(
+                f"{name} is not a 32-byte seed written as 64 hex digits (its value is not "
+                "repeated here); make one with `openssl rand -hex 32`"
+            )
+        return seed
 
     def flag(self, name: str, default: bool) -> bool:
         value = self.text(name)

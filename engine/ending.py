@@ -25,6 +25,8 @@ from engine.leases import Fence
 from engine.money import effective_reserve_kobo, naira_to_kobo
 from engine.notifications import notify
 from engine.offers import LOCK_AUCTION, SET_VEHICLE_STATUS, sell
+from engine.publiclog import sign_result
+from engine.signing import LogSigner
 
 SIMILAR_SHOWN = 3
 _BIDS = "SELECT user_id, amount, is_platform_bid FROM bids WHERE auction_id = $1 ORDER BY seq"
@@ -61,12 +63,18 @@ class EndResult:
 
 
 async def end_auction(
-    pool: asyncpg.Pool, auction_id: uuid.UUID, now_ms: int, *, fence: Fence | None = None
+    pool: asyncpg.Pool,
+    auction_id: uuid.UUID,
+    now_ms: int,
+    *,
+    fence: Fence | None = None,
+    signer: LogSigner | None = None,
 ) -> EndResult | None:
     """End processing for an `ended` auction; None if it is not (done already).
 
     With `fence` (a node of several), only while the auction's partition is this
-    node's: raises Fenced once another node has taken it."""
+    node's: raises Fenced once another node has taken it. With `signer`, the bid
+    log's result is signed and stored in the same transaction (engine/publiclog.py)."""
     async with pool.acquire() as conn, conn.transaction():
         row = await conn.fetchrow(LOCK_AUCTION, auction_id)
         if row is None or row["status"] != "ended":
@@ -87,12 +95,16 @@ async def end_auction(
             await conn.execute(_UNSOLD, auction_id, seq)
             await conn.execute(SET_VEHICLE_STATUS, row["vehicle_id"], "available")
             await _tell_losers(conn, row, bidders, winner=None, result="unsold")
+            if signer is not None:
+                await sign_result(conn, signer, auction_id, winner_number=None)
             return EndResult(auction_id, seq, False, _price(lead), None, None, None, bidders)
         winner, amount = lead["user_id"], naira_to_kobo(lead["amount"])
         await fix_rate(conn, auction_id)  # the commission's, as it stands at the end
         partition = fence.partition if fence is not None else None
         sale = await sell(conn, row, winner, amount, now_ms, seq, partition=partition)
         await _tell_losers(conn, row, bidders, winner=winner, result="sold")
+        if signer is not None:
+            await sign_result(conn, signer, auction_id, winner_number=bidders.index(winner) + 1)
         return EndResult(
             auction_id,
             seq,

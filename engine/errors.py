@@ -39,6 +39,16 @@ class RecoveryMismatch(EngineError, RuntimeError):
     """The rebuilt core does not equal the ledger: the engine must not serve."""
 
 
+class BidLogBroken(EngineError):
+    """An auction's bid log does not verify against its bid rows from bid `seq`
+    on: its result is not signed (RULES.md "The public bid log")."""
+
+    def __init__(self, auction_id: uuid.UUID, seq: int) -> None:
+        super().__init__(f"the bid log of auction {auction_id} does not verify from bid seq {seq}")
+        self.auction_id = auction_id
+        self.seq = seq
+
+
 # ---- the ledger ------------------------------------------------------------------------
 
 

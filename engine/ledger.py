@@ -68,6 +68,7 @@ BID_COLUMNS = (
     "created_at",
     "is_proxy",
     "epoch",
+    "hash",
 )
 
 _LOCK_AUCTIONS = """
@@ -648,7 +649,8 @@ def _bid_rows(
     bids: Sequence[DurableBid], leaders: dict[uuid.UUID, DurableBid]
 ) -> list[tuple[Any, ...]]:
     """The bids' rows (BID_COLUMNS but the epoch, which ledger_write_bids adds:
-    sql/0014's ledger_bid), each auction's leader
+    sql/0014's ledger_bid, with sql/0019's is_proxy and sql/0030's hash), each
+    auction's leader
     (`_last_per_auction`) marked winning; amounts in kobo and instants in ms.
 
     The leaders are spread evenly among the other rows. Each is updated once, when
@@ -677,6 +679,7 @@ def _bid_rows(
                 bid.end_time_ms,
                 bid.at_ms,
                 bid.is_proxy,
+                bid.hash,
             )
         )
     return _spread(leading, among=outbid)
@@ -707,6 +710,7 @@ def copy_rows(bids: Sequence[DurableBid], epoch: int) -> list[tuple[Any, ...]]:
             to_datetime(row[10]),
             row[11],
             epoch,
+            row[12],
         )
         for row in _bid_rows(bids, _last_per_auction(bids))
     ]

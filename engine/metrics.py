@@ -90,6 +90,12 @@ ENDED_UNPROCESSED = Gauge(
     "Auctions closed whose end processing (winner, deposit hold, notices) is not done, as "
     "the last sweep found them.",
 )
+BID_LOGS_BROKEN = Gauge(
+    "auction_bid_logs_broken",
+    "Auctions loaded whose bid log does not verify against their bid rows: suspended (no "
+    "bid, maximum, opening or close is taken for them); the error log names each and the "
+    "first bid (seq) that breaks it.",
+)
 PARTITIONS_OWNED = Gauge(
     "auction_partitions_owned", "Partitions this node holds leases on and decides for."
 )

@@ -14,7 +14,9 @@ Each bid is decided and written in its own READ COMMITTED transaction:
    bids on other live auctions), whether they bid here before, and whether
    this `client_bid_id` is already in the ledger;
 4. check RULES.md's rules in order, in Python, from those rows;
-5. insert the bid, flip `is_winning`, update the auction, COMMIT.
+5. give the bid its bidder number and its hash in the bid log, chained on the
+   leading (latest) bid's (engine/bidlog.py, as the core does);
+6. insert the bid, flip `is_winning`, update the auction, COMMIT.
 
 A rejected bid rolls back (so it never waits on a WAL flush). Outcomes, reason
 codes and ledger rows are the Sequencer's: the same stream of bids with the
@@ -35,10 +37,9 @@ import uuid
 from dataclasses import dataclass
 
 import asyncpg
-import msgspec
 
 import bidcore
-from engine import metrics
+from engine import bidlog, metrics
 from engine.bids import (
     UNAVAILABLE,
     BidAccepted,
@@ -77,7 +78,7 @@ SELECT role, kyc_status, is_active, wallet_balance FROM users WHERE id = $1 FOR 
 # auction; the deposit of a lead on an auction no longer live is NULL, which
 # sum() skips.
 _STATE = """
-SELECT lead.user_id AS leader, lead.amount AS leading_amount,
+SELECT lead.user_id AS leader, lead.amount AS leading_amount, lead.hash AS leading_hash,
        (SELECT min(seq) FROM bids
         WHERE auction_id = $1 AND user_id = $2 AND NOT is_platform_bid) AS first_seq,
        EXISTS (SELECT 1 FROM bids
@@ -89,7 +90,7 @@ SELECT lead.user_id AS leader, lead.amount AS leading_amount,
           AND b.auction_id <> $1) AS exposure_kobo
 FROM (SELECT 1) AS one
 LEFT JOIN LATERAL (
-    SELECT user_id, amount FROM bids WHERE auction_id = $1 ORDER BY seq DESC LIMIT 1
+    SELECT user_id, amount, hash FROM bids WHERE auction_id = $1 ORDER BY seq DESC LIMIT 1
 ) AS lead ON true
 """
 _WRITE = """
@@ -98,8 +99,8 @@ WITH outbid AS (
     WHERE id = (SELECT id FROM bids WHERE auction_id = $2 ORDER BY seq DESC LIMIT 1) AND is_winning
 ), bid AS (
     INSERT INTO bids (id, auction_id, user_id, amount, is_platform_bid, is_winning,
-                      client_bid_id, seq, extended, end_time_after, created_at)
-    VALUES ($1, $2, $3, $4, $5, true, $6, $7, $8, $9, $10)
+                      client_bid_id, seq, extended, end_time_after, created_at, hash)
+    VALUES ($1, $2, $3, $4, $5, true, $6, $7, $8, $9, $10, $14)
 )
 UPDATE auctions
 SET current_price = $4, bid_count = $11, bidder_count = $12, ai_bids_placed = $13,
@@ -125,9 +126,8 @@ _LOST_RACE: tuple[type[BaseException], ...] = (
 class _Accept:
     """A bid that passed every rule, with what the writer and the outcome need."""
 
-    bid: DurableBid  # bidder_number is filled in after the commit
+    bid: DurableBid
     ai_bids_placed: int
-    first_seq: int | None  # the bidder's first real bid on this auction, if any before
 
 
 class _Refused(Exception):
@@ -205,10 +205,10 @@ class PerBidLedger:
                     await _write(conn, accept)
             except _Refused as refused:
                 return refused.outcome
-            if accept.bid.is_platform:
-                return BidAccepted(accept.bid)
-            number = await self._bidder_number(conn, accept)
-            return BidAccepted(msgspec.structs.replace(accept.bid, bidder_number=number))
+            bid = accept.bid
+            if not bid.is_platform:
+                self._remember_number((bid.auction_id, bid.user_id), bid.bidder_number)
+            return BidAccepted(bid)
 
     async def _decide(
         self,
@@ -246,6 +246,16 @@ class PerBidLedger:
         if extended:
             end_ms = min(end_ms + auction["anti_snipe_extension_ms"], bidcore.MAX_TIME_MS)
         first_bid_here = not platform and state["first_seq"] is None
+        bidder_count = auction["bidder_count"] + first_bid_here
+        seq = auction["last_seq"] + 1
+        number = 0
+        if not platform:
+            number = await self._bidder_number(conn, auction_id, user_id, state, bidder_count)
+        if state["leader"] is None:
+            previous = bidlog.genesis(auction_id)
+        else:  # a row written without a hash: recovery names the break
+            previous = state["leading_hash"] or bytes(32)
+        entry = bidlog.Entry(seq, number, amount_kobo, now, platform, is_proxy=False)
         return _Accept(
             DurableBid(
                 id=uuid.uuid4(),
@@ -255,39 +265,46 @@ class PerBidLedger:
                 at_ms=now,
                 is_platform=platform,
                 client_bid_id=client_bid_id,
-                seq=auction["last_seq"] + 1,
+                seq=seq,
                 end_time_ms=end_ms,
                 extended=extended,
                 min_next_bid_kobo=amount_kobo + increment,
                 bid_count=auction["bid_count"] + 1,
-                bidder_count=auction["bidder_count"] + first_bid_here,
-                bidder_number=0,
+                bidder_count=bidder_count,
+                bidder_number=number,
                 previous_leader=state["leader"],
                 previous_amount_kobo=leading_kobo,
+                hash=bidlog.bid_hash(auction_id, entry, previous),
             ),
             ai_bids_placed=auction["ai_bids_placed"] + platform,
-            first_seq=state["first_seq"],
         )
 
-    async def _bidder_number(self, conn: asyncpg.Connection, accept: _Accept) -> int:
+    async def _bidder_number(
+        self,
+        conn: asyncpg.Connection,
+        auction_id: uuid.UUID,
+        user_id: uuid.UUID,
+        state: asyncpg.Record,
+        bidder_count: int,
+    ) -> int:
         """The bidder's number ("Bidder 3"): the next one on a first bid, else their own.
 
-        Remembered per (auction, bidder); one not remembered (a restart, another
-        process) is counted from the ledger after the commit, outside the lock.
+        Remembered per (auction, bidder) once a bid of theirs committed; one not
+        remembered (a restart, another process) is counted from the ledger, under
+        the auction's lock, since the bid's hash holds it.
         """
-        bid = accept.bid
-        key = (bid.auction_id, bid.user_id)
-        number = self._bidder_numbers.get(key)
+        number = self._bidder_numbers.get((auction_id, user_id))
         if number is not None:
             return number
-        if accept.first_seq is None:
-            number = bid.bidder_count
-        else:
-            number = await conn.fetchval(_BIDDERS_BEFORE, bid.auction_id, accept.first_seq) + 1
+        if state["first_seq"] is None:
+            return bidder_count
+        before: int = await conn.fetchval(_BIDDERS_BEFORE, auction_id, state["first_seq"])
+        return before + 1
+
+    def _remember_number(self, key: tuple[uuid.UUID, uuid.UUID], number: int) -> None:
         self._bidder_numbers[key] = number
         if len(self._bidder_numbers) > BIDDER_NUMBERS_REMEMBERED:
             del self._bidder_numbers[next(iter(self._bidder_numbers))]
-        return number
 
     def _remember_rejection(self, key: IdempotencyKey, outcome: BidRejected) -> None:
         self._rejections[key] = outcome
@@ -349,6 +366,7 @@ async def _write(conn: asyncpg.Connection, accept: _Accept) -> None:
         bid.bid_count,
         bid.bidder_count,
         accept.ai_bids_placed,
+        bid.hash,
     )
 
 

@@ -9,18 +9,27 @@ decision (the if-bid: closed in the core, its high bidder leading at what
 they are bound to, so exposed until the decision). It then
 compares the core with what the ledger says (price, leader, counts, seq,
 every bidder's exposure) and refuses to serve if anything differs.
+
+Each auction's bid log is checked too: every bid's hash is recomputed from its
+row (engine/bidlog.py) and compared with the hash stored when it was decided. An
+auction whose chain breaks (a row changed by hand, one removed) is loaded as the
+ledger has it but suspended (`Recovered.broken`): no bid, maximum, opening or
+close is taken for it until the rows are put right and the engine rebuilds; the
+error log names the auction and the first bid (seq) that breaks.
 """
 
 from __future__ import annotations
 
+import logging
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
 
 import bidcore
+from engine import bidlog
 from engine.allowances import into_core, of_partitions
 from engine.bids import DurableBid, DurableMax
 from engine.clock import to_ms
@@ -29,6 +38,8 @@ from engine.money import deposit_bp, effective_reserve_kobo, naira_to_kobo
 from engine.partitions import partition_of
 from engine.registry import NO_HANDLE, Registry
 from engine.roles import PLATFORM_USER_ID, may_bid
+
+logger = logging.getLogger(__name__)
 
 IdempotencyKey = tuple[uuid.UUID, uuid.UUID, str]
 
@@ -80,13 +91,13 @@ _ONE_DECISION = _AUCTION_COLUMNS + "WHERE a.id = $1 AND a.status = 'seller_decis
 _CLAIM_ONE = "UPDATE auctions SET epoch = $1 WHERE id = $2 AND status IN ('scheduled', 'live')"
 _BIDS = """
 SELECT id, auction_id, user_id, amount, is_platform_bid, client_bid_id, seq, extended,
-       end_time_after, created_at, is_proxy
+       end_time_after, created_at, is_proxy, hash
 FROM bids WHERE auction_id = ANY($1::uuid[])
 ORDER BY auction_id, seq
 """
 _ONE_BID = """
 SELECT b.id, b.auction_id, b.user_id, b.amount, b.is_platform_bid, b.client_bid_id, b.seq,
-       b.extended, b.end_time_after, b.created_at, b.is_proxy, a.bid_increment
+       b.extended, b.end_time_after, b.created_at, b.is_proxy, b.hash, a.bid_increment
 FROM bids b JOIN auctions a ON a.id = b.auction_id
 WHERE b.auction_id = $1 AND b.user_id = $2 AND b.client_bid_id = $3
 """
@@ -120,6 +131,9 @@ class Recovered:
     #: Auctions awaiting their seller's decision: auction → (high bidder, what they
     #: are bound to). The core holds each closed, that bidder leading at that amount.
     decisions: dict[uuid.UUID, tuple[uuid.UUID, int]] = field(default_factory=dict)
+    #: Auctions whose bid log does not verify → the first bid (seq) that breaks
+    #: it: suspended (loaded, but nothing is decided for them).
+    broken: dict[uuid.UUID, int] = field(default_factory=dict)
 
     def pool_of(self, auction_id: uuid.UUID) -> int | None:
         """The core pool backing the auction's deposits: its partition with leases
@@ -249,7 +263,7 @@ async def recover(
     for ledger in ledgers.values():
         _restore(recovered, ledger)
         _remember(recovered, ledger)
-    verify(registry, ledgers.values())
+    verify(registry, ledgers.values(), suspended=recovered.broken.keys())
     return recovered
 
 
@@ -289,7 +303,7 @@ async def load_auction(
         return True  # loaded meanwhile (say, by the sweep for strays): the core is newer
     ledgers = _read_ledgers([row], bids, maxes)
     _restore(recovered, ledgers[auction_id])
-    verify_auctions(recovered.registry, ledgers.values())
+    verify_auctions(recovered.registry, _verifiable(recovered, ledgers.values()))
     _remember(recovered, ledgers[auction_id])
     return True
 
@@ -357,7 +371,7 @@ async def load_partitions(
     for ledger in fresh:
         _restore(recovered, ledger)
         _remember(recovered, ledger)
-    verify_auctions(recovered.registry, fresh)
+    verify_auctions(recovered.registry, _verifiable(recovered, fresh))
     return held, ids
 
 
@@ -447,10 +461,74 @@ def _bid(
         previous_leader=previous.user_id if previous else None,
         previous_amount_kobo=previous.amount_kobo if previous else None,
         is_proxy=row["is_proxy"],
+        hash=row["hash"],
     )
 
 
+def chain_breaks(bids: Sequence[DurableBid]) -> list[int]:
+    """The seqs of an auction's bids (in seq order) whose stored hash is not the
+    one their row and the stored hash before them give (engine/bidlog.py): a row
+    changed after it was written, or one missing before it."""
+    if not bids:
+        return []
+    return bidlog.breaks(
+        bids[0].auction_id,
+        (
+            (
+                bidlog.Entry(
+                    bid.seq,
+                    bid.bidder_number,
+                    bid.amount_kobo,
+                    bid.at_ms,
+                    bid.is_platform,
+                    bid.is_proxy,
+                ),
+                bid.hash,
+            )
+            for bid in bids
+        ),
+    )
+
+
+def _check_chain(recovered: Recovered, ledger: _Ledger) -> None:
+    """Suspend the auction if its bid log does not verify, saying where."""
+    auction_id = ledger.row["id"]
+    broken = chain_breaks(ledger.bids)
+    if broken:
+        recovered.broken[auction_id] = broken[0]
+        logger.error(
+            "bid log of auction %s does not verify from bid seq %d (bids %s): the auction "
+            "is suspended until its bid rows are put right and the engine rebuilt",
+            auction_id,
+            broken[0],
+            ", ".join(map(str, broken[:10])) + (" …" if len(broken) > 10 else ""),
+        )
+    else:
+        recovered.broken.pop(auction_id, None)
+
+
+def _verifiable(recovered: Recovered, ledgers: Iterable[_Ledger]) -> list[_Ledger]:
+    """The ledgers the core must equal: those of auctions whose bid log verifies.
+
+    A suspended auction's rows cannot be trusted to agree with its auction row
+    (the change that broke its chain may break that too), and one stopping the
+    whole engine would take every other auction down with it. Its leader's
+    exposure, as its bids say, is held all the same (`_restore`)."""
+    return [ledger for ledger in ledgers if ledger.row["id"] not in recovered.broken]
+
+
 def _restore(recovered: Recovered, ledger: _Ledger) -> None:
+    _check_chain(recovered, ledger)
+    if ledger.row["id"] not in recovered.broken:
+        _restore_verified(recovered, ledger)
+        return
+    try:
+        _restore_verified(recovered, ledger)
+    except bidcore.CoreError as exc:  # suspended all the same: refused without the core
+        logger.error("auction %s, suspended, is left out of the core: %s", ledger.row["id"], exc)
+
+
+def _restore_verified(recovered: Recovered, ledger: _Ledger) -> None:
     registry, row, lead = recovered.registry, ledger.row, ledger.lead
     end_ms = to_ms(row["end_time"])
     original_end_ms = to_ms(row["original_end"]) if row["original_end"] else end_ms
@@ -485,6 +563,7 @@ def _restore(recovered: Recovered, ledger: _Ledger) -> None:
         leader_max_kobo=None if decision is not None else ledger.leader_max,
         prebids=[(registry.user_handle(p.user_id), p.max_kobo) for p in ledger.prebids],
         pool=(pool := recovered.pool_of(row["id"])),
+        log_head=lead.hash if lead else None,
     )
     registry.track_auction(row["id"], handle)
     exposed = ledger.exposed
@@ -511,12 +590,18 @@ def restore_decision(recovered: Recovered, ledger: _Ledger) -> None:
     verify_auctions(recovered.registry, [ledger])
 
 
-def verify(registry: Registry, ledgers: Iterable[_Ledger]) -> None:
-    """Refuse to serve unless the core equals the ledger: every auction, every exposure."""
+def verify(
+    registry: Registry, ledgers: Iterable[_Ledger], suspended: Collection[uuid.UUID] = ()
+) -> None:
+    """Refuse to serve unless the core equals the ledger: every auction (but the
+    `suspended`, whose rows are not to be trusted: `_verifiable`), every exposure
+    (a suspended auction's too, as its bids say, if it is in the core)."""
     ledgers = list(ledgers)
-    problems = _auction_problems(registry, ledgers)
+    problems = _auction_problems(registry, [x for x in ledgers if x.row["id"] not in suspended])
     exposure: dict[uuid.UUID, int] = {}
     for ledger in ledgers:
+        if registry.auction_handle(ledger.row["id"]) == NO_HANDLE:
+            continue  # suspended and left out of the core
         exposed = ledger.exposed
         if exposed is not None:
             user, amount = exposed

@@ -29,6 +29,7 @@ from engine import metrics
 from engine.allowances import Escrow, forget_all
 from engine.audit import write_audit
 from engine.bids import (
+    LOG_BROKEN,
     NOT_HERE,
     UNAVAILABLE,
     UNCONFIRMED,
@@ -147,6 +148,7 @@ class Sequencer:
         self._max_listeners: list[MaxListener] = []
         self._loaded_listeners: list[LoadedListener] = []
         metrics.LIVE_AUCTIONS.set_function(lambda: self.core.status_counts().get("live", 0))
+        metrics.BID_LOGS_BROKEN.set_function(lambda: len(self._recovered.broken))
         self._rebuilding = False
         self._decide_until = math.inf
         self._fences: Callable[[int], Fence] | None = None
@@ -310,6 +312,16 @@ class Sequencer:
     def registry(self) -> Registry:
         return self._recovered.registry
 
+    def suspended(self, auction_id: uuid.UUID) -> bool:
+        """The auction's bid log did not verify when it was loaded: nothing is
+        decided for it (engine/recovery.py)."""
+        return auction_id in self._recovered.broken
+
+    @property
+    def broken_logs(self) -> dict[uuid.UUID, int]:
+        """Suspended auctions → the first bid (seq) whose hash does not verify."""
+        return dict(self._recovered.broken)
+
     def held(self, auction_id: uuid.UUID) -> bidcore.AuctionState | None:
         """The core's state of the auction, if the core holds it as an auction (not one
         awaiting its seller's decision, held only for its bidder's exposure)."""
@@ -420,6 +432,7 @@ class Sequencer:
         registry.forget_auction(auction_id)
         self._recovered.maxes.pop(auction_id, None)
         self._recovered.decisions.pop(auction_id, None)
+        self._recovered.broken.pop(auction_id, None)
 
     def _forget_answers(self, dropped: set[uuid.UUID]) -> None:
         for key in [key for key in self._accepted if key[0] in dropped]:
@@ -487,6 +500,8 @@ class Sequencer:
             return await self._again(key, known)
         if not self.available:
             return UNAVAILABLE
+        if self._recovered.broken and auction_id in self._recovered.broken:
+            return LOG_BROKEN
         outcome = self._decide(auction_id, user_id, amount_kobo, platform)
         if isinstance(outcome, bidcore.Rejected) and await self._learned(outcome, user_id):
             outcome = self._decide(auction_id, user_id, amount_kobo, platform)
@@ -576,6 +591,8 @@ class Sequencer:
             return MaxAccepted(self._standing_now(first) if first.price_kobo == 0 else first)
         if not self.available:
             return UNAVAILABLE
+        if self._recovered.broken and auction_id in self._recovered.broken:
+            return LOG_BROKEN
         now = self._clock.now_ms()
         outcome = self._decide_max(auction_id, user_id, max_kobo, now)
         if isinstance(outcome, bidcore.Rejected) and await self._learned(outcome, user_id):
@@ -793,6 +810,7 @@ class Sequencer:
             previous_leader=registry.user_id(previous) if previous is not None else None,
             previous_amount_kobo=outcome.previous_amount_kobo,
             is_proxy=outcome.is_proxy,
+            hash=outcome.hash,
         )
 
     def _committed(self, writes: Sequence[LedgerWrite]) -> None:
@@ -994,6 +1012,7 @@ class Sequencer:
         registry.forget_auction(auction_id)
         self._recovered.maxes.pop(auction_id, None)
         self._recovered.decisions.pop(auction_id, None)
+        self._recovered.broken.pop(auction_id, None)
         self._remember_off_core(auction_id, "auction_ended" if ended else "auction_not_live")
         for key in [key for key in self._accepted if key[0] == auction_id]:
             del self._accepted[key]

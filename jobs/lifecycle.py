@@ -30,6 +30,7 @@ from engine.locks import user_lock
 from engine.registry import NO_HANDLE
 from engine.roles import PLATFORM_USER_ID
 from engine.sequencer import Sequencer
+from engine.signing import LogSigner
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +52,8 @@ class Lifecycle:
     sequencer: Sequencer
     clock: Clock
     rooms: EndedPublisher | None = None
+    #: Signs each result for the bid log (None: results are not signed).
+    signer: LogSigner | None = None
 
     async def tick(self) -> None:
         """Open what has started, close and end-process what has ended."""
@@ -59,11 +62,17 @@ class Lifecycle:
         now = self.clock.now_ms()
         to_open, to_close = self.sequencer.core.due(now)
         registry = self.sequencer.registry
+        # A suspended auction (its bid log does not verify) is held as it is.
+        suspended = self.sequencer.suspended
         for handle in to_open:
+            if suspended(auction_id := registry.auction_id(handle)):
+                continue
             with _logged("open", handle):
-                await self.sequencer.open_auction(registry.auction_id(handle))
+                await self.sequencer.open_auction(auction_id)
         for handle in to_close:
             auction_id = registry.auction_id(handle)
+            if suspended(auction_id):
+                continue
             with _logged("close", handle):
                 _, closed = await self.sequencer.close_auction(auction_id)
                 leader = (
@@ -85,7 +94,11 @@ class Lifecycle:
         )
         async with lock, aside:
             result = await end_auction(
-                self.pool, auction_id, self.clock.now_ms(), fence=self.sequencer.fence(auction_id)
+                self.pool,
+                auction_id,
+                self.clock.now_ms(),
+                fence=self.sequencer.fence(auction_id),
+                signer=self.signer,
             )
             if result and result.winner_id and result.winner_balance_kobo is not None:
                 self.sequencer.set_balance(result.winner_id, result.winner_balance_kobo)
@@ -112,7 +125,11 @@ class Lifecycle:
             return []  # the ledger is away: the next sweep after it is back
         results = []
         # A node of several: only its own partitions' (each is swept by its owner).
-        ended = [row for row in await self.pool.fetch(_ENDED) if self.sequencer.decides(row["id"])]
+        ended = [
+            row
+            for row in await self.pool.fetch(_ENDED)
+            if self.sequencer.decides(row["id"]) and not self.sequencer.suspended(row["id"])
+        ]
         metrics.ENDED_UNPROCESSED.set(len(ended))
         for row in ended:
             leader = await self.pool.fetchrow(_LEADER, row["id"])

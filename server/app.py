@@ -1,11 +1,11 @@
 """The application, composed: every cleanup context, subscription, adapter and
 route in one place.
 
-Start-up (the cleanup contexts, in order): the database (migrated), the
-sequencer (recovery: the core rebuilt and verified from the ledger, then the
-ledger writer), the link to Redis if REDIS_URL is set (a server or a cluster),
-the rate limiter, the rooms and their bus (subscribed to the sequencer's
-commits), where bids go, and the timed jobs. `/readyz` turns 200
+Start-up (the cleanup contexts, in order): the database (migrated), the bid
+log's signing key (published), the sequencer (recovery: the core rebuilt and
+verified from the ledger, then the ledger writer), the link to Redis if
+REDIS_URL is set (a server or a cluster), the rate limiter, the rooms and their
+bus (subscribed to the sequencer's commits), where bids go, and the timed jobs. `/readyz` turns 200
 once all of that is up and the ledger takes writes. Shutdown runs them
 backwards: the jobs stop, bids stop, the ledger is flushed, the sockets close.
 """
@@ -34,6 +34,7 @@ from engine.membership import Membership
 from engine.per_bid_ledger import PerBidLedger
 from engine.reconcile import Reconciler
 from engine.sequencer import Sequencer
+from engine.signing import load_signer, publish
 from jobs.ifbid import IfBidDeadlines
 from jobs.lifecycle import Lifecycle
 from jobs.reconcile import Reconciliation
@@ -65,6 +66,7 @@ from web.keys import (
     DATABASE,
     DECISIONS,
     LIMITER,
+    LOG_SIGNER,
     MEMBERSHIP,
     OPEN_SOCKETS,
     REDIS,
@@ -117,6 +119,7 @@ def create_app(
     app[SETTINGS] = settings
     app[CLOCK] = clock or SystemClock()
     app.cleanup_ctx.append(_database)
+    app.cleanup_ctx.append(_log_signer)
     app.cleanup_ctx.append(_sequencer)
     app.cleanup_ctx.append(_redis)
     app.cleanup_ctx.append(_rate_limiter)
@@ -137,6 +140,17 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     async with open_database(app[SETTINGS], max_size=20) as database:
         app[DATABASE] = database
         yield
+
+
+async def _log_signer(app: web.Application) -> AsyncIterator[None]:
+    """The key this node signs the bid log's results with, published in the ledger
+    before anything is signed (engine/signing.py)."""
+    settings = app[SETTINGS]
+    signer = load_signer(settings)
+    await publish(app[DATABASE].pool, signer, settings.node_id)
+    app[LOG_SIGNER] = signer
+    logger.info("bid log results are signed with key %s", signer.key_id)
+    yield
 
 
 def with_node_identity(settings: Settings, host: str, port: int) -> Settings:
@@ -283,7 +297,13 @@ async def _bids(app: web.Application) -> AsyncIterator[None]:
 
 
 def _lifecycle(app: web.Application) -> Lifecycle:
-    return Lifecycle(app[DATABASE].pool, app[SEQUENCER], app[CLOCK], EndAnnouncer(app[ROOMS]))
+    return Lifecycle(
+        app[DATABASE].pool,
+        app[SEQUENCER],
+        app[CLOCK],
+        EndAnnouncer(app[ROOMS]),
+        signer=app[LOG_SIGNER],
+    )
 
 
 async def _jobs(app: web.Application) -> AsyncIterator[None]:

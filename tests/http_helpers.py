@@ -33,12 +33,21 @@ RICH = 10**12  # kobo: enough buying power for any test bid
 _references = itertools.count(1)
 
 
+#: The bid log's signing seed of the apps the tests start (none kept on disk).
+LOG_SIGNING_SEED = bytes(range(32))
+
+
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
 def settings(database_url: str, **overrides: Any) -> Settings:
-    base = Settings(database_url=database_url, jwt_secret=SECRET, internal_api_token=SERVICE_TOKEN)
+    base = Settings(
+        database_url=database_url,
+        jwt_secret=SECRET,
+        internal_api_token=SERVICE_TOKEN,
+        log_signing_key=LOG_SIGNING_SEED,
+    )
     return dataclasses.replace(base, **overrides)
 
 

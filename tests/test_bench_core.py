@@ -219,6 +219,13 @@ def test_the_core_scenario_runs_end_to_end_and_its_paths_agree(tmp_path: Path) -
     assert sum(maxes["max_outcomes"].values()) == maxes["maxes"] > 0
     assert maxes["proxy_rows"] > 0
     assert (maxes["outcomes_agree"], maxes["states_agree"]) == (True, True)
+    # What the bid log's hashing costs: every row placed (the maxes' rows too), hashed alone.
+    assert result["bid_log_rows"] == result["accepted"]
+    assert maxes["bid_log_rows"] == maxes["accepted"] + maxes["proxy_rows"]
+    for report in (result, maxes):
+        assert report["bid_log_heads_agree"] is True
+        assert report["bid_log_hash_ns_per_row"] > 0
+        assert 0 < report["bid_log_hash_share_of_rust_batch"] < 1
 
 
 def test_the_core_scenario_without_a_max_share_runs_the_plain_stream_alone(

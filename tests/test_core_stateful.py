@@ -132,8 +132,10 @@ def restore_faults(arguments: dict[str, Any], unknown_user: int) -> list[dict[st
     start, end = arguments["start_time_ms"], arguments["end_time_ms"]
     faults: list[dict[str, Any]] = [{}, {}, {}, {}, {"original_end_ms": end + 1}]
     faults.append({"original_end_ms": start})
+    faults.append({"log_head": bytes(33)})
     if arguments["leader"] is None:
         faults.append({"bid_count": 1})  # bids without a leader
+        faults.append({"log_head": bytes(32)})  # a head without bids
         faults.append({"leader_max_kobo": arguments["start_price_kobo"]})  # a max, no leader
         faults += prebid_faults(arguments, unknown_user)
         return faults
@@ -365,6 +367,7 @@ class CoreAgainstModel(RuleBasedStateMachine):
             bidders=bidders,
             bid_count=len(bidders) + platform_bids + data.draw(st.integers(0, 3)),
             platform_bid_count=platform_bids,
+            log_head=data.draw(st.one_of(st.none(), st.binary(min_size=32, max_size=32))),
         )
         if not platform_lead and data.draw(st.booleans()):
             more = st.sampled_from([0, 1, 500, 5_000, 100_000])

@@ -403,6 +403,12 @@ async def test_every_documented_success_matches_its_struct(api: Api) -> None:
     assert (await doc.call("GET", "/api/me/auctions", token=dealer, query="?limit=5")).status == 200
     report = "?from_ms=0&to_ms=86400000"
     assert (await doc.service("GET", "/internal/admin/revenue", query=report)).status == 200
+    assert (await doc.call("GET", "/api/auctions/{id}/log", live)).status == 200
+    bidder_token = token_for(bidder)
+    assert (
+        await doc.call("GET", "/api/auctions/{id}/log/me", live, token=bidder_token)
+    ).status == 200
+    assert (await doc.call("GET", "/api/log-keys")).status == 200
 
     payment = {"payer_id": str(bidder), "amount_kobo": 1_000, "reference": "pay-1"}
     template = "/internal/auctions/{id}/payments"

@@ -87,6 +87,7 @@ ALERT_METRICS = (
     "auction_ledger_available",
     "auction_end_processing_failures_total",
     "auction_ended_unprocessed",
+    "auction_bid_logs_broken",
     "up",
 )
 #: Modules that define metrics beyond those the web app's route modules import.

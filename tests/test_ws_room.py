@@ -9,7 +9,7 @@ from typing import Any
 
 import aiohttp
 
-from engine import auctions
+from engine import auctions, bidlog
 from engine.ending import EndResult, end_auction
 from engine.standing import standing
 from server.app import EndAnnouncer
@@ -58,6 +58,7 @@ BID_EVENT_FIELDS = {
     "bid_count",
     "bidder_count",
     "reserve_met",  # added to API.md's fields
+    "hash",
 }
 
 
@@ -106,6 +107,14 @@ async def test_a_guest_sees_each_bid_with_an_anonymous_handle(pool: Any, databas
         assert event["reserve_met"] is None  # no reserve
         assert event["end_time_ms"] == guest.snapshot["auction"]["end_time_ms"]
         assert str(alice) not in str(event)
+        # The bid log's head after it: its record chained on the auction's genesis.
+        entry = bidlog.Entry(event["seq"], 1, START, event["at_ms"], False, False)
+        first = bidlog.bid_hash(world.auction_id, entry, bidlog.genesis(world.auction_id))
+        assert event["hash"] == first.hex()
+        stored = await pool.fetchval(
+            "SELECT hash FROM bids WHERE auction_id = $1", world.auction_id
+        )
+        assert stored == first
 
 
 async def test_the_bid_result_comes_after_the_commit_and_the_room_event(

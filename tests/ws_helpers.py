@@ -40,6 +40,8 @@ from web.rooms import RoomTuning
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "ws-test-secret-that-is-at-least-32-bytes-long"
+#: The bid log's signing seed of the apps the tests start (none kept on disk).
+LOG_SIGNING_SEED = bytes(range(32))
 
 
 def now_ms() -> int:
@@ -83,6 +85,7 @@ def settings_for(database_url: str, **overrides: Any) -> Settings:
         "database_url": database_url,
         "jwt_secret": SECRET,
         "internal_api_token": "ws-test-internal-token",
+        "log_signing_key": LOG_SIGNING_SEED,
         "rate_limit_ip_per_min": 100_000,
         "rate_limit_user_per_min": 100_000,
     }
@@ -201,6 +204,7 @@ def process_env(database_url: str, **extra: str) -> dict[str, str]:
         "DATABASE_URL": database_url,
         "JWT_SECRET": SECRET,
         "INTERNAL_API_TOKEN": "ws-test-internal-token",
+        "LOG_SIGNING_KEY": LOG_SIGNING_SEED.hex(),
         "RATE_LIMIT_IP_PER_MIN": "100000",
         "RATE_LIMIT_USER_PER_MIN": "100000",
         "LOG_LEVEL": "WARNING",

@@ -18,7 +18,11 @@ async def healthz(request: web.Request) -> web.Response:
 
 async def readyz(request: web.Request) -> web.Response:
     """Ready while the ledger takes writes: the writer has not given up, and the
-    database answers now (the writer only notices an outage when it writes)."""
+    database answers now (the writer only notices an outage when it writes).
+
+    An auction whose bid log does not verify is suspended on its own and leaves
+    the node ready: every other auction is served, and another node would find
+    the same rows. The body counts them (`bid_logs_broken`), as the metric does."""
     sequencer = request.app.get(SEQUENCER)
     database = request.app.get(DATABASE)
     if sequencer is None or database is None or not sequencer.available:
@@ -28,7 +32,7 @@ async def readyz(request: web.Request) -> web.Response:
             await database.pool.fetchval("SELECT 1")
     except UNREACHABLE_OR_REFUSED:
         return _unavailable()
-    return web.json_response({"status": "ready"})
+    return web.json_response({"status": "ready", "bid_logs_broken": len(sequencer.broken_logs)})
 
 
 def _unavailable() -> web.Response:

@@ -17,6 +17,7 @@ from engine.database import Database
 from engine.decisions import SellerDecisions
 from engine.membership import Membership
 from engine.sequencer import Sequencer
+from engine.signing import LogSigner
 from web.ratelimit import RateLimiter
 from web.redis_link import RedisLink
 from web.rooms import Rooms, RoomTuning
@@ -59,6 +60,7 @@ SETTINGS = web.AppKey("settings", Settings)
 CLOCK = web.AppKey("clock", Clock)
 DATABASE = web.AppKey("database", Database)
 SEQUENCER = web.AppKey("sequencer", Sequencer)
+LOG_SIGNER = web.AppKey("log_signer", LogSigner)
 LIMITER = web.AppKey("limiter", RateLimiter)
 REDIS = web.AppKey("redis", RedisLink)  # REDIS_URL's Redis, when set
 BIDS = web.AppKey("bids", BidPlacer)

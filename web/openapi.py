@@ -33,9 +33,11 @@ import bidcore
 from engine import admin, auctions, ifbid, money, payments, references, text, users, vehicles
 from engine.auctions import BidHistory, Snapshot
 from engine.ifbid import OfferBody, OfferRequest
+from engine.publiclog import LogBody, Opening
 from engine.relisting import RelistTerms
 from engine.revenue import MAX_DAYS, RevenueBody
 from engine.selling import MyAuctions
+from engine.signing import LogKeys
 from engine.standing import MyBids
 from engine.users import UserUpsert
 from engine.vehicles import VehicleCreate
@@ -68,10 +70,12 @@ REF = "#/components/schemas/{name}"
 Json = dict[str, Any]
 
 
-class Health(msgspec.Struct, frozen=True):
+class Health(msgspec.Struct, frozen=True, omit_defaults=True):
     """`/healthz` and `/readyz` (web/health.py answers with plain dicts of this shape)."""
 
     status: Literal["ok", "ready", "unavailable"]
+    #: `/readyz` when ready: auctions suspended because their bid log does not verify.
+    bid_logs_broken: int | None = None
 
 
 class OpenApiDocument(msgspec.Struct, frozen=True):
@@ -397,6 +401,49 @@ OPERATIONS: tuple[Operation, ...] = (
             "or an admin does unless they ask for a `draft`. The old auction becomes "
             "`relisted`, in the same transaction. An auction that is not `unsold` (relisted "
             "already, say, by a relist that came first): 409 `not_unsold`."
+        ),
+    ),
+    Operation(
+        "GET",
+        "/api/auctions/{id}/log",
+        "The auction's public bid log and, once it ended, its signed result",
+        "public",
+        {200: LogBody, **_errors(404, 503, *_LIMITED)},
+        description=(
+            "Anyone may read it. Every accepted bid in `seq` order with its handle and "
+            "`hash` (hex): SHA-256 over its canonical record and the hash before it "
+            "(engine/bidlog.py gives the bytes), and `commitment`, the hex digest that binds "
+            "its handle to a bidder (null for a reserve-protection bid). `result` is null "
+            "until end processing signs it with Ed25519 (`key_id` names the key in "
+            "`/api/log-keys`); `final_seq` and `head` are the last bid's `seq` and `hash`. "
+            "`python -m engine verify-log URL` checks it all."
+        ),
+    ),
+    Operation(
+        "GET",
+        "/api/auctions/{id}/log/me",
+        "The opening that proves the caller's handle in that log is theirs",
+        "public",
+        {200: Opening, **_errors(401, 404, 503, *_LIMITED)},
+        auth="user",
+        description=(
+            "For a bidder with a bid in the auction: their handle, user id and `nonce` "
+            "(hex), so that anyone can compute the handle's `commitment` as the log shows "
+            "it. Each bidder's nonce is derived from a secret the engine keeps per "
+            "auction: one bidder's opening reveals nothing of another's. 404 `no_handle` "
+            "for a caller with no bid there."
+        ),
+    ),
+    Operation(
+        "GET",
+        "/api/log-keys",
+        "The Ed25519 public keys the bid log's results are signed with, by key id",
+        "public",
+        {200: LogKeys, **_errors(503, *_LIMITED)},
+        description=(
+            "Every key any node of the engine ever signed a result with (a key id is the "
+            "first 8 bytes of SHA-256 over its raw public key, hex); keys are never "
+            "removed, so results signed before a key was rotated out stay verifiable."
         ),
     ),
     Operation(

@@ -13,7 +13,7 @@ import re
 import msgspec
 from aiohttp import web
 
-from engine import auctions, standing, wallet
+from engine import auctions, publiclog, signing, standing, wallet
 from engine.auctions import CREATOR_ROLES, PUBLIC_STATUSES, SCHEDULER_ROLES, NewAuction
 from engine.bids import BidAccepted, BidRejected, MaxAccepted, rejection
 from engine.roles import BIDDING_ROLES
@@ -126,8 +126,11 @@ def _check_client_bid_id(client_bid_id: str) -> None:
 
 
 def _refused(outcome: BidRejected) -> ApiError:
-    """A refused bid or maximum: the rule's code, 409 (invalid_amount 422, unavailable 503)."""
-    status = {"unavailable": 503, "invalid_amount": 422}.get(outcome.code, 409)
+    """A refused bid or maximum: the rule's code, 409 (invalid_amount 422; unavailable and
+    bid_log_broken, the engine's side, 503)."""
+    status = {"unavailable": 503, "bid_log_broken": 503, "invalid_amount": 422}.get(
+        outcome.code, 409
+    )
     return ApiError(status, outcome.code, outcome.message)
 
 
@@ -180,6 +183,25 @@ async def post_auction(request: web.Request) -> web.Response:
     return json_response(AuctionEnvelope(auction), 201)
 
 
+async def get_log(request: web.Request) -> web.Response:
+    """The auction's public bid log and, once it ended, its signed result."""
+    auction_id = path_uuid(request)
+    return json_response(await publiclog.log_body(request.app[DATABASE].pool, auction_id))
+
+
+async def get_my_opening(request: web.Request) -> web.Response:
+    """What proves to an arbiter that the caller's handle in that log is theirs."""
+    auction_id = path_uuid(request)
+    caller = await _caller(request)
+    pool = request.app[DATABASE].pool
+    return json_response(await publiclog.opening(pool, auction_id, caller.user_id))
+
+
+async def get_log_keys(request: web.Request) -> web.Response:
+    """Every key any node signed results with, by key id."""
+    return json_response(await signing.published_keys(request.app[DATABASE].pool))
+
+
 async def _caller(request: web.Request) -> Caller:
     return await authenticate(request, request.app[DATABASE].pool, request.app[SETTINGS].jwt_secret)
 
@@ -192,3 +214,6 @@ def install(app: web.Application) -> None:
     app.router.add_post("/api/auctions/{id}/max", post_max)
     app.router.add_get("/api/me/bids", get_my_bids)
     app.router.add_get("/api/me/wallet", get_my_wallet)
+    app.router.add_get("/api/auctions/{id}/log", get_log)
+    app.router.add_get("/api/auctions/{id}/log/me", get_my_opening)
+    app.router.add_get("/api/log-keys", get_log_keys)

@@ -469,6 +469,7 @@ class Room:
                     event.is_platform_bid,
                     event.at_ms,
                     event.is_proxy,
+                    event.hash,
                 )
             )
         elif isinstance(event, StateEvent):
@@ -916,4 +917,5 @@ def _bid_event(bid: DurableBid, reserve_kobo: int | None) -> BidEvent:
         bid_count=bid.bid_count,
         bidder_count=bid.bidder_count,
         reserve_met=None if reserve_kobo is None else bid.amount_kobo >= reserve_kobo,
+        hash=bid.hash.hex() if bid.hash is not None else None,
     )

@@ -90,6 +90,7 @@ class BidEvent(msgspec.Struct, frozen=True, tag="bid", tag_field="type"):
     bid_count: int
     bidder_count: int
     reserve_met: bool | None  # added to API.md's fields: None when there is no reserve
+    hash: str | None  # the bid log's head after this bid, hex (engine/bidlog.py)
 
 
 class BidResult(

@@ -56,3 +56,17 @@ where
         }
     }
 }
+
+/// 32 bytes (a chain head), or `InvalidArgument`.
+pub fn log_hash(name: &str, value: Option<&[u8]>) -> PyResult<Option<[u8; 32]>> {
+    value
+        .map(|bytes| {
+            <[u8; 32]>::try_from(bytes).map_err(|_| {
+                crate::errors::InvalidArgument::new_err(format!(
+                    "{name} must be 32 bytes (got {})",
+                    bytes.len()
+                ))
+            })
+        })
+        .transpose()
+}

@@ -194,12 +194,12 @@ impl Core {
         bid_increment_kobo, reserve_price_kobo, deposit_pct_bp, anti_snipe_window_ms,
         anti_snipe_extension_ms, sellers, live, leader, leading_amount_kobo,
         leader_is_platform, bidders, bid_count, platform_bid_count, seq, ended=false,
-        leader_max_kobo=None, prebids=Vec::new(), pool=None
+        leader_max_kobo=None, prebids=Vec::new(), pool=None, log_head=None
     ), text_signature = "(self, /, auction_id, *, start_time_ms, end_time_ms, original_end_ms, \
         start_price_kobo, bid_increment_kobo, reserve_price_kobo, deposit_pct_bp, \
         anti_snipe_window_ms, anti_snipe_extension_ms, sellers, live, leader, \
         leading_amount_kobo, leader_is_platform, bidders, bid_count, platform_bid_count, seq, \
-        ended=False, leader_max_kobo=None, prebids=(), pool=None)")]
+        ended=False, leader_max_kobo=None, prebids=(), pool=None, log_head=None)")]
     #[allow(clippy::too_many_arguments)]
     fn restore_auction(
         &mut self,
@@ -226,6 +226,7 @@ impl Core {
         leader_max_kobo: Option<Ranged<i64>>,
         prebids: Vec<(Ranged<u32>, Ranged<i64>)>,
         pool: Option<Ranged<u32>>,
+        log_head: Option<&[u8]>,
     ) -> PyResult<u32> {
         let leader = match (leader, leading_amount_kobo) {
             (Some(user), Some(amount)) => Some((user.0, amount.0, leader_is_platform)),
@@ -267,6 +268,7 @@ impl Core {
             bid_count: bid_count.0,
             platform_bid_count: platform_bid_count.0,
             seq: seq.0,
+            log_head: args::log_hash("log_head", log_head)?,
         };
         Ok(self
             .0

@@ -5,6 +5,7 @@ use pyo3::prelude::*;
 
 mod args;
 mod batch;
+mod bidlog;
 mod core;
 mod errors;
 mod outcomes;
@@ -39,6 +40,7 @@ fn bidcore(m: &Bound<'_, PyModule>) -> PyResult<()> {
     errors::register(m)?;
     m.add_class::<core::Core>()?;
     m.add_class::<batch::BidBatch>()?;
+    m.add_class::<bidlog::LogBatch>()?;
     m.add_class::<outcomes::Accepted>()?;
     m.add_class::<outcomes::Rejected>()?;
     m.add_class::<outcomes::BatchResult>()?;
@@ -63,6 +65,7 @@ fn bidcore(m: &Bound<'_, PyModule>) -> PyResult<()> {
         "DuplicateAuction",
         "InvalidArgument",
         "InvalidTransition",
+        "LogBatch",
         "MaxSet",
         "Opened",
         "Rejected",

@@ -80,6 +80,11 @@ impl Accepted {
     fn deposit_kobo(&self) -> i64 {
         self.0.deposit
     }
+    /// This row's hash in the bid log: the chain's head after it (32 bytes).
+    #[getter]
+    fn hash<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &self.0.hash)
+    }
     #[getter]
     fn previous_leader(&self) -> Option<u32> {
         self.0.previous.map(|lead| lead.user)

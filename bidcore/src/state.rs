@@ -1,6 +1,7 @@
 //! Read-only copies of state: `AuctionState`, `UserState`, `Closed`.
 
 use pyo3::prelude::*;
+use pyo3::types::PyBytes;
 
 #[pyclass(module = "bidcore", frozen)]
 pub struct AuctionState(pub bidcore_rules::AuctionState);
@@ -104,6 +105,11 @@ impl AuctionState {
     #[getter]
     fn seq(&self) -> u64 {
         self.0.seq
+    }
+    /// The bid log's head: the last bid's hash, the auction's genesis before any.
+    #[getter]
+    fn log_head<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &self.0.log_head)
     }
     fn __repr__(&self) -> String {
         format!(

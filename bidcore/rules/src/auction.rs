@@ -2,6 +2,7 @@
 
 use rustc_hash::FxHashMap;
 
+use crate::bidlog::{genesis, header_state, HeaderState, LogHash};
 use crate::error::{invalid, CoreError};
 use crate::money::{
     is_valid_amount, Kobo, Millis, MAX_AMOUNT, MAX_BASIS_POINTS, MAX_SELLERS, MAX_SNIPE_MS,
@@ -147,6 +148,9 @@ pub struct Restore {
     pub bid_count: u32,
     pub platform_bid_count: u32,
     pub seq: u64,
+    /// The hash of the auction's last bid in the ledger (None: no bid yet, the
+    /// chain starts at its genesis).
+    pub log_head: Option<LogHash>,
 }
 
 /// A read-only copy of one auction's state.
@@ -165,6 +169,8 @@ pub struct AuctionState {
     pub seq: u64,
     /// Pre-bids of a scheduled auction, in the order their amounts were set.
     pub prebids: Vec<PreBid>,
+    /// The bid log's head: the last bid's hash (its genesis before any bid).
+    pub log_head: LogHash,
 }
 
 #[derive(Debug, Clone)]
@@ -181,6 +187,10 @@ pub(crate) struct Auction {
     pub bidders: Vec<u32>,
     pub bidder_numbers: FxHashMap<u32, u32>,
     pub seq: u64,
+    /// The bid log's head: the last bid's hash, its genesis before any bid.
+    pub head: LogHash,
+    /// SHA-256's state after the header every bid's hash starts with.
+    pub log_header: HeaderState,
     /// A scheduled auction's pre-bids, one per bidder, in the order their
     /// amounts were set (a raise moves a pre-bid to the end: equal maxes go
     /// to the one set first).
@@ -192,6 +202,7 @@ pub(crate) struct Auction {
 impl Auction {
     pub fn new(spec: AuctionSpec, live: bool) -> Self {
         let end = spec.end_time;
+        let (head, log_header) = (genesis(spec.id), header_state(spec.id));
         Auction {
             spec,
             status: if live {
@@ -207,6 +218,8 @@ impl Auction {
             bidders: Vec::new(),
             bidder_numbers: FxHashMap::default(),
             seq: 0,
+            head,
+            log_header,
             prebids: Vec::new(),
             prebid_exposure: None,
         }
@@ -282,6 +295,7 @@ impl Auction {
             bidders: self.bidders.clone(),
             seq: self.seq,
             prebids: self.prebids.clone(),
+            log_head: self.head,
         }
     }
 }

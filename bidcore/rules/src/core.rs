@@ -179,6 +179,9 @@ impl Core {
         for &user in &restore.bidders {
             auction.number_bidder(user);
         }
+        if let Some(head) = restore.log_head {
+            auction.head = head;
+        }
         auction.lead = restore.leader.map(|(user, amount, platform)| Lead {
             user,
             amount,
@@ -229,6 +232,9 @@ impl Core {
             ));
         }
         self.check_restored_maxes(spec, restore)?;
+        if restore.log_head.is_some() && restore.bid_count == 0 {
+            return Err(invalid("restore: a bid log head needs bids"));
+        }
         match restore.leader {
             None if restore.bid_count > 0 => Err(invalid("restore: bids without a leader")),
             None => Ok(()),

@@ -1,6 +1,7 @@
 //! The rules of one bid, in RULES.md's order: the first failure is the reason.
 
 use crate::auction::{Auction, Lead, Status};
+use crate::bidlog::{bid_hash, LogEntry};
 use crate::money::{deposit, is_valid_amount, Kobo, Millis, MAX_TIME_MS};
 use crate::outcome::{Accepted, BidRequest, Outbid, Outcome, Reason, Rejected};
 use crate::user::User;
@@ -131,6 +132,15 @@ pub(crate) fn place_row(
     };
     let extended = extend_if_sniped(auction, bid.at);
     auction.seq += 1;
+    let entry = LogEntry {
+        seq: auction.seq,
+        number: bidder_number,
+        amount: bid.amount,
+        at: bid.at,
+        platform: bid.platform,
+        proxy: is_proxy,
+    };
+    auction.head = bid_hash(&auction.log_header, &entry, &auction.head);
     Accepted {
         bid: *bid,
         is_proxy,
@@ -142,6 +152,7 @@ pub(crate) fn place_row(
         bidder_count: auction.bidders.len() as u32,
         bidder_number,
         deposit: exposed,
+        hash: auction.head,
         previous: previous.map(|lead| Outbid {
             user: lead.user,
             amount: lead.amount,

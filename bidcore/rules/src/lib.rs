@@ -8,6 +8,7 @@
 
 mod auction;
 mod batch;
+pub mod bidlog;
 mod core;
 mod decide;
 mod error;

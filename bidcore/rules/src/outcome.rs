@@ -1,5 +1,6 @@
 //! What a bid asks and what the core answers.
 
+use crate::bidlog::LogHash;
 use crate::money::{Kobo, Millis};
 
 /// One bid as the core sees it: handles and machine integers.
@@ -71,6 +72,9 @@ pub struct Accepted {
     /// 1-based number of a real bidder in this auction; 0 for platform bids.
     pub bidder_number: u32,
     pub deposit: Kobo,
+    /// This row's hash in the auction's bid log (crate::bidlog): the chain's
+    /// head after it.
+    pub hash: LogHash,
     /// The lead this row took, if any.
     pub previous: Option<Outbid>,
     /// The leader's proxy answering this bid in the same decision (this bid

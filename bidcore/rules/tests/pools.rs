@@ -130,6 +130,7 @@ fn a_restored_lead_lands_in_its_pool_even_without_an_allowance() {
         bid_count: 1,
         platform_bid_count: 0,
         seq: 1,
+        log_head: None,
     };
     let a = core.restore_auction(spec(100, Some(4)), restore).unwrap();
     assert_eq!(core.allowance(bob, 4).unwrap(), (0, DEPOSIT));

@@ -446,6 +446,7 @@ fn restore_rebuilds_the_leaders_exposure() {
         bid_count: 2,
         platform_bid_count: 0,
         seq: 2,
+        log_head: None,
     };
     let h = w.core.restore_auction(spec(300), restore).unwrap();
     assert_eq!(
@@ -474,6 +475,7 @@ fn restore_of_an_ended_auction_keeps_its_leader_exposed() {
         bid_count: 1,
         platform_bid_count: 0,
         seq: 2,
+        log_head: None,
     };
     assert!(w.core.restore_auction(spec(302), ended(false)).is_err());
     let h = w.core.restore_auction(spec(303), ended(true)).unwrap();
@@ -498,6 +500,7 @@ fn restore_refuses_a_leader_outside_the_bidders() {
         bid_count: 1,
         platform_bid_count: 0,
         seq: 1,
+        log_head: None,
     };
     assert!(w.core.restore_auction(spec(301), restore).is_err());
     assert_eq!(w.core.user(w.bob).unwrap().exposure, 0);
