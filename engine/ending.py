@@ -90,7 +90,10 @@ async def end_auction(
         seq = row["last_seq"] + 1
         reserve = effective_reserve_kobo(row["auction_type"], row["reserve_price"])
         if top is not None and reserve is not None and naira_to_kobo(top["amount"]) < reserve:
-            return await _to_seller(conn, row, top, reserve, bidders, seq, now_ms)
+            decided = await _to_seller(conn, row, top, reserve, bidders, seq, now_ms)
+            if signer is not None:  # the bids are final; whether they sell is the seller's
+                await sign_result(conn, signer, auction_id, winner_number=None)
+            return decided
         if lead is None or top is None or lead["is_platform_bid"]:
             await conn.execute(_UNSOLD, auction_id, seq)
             await conn.execute(SET_VEHICLE_STATUS, row["vehicle_id"], "available")
