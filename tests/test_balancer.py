@@ -35,6 +35,7 @@ from tests.fault_helpers import (
     token_for,
 )
 from tests.redis_server import RedisServer
+from tests.test_ratelimit_shared import SYNCED_S
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "ops" / "haproxy" / "haproxy.cfg"
@@ -172,9 +173,11 @@ async def test_a_room_socket_opens_through_the_balancer(
 
 
 async def statuses(http: aiohttp.ClientSession, balancer: Balancer, times: int) -> list[int]:
-    """`times` GETs, each claiming another address in its own X-Forwarded-For."""
+    """`times` GETs, each claiming another address in its own X-Forwarded-For, a
+    moment apart (the nodes share their counts within it: web/ratelimit.py)."""
     answers = []
     for n in range(times):
+        await asyncio.sleep(SYNCED_S)
         forged = {"X-Forwarded-For": f"192.0.2.{n + 1}"}
         async with http.get(f"{balancer.base}/api/auctions", headers=forged) as reply:
             answers.append(reply.status)
