@@ -122,8 +122,9 @@ class RedisRateLimiter:
     adds each key's new hits to the window's key in Redis (INCRBY) and reads the
     total back, which is how a node hears the others. So no request waits on a
     round trip (a bid's acknowledgement never does), a client talking to one node
-    is limited exactly, and one spreading requests over n nodes at the same
-    instant can pass the limit by what the other nodes took in the last SYNC_S.
+    is limited exactly, and one spreading requests over several nodes can pass
+    the limit by what the other nodes took since this node last sent its own
+    hits of that key (a node hears the others when it syncs).
     While Redis fails, each node goes on limiting with what it knows.
     """
 
