@@ -220,8 +220,7 @@ async def test_postgresql_down_30s_acknowledges_nothing_refuses_clearly_loses_no
     assert "accepted" not in {o for _, _, o in during}
     went_503 = outage.readiness.first(503, outage.stopping)
     assert went_503 is not None and went_503 < outage.starting, "/readyz never said 503"
-    assert outage.room_page == 503  # the REST snapshot reads the ledger
-    assert outage.room_socket is None  # a room watched here opens from its memory
+    assert (outage.room_page, outage.room_socket) == (503, 503)
     assert set(outage.record.wallet_statuses) <= {200, 201, 409, 503}
     assert outage.record.server_errors == [], outage.record.server_errors[:5]
     assert outage.record.violations == [], outage.record.violations[:5]

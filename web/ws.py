@@ -130,9 +130,10 @@ async def _run_socket(
     app = request.app
     rooms = app[ROOMS]
     # A room others watch here gives its snapshot from memory (a crowd reconnecting
-    # after a node died costs no ledger read each); the first socket reads the ledger.
+    # after a node died costs no ledger read each); the first socket reads the ledger,
+    # and so does every socket while the ledger takes no writes (refused with 503).
     clock = app[CLOCK]
-    remembered = rooms.remembers(auction_id, clock.now_ms())
+    remembered = app[SEQUENCER].available and rooms.remembers(auction_id, clock.now_ms())
     snap = None if remembered else await _first_snapshot(app, auction_id)
     await ws.prepare(request)
     transport = request.transport
