@@ -370,7 +370,9 @@ impl Core {
             at: now_ms,
             platform,
         };
-        outcome_to_py(py, &self.0.place_bid(&bid))
+        let mut log = Vec::new();
+        let outcome = self.0.place_bid(&bid, &mut log);
+        outcome_to_py(py, &outcome, &log)
     }
 
     /// Sets or raises a maximum (a pre-bid on a scheduled auction).
@@ -395,8 +397,11 @@ impl Core {
     fn place_batch(&mut self, py: Python<'_>, batch: PyRef<'_, BidBatch>) -> BatchResult {
         let bids: &[BidRequest] = &batch.bids;
         let core = &mut self.0;
-        let outcomes = py.detach(|| core.place_batch(bids));
-        BatchResult { outcomes }
+        let (outcomes, log) = py.detach(|| {
+            let mut log = Vec::with_capacity(bids.len());
+            (core.place_batch(bids, &mut log), log)
+        });
+        BatchResult::new(outcomes, log)
     }
 
     /// (to open, to close): scheduled auctions whose start has come, live ones whose end has.

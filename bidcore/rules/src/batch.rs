@@ -12,23 +12,29 @@
 use rayon::prelude::*;
 use rustc_hash::FxHashMap;
 
+use crate::bidlog::LogHash;
 use crate::core::{Core, Shard};
 use crate::decide::decide;
 use crate::money::{deposit, is_valid_amount};
 use crate::outcome::{BidRequest, Outcome};
 use crate::user::User;
 
+/// A group's outcomes with their bids' indices, and the rows it logged.
+type GroupDecided = (Vec<(u32, Outcome)>, Vec<LogHash>);
+
 impl Core {
-    pub fn place_batch(&mut self, bids: &[BidRequest]) -> Vec<Outcome> {
+    /// The outcomes of `bids` in order; the accepted ones' rows' hashes are
+    /// appended to `log` in the same order (a bid's, then its answer's).
+    pub fn place_batch(&mut self, bids: &[BidRequest], log: &mut Vec<LogHash>) -> Vec<Outcome> {
         let groups = if self.shards.len() > 1 && bids.len() >= self.parallel_min_batch.max(1) {
             self.shard_groups(bids)
         } else {
             Vec::new()
         };
         if groups.len() <= 1 {
-            return bids.iter().map(|bid| self.place_bid(bid)).collect();
+            return bids.iter().map(|bid| self.place_bid(bid, log)).collect();
         }
-        self.place_grouped(bids, &groups)
+        self.place_grouped(bids, &groups, log)
     }
 
     /// Disjoint shard masks; shards in one mask must be worked together.
@@ -80,7 +86,12 @@ impl Core {
             })
     }
 
-    fn place_grouped(&mut self, bids: &[BidRequest], groups: &[u64]) -> Vec<Outcome> {
+    fn place_grouped(
+        &mut self,
+        bids: &[BidRequest],
+        groups: &[u64],
+        log: &mut Vec<LogHash>,
+    ) -> Vec<Outcome> {
         let n = self.shards.len();
         let mut group_of_shard = vec![usize::MAX; n];
         for (g, mask) in groups.iter().enumerate() {
@@ -107,11 +118,12 @@ impl Core {
             }
         }
         let users: &[User] = &self.users;
-        let decided: Vec<Vec<(u32, Outcome)>> = shard_sets
+        let decided: Vec<GroupDecided> = shard_sets
             .into_par_iter()
             .zip(work.into_par_iter())
             .map(|(mut shards, indices)| {
-                indices
+                let mut group_log = Vec::new();
+                let outcomes = indices
                     .into_iter()
                     .map(|i| {
                         let bid = &bids[i as usize];
@@ -120,14 +132,31 @@ impl Core {
                             .as_deref_mut()
                             .and_then(|s| s.auctions.get_mut(slot))
                             .and_then(Option::as_mut);
-                        (i, decide(auction, users, bid))
+                        (i, decide(auction, users, bid, &mut group_log))
                     })
-                    .collect()
+                    .collect();
+                (outcomes, group_log)
             })
             .collect();
+        // A group's rows are in its bids' order, so the batch's log is each
+        // outcome's rows taken from its group's log in bid order.
         let mut outcomes: Vec<Option<Outcome>> = vec![None; bids.len()];
-        for (i, outcome) in decided.into_iter().flatten() {
-            outcomes[i as usize] = Some(outcome);
+        let mut row_source: Vec<(u32, u32)> = vec![(0, 0); bids.len()];
+        let mut group_logs = Vec::with_capacity(decided.len());
+        for (g, (group_outcomes, group_log)) in decided.into_iter().enumerate() {
+            let mut at = 0u32;
+            for (i, outcome) in group_outcomes {
+                row_source[i as usize] = (g as u32, at);
+                at += rows_of(&outcome);
+                outcomes[i as usize] = Some(outcome);
+            }
+            group_logs.push(group_log);
+        }
+        for (outcome, &(g, at)) in outcomes.iter().zip(&row_source) {
+            if let Some(outcome) = outcome {
+                let at = at as usize;
+                log.extend_from_slice(&group_logs[g as usize][at..at + rows_of(outcome) as usize]);
+            }
         }
         // Every bid went to exactly one group: a gap would be a bug in the
         // grouping above, and must be loud rather than a shorter result.
@@ -135,6 +164,14 @@ impl Core {
             .into_iter()
             .map(|outcome| outcome.expect("every bid of a batch is decided by one group"))
             .collect()
+    }
+}
+
+/// Bid rows an outcome placed: none, the bid's, or the bid's and its answer's.
+fn rows_of(outcome: &Outcome) -> u32 {
+    match outcome {
+        Outcome::Accepted(a) => 1 + u32::from(a.answer.is_some()),
+        Outcome::Rejected(_) => 0,
     }
 }
 

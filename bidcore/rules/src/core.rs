@@ -3,6 +3,7 @@
 use rustc_hash::FxHashMap;
 
 use crate::auction::{Auction, AuctionSpec, AuctionState, Lead, Restore, Status};
+use crate::bidlog::LogHash;
 use crate::decide::{decide, release};
 use crate::error::{invalid, CoreError};
 use crate::maxes::{decide_max, drop_prebids, exposed_here, resolve_prebids, restore_exposure};
@@ -377,8 +378,12 @@ impl Core {
         auction.status = Status::Live;
         auction.seq += 1;
         let seq = auction.seq;
-        let bids = resolve_prebids(auction, handle, &self.users, now);
-        Ok(Opened { seq, bids })
+        let rows = resolve_prebids(auction, handle, &self.users, now);
+        Ok(Opened {
+            seq,
+            bids: rows.bids,
+            hashes: rows.hashes,
+        })
     }
 
     /// Ends an auction. Its leader stays exposed until `remove_auction`: end
@@ -499,13 +504,15 @@ impl Core {
         decide_max(found, auction, &self.users, user, max, at)
     }
 
-    pub fn place_bid(&mut self, bid: &BidRequest) -> Outcome {
+    /// Decides one bid; an accepted one appends its rows' hashes to `log`
+    /// (the bid's, then its answer's).
+    pub fn place_bid(&mut self, bid: &BidRequest, log: &mut Vec<LogHash>) -> Outcome {
         let (shard, slot) = self.locate(bid.auction);
         let auction = self.shards[shard]
             .auctions
             .get_mut(slot)
             .and_then(Option::as_mut);
-        decide(auction, &self.users, bid)
+        decide(auction, &self.users, bid, log)
     }
 
     /// What the clock makes due at `now`, in handle order: scheduled auctions

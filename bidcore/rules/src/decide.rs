@@ -1,17 +1,23 @@
 //! The rules of one bid, in RULES.md's order: the first failure is the reason.
 
 use crate::auction::{Auction, Lead, Status};
-use crate::bidlog::{bid_hash, LogEntry};
+use crate::bidlog::{bid_hash, LogEntry, LogHash};
 use crate::money::{deposit, is_valid_amount, Kobo, Millis, MAX_TIME_MS};
 use crate::outcome::{Accepted, BidRequest, Outbid, Outcome, Reason, Rejected};
 use crate::user::User;
 
 /// Decides `bid` against `auction` (None when no such auction is loaded) and,
 /// if it is accepted, applies it — with the leader's proxy answer when the bid
-/// does not pass the leader's maximum. A rejected bid changes nothing.
-pub(crate) fn decide(auction: Option<&mut Auction>, users: &[User], bid: &BidRequest) -> Outcome {
+/// does not pass the leader's maximum. A rejected bid changes nothing; an
+/// accepted one appends its rows' hashes to `log` (the bid's, then the answer's).
+pub(crate) fn decide(
+    auction: Option<&mut Auction>,
+    users: &[User],
+    bid: &BidRequest,
+    log: &mut Vec<LogHash>,
+) -> Outcome {
     match check(auction, users, bid) {
-        Ok(auction) => Outcome::Accepted(accept(auction, users, bid)),
+        Ok(auction) => Outcome::Accepted(accept(auction, users, bid, log)),
         Err(reason) => Outcome::Rejected(Rejected { bid: *bid, reason }),
     }
 }
@@ -63,11 +69,17 @@ fn check<'a>(
     Ok(auction)
 }
 
-fn accept(auction: &mut Auction, users: &[User], bid: &BidRequest) -> Accepted {
+fn accept(
+    auction: &mut Auction,
+    users: &[User],
+    bid: &BidRequest,
+    log: &mut Vec<LogHash>,
+) -> Accepted {
     let holder_max = auction
         .lead
         .and_then(|lead| lead.max.map(|max| (lead.user, max)));
     let mut accepted = place_row(auction, users, bid, false, None);
+    log.push(auction.head);
     // A maximum the bid did not pass answers it at once: min(max, bid + increment),
     // which may equal the bid (the earlier maximum wins a tie).
     if let Some((holder, max)) = holder_max {
@@ -87,6 +99,7 @@ fn accept(auction: &mut Auction, users: &[User], bid: &BidRequest) -> Accepted {
                 true,
                 Some(max),
             )));
+            log.push(auction.head);
         }
     }
     accepted
@@ -95,7 +108,8 @@ fn accept(auction: &mut Auction, users: &[User], bid: &BidRequest) -> Accepted {
 /// Places one bid row that the rules allow (or that a maximum places): it
 /// leads, the previous lead's exposure is released, the counts, the bidder's
 /// number, the anti-sniping extension and `seq` move. `max` is the new
-/// leader's active maximum, if any.
+/// leader's active maximum, if any. The row's hash is the auction's `head`
+/// after it.
 #[inline]
 pub(crate) fn place_row(
     auction: &mut Auction,
@@ -152,7 +166,6 @@ pub(crate) fn place_row(
         bidder_count: auction.bidders.len() as u32,
         bidder_number,
         deposit: exposed,
-        hash: auction.head,
         previous: previous.map(|lead| Outbid {
             user: lead.user,
             amount: lead.amount,

@@ -8,7 +8,7 @@
 use crate::auction::{Auction, PreBid, Status};
 use crate::decide::place_row;
 use crate::money::{deposit, is_valid_amount, Kobo, Millis};
-use crate::outcome::{Accepted, BidRequest, MaxOutcome, MaxSet, Reason, Rejected};
+use crate::outcome::{BidRequest, MaxOutcome, MaxSet, Reason, Rejected, Rows};
 use crate::user::User;
 
 /// Decides a maximum of `max` from `user` at `at` and applies it if allowed.
@@ -119,10 +119,11 @@ fn apply(auction: &mut Auction, users: &[User], request: &BidRequest) -> MaxSet 
             leading: leader == user,
             price,
             bids: Vec::new(),
+            hashes: Vec::new(),
         };
     }
     let increment = auction.spec.increment;
-    let mut bids = Vec::new();
+    let mut rows = Rows::default();
     match auction.lead {
         Some(lead) if lead.user == user && !lead.platform => {
             // The leader raises its own maximum: no bid, more exposure. (A
@@ -135,7 +136,8 @@ fn apply(auction: &mut Auction, users: &[User], request: &BidRequest) -> MaxSet 
                 ..lead
             });
         }
-        None => bids.push(row(
+        None => row(
+            &mut rows,
             auction,
             users,
             request.auction,
@@ -143,7 +145,7 @@ fn apply(auction: &mut Auction, users: &[User], request: &BidRequest) -> MaxSet 
             auction.spec.start_price,
             at,
             max,
-        )),
+        ),
         Some(lead) if max > lead.reach() => {
             if lead.max.is_some_and(|reach| reach > lead.amount) {
                 // The leader's maximum is met in full first, then passed.
@@ -154,16 +156,35 @@ fn apply(auction: &mut Auction, users: &[User], request: &BidRequest) -> MaxSet 
                     at,
                     platform: false,
                 };
-                bids.push(place_row(auction, users, &met, true, lead.max));
+                let placed = place_row(auction, users, &met, true, lead.max);
+                rows.push(placed, auction.head);
             }
             let price = max.min(lead.reach().saturating_add(increment));
-            bids.push(row(auction, users, request.auction, user, price, at, max));
+            row(
+                &mut rows,
+                auction,
+                users,
+                request.auction,
+                user,
+                price,
+                at,
+                max,
+            );
         }
         Some(lead) => {
             // Not past the leader's maximum: this one places its all and is
             // answered at once (a tie goes to the maximum set earlier).
             let reach = lead.reach();
-            bids.push(row(auction, users, request.auction, user, max, at, max));
+            row(
+                &mut rows,
+                auction,
+                users,
+                request.auction,
+                user,
+                max,
+                at,
+                max,
+            );
             let answer = BidRequest {
                 auction: request.auction,
                 user: lead.user,
@@ -171,7 +192,8 @@ fn apply(auction: &mut Auction, users: &[User], request: &BidRequest) -> MaxSet 
                 at,
                 platform: false,
             };
-            bids.push(place_row(auction, users, &answer, true, lead.max));
+            let placed = place_row(auction, users, &answer, true, lead.max);
+            rows.push(placed, auction.head);
         }
     }
     let lead = auction
@@ -183,11 +205,15 @@ fn apply(auction: &mut Auction, users: &[User], request: &BidRequest) -> MaxSet 
         max,
         leading: lead.user == user,
         price: lead.amount,
-        bids,
+        bids: rows.bids,
+        hashes: rows.hashes,
     }
 }
 
+/// Places a row for a maximum (at `amount`, backed by `max`) into `rows`.
+#[allow(clippy::too_many_arguments)]
 fn row(
+    rows: &mut Rows,
     auction: &mut Auction,
     users: &[User],
     handle: u32,
@@ -195,7 +221,7 @@ fn row(
     amount: Kobo,
     at: Millis,
     max: Kobo,
-) -> Accepted {
+) {
     let bid = BidRequest {
         auction: handle,
         user,
@@ -203,7 +229,8 @@ fn row(
         at,
         platform: false,
     };
-    place_row(auction, users, &bid, true, Some(max))
+    let placed = place_row(auction, users, &bid, true, Some(max));
+    rows.push(placed, auction.head);
 }
 
 /// The would-be leader of a scheduled auction's pre-bids is exposed
@@ -236,7 +263,7 @@ pub(crate) fn resolve_prebids(
     handle: u32,
     users: &[User],
     at: Millis,
-) -> Vec<Accepted> {
+) -> Rows {
     let ranked: Vec<PreBid> = auction
         .ranked_prebids()
         .into_iter()
@@ -244,10 +271,11 @@ pub(crate) fn resolve_prebids(
         .filter(|p| users.get(p.user as usize).is_some_and(|u| u.eligible))
         .collect();
     drop_prebids(auction, users);
-    let mut bids = Vec::new();
+    let mut rows = Rows::default();
     match ranked.as_slice() {
         [] => {}
-        [only] => bids.push(row(
+        [only] => row(
+            &mut rows,
             auction,
             users,
             handle,
@@ -255,9 +283,10 @@ pub(crate) fn resolve_prebids(
             auction.spec.start_price,
             at,
             only.max,
-        )),
+        ),
         [first, second, ..] => {
-            bids.push(row(
+            row(
+                &mut rows,
                 auction,
                 users,
                 handle,
@@ -265,16 +294,16 @@ pub(crate) fn resolve_prebids(
                 second.max,
                 at,
                 second.max,
-            ));
+            );
             let price = first
                 .max
                 .min(second.max.saturating_add(auction.spec.increment));
-            bids.push(row(
-                auction, users, handle, first.user, price, at, first.max,
-            ));
+            row(
+                &mut rows, auction, users, handle, first.user, price, at, first.max,
+            );
         }
     }
-    bids
+    rows
 }
 
 /// What a restored lead adds to its leader's exposure and what pre-bids add.

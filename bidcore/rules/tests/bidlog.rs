@@ -65,6 +65,14 @@ fn accepted(outcome: Outcome) -> Accepted {
     }
 }
 
+/// An accepted bid and its rows' hashes (the bid's, then its answer's, if any).
+fn place(core: &mut Core, request: &BidRequest) -> (Accepted, Vec<LogHash>) {
+    let mut log = Vec::new();
+    let row = accepted(core.place_bid(request, &mut log));
+    assert_eq!(log.len(), 1 + usize::from(row.answer.is_some()));
+    (row, log)
+}
+
 /// The hash a row must have, recomputed from its fields alone.
 fn expected(row: &Accepted, previous: &LogHash) -> LogHash {
     let entry = LogEntry {
@@ -85,12 +93,9 @@ fn the_first_bid_chains_on_the_auctions_genesis() {
         w.core.auction(w.auction).unwrap().log_head,
         genesis(AUCTION)
     );
-    let first = accepted(
-        w.core
-            .place_bid(&bid(w.auction, w.alice, PRICE, START, false)),
-    );
-    assert_eq!(first.hash, expected(&first, &genesis(AUCTION)));
-    assert_eq!(w.core.auction(w.auction).unwrap().log_head, first.hash);
+    let (first, log) = place(&mut w.core, &bid(w.auction, w.alice, PRICE, START, false));
+    assert_eq!(log[0], expected(&first, &genesis(AUCTION)));
+    assert_eq!(w.core.auction(w.auction).unwrap().log_head, log[0]);
 }
 
 #[test]
@@ -102,39 +107,35 @@ fn each_bid_chains_on_the_one_before_with_its_bidders_number() {
         .enumerate()
     {
         let amount = PRICE + i as i64 * STEP;
-        let row = accepted(
-            w.core
-                .place_bid(&bid(w.auction, user, amount, START + 1, false)),
-        );
+        let (row, log) = place(&mut w.core, &bid(w.auction, user, amount, START + 1, false));
         assert_eq!(row.bidder_number, number);
-        assert_eq!(row.hash, expected(&row, &head), "bid {i}");
-        head = row.hash;
+        assert_eq!(log[0], expected(&row, &head), "bid {i}");
+        head = log[0];
     }
 }
 
 #[test]
 fn a_rejected_bid_leaves_the_head_alone() {
     let mut w = world();
-    let first = accepted(
-        w.core
-            .place_bid(&bid(w.auction, w.alice, PRICE, START, false)),
-    );
+    let (_, first) = place(&mut w.core, &bid(w.auction, w.alice, PRICE, START, false));
     for refused in [
         bid(w.auction, w.bob, PRICE, START, false), // below the minimum
         bid(w.auction, w.alice, 2 * PRICE, START, false), // already leading
         bid(w.auction, w.bob, MAX_AMOUNT, START, false), // invalid amount
     ] {
-        assert!(!w.core.place_bid(&refused).is_accepted());
+        let mut log = Vec::new();
+        assert!(!w.core.place_bid(&refused, &mut log).is_accepted());
+        assert!(log.is_empty(), "a refused bid logs no row");
     }
-    assert_eq!(w.core.auction(w.auction).unwrap().log_head, first.hash);
+    assert_eq!(w.core.auction(w.auction).unwrap().log_head, first[0]);
 }
 
 #[test]
 fn a_platform_bid_is_hashed_with_number_zero() {
     let mut w = world();
-    let row = accepted(w.core.place_bid(&bid(w.auction, w.bob, PRICE, START, true)));
+    let (row, log) = place(&mut w.core, &bid(w.auction, w.bob, PRICE, START, true));
     assert_eq!((row.bidder_number, row.bid.platform), (0, true));
-    assert_eq!(row.hash, expected(&row, &genesis(AUCTION)));
+    assert_eq!(log[0], expected(&row, &genesis(AUCTION)));
 }
 
 #[test]
@@ -143,17 +144,18 @@ fn a_proxy_answer_has_its_own_hash_chained_after_its_trigger() {
     let MaxOutcome::Set(set) = w.core.set_max(w.auction, w.alice, PRICE + 4 * STEP, START) else {
         panic!("max refused");
     };
-    let opening = &set.bids[0];
-    assert_eq!(opening.hash, expected(opening, &genesis(AUCTION)));
-    let trigger = accepted(
-        w.core
-            .place_bid(&bid(w.auction, w.bob, PRICE + STEP, START, false)),
+    assert_eq!(set.hashes.len(), set.bids.len());
+    let opening = set.hashes[0];
+    assert_eq!(opening, expected(&set.bids[0], &genesis(AUCTION)));
+    let (trigger, log) = place(
+        &mut w.core,
+        &bid(w.auction, w.bob, PRICE + STEP, START, false),
     );
     let answer = trigger.answer.as_deref().expect("the max answers");
     assert!(answer.is_proxy);
-    assert_eq!(trigger.hash, expected(&trigger, &opening.hash));
-    assert_eq!(answer.hash, expected(answer, &trigger.hash));
-    assert_eq!(w.core.auction(w.auction).unwrap().log_head, answer.hash);
+    assert_eq!(log[0], expected(&trigger, &opening));
+    assert_eq!(log[1], expected(answer, &log[0]));
+    assert_eq!(w.core.auction(w.auction).unwrap().log_head, log[1]);
 }
 
 #[test]
@@ -169,16 +171,13 @@ fn a_batch_gives_the_hashes_of_one_bid_at_a_time() {
     let mut one = world();
     let singly: Vec<LogHash> = bids(&one)
         .iter()
-        .map(|b| accepted(one.core.place_bid(b)).hash)
+        .flat_map(|b| place(&mut one.core, b).1)
         .collect();
     let mut batched = world();
     let all = bids(&batched);
-    let together: Vec<LogHash> = batched
-        .core
-        .place_batch(&all)
-        .into_iter()
-        .map(|o| accepted(o).hash)
-        .collect();
+    let mut together = Vec::new();
+    let outcomes = batched.core.place_batch(&all, &mut together);
+    assert!(outcomes.iter().all(Outcome::is_accepted));
     assert_eq!(singly, together);
 }
 
@@ -201,10 +200,7 @@ fn a_restored_auction_chains_on_the_head_it_was_given() {
         log_head: Some(head),
     };
     let h = w.core.restore_auction(spec(AUCTION + 1), restore).unwrap();
-    let row = accepted(
-        w.core
-            .place_bid(&bid(h, w.alice, PRICE + STEP, START, false)),
-    );
+    let (_, log) = place(&mut w.core, &bid(h, w.alice, PRICE + STEP, START, false));
     // Alice was restored as Bidder 1.
     let entry = LogEntry {
         seq: 6,
@@ -214,10 +210,7 @@ fn a_restored_auction_chains_on_the_head_it_was_given() {
         platform: false,
         proxy: false,
     };
-    assert_eq!(
-        row.hash,
-        bid_hash(&header_state(AUCTION + 1), &entry, &head)
-    );
+    assert_eq!(log[0], bid_hash(&header_state(AUCTION + 1), &entry, &head));
 }
 
 #[test]
@@ -238,4 +231,45 @@ fn a_restore_with_a_head_but_no_bids_is_refused() {
         log_head: Some([4u8; 32]),
     };
     assert!(w.core.restore_auction(spec(AUCTION + 2), restore).is_err());
+}
+
+#[test]
+fn a_batch_worked_in_shard_groups_logs_its_rows_in_bid_order() {
+    // Eight auctions over four shards, bidders whose balances cannot be
+    // exhausted (so every shard is a group of its own), maxima that answer.
+    let build = || {
+        let mut core = Core::new(4, 1).unwrap();
+        let users: Vec<u32> = (1..=6)
+            .map(|id| core.upsert_user(id, 1 << 50, true).unwrap())
+            .collect();
+        let auctions: Vec<u32> = (0..8)
+            .map(|i| core.add_auction(spec(AUCTION + 10 + i), true).unwrap())
+            .collect();
+        for (i, &auction) in auctions.iter().enumerate().filter(|(i, _)| i % 2 == 0) {
+            let holder = users[i % users.len()];
+            let set = core.set_max(auction, holder, PRICE + 6 * STEP, START);
+            assert!(matches!(set, MaxOutcome::Set(_)));
+        }
+        (core, users, auctions)
+    };
+    let (mut one, users, auctions) = build();
+    let bids: Vec<BidRequest> = (0..120)
+        .map(|i: i64| {
+            let auction = auctions[(i * 5 % 8) as usize];
+            let user = users[(i * 7 % 6) as usize];
+            bid(auction, user, PRICE + (i / 8 + 1) * STEP, START + i, false)
+        })
+        .collect();
+    let mut singly = Vec::new();
+    let expected_outcomes: Vec<Outcome> =
+        bids.iter().map(|b| one.place_bid(b, &mut singly)).collect();
+    let (mut batched, _, _) = build();
+    let mut together = Vec::new();
+    let outcomes = batched.place_batch(&bids, &mut together);
+    assert_eq!(outcomes, expected_outcomes);
+    assert!(outcomes
+        .iter()
+        .any(|o| matches!(o, Outcome::Accepted(a) if a.answer.is_some())));
+    assert!(outcomes.iter().any(|o| !o.is_accepted()));
+    assert_eq!(together, singly);
 }

@@ -62,13 +62,16 @@ impl World {
     }
 
     fn bid(&mut self, user: u32, amount: i64) -> Accepted {
-        match self.core.place_bid(&BidRequest {
-            auction: self.auction,
-            user,
-            amount,
-            at: START,
-            platform: false,
-        }) {
+        match self.core.place_bid(
+            &BidRequest {
+                auction: self.auction,
+                user,
+                amount,
+                at: START,
+                platform: false,
+            },
+            &mut Vec::new(),
+        ) {
             Outcome::Accepted(a) => a,
             Outcome::Rejected(r) => panic!("bid refused: {:?}", r.reason),
         }
@@ -285,13 +288,16 @@ fn a_reserve_protection_bid_meets_a_maximum_like_any_bid() {
     let mut w = world(true);
     let platform = w.core.upsert_user(9, 0, true).unwrap();
     w.max(w.a, 1_000);
-    let outcome = w.core.place_bid(&BidRequest {
-        auction: w.auction,
-        user: platform,
-        amount: 150,
-        at: START,
-        platform: true,
-    });
+    let outcome = w.core.place_bid(
+        &BidRequest {
+            auction: w.auction,
+            user: platform,
+            amount: 150,
+            at: START,
+            platform: true,
+        },
+        &mut Vec::new(),
+    );
     let Outcome::Accepted(trigger) = outcome else {
         panic!("the platform bid is a bid")
     };
@@ -304,13 +310,16 @@ fn every_proxy_answer_in_the_window_extends_the_end() {
     let mut w = world(true);
     w.max(w.a, 1_000);
     let late = END - 1_000;
-    let Outcome::Accepted(trigger) = w.core.place_bid(&BidRequest {
-        auction: w.auction,
-        user: w.b,
-        amount: 500,
-        at: late,
-        platform: false,
-    }) else {
+    let Outcome::Accepted(trigger) = w.core.place_bid(
+        &BidRequest {
+            auction: w.auction,
+            user: w.b,
+            amount: 500,
+            at: late,
+            platform: false,
+        },
+        &mut Vec::new(),
+    ) else {
         panic!("accepted")
     };
     assert!(trigger.extended);
@@ -337,8 +346,11 @@ fn a_batch_with_maximums_equals_placing_its_bids_one_by_one() {
             platform: false,
         })
         .collect();
-    let sequential: Vec<Outcome> = bids.iter().map(|b| one.core.place_bid(b)).collect();
-    assert_eq!(all.core.place_batch(&bids), sequential);
+    let sequential: Vec<Outcome> = bids
+        .iter()
+        .map(|b| one.core.place_bid(b, &mut Vec::new()))
+        .collect();
+    assert_eq!(all.core.place_batch(&bids, &mut Vec::new()), sequential);
     assert_eq!(
         one.core.auction(one.auction).unwrap(),
         all.core.auction(all.auction).unwrap()
@@ -364,13 +376,16 @@ fn closing_a_scheduled_auction_releases_its_pre_bids() {
 fn a_maximum_from_the_holder_of_a_platform_lead_is_a_real_bid_over_it() {
     let mut w = world(true);
     let platform = w.core.upsert_user(9, RICH, true).unwrap();
-    let outcome = w.core.place_bid(&BidRequest {
-        auction: w.auction,
-        user: platform,
-        amount: 100,
-        at: START,
-        platform: true,
-    });
+    let outcome = w.core.place_bid(
+        &BidRequest {
+            auction: w.auction,
+            user: platform,
+            amount: 100,
+            at: START,
+            platform: true,
+        },
+        &mut Vec::new(),
+    );
     assert!(outcome.is_accepted());
     let set = w.max(platform, 1_000);
     assert_eq!(rows(&set.bids), [(platform, 150, true)]);

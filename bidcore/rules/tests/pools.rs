@@ -48,10 +48,13 @@ fn a_pooled_auction_weighs_the_pools_allowance_not_the_balance() {
     let alice = core.upsert_user(1, 10 * DEPOSIT, true).unwrap();
     let a = core.add_auction(spec(100, Some(1)), true).unwrap();
     // A rich wallet but no allowance in pool 1: refused.
-    let first = core.place_bid(&bid(a, alice, PRICE));
+    let first = core.place_bid(&bid(a, alice, PRICE), &mut Vec::new());
     assert_eq!(reason(&first), Some(Reason::InsufficientBuyingPower));
     core.set_allowance(alice, 1, DEPOSIT).unwrap();
-    assert_eq!(reason(&core.place_bid(&bid(a, alice, PRICE))), None);
+    assert_eq!(
+        reason(&core.place_bid(&bid(a, alice, PRICE), &mut Vec::new())),
+        None
+    );
     assert_eq!(core.allowance(alice, 1).unwrap(), (DEPOSIT, DEPOSIT));
     assert_eq!(core.user(alice).unwrap().exposure, DEPOSIT);
 }
@@ -65,12 +68,18 @@ fn each_pool_backs_only_its_own_auctions() {
     let c = core.add_auction(spec(102, Some(2)), true).unwrap();
     core.set_allowance(alice, 1, DEPOSIT + DEPOSIT / 2).unwrap();
     core.set_allowance(alice, 2, DEPOSIT).unwrap();
-    assert_eq!(reason(&core.place_bid(&bid(a, alice, PRICE))), None);
+    assert_eq!(
+        reason(&core.place_bid(&bid(a, alice, PRICE), &mut Vec::new())),
+        None
+    );
     // Pool 1 has half a deposit left: its second auction is refused...
-    let refused = core.place_bid(&bid(b, alice, PRICE));
+    let refused = core.place_bid(&bid(b, alice, PRICE), &mut Vec::new());
     assert_eq!(reason(&refused), Some(Reason::InsufficientBuyingPower));
     // ...while pool 2's allowance takes its own.
-    assert_eq!(reason(&core.place_bid(&bid(c, alice, PRICE))), None);
+    assert_eq!(
+        reason(&core.place_bid(&bid(c, alice, PRICE), &mut Vec::new())),
+        None
+    );
     assert_eq!(core.allowance(alice, 1).unwrap().1, DEPOSIT);
     assert_eq!(core.allowance(alice, 2).unwrap().1, DEPOSIT);
 }
@@ -83,8 +92,14 @@ fn an_outbid_leader_gets_the_pools_exposure_back() {
     let a = core.add_auction(spec(100, Some(3)), true).unwrap();
     core.set_allowance(alice, 3, DEPOSIT).unwrap();
     core.set_allowance(bob, 3, 2 * DEPOSIT).unwrap();
-    assert_eq!(reason(&core.place_bid(&bid(a, alice, PRICE))), None);
-    assert_eq!(reason(&core.place_bid(&bid(a, bob, PRICE + STEP))), None);
+    assert_eq!(
+        reason(&core.place_bid(&bid(a, alice, PRICE), &mut Vec::new())),
+        None
+    );
+    assert_eq!(
+        reason(&core.place_bid(&bid(a, bob, PRICE + STEP), &mut Vec::new())),
+        None
+    );
     assert_eq!(core.allowance(alice, 3).unwrap(), (DEPOSIT, 0));
     assert_eq!(
         core.allowance(bob, 3).unwrap().1,
@@ -165,9 +180,16 @@ fn a_batch_decides_a_pooled_bidder_as_one_bid_at_a_time() {
     };
     let (mut batched, alice, a, b) = build();
     let bids = [bid(a, alice, PRICE), bid(b, alice, PRICE)];
-    let together: Vec<_> = batched.place_batch(&bids).iter().map(reason).collect();
+    let together: Vec<_> = batched
+        .place_batch(&bids, &mut Vec::new())
+        .iter()
+        .map(reason)
+        .collect();
     let (mut single, _, _, _) = build();
-    let apart: Vec<_> = bids.iter().map(|b| reason(&single.place_bid(b))).collect();
+    let apart: Vec<_> = bids
+        .iter()
+        .map(|b| reason(&single.place_bid(b, &mut Vec::new())))
+        .collect();
     assert_eq!(together, apart);
     assert_eq!(apart, vec![None, Some(Reason::InsufficientBuyingPower)]);
 }

@@ -75,7 +75,7 @@ fn accepted(outcome: Outcome) -> bidcore_rules::Accepted {
 fn invalid_amount_is_checked_before_anything_else() {
     let mut w = world();
     for amount in [0, -1, MAX_AMOUNT, i64::MAX, i64::MIN] {
-        let outcome = w.core.place_bid(&bid(999, 999, amount, 0));
+        let outcome = w.core.place_bid(&bid(999, 999, amount, 0), &mut Vec::new());
         assert_eq!(
             reason(outcome),
             Some(Reason::InvalidAmount),
@@ -90,9 +90,10 @@ fn largest_valid_amount_passes_the_amount_rule() {
     w.core
         .set_balance(w.alice, deposit(MAX_AMOUNT - 1, 2000))
         .unwrap();
-    let outcome = w
-        .core
-        .place_bid(&bid(w.auction, w.alice, MAX_AMOUNT - 1, START));
+    let outcome = w.core.place_bid(
+        &bid(w.auction, w.alice, MAX_AMOUNT - 1, START),
+        &mut Vec::new(),
+    );
     assert!(outcome.is_accepted());
 }
 
@@ -100,11 +101,17 @@ fn largest_valid_amount_passes_the_amount_rule() {
 fn unknown_auction_is_refused() {
     let mut w = world();
     assert_eq!(
-        reason(w.core.place_bid(&bid(7, w.alice, PRICE, START))),
+        reason(
+            w.core
+                .place_bid(&bid(7, w.alice, PRICE, START), &mut Vec::new())
+        ),
         Some(Reason::UnknownAuction)
     );
     assert_eq!(
-        reason(w.core.place_bid(&bid(u32::MAX, w.alice, PRICE, START))),
+        reason(
+            w.core
+                .place_bid(&bid(u32::MAX, w.alice, PRICE, START), &mut Vec::new())
+        ),
         Some(Reason::UnknownAuction)
     );
 }
@@ -114,7 +121,10 @@ fn scheduled_auction_is_not_live() {
     let mut w = world();
     let scheduled = w.core.add_auction(spec(101), false).unwrap();
     assert_eq!(
-        reason(w.core.place_bid(&bid(scheduled, w.alice, PRICE, START))),
+        reason(
+            w.core
+                .place_bid(&bid(scheduled, w.alice, PRICE, START), &mut Vec::new())
+        ),
         Some(Reason::AuctionNotLive)
     );
 }
@@ -123,12 +133,15 @@ fn scheduled_auction_is_not_live() {
 fn bid_before_start_time_is_not_live() {
     let mut w = world();
     assert_eq!(
-        reason(w.core.place_bid(&bid(w.auction, w.alice, PRICE, START - 1))),
+        reason(
+            w.core
+                .place_bid(&bid(w.auction, w.alice, PRICE, START - 1), &mut Vec::new())
+        ),
         Some(Reason::AuctionNotLive)
     );
     assert!(w
         .core
-        .place_bid(&bid(w.auction, w.alice, PRICE, START))
+        .place_bid(&bid(w.auction, w.alice, PRICE, START), &mut Vec::new())
         .is_accepted());
 }
 
@@ -136,12 +149,15 @@ fn bid_before_start_time_is_not_live() {
 fn bid_at_end_time_is_too_late() {
     let mut w = world();
     assert_eq!(
-        reason(w.core.place_bid(&bid(w.auction, w.alice, PRICE, END))),
+        reason(
+            w.core
+                .place_bid(&bid(w.auction, w.alice, PRICE, END), &mut Vec::new())
+        ),
         Some(Reason::AuctionEnded)
     );
     assert!(w
         .core
-        .place_bid(&bid(w.auction, w.alice, PRICE, END - 1))
+        .place_bid(&bid(w.auction, w.alice, PRICE, END - 1), &mut Vec::new())
         .is_accepted());
 }
 
@@ -150,7 +166,10 @@ fn seller_cannot_bid_on_own_auction() {
     let mut w = world();
     let seller = w.core.upsert_user(SELLER, 1_000_000_000, true).unwrap();
     assert_eq!(
-        reason(w.core.place_bid(&bid(w.auction, seller, PRICE, START))),
+        reason(
+            w.core
+                .place_bid(&bid(w.auction, seller, PRICE, START), &mut Vec::new())
+        ),
         Some(Reason::OwnAuction)
     );
 }
@@ -160,11 +179,17 @@ fn ineligible_or_unknown_user_is_refused() {
     let mut w = world();
     w.core.set_eligible(w.alice, false).unwrap();
     assert_eq!(
-        reason(w.core.place_bid(&bid(w.auction, w.alice, PRICE, START))),
+        reason(
+            w.core
+                .place_bid(&bid(w.auction, w.alice, PRICE, START), &mut Vec::new())
+        ),
         Some(Reason::NotEligible)
     );
     assert_eq!(
-        reason(w.core.place_bid(&bid(w.auction, 77, PRICE, START))),
+        reason(
+            w.core
+                .place_bid(&bid(w.auction, 77, PRICE, START), &mut Vec::new())
+        ),
         Some(Reason::NotEligible)
     );
 }
@@ -174,9 +199,11 @@ fn leader_cannot_outbid_itself() {
     let mut w = world();
     assert!(w
         .core
-        .place_bid(&bid(w.auction, w.alice, PRICE, START))
+        .place_bid(&bid(w.auction, w.alice, PRICE, START), &mut Vec::new())
         .is_accepted());
-    let again = w.core.place_bid(&bid(w.auction, w.alice, PRICE * 2, START));
+    let again = w
+        .core
+        .place_bid(&bid(w.auction, w.alice, PRICE * 2, START), &mut Vec::new());
     assert_eq!(reason(again), Some(Reason::AlreadyLeading));
 }
 
@@ -184,7 +211,10 @@ fn leader_cannot_outbid_itself() {
 fn first_bid_must_reach_the_start_price() {
     let mut w = world();
     assert_eq!(
-        reason(w.core.place_bid(&bid(w.auction, w.alice, PRICE - 1, START))),
+        reason(
+            w.core
+                .place_bid(&bid(w.auction, w.alice, PRICE - 1, START), &mut Vec::new())
+        ),
         Some(Reason::BelowMinimum)
     );
 }
@@ -192,23 +222,29 @@ fn first_bid_must_reach_the_start_price() {
 #[test]
 fn exactly_one_increment_is_enough() {
     let mut w = world();
-    w.core.place_bid(&bid(w.auction, w.alice, PRICE, START));
-    let short = w
-        .core
-        .place_bid(&bid(w.auction, w.bob, PRICE + STEP - 1, START));
+    w.core
+        .place_bid(&bid(w.auction, w.alice, PRICE, START), &mut Vec::new());
+    let short = w.core.place_bid(
+        &bid(w.auction, w.bob, PRICE + STEP - 1, START),
+        &mut Vec::new(),
+    );
     assert_eq!(reason(short), Some(Reason::BelowMinimum));
     assert!(w
         .core
-        .place_bid(&bid(w.auction, w.bob, PRICE + STEP, START))
+        .place_bid(&bid(w.auction, w.bob, PRICE + STEP, START), &mut Vec::new())
         .is_accepted());
 }
 
 #[test]
 fn equal_amount_later_loses_to_the_earlier_bid() {
     let mut w = world();
-    w.core.place_bid(&bid(w.auction, w.alice, PRICE, START));
+    w.core
+        .place_bid(&bid(w.auction, w.alice, PRICE, START), &mut Vec::new());
     assert_eq!(
-        reason(w.core.place_bid(&bid(w.auction, w.bob, PRICE, START))),
+        reason(
+            w.core
+                .place_bid(&bid(w.auction, w.bob, PRICE, START), &mut Vec::new())
+        ),
         Some(Reason::BelowMinimum)
     );
     assert_eq!(
@@ -225,10 +261,12 @@ fn buying_power_counts_exposure_elsewhere() {
     w.core.set_balance(w.alice, needed * 2 - 1).unwrap();
     assert!(w
         .core
-        .place_bid(&bid(w.auction, w.alice, PRICE, START))
+        .place_bid(&bid(w.auction, w.alice, PRICE, START), &mut Vec::new())
         .is_accepted());
     assert_eq!(w.core.user(w.alice).unwrap().exposure, needed);
-    let refused = w.core.place_bid(&bid(other, w.alice, PRICE, START));
+    let refused = w
+        .core
+        .place_bid(&bid(other, w.alice, PRICE, START), &mut Vec::new());
     assert_eq!(reason(refused), Some(Reason::InsufficientBuyingPower));
 }
 
@@ -239,16 +277,17 @@ fn outbid_bidder_is_released_at_once() {
     w.core
         .set_balance(w.alice, deposit(PRICE + STEP, 2000))
         .unwrap();
-    w.core.place_bid(&bid(w.auction, w.alice, PRICE, START));
+    w.core
+        .place_bid(&bid(w.auction, w.alice, PRICE, START), &mut Vec::new());
     let outbid = accepted(
         w.core
-            .place_bid(&bid(w.auction, w.bob, PRICE + STEP, START)),
+            .place_bid(&bid(w.auction, w.bob, PRICE + STEP, START), &mut Vec::new()),
     );
     assert_eq!(outbid.previous.map(|l| l.user), Some(w.alice));
     assert_eq!(w.core.user(w.alice).unwrap().exposure, 0);
     assert!(w
         .core
-        .place_bid(&bid(other, w.alice, PRICE + STEP, START))
+        .place_bid(&bid(other, w.alice, PRICE + STEP, START), &mut Vec::new())
         .is_accepted());
 }
 
@@ -256,7 +295,10 @@ fn outbid_bidder_is_released_at_once() {
 fn bid_inside_the_window_extends_the_end() {
     let mut w = world();
     let at = END - 119_999;
-    let a = accepted(w.core.place_bid(&bid(w.auction, w.alice, PRICE, at)));
+    let a = accepted(
+        w.core
+            .place_bid(&bid(w.auction, w.alice, PRICE, at), &mut Vec::new()),
+    );
     assert!(a.extended);
     assert_eq!(a.end_time, END + 120_000);
     let state = w.core.auction(w.auction).unwrap();
@@ -266,10 +308,10 @@ fn bid_inside_the_window_extends_the_end() {
 #[test]
 fn bid_exactly_a_window_before_the_end_does_not_extend() {
     let mut w = world();
-    let a = accepted(
-        w.core
-            .place_bid(&bid(w.auction, w.alice, PRICE, END - 120_000)),
-    );
+    let a = accepted(w.core.place_bid(
+        &bid(w.auction, w.alice, PRICE, END - 120_000),
+        &mut Vec::new(),
+    ));
     assert!(!a.extended);
     assert_eq!(a.end_time, END);
 }
@@ -281,7 +323,7 @@ fn extension_never_passes_the_largest_time() {
     let mut s = spec(5);
     s.end_time = MAX_TIME_MS;
     let auction = core.add_auction(s, true).unwrap();
-    let a = accepted(core.place_bid(&bid(auction, user, PRICE, MAX_TIME_MS - 1)));
+    let a = accepted(core.place_bid(&bid(auction, user, PRICE, MAX_TIME_MS - 1), &mut Vec::new()));
     assert_eq!(a.end_time, MAX_TIME_MS);
 }
 
@@ -296,7 +338,7 @@ fn platform_bid_skips_buying_power_and_adds_no_exposure() {
         at: START,
         platform: true,
     };
-    let a = accepted(w.core.place_bid(&bid));
+    let a = accepted(w.core.place_bid(&bid, &mut Vec::new()));
     assert_eq!(a.deposit, 0);
     assert_eq!(a.bidder_number, 0);
     assert_eq!(w.core.user(p).unwrap().exposure, 0);
@@ -315,9 +357,15 @@ fn platform_does_not_bid_against_itself() {
         at: START,
         platform: true,
     };
-    assert!(w.core.place_bid(&platform_bid(PRICE)).is_accepted());
+    assert!(w
+        .core
+        .place_bid(&platform_bid(PRICE), &mut Vec::new())
+        .is_accepted());
     assert_eq!(
-        reason(w.core.place_bid(&platform_bid(PRICE + STEP))),
+        reason(
+            w.core
+                .place_bid(&platform_bid(PRICE + STEP), &mut Vec::new())
+        ),
         Some(Reason::AlreadyLeading)
     );
 }
@@ -325,13 +373,15 @@ fn platform_does_not_bid_against_itself() {
 #[test]
 fn rejected_bid_changes_nothing() {
     let mut w = world();
-    w.core.place_bid(&bid(w.auction, w.alice, PRICE, START));
+    w.core
+        .place_bid(&bid(w.auction, w.alice, PRICE, START), &mut Vec::new());
     let before = (
         w.core.auction(w.auction).unwrap(),
         w.core.user(w.alice).unwrap(),
         w.core.user(w.bob).unwrap(),
     );
-    w.core.place_bid(&bid(w.auction, w.bob, PRICE, END - 1));
+    w.core
+        .place_bid(&bid(w.auction, w.bob, PRICE, END - 1), &mut Vec::new());
     let after = (
         w.core.auction(w.auction).unwrap(),
         w.core.user(w.alice).unwrap(),
@@ -343,15 +393,18 @@ fn rejected_bid_changes_nothing() {
 #[test]
 fn bidder_numbers_are_stable_and_counted_once() {
     let mut w = world();
-    let a1 = accepted(w.core.place_bid(&bid(w.auction, w.alice, PRICE, START)));
+    let a1 = accepted(
+        w.core
+            .place_bid(&bid(w.auction, w.alice, PRICE, START), &mut Vec::new()),
+    );
     let b1 = accepted(
         w.core
-            .place_bid(&bid(w.auction, w.bob, PRICE + STEP, START)),
+            .place_bid(&bid(w.auction, w.bob, PRICE + STEP, START), &mut Vec::new()),
     );
-    let a2 = accepted(
-        w.core
-            .place_bid(&bid(w.auction, w.alice, PRICE + 2 * STEP, START)),
-    );
+    let a2 = accepted(w.core.place_bid(
+        &bid(w.auction, w.alice, PRICE + 2 * STEP, START),
+        &mut Vec::new(),
+    ));
     assert_eq!(
         (a1.bidder_number, b1.bidder_number, a2.bidder_number),
         (1, 2, 1)
@@ -362,7 +415,8 @@ fn bidder_numbers_are_stable_and_counted_once() {
 #[test]
 fn close_keeps_the_leader_exposed_until_removal_and_reports_the_leader() {
     let mut w = world();
-    w.core.place_bid(&bid(w.auction, w.alice, PRICE, START));
+    w.core
+        .place_bid(&bid(w.auction, w.alice, PRICE, START), &mut Vec::new());
     let closed = w.core.close_auction(w.auction).unwrap();
     assert_eq!(
         closed.lead.map(|l| (l.user, l.amount)),
@@ -375,7 +429,10 @@ fn close_keeps_the_leader_exposed_until_removal_and_reports_the_leader() {
     );
     assert_eq!(w.core.auction(w.auction).unwrap().status, Status::Ended);
     assert_eq!(
-        reason(w.core.place_bid(&bid(w.auction, w.bob, PRICE * 2, START))),
+        reason(
+            w.core
+                .place_bid(&bid(w.auction, w.bob, PRICE * 2, START), &mut Vec::new())
+        ),
         Some(Reason::AuctionEnded),
         "closed before its end time, and still ended"
     );
@@ -387,8 +444,10 @@ fn close_keeps_the_leader_exposed_until_removal_and_reports_the_leader() {
 fn removing_a_cancelled_auction_releases_nothing_twice() {
     let mut w = world();
     let other = w.core.add_auction(spec(200), true).unwrap();
-    w.core.place_bid(&bid(w.auction, w.alice, PRICE, START));
-    w.core.place_bid(&bid(other, w.alice, PRICE, START));
+    w.core
+        .place_bid(&bid(w.auction, w.alice, PRICE, START), &mut Vec::new());
+    w.core
+        .place_bid(&bid(other, w.alice, PRICE, START), &mut Vec::new());
     w.core.cancel_auction(w.auction).unwrap();
     w.core.remove_auction(w.auction).unwrap();
     assert_eq!(w.core.user(w.alice).unwrap().exposure, deposit(PRICE, 2000));
@@ -397,7 +456,8 @@ fn removing_a_cancelled_auction_releases_nothing_twice() {
 #[test]
 fn cancel_releases_exposure_and_cannot_repeat() {
     let mut w = world();
-    w.core.place_bid(&bid(w.auction, w.alice, PRICE, START));
+    w.core
+        .place_bid(&bid(w.auction, w.alice, PRICE, START), &mut Vec::new());
     w.core.cancel_auction(w.auction).unwrap();
     assert_eq!(w.core.user(w.alice).unwrap().exposure, 0);
     assert!(matches!(
@@ -424,7 +484,10 @@ fn removed_auction_is_unknown_and_its_id_reusable() {
     w.core.close_auction(w.auction).unwrap();
     w.core.remove_auction(w.auction).unwrap();
     assert_eq!(
-        reason(w.core.place_bid(&bid(w.auction, w.alice, PRICE, START))),
+        reason(
+            w.core
+                .place_bid(&bid(w.auction, w.alice, PRICE, START), &mut Vec::new())
+        ),
         Some(Reason::UnknownAuction)
     );
     let again = w.core.add_auction(spec(100), true).unwrap();
@@ -528,7 +591,7 @@ fn reserve_protection_never_passes_ninety_five_percent_of_reserve() {
     s.start_price = 1_000_000;
     s.increment = 900_000;
     let a = core.add_auction(s, true).unwrap();
-    core.place_bid(&bid(a, user, 1_000_000, END - 100));
+    core.place_bid(&bid(a, user, 1_000_000, END - 100), &mut Vec::new());
     // next minimum 1.9M = exactly 95 % of 2M: allowed; one kobo more is not.
     assert_eq!(core.reserve_protection(END - 50), vec![(a, 1_900_000)]);
     let mut s2 = spec(2);
@@ -536,7 +599,7 @@ fn reserve_protection_never_passes_ninety_five_percent_of_reserve() {
     s2.start_price = 1_000_000;
     s2.increment = 900_000;
     let b = core.add_auction(s2, true).unwrap();
-    core.place_bid(&bid(b, user, 1_000_000, END - 100));
+    core.place_bid(&bid(b, user, 1_000_000, END - 100), &mut Vec::new());
     assert!(!core
         .reserve_protection(END - 50)
         .iter()
@@ -550,7 +613,7 @@ fn reserve_protection_stops_at_ninety_percent() {
     let mut s = spec(1);
     s.reserve = Some(1_000_000_000);
     let a = core.add_auction(s, true).unwrap();
-    core.place_bid(&bid(a, user, 900_000_000, END - 100));
+    core.place_bid(&bid(a, user, 900_000_000, END - 100), &mut Vec::new());
     assert!(core.reserve_protection(END - 50).is_empty());
 }
 
@@ -630,10 +693,13 @@ fn parallel_batch_equals_sequential_placement() {
         });
     }
     let mut sequential = build(1);
-    let expected: Vec<Outcome> = bids.iter().map(|b| sequential.place_bid(b)).collect();
+    let expected: Vec<Outcome> = bids
+        .iter()
+        .map(|b| sequential.place_bid(b, &mut Vec::new()))
+        .collect();
     for shards in [2, 8, 64] {
         let mut core = build(shards);
-        let got = core.place_batch(&bids);
+        let got = core.place_batch(&bids, &mut Vec::new());
         assert_eq!(got.len(), expected.len());
         for (g, e) in got.iter().zip(&expected) {
             assert_eq!(g.code_byte(), e.code_byte());
