@@ -29,6 +29,9 @@ from engine.references import checked_reference, provider_key, refuse_reuse
 
 _IDEMPOTENCY_KEY = "transactions_idempotency_key_key"
 _BALANCE = "SELECT wallet_balance FROM users WHERE id = $1 FOR SHARE"
+_OFFER_MOVED = (
+    "SELECT EXISTS (SELECT 1 FROM settlement_offers WHERE auction_id = $1 AND outcome <> 'open')"
+)
 _PRIOR_PAYMENT = """
 SELECT id, user_id, type, amount, reference_id, paystack_ref, created_at
 FROM transactions WHERE idempotency_key = $1
@@ -56,7 +59,7 @@ class PaymentReceipt(msgspec.Struct, frozen=True):
 async def pay(
     pool: asyncpg.Pool,
     auction_id: uuid.UUID,
-    payer_id: uuid.UUID,
+    payer_id: uuid.UUID | None,
     amount_kobo: int,
     reference: str,
     now_ms: int,
@@ -65,7 +68,9 @@ async def pay(
 ) -> tuple[PaymentReceipt, bool]:
     """A payment by `payer_id` towards the open offer, which must be theirs; True
     when new, False when the reference was seen (the answer then shows the
-    settlement as it stands now)."""
+    settlement as it stands now). Without a payer it is the open offer's buyer's,
+    as long as the offer never moved: after a default only a named payer's
+    money can be told from the first buyer's late transfer."""
     reference = _checked_payment(amount_kobo, reference)
     key = provider_key(reference)
     async with pool.acquire() as conn:
@@ -103,7 +108,7 @@ async def _prior_payment(
     conn: asyncpg.Connection,
     key: str,
     auction_id: uuid.UUID,
-    payer_id: uuid.UUID,
+    payer_id: uuid.UUID | None,
     amount_kobo: int,
 ) -> asyncpg.Record | None:
     """The payment already written under this reference, if it is this same one."""
@@ -113,7 +118,7 @@ async def _prior_payment(
     refuse_reuse(prior["type"], "auction_payment")
     if (
         prior["reference_id"] != auction_id
-        or prior["user_id"] != payer_id
+        or (payer_id is not None and prior["user_id"] != payer_id)
         or naira_to_kobo(prior["amount"]) != amount_kobo
     ):
         raise Refused(
@@ -128,7 +133,7 @@ async def _prior_payment(
 async def _take_payment(
     conn: asyncpg.Connection,
     auction: asyncpg.Record,
-    payer_id: uuid.UUID,
+    payer_id: uuid.UUID | None,
     amount_kobo: int,
     reference: str,
     key: str,
@@ -139,7 +144,15 @@ async def _take_payment(
     offer = await conn.fetchrow(LOCK_OPEN_OFFER, auction["id"])
     if offer is None:
         raise not_awaiting_payment(auction["status"])
-    if offer["user_id"] != payer_id:
+    if payer_id is None and await conn.fetchval(_OFFER_MOVED, auction["id"]):
+        raise Refused(
+            "conflict",
+            "payer_required",
+            "This auction's offer has moved to another bidder after a default: name the "
+            "payer (payer_id), so that a late transfer from an earlier buyer is not "
+            "booked as this buyer's payment.",
+        )
+    if payer_id is not None and offer["user_id"] != payer_id:
         # After a default the offer moves to the next bidder: a late transfer from
         # the first buyer must not be booked as the new buyer's payment.
         raise Refused(

@@ -331,12 +331,40 @@ async def test_a_payment_names_its_payer_and_only_the_open_offers_buyer_may_pay(
     assert (reply.status, reply.code) == (409, "not_the_buyer")
     assert await world.transactions(stranger, "auction_payment") == []
     assert await world.transactions(winner, "auction_payment") == []
+
+
+async def test_a_payment_naming_no_payer_is_the_buyers_while_the_offer_never_moved(
+    world: World,
+) -> None:
+    winner = await world.api.bidder(FUNDS)
+    auction = await world.won([(winner, PRICE)])
+    path = f"/internal/auctions/{auction}/payments"
+    body = {"amount_kobo": 10_000_000, "reference": "api-md-body"}
+
+    unnamed = await world.api.service("POST", path, body)
+    again = await world.api.service("POST", path, body)
+
+    assert unnamed.status == 201, unnamed.text
+    assert again.status == 200, again.text
+    assert unnamed.body["settlement"]["paid_kobo"] == 10_000_000
+    assert again.body["payment"] == unnamed.body["payment"]
+    assert len(await world.transactions(winner, "auction_payment")) == 1
+
+
+async def test_after_a_default_a_payment_must_name_its_payer(world: World) -> None:
+    first, second = await world.api.bidder(FUNDS), await world.api.bidder(FUNDS)
+    auction = await world.won([(second, PRICE), (first, PRICE + STEP)])
+    await world.pass_deadline(auction)  # the offer moves to the second bidder
+
     unnamed = await world.api.service(
         "POST",
         f"/internal/auctions/{auction}/payments",
-        {"amount_kobo": 10_000_000, "reference": "whose"},
+        {"amount_kobo": 10_000_000, "reference": "whose-now"},
     )
-    assert (unnamed.status, unnamed.code) == (422, "invalid")
+
+    assert (unnamed.status, unnamed.code) == (409, "payer_required")
+    assert await world.transactions(first, "auction_payment") == []
+    assert await world.transactions(second, "auction_payment") == []
 
 
 async def test_after_a_default_the_first_buyers_late_transfer_is_not_the_next_buyers_payment(

@@ -804,8 +804,10 @@ def _rules(latest_year: int) -> dict[str, Rules]:
             fields={
                 "payer_id": _described(
                     UUID,
-                    "The user the provider says paid: the auction's open offer must be theirs "
-                    "(else 409 `not_the_buyer`).",
+                    "Optional: the user the provider says paid; the auction's open offer must "
+                    "be theirs (else 409 `not_the_buyer`). Without it the payment is the open "
+                    "offer's buyer's, unless the offer moved to another bidder after a default "
+                    "(409 `payer_required`).",
                 ),
                 "amount_kobo": _integer(1, money.MAX_KOBO),
                 "reference": _described(

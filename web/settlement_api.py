@@ -1,11 +1,13 @@
 """Settlement over the internal API: the payment provider's payments for won
 auctions (via the platform's webhook), and where a settlement stands.
 
-`POST /internal/auctions/{id}/payments` names its payer and is idempotent by
+`POST /internal/auctions/{id}/payments` (API.md's body, `payer_id` optional) is idempotent by
 the provider's reference: the same reference again answers 200 with the
 settlement as it stands, never a second payment; with another payer, amount or
 auction, or a reference already used for a wallet movement, 409. A payer who
-does not hold the auction's open offer is refused 409 `not_the_buyer`.
+does not hold the auction's open offer is refused 409 `not_the_buyer`; a payment
+naming no payer is the buyer's until the offer moves after a default, then 409
+`payer_required`.
 """
 
 from __future__ import annotations
@@ -26,9 +28,9 @@ from web.peers import relay_to_owner
 class PaymentRequest(msgspec.Struct, forbid_unknown_fields=True):
     """`payer_id`: the user the provider says paid; the open offer must be theirs."""
 
-    payer_id: uuid.UUID
     amount_kobo: int
     reference: str
+    payer_id: uuid.UUID | None = None
 
 
 async def post_payment(request: web.Request) -> web.Response:
