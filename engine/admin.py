@@ -109,12 +109,18 @@ class Admin:
     finisher: Finisher
     publisher: StatePublisher | None = None
 
+    async def _fence(self, conn: asyncpg.Connection, auction_id: uuid.UUID) -> None:
+        """Several nodes: only the auction's partition's owner writes (raises Fenced)."""
+        if (fence := self.sequencer.fence(auction_id)) is not None:
+            await fence.check(conn)
+
     # ---- drafts: not in the core --------------------------------------------------
 
     async def approve(self, auction_id: uuid.UUID, actor: Actor) -> AuctionBody:
         """draft → scheduled; the vehicle is in auction; the core takes it."""
         async with self.pool.acquire() as conn, conn.transaction():
             row = await lock_auction(conn, auction_id)
+            await self._fence(conn, auction_id)
             if row["status"] != "draft":
                 raise invalid_transition(row["status"], "approve", "a draft")
             end_ms = to_ms(row["end_time"])
@@ -153,6 +159,7 @@ class Admin:
     async def _cancel_draft(self, auction_id: uuid.UUID, actor: Actor, action: str) -> AuctionBody:
         async with self.pool.acquire() as conn, conn.transaction():
             row = await lock_auction(conn, auction_id)
+            await self._fence(conn, auction_id)
             if row["status"] != "draft":
                 raise invalid_transition(row["status"], action, "a draft")
             seq = row["last_seq"] + 1
@@ -250,8 +257,7 @@ class Admin:
                 try:
                     async with self.pool.acquire() as conn, conn.transaction():
                         row = await lock_auction(conn, auction_id)
-                        if (fence := self.sequencer.fence(auction_id)) is not None:
-                            await fence.check(conn)  # several nodes: the owner's only
+                        await self._fence(conn, auction_id)
                         voided = await void_result(conn, row, buyer, actor.reason)
                         await self._audit(conn, actor, "void", auction_id, voided.old, voided.new)
                 except Replan:
