@@ -20,90 +20,32 @@ import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
-import jwt
 import pytest
 
-from tests.ws_helpers import SECRET, RoomClient, ServerProcess, process_env
+from tests.blackbox import Client, bearer_for, engine_process, now_ms
+from tests.ws_helpers import RoomClient
 
-SERVICE_TOKEN = "ws-test-internal-token"  # process_env's INTERNAL_API_TOKEN
 START = 200_000_000  # ₦2,000,000
 STEP = 5_000_000  # ₦50,000, API.md's default increment
 FUNDS = 10**11  # ₦1,000,000,000: enough buying power for every maximum here
 
 
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
-def bearer_for(user_id: uuid.UUID, role: str = "user") -> str:
-    """A token as the platform's identity service issues them (API.md: HS256 over
-    JWT_SECRET, claims `sub`, `role`, `exp`)."""
-    claims = {"sub": str(user_id), "role": role, "exp": int(time.time()) + 3600}
-    return jwt.encode(claims, SECRET, algorithm="HS256")
-
-
-@dataclass
-class Engine:
-    server: ServerProcess
-    http: aiohttp.ClientSession
-
-    async def call(self, method: str, path: str, token: str, body: Any = None) -> Any:
-        headers = {"Authorization": f"Bearer {token}"}
-        async with self.http.request(
-            method, f"{self.server.base}{path}", json=body, headers=headers
-        ) as reply:
-            return reply.status, await reply.json()
-
-    async def platform(self, method: str, path: str, body: Any = None) -> Any:
-        status, answer = await self.call(method, path, SERVICE_TOKEN, body)
-        assert status in (200, 201), (path, status, answer)
-        return answer
-
+class Engine(Client):
     async def user(self, role: str = "user", funds: int = 0) -> uuid.UUID:
-        user_id = uuid.uuid4()
-        await self.platform(
-            "PUT",
-            f"/internal/users/{user_id}",
-            {
-                "email": f"{user_id.hex[:12]}@example.test",
-                "role": role,
-                "kyc_status": "approved",
-                "display_name": "Black-box",
-            },
-        )
-        if funds:
-            await self.platform(
-                "POST",
-                f"/internal/users/{user_id}/wallet/credits",
-                {"amount_kobo": funds, "reference": f"fund-{user_id.hex}"},
-            )
-        return user_id
+        return await self.new_user(role, funds)
 
     async def auction(self, *, starts_in_ms: int) -> uuid.UUID:
         """A scheduled auction of a dealer's vehicle; the scheduler opens it."""
         dealer = await self.user(role="dealer")
-        vin = uuid.uuid4().hex.upper()[:17]  # 0-9 and A-F: all in a VIN's alphabet
-        vehicle = await self.platform(
-            "POST",
-            "/internal/vehicles",
-            {
-                "vin": vin,
-                "year": 2020,
-                "make": "Lexus",
-                "model": "RX 350",
-                "listed_by": str(dealer),
-            },
-        )
+        vehicle = await self.new_vehicle(dealer, "Lexus", "RX 350", 2020)
         start = now_ms() + starts_in_ms
         created = await self.platform(
             "POST",
             "/internal/auctions",
             {
-                "vehicle_id": vehicle["vehicle"]["id"],
+                "vehicle_id": vehicle,
                 "created_by": str(dealer),
                 "status": "scheduled",
                 "start_time_ms": start,
@@ -131,12 +73,8 @@ class Engine:
 
 @pytest.fixture
 async def engine(database_url: str) -> AsyncIterator[Engine]:
-    server = await ServerProcess.start(process_env(database_url))
-    try:
-        async with aiohttp.ClientSession() as http:
-            yield Engine(server, http)
-    finally:
-        await server.stop()
+    async with engine_process(database_url) as (server, http):
+        yield Engine(server, http)
 
 
 async def send_max(client: RoomClient, max_kobo: int, client_bid_id: str) -> dict[str, Any]:

@@ -43,19 +43,16 @@ What each assertion rests on:
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
-import jwt
 import pytest
 
-from tests.ws_helpers import SECRET, RoomClient, ServerProcess, process_env
+from tests.blackbox import SERVICE_TOKEN, Client, bearer_for, engine_process, now_ms
+from tests.ws_helpers import RoomClient
 
-SERVICE_TOKEN = "ws-test-internal-token"  # process_env's INTERNAL_API_TOKEN
 START = 200_000_000  # ₦2,000,000: the high bid, the one pre-bid opening the auction
 RESERVE = 210_000_000  # START is above 90 % of it: no reserve-protection bid
 STEP = 5_000_000
@@ -68,20 +65,9 @@ COUNTER_WINDOW_MS = 45_000
 SCHEDULER_S = 1.0
 
 
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
 def deposit(amount_kobo: int) -> int:
     """RULES.md: ceil(a * deposit_pct_bp / 10000), in integers."""
     return -(-amount_kobo * DEPOSIT_BP // 10_000)
-
-
-def bearer_for(user_id: uuid.UUID, role: str = "user") -> str:
-    """A token as the platform's identity service issues them (API.md: HS256 over
-    JWT_SECRET, claims `sub`, `role`, `exp`)."""
-    claims = {"sub": str(user_id), "role": role, "exp": int(time.time()) + 3600}
-    return jwt.encode(claims, SECRET, algorithm="HS256")
 
 
 @dataclass(frozen=True)
@@ -104,67 +90,22 @@ class Deciding:
     end_time_ms: int
 
 
-@dataclass
-class Engine:
-    server: ServerProcess
-    http: aiohttp.ClientSession
-
-    async def call(
-        self, method: str, path: str, token: str | None = None, body: Any = None
-    ) -> tuple[int, Any]:
-        headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
-        async with self.http.request(
-            method, f"{self.server.base}{path}", json=body, headers=headers
-        ) as reply:
-            return reply.status, await reply.json()
-
-    async def platform(self, method: str, path: str, body: Any = None) -> Any:
-        status, answer = await self.call(method, path, SERVICE_TOKEN, body)
-        assert status in (200, 201), (path, status, answer)
-        return answer
-
+class Engine(Client):
     async def user(self, role: str = "user", funds: int = 0) -> Party:
-        user_id = uuid.uuid4()
-        await self.platform(
-            "PUT",
-            f"/internal/users/{user_id}",
-            {
-                "email": f"{user_id.hex[:12]}@example.test",
-                "role": role,
-                "kyc_status": "approved",
-                "display_name": "Black-box",
-            },
-        )
-        if funds:
-            await self.platform(
-                "POST",
-                f"/internal/users/{user_id}/wallet/credits",
-                {"amount_kobo": funds, "reference": f"fund-{user_id.hex}"},
-            )
+        user_id = await self.new_user(role, funds)
         return Party(user_id, bearer_for(user_id, role))
 
     async def reserve_auction(
         self, dealer: Party, *, starts_in_ms: int, lasts_ms: int, if_bid_window_ms: int
     ) -> tuple[uuid.UUID, int]:
         """A dealer's scheduled reserve auction; its id and end time."""
-        vin = uuid.uuid4().hex.upper()[:17]  # 0-9 and A-F: all in a VIN's alphabet
-        vehicle = await self.platform(
-            "POST",
-            "/internal/vehicles",
-            {
-                "vin": vin,
-                "year": 2019,
-                "make": "Toyota",
-                "model": "Camry",
-                "listed_by": str(dealer.id),
-            },
-        )
+        vehicle = await self.new_vehicle(dealer.id, "Toyota", "Camry", 2019)
         start = now_ms() + starts_in_ms
         created = await self.platform(
             "POST",
             "/internal/auctions",
             {
-                "vehicle_id": vehicle["vehicle"]["id"],
+                "vehicle_id": vehicle,
                 "created_by": str(dealer.id),
                 "auction_type": "reserve",
                 "status": "scheduled",
@@ -245,12 +186,8 @@ class Engine:
 
 @pytest.fixture
 async def engine(database_url: str) -> AsyncIterator[Engine]:
-    server = await ServerProcess.start(process_env(database_url))
-    try:
-        async with aiohttp.ClientSession() as http:
-            yield Engine(server, http)
-    finally:
-        await server.stop()
+    async with engine_process(database_url) as (server, http):
+        yield Engine(server, http)
 
 
 async def refused(
