@@ -504,6 +504,8 @@ async def run_once(args: argparse.Namespace, mode: str) -> Run:
             seller = rooms_endings.Seller(api, world, plan, target.jwt_secret, args.seed)
         before = Probe.take(target, parse_metrics(await api.metrics()))
         start_ns = time.monotonic_ns() + int(GO_LEAD_S * 1e9)
+        if world.planned_go_ms is not None:  # the ending auctions' ends count from it
+            start_ns = rooms_endings.monotonic_ns_at(world.planned_go_ms)
         stop_ns = start_ns + int(args.seconds * 1e9)
         clock = rooms_endings.Clock.of(start_ns, stop_ns)
         ends_in_s = (world.end_ms - time.time_ns() // 1_000_000) / 1000

@@ -26,7 +26,7 @@ import random
 import time
 import uuid
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -98,7 +98,7 @@ def plan(
 def go_after_start_ms(sockets: int) -> int:
     """When the bidding is planned to start after the auctions open: what connecting
     `sockets` usually takes with room to spare (a slower start moves the ends)."""
-    return int((3 + sockets / 400) * 1000)
+    return int((2 + sockets / 1000) * 1000)
 
 
 async def start_bidding(
@@ -114,7 +114,7 @@ async def start_bidding(
         progress(f"connecting took {late / 1000:.1f}s longer than planned: moving the ends as much")
         staff = api.as_user(mint_token(world.manager_id, "manager", secret, ttl_s=3600))
 
-        def extend(index: int, end: int) -> Any:
+        def extend(index: int, end: int) -> Callable[[], Awaitable[None]]:
             async def job() -> None:
                 path = f"/internal/admin/auctions/{world.auction_ids[index]}/extend"
                 reason = "bench: the bidding started late; the end keeps its place in it"
@@ -130,6 +130,11 @@ async def start_bidding(
         world.ends_ms = {index: end + late for index, end in world.ends_ms.items()}
     world.planned_go_ms += late
     await asyncio.sleep(max(0.0, (world.planned_go_ms - now_ms()) / 1000 - lead_s))
+
+
+def monotonic_ns_at(epoch_ms: int) -> int:
+    """The monotonic clock's reading at `epoch_ms` (the generators keep that clock)."""
+    return time.monotonic_ns() + epoch_ms * 1_000_000 - time.time_ns()
 
 
 # ---- the seller's side, during the run ----------------------------------------------
@@ -164,6 +169,7 @@ class Seller:
     answers: list[Answer] = field(default_factory=list)
     missed: list[int] = field(default_factory=list)  # planned plays that found no open if-bid
     unfinished: list[int] = field(default_factory=list)  # cut short at the end of the run
+    failed: list[str] = field(default_factory=list)  # plays the bench could not carry out
     _task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -179,7 +185,9 @@ class Seller:
 
     async def _all(self) -> None:
         plays = sorted(self.plan.plays.items(), key=lambda item: self.world.ends_ms[item[0]])
-        await asyncio.gather(*(self._one(index, play) for index, play in plays))
+        async with asyncio.TaskGroup() as group:  # one failing stops the others
+            for index, play in plays:
+                group.create_task(self._one(index, play))
 
     async def _one(self, index: int, play: str) -> None:
         try:
@@ -187,6 +195,8 @@ class Seller:
         except asyncio.CancelledError:
             self.unfinished.append(index)
             raise
+        except Exception as err:  # the check reports it: the run then fails, saying why
+            self.failed.append(f"auction {index} ({play}): {err!r}")
 
     async def _play(self, index: int, play: str) -> None:
         assert self.world.dealer_id is not None
@@ -223,8 +233,8 @@ class Seller:
                 if status == 200:
                     open_: bool = body["state"] == "open" and body["turn"] == "seller"
                     return body if open_ else None
-                _, room = await self.api.request("GET", f"/api/auctions/{auction}")
-                if room["auction"]["status"] not in ("live", "ended"):
+                status, room = await self.api.request("GET", f"/api/auctions/{auction}")
+                if status == 200 and room["auction"]["status"] not in ("live", "ended"):
                     return None  # end-processed without an if-bid: no real bid
             await asyncio.sleep(POLL_S)
         return None
@@ -296,6 +306,20 @@ class Clock:
         return self.epoch_ms(self.stop_ns)
 
 
+@dataclass(slots=True)
+class Ended:
+    """One ending auction after the run: what the rooms heard when, what the ledger says."""
+
+    status: str  # the auction's, at the check
+    after_start_s: float  # its end, after the bidding's start
+    ended_ns: int | None  # its `ended` event at the first watcher (monotonic)
+    to_seller_ns: int | None  # ... when that event said seller_decision
+    decided_ns: int | None  # its if-bid's outcome (a `state` event) at the first watcher
+    end_to_room_ms: float | None
+    if_bid: str | None  # the if-bid's state; None: it has none
+    problems: list[str]
+
+
 async def check(
     api: Api,
     world: World,
@@ -309,79 +333,91 @@ async def check(
     the answers the bench was given; and the figures of the endings."""
     assert world.dealer_id is not None
     dealer = api.as_user(mint_token(world.dealer_id, "dealer", seller.secret, ttl_s=3600))
+    ids = world.auction_ids
     states = await bounded(
-        [
-            _state_job(api, dealer, world.auction_ids[i], i in plan.after_go_ms)
-            for i in range(len(world.auction_ids))
-        ],
+        [_state_job(api, dealer, ids[i], i in plan.after_go_ms) for i in range(len(ids))],
         _HTTP_CONCURRENCY,
     )
     events = room_events(results)
     answered: dict[int, list[Answer]] = {}
     for answer in seller.answers:
         answered.setdefault(answer.auction, []).append(answer)
-    problems: list[str] = []
-    statuses: Counter[str] = Counter()
-    if_bids: Counter[str] = Counter()
-    decided_during: Counter[str] = Counter()
-    end_to_room_ms: list[float] = []
-    to_seller = to_seller_during = ended_during = without_bids = 0
+    problems = [f"the seller's side failed: {failure}" for failure in seller.failed]
+    ended: list[Ended] = []
     for index, state in enumerate(states):
-        room, history, offer = state["room"], state["bids"], state["offer"]
-        status = room["status"]
-        if index not in plan.after_go_ms:
-            if status != "live":
-                problems.append(f"auction {index} was to stay live and is {status}")
-            continue
-        statuses[status] += 1
-        end_ms = room["end_time_ms"]
-        ended_at = events.get((index, "ended:seller_decision")) or events.get(
-            (index, "ended:unsold")
-        )
-        if ended_at is not None:
-            end_to_room_ms.append(clock.epoch_ms(ended_at) - end_ms)
-        ended_during += clock.during_load(ended_at)
-        to_seller_during += clock.during_load(events.get((index, "ended:seller_decision")))
-        late = [bid for bid in history if bid["at_ms"] >= end_ms]
-        if late:
-            problems.append(f"auction {index}: {len(late)} bids at or after its end")
-        top = next((bid for bid in reversed(history) if not bid["is_platform_bid"]), None)
-        if top is None:
-            without_bids += 1
-            if status != "unsold" or offer is not None:
-                problems.append(f"auction {index} ended without a real bid and is {status}")
-            continue
-        if offer is None:
-            problems.append(f"auction {index} ended below its reserve with no if-bid ({status})")
-            continue
-        to_seller += 1
-        if_bids[offer["state"]] += 1
-        problems += _agrees(index, status, offer, top["amount_kobo"], answered.get(index, []))
-        decided = min(
-            (
-                at
-                for s in (*SOLD, "unsold")
-                if (at := events.get((index, f"state:{s}"))) is not None
-            ),
-            default=None,
-        )
-        if offer["state"] != "open" and clock.during_load(decided):
-            decided_during[offer["state"]] += 1
+        if index in plan.after_go_ms:
+            ended.append(_ended(index, state, events, clock, answered.get(index, [])))
+            problems += ended[-1].problems
+        elif state["room"]["status"] != "live":
+            problems.append(f"auction {index} was to stay live and is {state['room']['status']}")
+    return _figures(plan, seller, ended, clock, rejections, problems, len(ids)) | {
+        "platform_deliveries": sum(result.platform_deliveries for result in results),
+    }
+
+
+def _ended(
+    index: int,
+    state: Mapping[str, Any],
+    events: Mapping[tuple[int, str], int],
+    clock: Clock,
+    answers: list[Answer],
+) -> Ended:
+    room, history, offer = state["room"], state["bids"], state["offer"]
+    status, end_ms = room["status"], room["end_time_ms"]
+    to_seller = events.get((index, "ended:seller_decision"))
+    ended_ns = to_seller if to_seller is not None else events.get((index, "ended:unsold"))
+    decided = [events.get((index, f"state:{s}")) for s in (*SOLD, "unsold")]
+    found = Ended(
+        status=status,
+        after_start_s=(end_ms - clock.go_ms) / 1000,
+        ended_ns=ended_ns,
+        to_seller_ns=to_seller,
+        decided_ns=min((at for at in decided if at is not None), default=None),
+        end_to_room_ms=clock.epoch_ms(ended_ns) - end_ms if ended_ns is not None else None,
+        if_bid=offer["state"] if offer is not None else None,
+        problems=[],
+    )
+    where = f"auction {index}"
+    late = [bid for bid in history if bid["at_ms"] >= end_ms]
+    if late:
+        found.problems.append(f"{where}: {len(late)} bids at or after its end")
+    top = next((bid for bid in reversed(history) if not bid["is_platform_bid"]), None)
+    if top is None and (status != "unsold" or offer is not None):
+        found.problems.append(f"{where} ended without a real bid and is {status}")
+    elif top is not None and offer is None:
+        found.problems.append(f"{where} ended below its reserve with no if-bid ({status})")
+    elif top is not None:
+        found.problems += agrees(index, status, offer, top["amount_kobo"], answers)
+    return found
+
+
+def _figures(
+    plan: EndingPlan,
+    seller: Seller,
+    ended: list[Ended],
+    clock: Clock,
+    rejections: Mapping[str, int],
+    problems: list[str],
+    auctions: int,
+) -> dict[str, Any]:
     taken = [a for a in seller.answers if a.status == 200]
+    decided = Counter(
+        e.if_bid for e in ended if e.if_bid != "open" and clock.during_load(e.decided_ns)
+    )
+    ends = [e.after_start_s for e in ended]
     return {
         "mode": "seller-decision",
-        "auctions": len(plan.after_go_ms),
-        "of_auctions": len(world.auction_ids),
+        "auctions": len(ended),
+        "of_auctions": auctions,
         "if_bid_window_ms": plan.if_bid_window_ms,
-        "ends_after_start_s": [
-            round(min(plan.after_go_ms.values(), default=0) / 1000, 2),
-            round(max(plan.after_go_ms.values(), default=0) / 1000, 2),
-        ],
-        "ended_during_load": ended_during,
-        "to_seller_decision": to_seller,
-        "to_seller_decision_during_load": to_seller_during,
-        "ended_without_bids": without_bids,
-        "end_to_room_ms": percentiles(end_to_room_ms),
+        "ends_after_start_s": [round(min(ends, default=0), 2), round(max(ends, default=0), 2)],
+        "ended_during_load": sum(clock.during_load(e.ended_ns) for e in ended),
+        "to_seller_decision": sum(e.if_bid is not None for e in ended),
+        "to_seller_decision_during_load": sum(clock.during_load(e.to_seller_ns) for e in ended),
+        "ended_without_bids": sum(e.if_bid is None for e in ended),
+        "end_to_room_ms": percentiles(
+            [e.end_to_room_ms for e in ended if e.end_to_room_ms is not None]
+        ),
         "answers": {
             "planned": len(plan.plays),
             "sent": len(seller.answers),
@@ -391,18 +427,18 @@ async def check(
             "by_play": dict(Counter(plan.plays.values())),
             "found_no_open_if_bid": len(seller.missed),
             "unfinished": len(seller.unfinished),
+            "failed": len(seller.failed),
         },
-        "decided_during_load": {s: decided_during[s] for s in ("accepted", "declined", "expired")},
-        "if_bids_at_the_check": dict(if_bids),
-        "statuses_at_the_check": dict(statuses),
+        "decided_during_load": {s: decided[s] for s in ("accepted", "declined", "expired")},
+        "if_bids_at_the_check": dict(Counter(e.if_bid for e in ended if e.if_bid is not None)),
+        "statuses_at_the_check": dict(Counter(e.status for e in ended)),
         "refused_after_end": rejections.get("auction_ended", 0),
-        "platform_deliveries": sum(result.platform_deliveries for result in results),
         "consistent": not problems,
         "problems": problems[:10],
     }
 
 
-def _agrees(
+def agrees(
     index: int, status: str, offer: Mapping[str, Any], top_kobo: int, answers: list[Answer]
 ) -> list[str]:
     """The auction's status, its if-bid and the answers the bench was given, together."""
@@ -439,7 +475,9 @@ def _agrees(
     return problems
 
 
-def _state_job(api: Api, dealer: Api, auction: str, ending: bool) -> Any:
+def _state_job(
+    api: Api, dealer: Api, auction: str, ending: bool
+) -> Callable[[], Awaitable[dict[str, Any]]]:
     async def job() -> dict[str, Any]:
         room = (await api.call("GET", f"/api/auctions/{auction}"))["auction"]
         if not ending:
