@@ -51,7 +51,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 import aiohttp
 import msgspec
@@ -832,7 +832,7 @@ async def _start_profiler(
 ) -> tuple[asyncio.subprocess.Process, Path] | None:
     if not args.py_spy or target.pid is None:
         return None
-    out = args.out / f"rooms-{args.room_scenario}-{mode}-pyspy.txt"
+    out = args.out / f"{_stem(args)}-{mode}-pyspy.txt"
     out.parent.mkdir(parents=True, exist_ok=True)
     process = await asyncio.create_subprocess_exec(
         args.py_spy,
@@ -987,13 +987,11 @@ async def _side_by_side(args: argparse.Namespace) -> Result:
     ending = await run_once(args, "engine")
     _write_reports(args, ending, _stem(args))
     runs = {"without": plain.result, "with": ending.result}
-    difference: dict[str, float | None] = {}
-    for key in SIDE_BY_SIDE:
-        before, after = plain.result.get(key), ending.result.get(key)
-        numbers = (int, float)
-        both = isinstance(before, numbers) and isinstance(after, numbers)
-        if both and not isinstance(before, bool):
-            difference[key] = round(float(after) - float(before), 3)  # type: ignore[arg-type]
+    difference = {
+        key: round(after - before, 3)
+        for key in SIDE_BY_SIDE
+        if _number(before := plain.result.get(key)) and _number(after := ending.result.get(key))
+    }
     md = args.out / f"rooms-{args.room_scenario}-side-by-side.md"
     md.write_text(rooms_stats.side_by_side_markdown(runs, SIDE_BY_SIDE, args.ending))
     progress(f"wrote {md}")
@@ -1008,6 +1006,10 @@ async def _side_by_side(args: argparse.Namespace) -> Result:
             "md": str(md),
         },
     }
+
+
+def _number(value: object) -> TypeGuard[float]:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 async def _compare(args: argparse.Namespace) -> Result:
