@@ -193,6 +193,11 @@ class Results:
     reconnects_unfinished: int = 0  # ... and those still trying when the run ended
     #: watchers per auction index connected when the bidding began
     watchers_at_go: dict[int, int] = field(default_factory=dict)
+    #: watchers: bid events the platform placed (reserve protection; no client sent them)
+    platform_deliveries: int = 0
+    #: watchers: (auction index, "state:<status>" or "ended:<result>") → when a watcher of
+    #: this process first received it during the run
+    room_events: dict[tuple[int, str], int] = field(default_factory=dict)
 
 
 # ---- frames --------------------------------------------------------------------------
@@ -265,6 +270,9 @@ class WatchFrame(msgspec.Struct):
     seq: int = 0
     amount_kobo: int = 0
     is_proxy: bool = False
+    is_platform_bid: bool = False
+    status: str = ""  # `state`
+    result: str = ""  # `ended`
 
 
 _decode_frame = msgspec.json.Decoder(Frame).decode
@@ -445,11 +453,16 @@ class Watcher(Socket):
             gen = self.gen
             if gen.recording and event.is_proxy:
                 gen.proxy_deliveries += 1
+            elif gen.recording and event.is_platform_bid:
+                gen.platform_deliveries += 1
             elif gen.recording:
                 gen.delivery_key.append((self.auction << AMOUNT_BITS) | event.amount_kobo)
                 gen.delivery_ns.append(now_ns)
         elif kind in ("state", "ended"):
             self.follow(event.seq)
+            if self.gen.recording:
+                label = f"state:{event.status}" if kind == "state" else f"ended:{event.result}"
+                self.gen.room_events.setdefault((self.auction, label), now_ns)
         elif kind == "snapshot":
             self.took_snapshot(event.seq)
         elif kind == "error":
@@ -607,6 +620,8 @@ class Generator:
         self.delivery_key: array[int] = array("q")
         self.delivery_ns: array[int] = array("q")
         self.proxy_deliveries = 0
+        self.platform_deliveries = 0
+        self.room_events: dict[tuple[int, str], int] = {}
         self.recording = False
         self.stopping = False
         self.bidders: list[Bidder] = []
@@ -888,6 +903,8 @@ class Generator:
             reconnect_failures=self.reconnect_failures,
             reconnects_unfinished=len(self._reconnecting),
             watchers_at_go=dict(self.watchers_at_go),
+            platform_deliveries=self.platform_deliveries,
+            room_events=self.room_events,
         )
 
 

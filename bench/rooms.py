@@ -28,6 +28,10 @@ amount, and nothing else is but bids whose answer never arrived.
 lock ledger (LEDGER_MODE=baseline) and the Python reference core
 (bench/rooms_server.py swaps it in), plus ``bench ledger`` for the ledger-level
 ratio, and reports them side by side.
+
+``--ending seller-decision`` (steady only) ends a share of the auctions during
+the bidding into their seller's decision (bench/rooms_endings.py);
+``--side-by-side`` runs steady without endings first, then with them.
 """
 
 from __future__ import annotations
@@ -47,13 +51,13 @@ from collections import Counter
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 import aiohttp
 import msgspec
 import uvloop
 
-from bench import plot, rooms_stats
+from bench import plot, rooms_endings, rooms_stats
 from bench.core import BenchFailure
 from bench.loadgen import MAX_AMOUNT_KOBO, Config, Results
 from bench.report import REPO, Result, environment, progress
@@ -61,6 +65,7 @@ from bench.rooms_world import (
     MODES,
     Acknowledged,
     Api,
+    EndingTerms,
     Target,
     World,
     check_ledger,
@@ -80,6 +85,7 @@ TARGETS_MS = {"ack p99": 25.0, "fan-out p99": 50.0}
 RESULTS_DIR = REPO / "bench" / "results"
 STORM_ZIPF = 1.0  # storm: a few auctions draw most bidders and watchers
 SETTLE_S = 1.0  # between the last socket ready and the first bid
+GO_LEAD_S = 0.2  # the generators hear the start this long before it
 STEADY_RATE = 1_000.0  # bids/s: one a second from each of the default 1,000 bidders
 COMPARE_RATE = 5_000.0  # bids/s: well past what the per-bid-lock baseline can take
 
@@ -107,6 +113,39 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--py-spy",
         metavar="BIN",
         help="profile the server with this py-spy during the run (raw stacks next to the report)",
+    )
+    parser.add_argument(
+        "--ending",
+        choices=rooms_endings.MODES,
+        default="none",
+        help="steady: seller-decision ends a share of the auctions during the bidding, below "
+        "their reserve, into their seller's decision (default none: no auction ends)",
+    )
+    parser.add_argument(
+        "--ending-share",
+        type=_share,
+        default=0.25,
+        help="with --ending: the share of the auctions that end during the bidding",
+    )
+    parser.add_argument(
+        "--if-bid-window-ms",
+        type=_positive,
+        default=10_000,
+        help="with --ending: their if-bid window and counter window (expiry is swept every "
+        f"{rooms_endings.SWEEP_INTERVAL_S:g}s)",
+    )
+    parser.add_argument(
+        "--answer-share",
+        type=_share,
+        default=0.5,
+        help="with --ending: the share of their if-bids answered through the API "
+        "(accept, decline, counter); the rest expire",
+    )
+    parser.add_argument(
+        "--side-by-side",
+        action="store_true",
+        help="with --ending: steady without endings first, then with them, each on a fresh "
+        "server; both reported",
     )
 
 
@@ -319,8 +358,15 @@ def generator_deadline_s(args: argparse.Namespace, bidding_s: float) -> float:
     return setup_seconds(args) * 3 + bidding_s + drain_s + 120
 
 
-async def world_for(api: Api, target: Target, args: argparse.Namespace, bidding_s: float) -> World:
-    """The scenario's world, its auctions open for `bidding_s` of bidding and more."""
+async def world_for(
+    api: Api,
+    target: Target,
+    args: argparse.Namespace,
+    bidding_s: float,
+    endings: EndingTerms | None = None,
+) -> World:
+    """The scenario's world, its auctions open for `bidding_s` of bidding and more
+    (but `endings`')."""
     return await make_world(
         api,
         target,
@@ -333,6 +379,7 @@ async def world_for(api: Api, target: Target, args: argparse.Namespace, bidding_
         window_ms=args.window_ms,
         setup_s=setup_seconds(args),
         seed=args.seed,
+        endings=endings,
     )
 
 
@@ -414,9 +461,26 @@ def acknowledged(*phases: rooms_stats.Figures) -> Acknowledged:
     return told
 
 
+def ending_plan(args: argparse.Namespace) -> rooms_endings.EndingPlan | None:
+    """`--ending`'s plan; None without it."""
+    if args.ending == "none":
+        return None
+    return rooms_endings.plan(
+        args.auctions,
+        args.ending_share,
+        args.answer_share,
+        args.seconds,
+        args.if_bid_window_ms,
+        args.seed,
+    )
+
+
 async def run_once(args: argparse.Namespace, mode: str) -> Run:
     """One scenario against one server: set up, bid, collect, check the ledger."""
     zipf = zipf_of(args)
+    plan = ending_plan(args)
+    seller: rooms_endings.Seller | None = None
+    endings: dict[str, Any] | None = None
     async with contextlib.AsyncExitStack() as stack:
         if args.url:
             target = Target(args.url.rstrip("/"), args.internal_token, args.jwt_secret)
@@ -427,13 +491,23 @@ async def run_once(args: argparse.Namespace, mode: str) -> Run:
             aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64))
         )
         api = Api(session, target)
-        world = await world_for(api, target, args, args.seconds)
+        terms = None
+        if plan is not None:
+            terms = plan.terms(rooms_endings.go_after_start_ms(args.bidders + args.watchers))
+        world = await world_for(api, target, args, args.seconds, terms)
         load = await connected(stack, args, api, world, target, args.seconds)
         gens, failures, connect_s = load.gens, load.failures, load.seconds
-        await asyncio.sleep(SETTLE_S)
+        if plan is None:
+            await asyncio.sleep(SETTLE_S)
+        else:  # the ending auctions' ends are planned from the bidding's start
+            await rooms_endings.start_bidding(api, world, target.jwt_secret, SETTLE_S, GO_LEAD_S)
+            seller = rooms_endings.Seller(api, world, plan, target.jwt_secret, args.seed)
         before = Probe.take(target, parse_metrics(await api.metrics()))
-        start_ns = time.monotonic_ns() + 200_000_000
+        start_ns = time.monotonic_ns() + int(GO_LEAD_S * 1e9)
+        if world.planned_go_ms is not None:  # the ending auctions' ends count from it
+            start_ns = rooms_endings.monotonic_ns_at(world.planned_go_ms)
         stop_ns = start_ns + int(args.seconds * 1e9)
+        clock = rooms_endings.Clock.of(start_ns, stop_ns)
         ends_in_s = (world.end_ms - time.time_ns() // 1_000_000) / 1000
         if args.room_scenario == "storm" and ends_in_s < args.seconds:
             progress(
@@ -442,20 +516,52 @@ async def run_once(args: argparse.Namespace, mode: str) -> Run:
             )
         profiler = await _start_profiler(args, target, mode)
         await gens.go(start_ns, stop_ns)
+        if seller is not None:
+            seller.start()
         progress(f"{args.room_scenario}: bidding for {args.seconds:g}s")
         results = await _watch(gens, api, args)
+        if seller is not None:
+            await seller.stop()
         after = Probe.take(target, parse_metrics(await api.metrics()))
         profile = await _finish_profiler(profiler)
         figures = checked_figures(results, start_ns, stop_ns)
         progress(f"checking the ledger of {len(world.auction_ids)} auctions")
         ledger = await check_ledger(api, world.auction_ids, acknowledged(figures))
+        if plan is not None and seller is not None:
+            endings = await rooms_endings.check(
+                api, world, plan, seller, results, clock, figures.rejections
+            )
     result = _result(args, mode, zipf, world, results, figures, ledger, before, after, connect_s)
+    if endings is not None:
+        _with_endings(result, endings, args)
     result["sockets_failed"] = sum(failures.values())
     result["sockets_failed_reasons"] = dict(failures)
     if profile is not None:
         result["server_profile"] = profile
     progress(_summary(result))
     return Run(result, rooms_stats.series(figures.seconds))
+
+
+def _with_endings(result: Result, endings: dict[str, Any], args: argparse.Namespace) -> None:
+    """The endings' figures in the result: refusals of bids sent after an auction's
+    end counted apart from the others, and the ledger consistent only if every
+    ended auction agrees with its if-bid too."""
+    rejections = result["rejections"]
+    assert isinstance(rejections, dict)
+    result["rejections"] = {k: v for k, v in rejections.items() if k != "auction_ended"}
+    ledger = result["ledger"]
+    assert isinstance(ledger, dict)
+    ledger["endings_consistent"] = endings["consistent"]
+    result["ledger_consistent"] = bool(result["ledger_consistent"]) and endings["consistent"]
+    result["endings"] = endings
+    config = result["config"]
+    assert isinstance(config, dict)
+    config.update(
+        ending=args.ending,
+        ending_share=args.ending_share,
+        if_bid_window_ms=args.if_bid_window_ms,
+        answer_share=args.answer_share,
+    )
 
 
 async def _watch(gens: Generators, api: Api, args: argparse.Namespace) -> list[Results]:
@@ -705,6 +811,7 @@ def _result(
 
 
 def _summary(result: Result) -> str:
+    endings = result.get("endings")
     return (
         f"{result['rooms_scenario']} on {result['server_mode']}: "
         f"{result['accepted_bids_per_s']:,.0f} accepted bids/s "
@@ -713,6 +820,7 @@ def _summary(result: Result) -> str:
         f"p50/p99/p99.9 {result['fanout_p50_ms']}/{result['fanout_p99_ms']}/"
         f"{result['fanout_p999_ms']} ms; dropped {result['sockets_dropped']}; "
         f"ledger consistent: {result['ledger_consistent']}"
+        + (f"; {rooms_endings.summary(endings)}" if isinstance(endings, dict) else "")
     )
 
 
@@ -724,7 +832,7 @@ async def _start_profiler(
 ) -> tuple[asyncio.subprocess.Process, Path] | None:
     if not args.py_spy or target.pid is None:
         return None
-    out = args.out / f"rooms-{args.room_scenario}-{mode}-pyspy.txt"
+    out = args.out / f"{_stem(args)}-{mode}-pyspy.txt"
     out.parent.mkdir(parents=True, exist_ok=True)
     process = await asyncio.create_subprocess_exec(
         args.py_spy,
@@ -831,17 +939,77 @@ def _write_reports(args: argparse.Namespace, run: Run, stem: str) -> None:
 
 def _fail_if_inconsistent(result: Result) -> None:
     if not result["ledger_consistent"]:
+        endings = result.get("endings")
+        problems = endings.get("problems") if isinstance(endings, dict) else None
         raise BenchFailure(
             f"the ledger does not hold exactly the acknowledged bids ({result['server_mode']}): "
-            f"{result['ledger']}"
+            f"{result['ledger']}" + (f"; endings: {problems}" if problems else "")
         )
+
+
+def _stem(args: argparse.Namespace) -> str:
+    ending = "" if args.ending == "none" else f"-{args.ending}"
+    return f"rooms-{args.room_scenario}{ending}"
 
 
 async def _single(args: argparse.Namespace) -> Result:
     run = await run_once(args, "engine")
-    _write_reports(args, run, f"rooms-{args.room_scenario}")
+    _write_reports(args, run, _stem(args))
     _fail_if_inconsistent(run.result)
     return run.result
+
+
+#: What `--side-by-side` sets beside each other, and subtracts (with endings − without).
+SIDE_BY_SIDE = (
+    "accepted_bids_per_s",
+    "sent_bids_per_s",
+    "ack_p50_ms",
+    "ack_p99_ms",
+    "ack_p999_ms",
+    "fanout_p50_ms",
+    "fanout_p99_ms",
+    "fanout_p999_ms",
+    "unanswered",
+    "sockets_dropped",
+    "seq_gaps",
+    "ledger_consistent",
+    "machine_busy_share",
+)
+
+
+async def _side_by_side(args: argparse.Namespace) -> Result:
+    """Steady as it is, then steady with the endings, each on a fresh server."""
+    plain_args = argparse.Namespace(**{**vars(args), "ending": "none"})
+    progress("--side-by-side: steady without endings")
+    plain = await run_once(plain_args, "engine")
+    _write_reports(plain_args, plain, _stem(plain_args))
+    progress(f"--side-by-side: steady with --ending {args.ending}")
+    ending = await run_once(args, "engine")
+    _write_reports(args, ending, _stem(args))
+    runs = {"without": plain.result, "with": ending.result}
+    difference = {
+        key: round(after - before, 3)
+        for key in SIDE_BY_SIDE
+        if _number(before := plain.result.get(key)) and _number(after := ending.result.get(key))
+    }
+    md = args.out / f"rooms-{args.room_scenario}-side-by-side.md"
+    md.write_text(rooms_stats.side_by_side_markdown(runs, SIDE_BY_SIDE, args.ending))
+    progress(f"wrote {md}")
+    for result in runs.values():
+        _fail_if_inconsistent(result)
+    return {
+        **ending.result,
+        "side_by_side": {
+            "without": {key: plain.result.get(key) for key in (*SIDE_BY_SIDE, "git_commit")},
+            "with": {key: ending.result.get(key) for key in (*SIDE_BY_SIDE, "git_commit")},
+            "difference": difference,
+            "md": str(md),
+        },
+    }
+
+
+def _number(value: object) -> TypeGuard[float]:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 async def _compare(args: argparse.Namespace) -> Result:
@@ -989,6 +1157,10 @@ def run(args: argparse.Namespace) -> Result:
         raise BenchFailure("--compare starts its own servers: it does not take --url")
     if args.seconds <= 0:
         raise BenchFailure("--seconds must be above 0")
+    if args.ending != "none" and (args.room_scenario != "steady" or args.compare):
+        raise BenchFailure("--ending is an option of the steady scenario alone, without --compare")
+    if args.side_by_side and args.ending == "none":
+        raise BenchFailure("--side-by-side needs --ending (it runs steady without it, then with)")
     if args.rate is None:
         args.rate = COMPARE_RATE if args.compare else STEADY_RATE
     try:
@@ -1006,4 +1178,6 @@ async def _main(args: argparse.Namespace) -> Result:
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
     if args.compare:
         return await _compare(args)
+    if args.side_by_side:
+        return await _side_by_side(args)
     return await _single(args)

@@ -332,6 +332,8 @@ def markdown(result: Mapping[str, Any], png_name: str | None) -> str:
     lines.append(
         f"| whole machine, every core (busy share) | {_cell(result['machine_busy_share'])} |"
     )
+    if "endings" in result:
+        lines += ["", *endings_rows(result["endings"])]
     if png_name:
         lines += ["", f"![latency over time]({png_name})"]
     lines += [
@@ -341,6 +343,72 @@ def markdown(result: Mapping[str, Any], png_name: str | None) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def endings_rows(endings: Mapping[str, Any]) -> list[str]:
+    """`--ending`: the auctions that ended during the bidding, and their if-bids."""
+    answers, decided = endings["answers"], endings["decided_during_load"]
+    first, last = endings["ends_after_start_s"]
+    end_to_room = endings["end_to_room_ms"]
+    rows = [
+        f"Endings (`--ending {endings['mode']}`): {endings['auctions']:,} of "
+        f"{endings['of_auctions']:,} auctions ended {first:g}–{last:g} s into the bidding, "
+        f"if-bid and counter windows {endings['if_bid_window_ms']:,} ms.",
+        "",
+        "| endings | value |",
+        "| --- | ---: |",
+    ]
+    for label, value in (
+        ("ended during the load (a watcher had `ended`)", endings["ended_during_load"]),
+        (
+            "went to seller_decision / of which during the load",
+            f"{endings['to_seller_decision']:,} / {endings['to_seller_decision_during_load']:,}",
+        ),
+        ("ended without a real bid (unsold)", endings["ended_without_bids"]),
+        (
+            "end → `ended` at the first watcher, p50 / p99 / max ms",
+            " / ".join(_cell(end_to_room[q]) for q in ("p50", "p99", "max")),
+        ),
+        (
+            "answers sent / taken / taken during the load",
+            f"{answers['sent']:,} / {answers['taken']:,} / {answers['taken_during_load']:,}",
+        ),
+        ("answers refused", ", ".join(f"{k} {v}" for k, v in answers["refused"].items()) or "none"),
+        (
+            "decided during the load: accepted / declined / expired",
+            f"{decided['accepted']:,} / {decided['declined']:,} / {decided['expired']:,}",
+        ),
+        (
+            "if-bids at the check",
+            ", ".join(f"{k} {v}" for k, v in endings["if_bids_at_the_check"].items()) or "none",
+        ),
+        ("bids refused `auction_ended` (sent as the auction ended)", endings["refused_after_end"]),
+        ("reserve-protection bid events delivered", endings["platform_deliveries"]),
+        ("ended auctions agree with their if-bids and bids", endings["consistent"]),
+    ):
+        rows.append(f"| {label} | {_cell(value)} |")
+    return rows
+
+
+def side_by_side_markdown(
+    runs: Mapping[str, Mapping[str, Any]], keys: Sequence[str], ending: str
+) -> str:
+    """`--side-by-side`: steady without endings and with them, one run each."""
+    without, with_ = runs["without"], runs["with"]
+    lines = [
+        f"# `python -m bench rooms --ending {ending} --side-by-side`",
+        "",
+        f"{with_.get('git_commit') or 'no commit'}; load average {_load(without)} at the "
+        "first run's start.",
+        "",
+        f"| | steady | steady, `--ending {ending}` |",
+        "| --- | ---: | ---: |",
+    ]
+    for key in keys:
+        lines.append(f"| {key} | {_cell(without.get(key))} | {_cell(with_.get(key))} |")
+    if "endings" in with_:
+        lines += ["", *endings_rows(with_["endings"])]
+    return "\n".join([*lines, ""])
 
 
 def compare_markdown(

@@ -20,7 +20,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -246,6 +246,17 @@ def machine_times() -> tuple[int, int] | None:
 # ---- the world ----------------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class EndingTerms:
+    """Auctions that end during the bidding (bench/rooms_endings.py): when, and on
+    what terms, so that end processing sends them to their seller's decision."""
+
+    after_go_ms: Mapping[int, int]  # auction index → its end, ms after the bidding starts
+    go_after_start_ms: int  # the bidding's planned start, ms after the auctions open
+    reserve_kobo: int
+    if_bid_window_ms: int  # and the counter window
+
+
 @dataclass(slots=True)
 class World:
     auction_ids: list[str]
@@ -256,6 +267,12 @@ class World:
     start_ms: int
     end_ms: int
     seconds: dict[str, float] = field(default_factory=dict)
+    dealer_id: uuid.UUID | None = None  # every auction's seller
+    #: With EndingTerms: a manager (who may move an end), the bidding's planned
+    #: start and each ending auction's end (epoch ms).
+    manager_id: uuid.UUID | None = None
+    planned_go_ms: int | None = None
+    ends_ms: dict[int, int] = field(default_factory=dict)
 
 
 def apportion(total: int, slots: int, zipf_s: float, rng: random.Random) -> list[int]:
@@ -282,14 +299,29 @@ def assignment(counts: Sequence[int], rng: random.Random) -> list[int]:
 
 class Api:
     """The internal HTTP API, with the service token on every call (so the
-    per-IP limit, which the platform is exempt from, never applies)."""
+    per-IP limit, which the platform is exempt from, never applies); or, made
+    by `as_user`, the public API as one user."""
 
-    def __init__(self, session: aiohttp.ClientSession, target: Target) -> None:
+    def __init__(
+        self, session: aiohttp.ClientSession, target: Target, token: str | None = None
+    ) -> None:
         self._session = session
+        self._target = target
         self._base = target.base
-        self._headers = {"Authorization": f"Bearer {target.internal_token}"}
+        self._headers = {"Authorization": f"Bearer {token or target.internal_token}"}
+
+    def as_user(self, token: str) -> Api:
+        """The same server, called with a user's JWT instead of the service token."""
+        return Api(self._session, self._target, token)
 
     async def call(self, method: str, path: str, body: Any = None, ok: int = 200) -> Any:
+        status, data = await self.request(method, path, body)
+        if status not in (ok, 200, 201):
+            raise BenchFailure(f"{method} {path} answered {status}: {data}")
+        return data
+
+    async def request(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        """The status and the JSON body, whatever the status (a 503 is tried again twice)."""
         for attempt in range(3):
             async with self._session.request(
                 method, self._base + path, json=body, headers=self._headers
@@ -298,9 +330,7 @@ class Api:
                 if response.status == 503 and attempt < 2:
                     await asyncio.sleep(0.5)
                     continue
-                if response.status not in (ok, 200, 201):
-                    raise BenchFailure(f"{method} {path} answered {response.status}: {data}")
-                return data
+                return response.status, data
         raise AssertionError("unreachable")
 
     async def metrics(self) -> str:
@@ -332,12 +362,16 @@ async def make_world(
     window_ms: int,
     setup_s: float,
     seed: int,
+    endings: EndingTerms | None = None,
 ) -> World:
     """A dealer, funded bidders with tokens, vehicles and scheduled auctions.
 
     steady: the auctions end long after the run, so no bid is in an
     anti-sniping window. storm: they end `window_ms` after they start, so the
     whole run is inside their last window and every bid that lands extends.
+    With `endings`, those auctions instead carry its reserve and if-bid window
+    and end at their time during the bidding (no anti-sniping: they end when
+    planned), and a manager is made besides the dealer.
     """
     rng = random.Random(seed)
     run_tag = uuid.uuid4().hex[:8]
@@ -349,6 +383,18 @@ async def make_world(
         f"/internal/users/{dealer}",
         {"email": f"dealer-{run_tag}@bench.invalid", "role": "dealer", "kyc_status": "approved"},
     )
+    manager = None
+    if endings is not None:
+        manager = uuid.uuid4()
+        await api.call(
+            "PUT",
+            f"/internal/users/{manager}",
+            {
+                "email": f"manager-{run_tag}@bench.invalid",
+                "role": "manager",
+                "kyc_status": "approved",
+            },
+        )
     bidder_ids = [uuid.uuid4() for _ in range(bidders)]
 
     def user_job(i: int, user: uuid.UUID) -> Callable[[], Awaitable[Any]]:
@@ -403,32 +449,42 @@ async def make_world(
     else:
         end_ms = start_ms + int((setup_s + seconds + 600) * 1000)
     prices = [int(1_000_000 * 20 ** rng.random()) // 50_000 * 50_000 * NAIRA for _ in vehicles]
+    planned_go_ms = start_ms + endings.go_after_start_ms if endings is not None else None
+    ends_ms: dict[int, int] = {}
+    if endings is not None and planned_go_ms is not None:
+        ends_ms = {i: planned_go_ms + after for i, after in endings.after_go_ms.items()}
 
-    def auction_job(vehicle: str, price: int) -> Callable[[], Awaitable[Any]]:
+    def auction_job(index: int, vehicle: str, price: int) -> Callable[[], Awaitable[Any]]:
         async def job() -> Any:
-            body = await api.call(
-                "POST",
-                "/internal/auctions",
-                {
-                    "vehicle_id": vehicle,
-                    "created_by": str(dealer),
-                    "status": "scheduled",
-                    "auction_type": "timed",
-                    "start_time_ms": start_ms,
-                    "end_time_ms": end_ms,
-                    "start_price_kobo": price,
-                    "bid_increment_kobo": increment_for(price),
-                    "anti_snipe_window_ms": window_ms,
-                    "anti_snipe_extension_ms": window_ms,
-                },
-                ok=201,
-            )
+            spec = {
+                "vehicle_id": vehicle,
+                "created_by": str(dealer),
+                "status": "scheduled",
+                "auction_type": "timed",
+                "start_time_ms": start_ms,
+                "end_time_ms": end_ms,
+                "start_price_kobo": price,
+                "bid_increment_kobo": increment_for(price),
+                "anti_snipe_window_ms": window_ms,
+                "anti_snipe_extension_ms": window_ms,
+            }
+            if endings is not None and index in ends_ms:
+                spec.update(
+                    end_time_ms=ends_ms[index],
+                    auction_type="reserve",
+                    reserve_price_kobo=endings.reserve_kobo,
+                    anti_snipe_window_ms=0,
+                    anti_snipe_extension_ms=0,
+                    if_bid_window_ms=endings.if_bid_window_ms,
+                    counter_window_ms=endings.if_bid_window_ms,
+                )
+            body = await api.call("POST", "/internal/auctions", spec, ok=201)
             return body["auction"]["id"]
 
         return job
 
     auction_ids: list[str] = await bounded(
-        [auction_job(v, p) for v, p in zip(vehicles, prices, strict=True)], 8
+        [auction_job(i, v, p) for i, (v, p) in enumerate(zip(vehicles, prices, strict=True))], 8
     )
     timings["auctions_s"] = time.perf_counter() - started - timings["users_s"]
     progress(
@@ -446,6 +502,10 @@ async def make_world(
         start_ms=start_ms,
         end_ms=end_ms,
         seconds=timings,
+        dealer_id=dealer,
+        manager_id=manager,
+        planned_go_ms=planned_go_ms,
+        ends_ms=ends_ms,
     )
 
 
@@ -504,10 +564,10 @@ async def check_ledger(
     for index, (history, room) in enumerate(zip(histories, rooms, strict=True)):
         amounts = []
         for bid in history:
+            amounts.append(bid["amount_kobo"])  # a reserve-protection bid sets the price too
             if bid["is_platform_bid"]:
                 platform += 1
                 continue
-            amounts.append(bid["amount_kobo"])
             if bid["is_proxy"]:  # placed for a maximum: no client sent it
                 proxy += 1
                 continue
