@@ -12,6 +12,8 @@ The most specific rule that matches wins (role and body type over either, over
 none; the first listed among equals), else `base_rate`; the result is kept
 within `min_rate`..`max_rate` where set. A rules value that does not read so is
 logged and the base rate used: a mistyped rule must not stop end processing.
+An admin sets the row through the API (engine/commission_rates.py), which
+stores only rules that read so and each set some auction's rate.
 
 When. The rate is fixed on the auction at its end (end processing: sold, or to
 the seller's decision), so the rate is the one effective when the auction
@@ -19,6 +21,15 @@ ended — the moment the price was set — whatever the table says when the mone
 arrives; a change of the table applies to auctions that end after it. No row:
 0 %. An auction that ended before the rate was kept is rated at settlement,
 for its end time.
+
+A change made through the API has a moment, the row's `updated_at`, and
+applies to auctions ending after it. End processing may come after that moment
+for an auction that ended before it (the next tick, or the sweep after a
+failure or a restart): it then reads the row as it stood, the old value of the
+first such change's audit row (the log is append-only, so it serves as the
+history). A change takes the rates' advisory lock alone and every reading
+shares it, so a change's moment falls after every end processing that read the
+row before it. A change made in SQL has no such record and applies at once.
 
 How much. `commission = floor(price × rate)` in whole kobo: the rate has four
 decimals, so `price_kobo × (rate × 10 000) // 10 000` exactly, in integers; the
@@ -34,8 +45,10 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
+from typing import Any, TypeAlias
 
 import asyncpg
 import msgspec
@@ -47,10 +60,29 @@ from engine.roles import PLATFORM_USER_ID
 logger = logging.getLogger(__name__)
 
 SERVICE_TYPE = "auction_sale"
+#: The service types the engine reads a rate for: the only ones the API may set.
+SERVICE_TYPES = (SERVICE_TYPE,)
 _POINTS = 10_000  # a DECIMAL(5,4) rate in whole ten-thousandths
 
+#: A change of a rates row in the admin audit log (engine/commission_rates.py).
+RATE_CHANGE = "set_commission_rate"
+RATE_TARGET = "commission_rate"
+#: The rates' advisory lock ("D360" "comm"): a change takes it alone, a reading shares it.
+RATES_LOCK_KEY = 0x4433_3630_636F_6D6D
+
+_SHARE_RATES = "SELECT pg_advisory_xact_lock_shared($1)"
 _RATES = """
-SELECT base_rate, min_rate, max_rate, rules FROM commission_rates WHERE service_type = $1
+SELECT id, base_rate, min_rate, max_rate, rules, updated_at
+FROM commission_rates WHERE service_type = $1
+"""
+# The first change through the API at or after the auction's end: its old value is
+# the row as it stood then (`updated_at_ms` is the change's moment, as the row has it).
+_BEFORE_CHANGE = """
+SELECT old_value FROM admin_audit_log
+WHERE target_type = $1 AND target_id = $2 AND action = $3
+  AND (new_value ->> 'updated_at_ms')::bigint >= $4
+ORDER BY (new_value ->> 'updated_at_ms')::bigint
+LIMIT 1
 """
 _SUBJECT = """
 SELECT u.role, v.body_type, a.end_time
@@ -71,7 +103,7 @@ VALUES ($1, 'commission_earned', $2, $3, $4, 'auction', 'completed', $5, $6)
 """
 
 
-class Rule(msgspec.Struct, forbid_unknown_fields=True):
+class Rule(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     """One override in `commission_rates.rules`."""
 
     rate: Decimal
@@ -96,25 +128,48 @@ class Rule(msgspec.Struct, forbid_unknown_fields=True):
         return (self.seller_role is not None) + (self.body_type is not None)
 
 
+class _Version(msgspec.Struct):
+    """A rates row as an audit row keeps it (what the API answers with)."""
+
+    base_rate: Decimal
+    min_rate: Decimal | None
+    max_rate: Decimal | None
+    rules: msgspec.Raw
+
+
 _rules = msgspec.json.Decoder(list[Rule], strict=False)
+_version = msgspec.json.Decoder(_Version)
+
+#: A rates row: `base_rate`, `min_rate`, `max_rate` and `rules` (JSON text).
+RatesRow: TypeAlias = Mapping[str, Any] | asyncpg.Record
+
+
+def chosen_index(
+    rules: Sequence[Rule], seller_role: str, body_type: str | None, at_ms: int
+) -> int | None:
+    """Which rule sets the rate (module doc): the most specific that matches, the
+    first listed among equals; None when none matches."""
+    best: int | None = None
+    for index, rule in enumerate(rules):
+        if rule.matches(seller_role, body_type, at_ms) and (
+            best is None or rule.specificity > rules[best].specificity
+        ):
+            best = index
+    return best
 
 
 def choose_rate(
-    row: asyncpg.Record | None, seller_role: str, body_type: str | None, at_ms: int
+    row: RatesRow | None, seller_role: str, body_type: str | None, at_ms: int
 ) -> Decimal:
     """The rate for a sale by a seller of `seller_role`, of a vehicle of
     `body_type`, for an auction that ended at `at_ms` (module doc)."""
     if row is None:
         return Decimal(0)
     rate: Decimal = row["base_rate"]
-    best: Rule | None = None
-    for rule in _read_rules(row["rules"]):
-        if rule.matches(seller_role, body_type, at_ms) and (
-            best is None or rule.specificity > best.specificity
-        ):
-            best = rule
+    rules = read_rules(row["rules"])
+    best = chosen_index(rules, seller_role, body_type, at_ms)
     if best is not None:
-        rate = best.rate
+        rate = rules[best].rate
     if row["min_rate"] is not None:
         rate = max(rate, row["min_rate"])
     if row["max_rate"] is not None:
@@ -122,7 +177,8 @@ def choose_rate(
     return min(max(rate, Decimal(0)), Decimal(1)).quantize(Decimal("0.0001"))
 
 
-def _read_rules(raw: str | bytes | None) -> list[Rule]:
+def read_rules(raw: str | bytes | None) -> list[Rule]:
+    """`rules` as end processing reads them: unreadable is logged and means none."""
     if raw is None:
         return []
     try:
@@ -135,11 +191,34 @@ def _read_rules(raw: str | bytes | None) -> list[Rule]:
 
 
 async def rate_of(conn: asyncpg.Connection, auction_id: uuid.UUID) -> Decimal:
-    """The rate effective for the auction at its end, from the table as it is now."""
+    """The rate effective for the auction at its end (in the caller's transaction)."""
     subject = await conn.fetchrow(_SUBJECT, auction_id)
-    row = await conn.fetchrow(_RATES, SERVICE_TYPE)
     end: datetime = subject["end_time"]
-    return choose_rate(row, subject["role"], subject["body_type"], to_ms(end))
+    end_ms = to_ms(end)
+    row = await rates_at(conn, SERVICE_TYPE, end_ms)
+    return choose_rate(row, subject["role"], subject["body_type"], end_ms)
+
+
+async def rates_at(conn: asyncpg.Connection, service_type: str, at_ms: int) -> RatesRow | None:
+    """The row as it stood for an auction ending at `at_ms`: the table's, unless a
+    change through the API came at or after that moment (module doc). Shares the
+    rates' lock until the caller's transaction ends."""
+    await conn.execute(_SHARE_RATES, RATES_LOCK_KEY)
+    row: asyncpg.Record | None = await conn.fetchrow(_RATES, service_type)
+    if row is None or to_ms(row["updated_at"]) < at_ms:
+        return row
+    change = await conn.fetchrow(_BEFORE_CHANGE, RATE_TARGET, row["id"], RATE_CHANGE, at_ms)
+    if change is None:  # changed in SQL since: the table as it is
+        return row
+    if change["old_value"] is None:  # there was no row before it
+        return None
+    version = _version.decode(change["old_value"])
+    return {
+        "base_rate": version.base_rate,
+        "min_rate": version.min_rate,
+        "max_rate": version.max_rate,
+        "rules": bytes(version.rules),
+    }
 
 
 async def fix_rate(conn: asyncpg.Connection, auction_id: uuid.UUID) -> Decimal:

@@ -11,6 +11,10 @@ PLATFORM_USER_ID = uuid.UUID("00000000-0000-0000-0000-000000000001")
 #: for a seller on their if-bid.
 STAFF_ROLES = frozenset({"manager", "admin"})
 
+#: Who sets the platform's prices, its commission rates (the seed: "Configure
+#: pricing" is the admin's; a manager may read them).
+PRICING_ROLES = frozenset({"admin"})
+
 #: RULES.md rule 5: roles that may bid (with KYC approved).
 BIDDING_ROLES = frozenset({"user", "verified_seller", "dealer", "admin"})
 

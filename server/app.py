@@ -44,6 +44,7 @@ from jobs.scheduler import Jobs, running_jobs
 from jobs.settlement import SettlementDeadlines
 from web import (
     admin_api,
+    commission_api,
     health,
     internal_api,
     openapi,
@@ -98,6 +99,7 @@ ROUTES: tuple[Callable[[web.Application], None], ...] = (
     seller_api.install,
     seller_page.install,
     revenue_api.install,
+    commission_api.install,
     admin_api.install,
     vehicles_api.install,
     openapi.install,

@@ -7,7 +7,7 @@ for the state it meets: 401, 403, 404, 409), one it calls invalid is refused, a
 405 names what is allowed. The server is the real app on 127.0.0.1 with PostgreSQL
 and users, vehicles and auctions in it; internal operations carry the service token,
 public ones a bidder's JWT (a dealer's to create an auction), staff actions a
-manager's; rate limits are lifted.
+manager's, setting a commission rate an admin's; rate limits are lifted.
 
 schemathesis sends with `requests` (blocking), so it runs in a worker thread
 while the app answers on the test's event loop.
@@ -21,6 +21,7 @@ import itertools
 import time
 import uuid
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -43,6 +44,7 @@ class Seeded:
     bidder_token: str
     dealer_token: str
     staff_token: str  # a manager's
+    admin_token: str
 
 
 async def seed(api: Api) -> Seeded:
@@ -73,6 +75,7 @@ async def seed(api: Api) -> Seeded:
         bidder_token=token_for(bidder),
         dealer_token=token_for(dealer, "dealer"),
         staff_token=token_for(manager, "manager"),
+        admin_token=token_for(admin, "admin"),
     )
 
 
@@ -103,7 +106,7 @@ def naming_known_ids(document: dict[str, Any], seeded: Seeded) -> dict[str, Any]
         for operation in item.values():
             ids = [uuid.uuid4() for _ in range(3)] if path == "/internal/users/{id}" else known
             for parameter in operation.get("parameters", ()):
-                if parameter["in"] == "path":
+                if parameter["in"] == "path" and parameter["name"] == "id":
                     parameter["schema"] = _enum(ids)
             if body := operation.get("requestBody"):
                 bodies.add(body["content"]["application/json"]["schema"]["$ref"].split("/")[-1])
@@ -149,7 +152,12 @@ class StateRules:
       requests never fill a wallet;
     - a revenue report's `to_ms` not after its `from_ms`, or more than 366 days after
       it (422 `invalid_range`): it becomes a day after `from_ms` (within the last time
-      there is).
+      there is);
+    - commission rates out of order (422 `invalid_rate_bounds`) or rules the engine
+      would not use as written (422 `invalid_rule`: one beaten by another wherever it
+      matches, a rate outside the bounds, a window that has passed): the rates are
+      put in order, and the first rule alone is kept, at the base rate, its window
+      ending an hour from now at the earliest.
     """
 
     def __init__(self) -> None:
@@ -169,6 +177,27 @@ class StateRules:
             case.body["end_time_ms"] = now_ms() + 2 * HOUR_MS + next(self._extensions) * 60_000
         elif path.endswith("/wallet/credits") and (amount := _whole(case.body.get("amount_kobo"))):
             case.body["amount_kobo"] = min(amount, MAX_CREDIT_KOBO)
+        elif path.startswith("/internal/admin/commission-rates/"):
+            _rates_in_order(case.body)
+
+
+def _rates_in_order(body: dict[str, Any]) -> None:
+    names = [name for name in ("min_rate", "base_rate", "max_rate") if body.get(name) is not None]
+    if not all(isinstance(body[name], str) for name in names):
+        return
+    for name, rate in zip(names, sorted((body[name] for name in names), key=Decimal), strict=True):
+        body[name] = rate
+    rules = body.get("rules")
+    if not isinstance(rules, list) or not rules or not isinstance(rules[0], dict):
+        return
+    rule = {**rules[0], "rate": body["base_rate"]}
+    until = _whole(rule.get("until_ms"))
+    if until is not None:
+        rule["until_ms"] = until = max(until, now_ms() + HOUR_MS)
+        start = _whole(rule.get("from_ms"))
+        if start is not None and start >= until:
+            rule["from_ms"] = until - 1
+    body["rules"] = [rule]
 
 
 MAX_CREDIT_KOBO = 10**12
@@ -230,7 +259,11 @@ def config(base_url: str, seeded: Seeded) -> Any:
             "request-timeout": 30,
             "operations": [
                 {
-                    "include-path-regex": "^/internal/(?!admin/auctions/)",
+                    "include-path-regex": "^/internal/admin/commission-rates/",
+                    "headers": bearer(seeded.admin_token),
+                },
+                {
+                    "include-path-regex": "^/internal/(?!admin/auctions/|admin/commission-rates/)",
                     "headers": bearer(SERVICE_TOKEN),
                 },
                 {

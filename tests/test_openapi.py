@@ -63,12 +63,17 @@ def test_every_route_of_the_app_is_documented_and_nothing_more() -> None:
 
 
 def test_internal_routes_take_the_service_token_and_staff_actions_a_jwt() -> None:
+    jwt, service = {"bearerJWT": []}, {"serviceToken": []}
     for path, item in build_document()["paths"].items():
         for method, operation in item.items():
             if path.startswith("/internal/admin/auctions/"):  # the audit log names the person
-                assert operation["security"] == [{"bearerJWT": []}], (method, path)
+                assert operation["security"] == [jwt], (method, path)
+            elif path.startswith("/internal/admin/commission-rates"):
+                # Set by an admin (audited: a JWT); read by staff or by the platform.
+                expected = [jwt] if method == "put" else [jwt, service]
+                assert operation["security"] == expected, (method, path)
             elif path.startswith("/internal/"):
-                assert operation["security"] == [{"serviceToken": []}], (method, path)
+                assert operation["security"] == [service], (method, path)
 
 
 def test_every_id_in_a_path_is_a_declared_uuid_and_every_ref_resolves() -> None:
@@ -83,6 +88,9 @@ def test_every_id_in_a_path_is_a_declared_uuid_and_every_ref_resolves() -> None:
             if "{id}" in path:
                 assert ids == [{**ids[0], "name": "id", "required": True}]
                 assert ids[0]["schema"] == {"type": "string", "format": "uuid"}
+            elif "{service_type}" in path:  # the service types the engine reads a rate for
+                assert ids == [{**ids[0], "name": "service_type", "required": True}]
+                assert ids[0]["schema"] == {"type": "string", "enum": ["auction_sale"]}
             else:
                 assert ids == []
 
@@ -275,7 +283,7 @@ class Documented:
         data: str | None = None,
         query: str = "",
     ) -> Reply:
-        path = template.replace("{id}", str(id_)) + query
+        path = template.replace("{id}", str(id_)).replace("{service_type}", str(id_)) + query
         reply = await self.api.call(method, path, token=token, json_body=body, data=data)
         operation = find_operation(method, template)
         assert operation is not None, (method, template)
@@ -403,6 +411,14 @@ async def test_every_documented_success_matches_its_struct(api: Api) -> None:
     assert (await doc.call("GET", "/api/me/auctions", token=dealer, query="?limit=5")).status == 200
     report = "?from_ms=0&to_ms=86400000"
     assert (await doc.service("GET", "/internal/admin/revenue", query=report)).status == 200
+    admin_token = token_for(await api.user(role="admin"), "admin")
+    rates = {"base_rate": "0.0350", "reason": "The board's new price list"}
+    template = "/internal/admin/commission-rates/{service_type}"
+    assert (
+        await doc.call("PUT", template, "auction_sale", token=admin_token, body=rates)
+    ).status == 200
+    assert (await doc.call("GET", "/internal/admin/commission-rates", token=staff)).status == 200
+    assert (await doc.service("GET", "/internal/admin/commission-rates")).status == 200
     assert (await doc.call("GET", "/api/auctions/{id}/log", live)).status == 200
     bidder_token = token_for(bidder)
     assert (

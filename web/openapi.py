@@ -30,7 +30,19 @@ import msgspec
 from aiohttp import web
 
 import bidcore
-from engine import admin, auctions, ifbid, money, payments, references, text, users, vehicles
+from engine import (
+    admin,
+    auctions,
+    commission,
+    commission_rates,
+    ifbid,
+    money,
+    payments,
+    references,
+    text,
+    users,
+    vehicles,
+)
 from engine.auctions import BidHistory, Snapshot
 from engine.ifbid import OfferBody, OfferRequest
 from engine.publiclog import LogBody, Opening
@@ -44,6 +56,11 @@ from engine.vehicles import VehicleCreate
 from engine.wallet import WalletBody, WalletChange, WalletMovement
 from web import public_api, seller_api, vehicles_api
 from web.admin_api import ACTIONS, ActionRequest, AdminOutcome
+from web.commission_api import (
+    CommissionRateEnvelope,
+    CommissionRateList,
+    CommissionRateRequest,
+)
 from web.errors import DuplicateVinEnvelope, ErrorEnvelope
 from web.keys import CLOCK
 from web.messages import (
@@ -82,7 +99,8 @@ class OpenApiDocument(msgspec.Struct, frozen=True):
     """`/openapi.json` itself: an object (its own schema is OpenAPI's)."""
 
 
-Auth = Literal["user", "service"]
+#: Who may call: a user's JWT, the service token, or either (a staff member's or the platform).
+Auth = Literal["user", "service", "user_or_service"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +133,8 @@ class Operation:
     conflict: type[msgspec.Struct] | None = None  # the 409 body, when not the plain envelope
     #: The body's schema by name, when it is not the struct's own (`_rules` makes it).
     body_schema: str | None = None
+    #: Path parameters other than `{id}` (a UUID, always), as `Query` says them.
+    path_parameters: tuple[Query, ...] = ()
 
     @property
     def body_name(self) -> str | None:
@@ -600,6 +620,53 @@ OPERATIONS: tuple[Operation, ...] = (
             f"{MAX_DAYS} days: 422 `invalid_range`."
         ),
     ),
+    Operation(
+        "GET",
+        "/internal/admin/commission-rates",
+        "The platform's commission rates: every row of commission_rates",
+        "admin",
+        {200: CommissionRateList, **_errors(*_USER)},
+        auth="user_or_service",
+        description=(
+            "The platform's service token (as the revenue report), or a manager's or an "
+            "admin's JWT (anyone else: 403). Every row, by `service_type`: rates as decimal "
+            "strings (`0.0350` is 3.5 %), `min_rate` and `max_rate` null when unbounded, "
+            "`rules` as stored, who last set it and when (`updated_at_ms`). The engine reads "
+            f"`{commission.SERVICE_TYPE}` for an auction's sale: the most specific matching "
+            "rule's rate, else `base_rate`, within the bounds, as it stood when the auction "
+            "ended."
+        ),
+    ),
+    Operation(
+        "PUT",
+        "/internal/admin/commission-rates/{service_type}",
+        "Set a service type's commission rates (an admin's JWT)",
+        "admin",
+        {200: CommissionRateEnvelope, **_errors(*_USER, *_BODY, 404)},
+        auth="user",
+        body=CommissionRateRequest,
+        path_parameters=(
+            Query(
+                "service_type",
+                {"type": "string", "enum": list(commission.SERVICE_TYPES)},
+                "A service type the engine reads a rate for (else 404 `unknown_service_type`).",
+            ),
+        ),
+        description=(
+            "An admin's JWT only: a manager's is 403, the service token 401 (the audit log "
+            "names the person). The whole row: a field left out is cleared (no bound, no "
+            "rules). Applies to auctions that end after it; one that ended before keeps the "
+            "rate of its end, even if it settles later. `reason` is required (≤ "
+            f"{admin.MAX_REASON} characters). Rates are decimal strings (a JSON number is "
+            "422 `invalid_rate`); `min_rate` ≤ `base_rate` ≤ `max_rate` where given (else "
+            "422 `invalid_rate_bounds`). Each rule's rate within the bounds, `from_ms` before "
+            "`until_ms`, `until_ms` after now, and each rule must set the rate of some "
+            "auction: not beaten wherever it matches by an earlier rule as specific or by a "
+            "more specific one (else 422 `invalid_rule`, naming the rule). One transaction "
+            "with its audit row (old and new row, the admin, the reason, the IP address). "
+            "Answers with the row as stored."
+        ),
+    ),
     *(_admin_operation(name) for name in ACTIONS),
 )
 
@@ -711,6 +778,11 @@ _RESERVE_RULE: Json = {
         _when_type("no_reserve", {"properties": {"reserve_price_kobo": {"type": "null"}}}),
     ]
 }
+_RATE: Json = {
+    "type": "string",
+    "pattern": f"^{commission_rates.RATE_FORM}$",
+    "description": 'A decimal string from "0" to "1", at most four decimals ("0.0350" is 3.5 %).',
+}
 _REASON = _described(
     _text(admin.MAX_REASON, required=True, controls=text.MULTILINE_CONTROL_CHARACTERS),
     "Why (kept in the audit log, trimmed); new lines and tabs are fine.",
@@ -737,6 +809,70 @@ def _rules(latest_year: int) -> dict[str, Rules]:
     latest model year (it moves with the calendar)."""
     action = Rules(replace={"reason": _REASON}, required=("reason",))
     return {
+        "CommissionRateRequest": Rules(
+            replace={
+                "base_rate": _RATE,
+                "min_rate": _described(
+                    {"anyOf": [_RATE, {"type": "null"}]},
+                    "At most `base_rate`; left out or null: no lower bound.",
+                ),
+                "max_rate": _described(
+                    {"anyOf": [_RATE, {"type": "null"}]},
+                    "At least `base_rate` (and `min_rate`); left out or null: no upper bound.",
+                ),
+                "rules": {
+                    "type": "array",
+                    "items": {"$ref": REF.format(name="CommissionRule")},
+                    "maxItems": commission_rates.MAX_RULES,
+                    "default": [],
+                    "description": (
+                        "Overrides of `base_rate`: the most specific that matches an auction "
+                        "(its creator's role and its vehicle's body type over either, over "
+                        "none; the first listed among equals) sets its rate."
+                    ),
+                },
+                "reason": _REASON,
+            },
+            required=("reason",),
+        ),
+        "CommissionRateBody": Rules(
+            replace={
+                "rules": {
+                    "description": (
+                        "The overrides as stored: set through the API, a list of "
+                        "CommissionRule with each rate to four decimals and no null field; "
+                        "a value written in SQL is shown as it is."
+                    )
+                }
+            }
+        ),
+        "CommissionRule": Rules(
+            replace={
+                "rate": _described(_RATE, "Within `min_rate`..`max_rate` where given."),
+                "seller_role": _described(
+                    {"anyOf": [_one_of(commission_rates.RULE_ROLES), {"type": "null"}]},
+                    "The auction's creator's role; left out or null: any.",
+                ),
+                "body_type": _described(
+                    {
+                        "anyOf": [
+                            _text(commission_rates.BODY_TYPE_MAX, required=True),
+                            {"type": "null"},
+                        ]
+                    },
+                    "The vehicle's body type, compared without case (trimmed); left out or "
+                    "null: any.",
+                ),
+                "from_ms": _described(
+                    {"anyOf": [_integer(0, bidcore.MAX_TIME_MS), {"type": "null"}]},
+                    "For auctions ending at or after it; before `until_ms`.",
+                ),
+                "until_ms": _described(
+                    {"anyOf": [_integer(0, bidcore.MAX_TIME_MS), {"type": "null"}]},
+                    "For auctions ending before it; after now.",
+                ),
+            }
+        ),
         "BidRequest": Rules(
             fields={
                 # Raw in the struct, so that a wrong amount gets the rule's `invalid_amount`.
@@ -963,16 +1099,17 @@ def _parameters(operation: Operation) -> list[Json]:
                 "description": "A UUID.",
             }
         )
-    for query in operation.query:
-        parameters.append(
-            {
-                "name": query.name,
-                "in": "query",
-                "required": query.required,
-                "schema": copy.deepcopy(query.schema),
-                "description": query.description,
-            }
-        )
+    for place, given in (("path", operation.path_parameters), ("query", operation.query)):
+        for query in given:
+            parameters.append(
+                {
+                    "name": query.name,
+                    "in": place,
+                    "required": query.required or place == "path",
+                    "schema": copy.deepcopy(query.schema),
+                    "description": query.description,
+                }
+            )
     return parameters
 
 
@@ -980,6 +1117,7 @@ _SECURITY: dict[Auth | None, list[Json]] = {
     None: [],
     "user": [{"bearerJWT": []}],
     "service": [{"serviceToken": []}],
+    "user_or_service": [{"bearerJWT": []}, {"serviceToken": []}],
 }
 
 
