@@ -2,31 +2,12 @@
 //! where it is decided, chained on the row before it.
 
 use bidcore_rules::bidlog::{bid_hash, genesis, header_state, LogEntry, LogHash};
-use bidcore_rules::{
-    Accepted, AuctionSpec, BidRequest, Core, MaxOutcome, Outcome, Restore, MAX_AMOUNT,
-};
+use bidcore_rules::{Accepted, BidRequest, Core, MaxOutcome, Outcome, Restore, MAX_AMOUNT};
+
+mod common;
+use common::{spec, END, PRICE, START, STEP};
 
 const AUCTION: u128 = 0x1234_5678_9abc_def0_1122_3344_5566_7788;
-const START: i64 = 1_000_000;
-const END: i64 = 10_000_000;
-const PRICE: i64 = 100_000_000;
-const STEP: i64 = 5_000_000;
-
-fn spec(id: u128) -> AuctionSpec {
-    AuctionSpec {
-        id,
-        sellers: vec![0xAAAA],
-        start_time: START,
-        end_time: END,
-        start_price: PRICE,
-        increment: STEP,
-        reserve: None,
-        deposit_bp: 2000,
-        snipe_window: 120_000,
-        snipe_extension: 120_000,
-        pool: None,
-    }
-}
 
 struct World {
     core: Core,

@@ -5,26 +5,20 @@ use bidcore_rules::{
     deposit, Accepted, AuctionSpec, BidRequest, Core, MaxOutcome, MaxSet, Outcome, Reason,
 };
 
-const START: i64 = 1_000_000;
-const END: i64 = 10_000_000;
-const STEP: i64 = 50;
-const RICH: i64 = 1_000_000_000;
+mod common;
+use common::{END, START};
 
+const STEP: i64 = 50;
+
+/// The shared terms at a start price of 100 kobo and a STEP of 50.
 fn spec(id: u128) -> AuctionSpec {
     AuctionSpec {
-        id,
-        sellers: vec![0xAAAA],
-        start_time: START,
-        end_time: END,
         start_price: 100,
         increment: STEP,
-        reserve: None,
-        deposit_bp: 2000,
-        snipe_window: 120_000,
-        snipe_extension: 120_000,
-        pool: None,
+        ..common::spec(id)
     }
 }
+const RICH: i64 = 1_000_000_000;
 
 struct World {
     core: Core,

@@ -3,27 +3,18 @@
 
 use bidcore_rules::{deposit, AuctionSpec, BidRequest, Core, MaxOutcome, Outcome, Reason, Restore};
 
-const START: i64 = 1_000_000;
-const END: i64 = 10_000_000;
-const PRICE: i64 = 100_000_000;
-const STEP: i64 = 5_000_000;
-const DEPOSIT: i64 = 20_000_000; // deposit(PRICE) at 20 %
+mod common;
+use common::{END, PRICE, START, STEP};
 
+/// The shared terms in pool `pool`.
 fn spec(id: u128, pool: Option<u32>) -> AuctionSpec {
     AuctionSpec {
-        id,
-        sellers: vec![0xAAAA],
-        start_time: START,
-        end_time: END,
-        start_price: PRICE,
-        increment: STEP,
-        reserve: None,
-        deposit_bp: 2000,
-        snipe_window: 120_000,
-        snipe_extension: 120_000,
         pool,
+        ..common::spec(id)
     }
 }
+
+const DEPOSIT: i64 = 20_000_000; // deposit(PRICE) at 20 %
 
 fn bid(auction: u32, user: u32, amount: i64) -> BidRequest {
     BidRequest {

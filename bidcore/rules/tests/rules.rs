@@ -5,27 +5,8 @@ use bidcore_rules::{
     MAX_AMOUNT, MAX_BALANCE, MAX_TIME_MS,
 };
 
-const SELLER: u128 = 0xAAAA;
-const START: i64 = 1_000_000;
-const END: i64 = 10_000_000;
-const PRICE: i64 = 100_000_000; // ₦1,000,000
-const STEP: i64 = 5_000_000; // ₦50,000
-
-fn spec(id: u128) -> AuctionSpec {
-    AuctionSpec {
-        id,
-        sellers: vec![SELLER],
-        start_time: START,
-        end_time: END,
-        start_price: PRICE,
-        increment: STEP,
-        reserve: None,
-        deposit_bp: 2000,
-        snipe_window: 120_000,
-        snipe_extension: 120_000,
-        pool: None,
-    }
-}
+mod common;
+use common::{spec, END, PRICE, SELLER, START, STEP};
 
 struct World {
     core: Core,
